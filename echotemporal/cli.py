@@ -47,5 +47,241 @@ def main(verbose: bool) -> None:
 # ---- commands are added below, one block each, in the order of DESIGN.md §8 ----
 
 
+@main.command()
+@click.argument("seq", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Corrected sequence [default: <stem>_smoothed.nii.gz beside SEQ].")
+@click.option("--method", type=click.Choice(["arvae", "gaussian", "none"]), default=None,
+              help="Correction method [default: arvae, or the --config preset's].")
+@click.option("--weights", default=None, metavar="W", help="Model weights file or name [default: shipped model].")
+@click.option("--info", "info_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="CAMUS Info_{2CH,4CH}.cfg giving ED/ES (else detected from the volume curve).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Smoothing preset YAML (see configs/smoothing.yaml); flags override it.")
+@click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder for the CSV/JSON/figures [default: the output's folder].")
+@click.option("--plot/--no-plot", default=False, show_default=True, help="Write the volume and attribute figures.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@_friendly_errors
+def smooth(seq: Path, output: Path | None, method: str | None, weights: str | None, info_path: Path | None,
+           config_path: Path | None, report_dir: Path | None, plot: bool, overwrite: bool) -> None:
+    """Correct the temporal and anatomical glitches of one segmented sequence SEQ."""
+    from echotemporal.config import SmoothingConfig, load_config
+    from echotemporal.export import summary_line
+    from echotemporal.pipeline import smooth_file
+
+    config = load_config(config_path, SmoothingConfig) if config_path is not None else None
+    result = smooth_file(seq, output, method=method, model=weights, config=config, info_path=info_path,
+                         report_dir=report_dir, plot=plot, overwrite=overwrite)
+    click.echo(summary_line(result))
+
+
+@main.command()
+@click.argument("seq", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON instead of a summary.")
+@click.option("--info", "info_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="CAMUS Info_{2CH,4CH}.cfg giving ED/ES (else detected from the volume curve).")
+@_friendly_errors
+def check(seq: Path, as_json: bool, info_path: Path | None) -> None:
+    """Report inconsistent frames, anatomical validity and clinical indices of SEQ (no model)."""
+    import json
+
+    from echotemporal.report import check_file, format_report
+
+    report = check_file(seq, info_path)
+    for message in report["warnings"]:
+        click.echo(f"warning: {message}", err=True)
+    click.echo(json.dumps(report, indent=2, allow_nan=False) if as_json else format_report(report))
+
+
+@main.command()
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path, file_okay=False), default="echotemporal-demo",
+              show_default=True, help="Folder for the phantom, its correction, report and figures.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Phantom and corruption seed.")
+@click.option("--weights", default=None, metavar="W", help="Model weights file or name [default: shipped model].")
+@click.option("--overwrite", is_flag=True, help="Replace existing demo files.")
+@_friendly_errors
+def demo(output_dir: Path, seed: int, weights: str | None, overwrite: bool) -> None:
+    """Smooth a generated, corrupted phantom with the shipped model and write everything to a folder."""
+    from echotemporal.export import summary_line
+    from echotemporal.pipeline import run_demo
+
+    result, files = run_demo(output_dir, seed=seed, overwrite=overwrite, model=weights)
+    click.echo(f"{summary_line(result)}; demo files in {output_dir}/ "
+               f"(figures {files['volume_figure'].name}, {files['attributes_figure'].name})")
+
+
+@main.command()
+@click.argument("camus_root", type=click.Path(path_type=Path, file_okay=False))
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Output folder: corrected tree mirroring CAMUS_ROOT, tables, config.yaml.")
+@click.option("--suffix", default="_half_sequence_gt", show_default=True,
+              help="File-name part after the view, e.g. _half_sequence_gt or your segmenter's _half_sequence_pred.")
+@click.option("--views", default="2CH,4CH", show_default=True, help="Comma-separated views to process.")
+@click.option("--method", type=click.Choice(["arvae", "gaussian", "none"]), default=None,
+              help="Correction method [default: arvae, or the --config preset's].")
+@click.option("--weights", default=None, metavar="W", help="Model weights file or name [default: shipped model].")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Smoothing preset YAML (see configs/smoothing.yaml); flags override it.")
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Local worker processes, one model and one torch thread each (0: in this process).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run on an existing Dask cluster instead, e.g. tcp://host:8786 (needs echotemporal[dask]).")
+@click.option("--resume", is_flag=True, help="Keep the sequences OUT already finished; process the rest.")
+@click.option("--overwrite", is_flag=True, help="Redo a batch into an OUT that already holds results.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@_friendly_errors
+def batch(camus_root: Path, out_dir: Path, suffix: str, views: str, method: str | None, weights: str | None,
+          config_path: Path | None, workers: int, scheduler: str | None, resume: bool, overwrite: bool,
+          progress: bool) -> None:
+    """Smooth every sequence of a CAMUS tree CAMUS_ROOT; per-sequence, per-frame and patient tables in OUT."""
+    from echotemporal.batch import run_batch
+    from echotemporal.config import SmoothingConfig, load_config
+
+    config = load_config(config_path, SmoothingConfig) if config_path is not None else None
+    view_list = tuple(v.strip() for v in views.split(",") if v.strip())
+    try:
+        summary = run_batch(camus_root, out_dir, suffix=suffix, views=view_list, method=method, weights=weights,
+                            config=config, workers=workers, scheduler=scheduler, resume=resume,
+                            overwrite=overwrite, progress=progress)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: tables of the finished sequences are in {out_dir}/; rerun with --resume", err=True)
+        sys.exit(130)
+    click.echo(f"{summary.n_ok} ok, {summary.n_failed} failed"
+               + (f" ({summary.n_skipped} from an earlier run)" if summary.n_skipped else "")
+               + f" of {summary.n_sequences} sequences in {summary.seconds:.1f} s; tables in {summary.out}/ "
+               f"(sequences.csv, frames.csv, patients.csv)")
+    if summary.n_failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--patient", default=None, metavar="ID", help="Only this patient's page (PDF or PNG by extension).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Review file [default: OUT/review.pdf, or OUT/review_<ID>.pdf with --patient].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing review file.")
+@_friendly_errors
+def plot(out_dir: Path, patient: str | None, output: Path | None, overwrite: bool) -> None:
+    """Review figures of a batch OUT: a cohort page and one page per patient (volume curves, EF, GLS)."""
+    from echotemporal.plotting.review import write_review
+
+    path, n_pages = write_review(out_dir, output, patient=patient, overwrite=overwrite)
+    click.echo(f"{n_pages} page(s) written to {path}")
+
+
+@main.command()
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for the CAMUS-layout phantom tree.")
+@click.option("--patients", type=click.IntRange(min=1), default=10, show_default=True, help="Number of patients.")
+@click.option("--corrupt/--clean", default=True, show_default=True,
+              help="Apply recorded corruptions (manifest.csv), or write clean sequences.")
+@click.option("--jitter/--no-jitter", default=True, show_default=True,
+              help="Expert-like annotation jitter (~1 px) on the _gt sequences.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Base seed (patient i uses (seed, i)).")
+@click.option("--overwrite", is_flag=True, help="Write into a non-empty folder, replacing files.")
+@_friendly_errors
+def phantom(output_dir: Path, patients: int, corrupt: bool, jitter: bool, seed: int, overwrite: bool) -> None:
+    """Write synthetic CAMUS-like patients (2CH+4CH half-sequences, exact truth, Info cfg, manifests)."""
+    import csv
+
+    from echotemporal.phantoms import write_phantom_tree
+
+    root = write_phantom_tree(output_dir, patients, corrupt=corrupt, seed=seed, overwrite=overwrite, jitter=jitter)
+    with open(root / "manifest.csv", newline="", encoding="utf-8") as handle:
+        n_rows = sum(1 for _ in csv.DictReader(handle))
+    click.echo(f"{patients} patient(s), {2 * patients} sequences, {n_rows} corrupted frame record(s) "
+               f"written to {root}/ (manifest.csv, manifest.json)")
+
+
+@main.command()
+@click.argument("source")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="HDF5 training set to write.")
+@click.option("--phantoms", type=click.IntRange(min=0), default=None,
+              help="Parametric phantom sequences to add [default: 400 for 'phantoms', else 0].")
+@click.option("--copies", type=click.IntRange(min=1), default=2, show_default=True,
+              help="real-shapes: sequences per patient and view.")
+@click.option("--suffix", default="_half_sequence_gt", show_default=True, help="CAMUS tree: file suffix to use.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="YAML with an 'alignment' section (grid_size, fill_fraction).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@_friendly_errors
+def prepare(source: str, output: Path, phantoms: int | None, copies: int, suffix: str, config_path: Path | None,
+            seed: int, overwrite: bool) -> None:
+    """Build an HDF5 training set: SOURCE is a CAMUS tree, 'real-shapes' or 'phantoms'."""
+    import itertools
+
+    from echotemporal.config import AlignmentConfig, load_config
+    from echotemporal.dataset import camus_sequences, phantom_sequences, prepare_dataset, real_shape_sequences
+
+    cfg = load_config(config_path, AlignmentConfig, "alignment") if config_path else AlignmentConfig()
+    if output.exists() and not overwrite:
+        raise click.ClickException(f"{output}: exists; pass --overwrite or choose another -o path")
+    if source == "real-shapes":
+        sources = [real_shape_sequences(("train", "val"), copies=copies, seed=seed)]
+    elif source == "phantoms":
+        phantoms = 400 if phantoms is None else phantoms
+        sources = []
+    elif Path(source).is_dir():
+        sources = [camus_sequences(source, suffix=suffix)]
+    else:
+        raise click.ClickException(f"{source}: not a folder; SOURCE is a CAMUS tree, 'real-shapes' or 'phantoms'")
+    if phantoms:
+        sources.append(phantom_sequences(phantoms, seed=seed))
+    counts = prepare_dataset(itertools.chain(*sources), output, config=cfg, seed=seed, overwrite=overwrite,
+                             description=f"echotemporal prepare {source}")
+    click.echo(f"{sum(counts.values())} frames ({', '.join(f'{k} {v}' for k, v in counts.items())}) written to {output}")
+
+
+@main.command()
+@click.argument("data", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Checkpoint to write.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="YAML with 'model' and 'training' sections (e.g. configs/default_model.yaml).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override training.epochs.")
+@click.option("--max-minutes", type=click.FloatRange(min=0.01), default=None, help="Override training.max_minutes.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Override training.num_threads.")
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT's .last.pt state.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint.")
+@_friendly_errors
+def train(data: Path, output: Path, config_path: Path | None, epochs: int | None, max_minutes: float | None,
+          threads: int | None, resume: bool, overwrite: bool) -> None:
+    """Train the AR-VAE on a training set from `echotemporal prepare`; writes the best checkpoint."""
+    import dataclasses
+
+    from echotemporal.config import ModelConfig, TrainingConfig, load_config
+    from echotemporal.training import train_model
+
+    model_cfg = load_config(config_path, ModelConfig, "model") if config_path else ModelConfig()
+    train_cfg = load_config(config_path, TrainingConfig, "training") if config_path else TrainingConfig()
+    flags = {"epochs": epochs, "max_minutes": max_minutes, "num_threads": threads}
+    train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in flags.items() if v is not None})
+    summary = train_model(data, output, model_config=model_cfg, config=train_cfg, resume=resume, overwrite=overwrite)
+    best = summary["best_validation"]
+    click.echo(f"{summary['epochs']} epochs, {summary['minutes']:.1f} min; best validation Dice LV "
+               f"{best.get('dice_lv', float('nan')):.4f} MYO {best.get('dice_myo', float('nan')):.4f}; written to {output}")
+
+
+@main.command()
+@click.option("--weights", default=None, metavar="W", help="Registered name or checkpoint path [default: shipped model].")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Figure (.png/.pdf).")
+@click.option("--steps", type=click.IntRange(min=2), default=7, show_default=True, help="Decoded frames per dim.")
+@click.option("--span", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Sweep ±span·σ.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing figure.")
+@_friendly_errors
+def traverse(weights: str | None, output: Path, steps: int, span: float, overwrite: bool) -> None:
+    """Figure: decode a sweep of each attribute dim around the mean shape, with measured attributes."""
+    from echotemporal.model import latent_traversal, plot_traversal
+    from echotemporal.pretrained import load_model
+
+    if output.exists() and not overwrite:
+        raise click.ClickException(f"{output}: exists; pass --overwrite or choose another -o path")
+    model = load_model(weights)
+    trav = latent_traversal(model, n_steps=steps, span=span)
+    plot_traversal(trav, output)
+    click.echo(f"{len(trav['names'])} dims x {steps} steps written to {output} (weights sha256 {model.sha256[:12]})")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

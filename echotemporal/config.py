@@ -54,27 +54,42 @@ class ModelConfig:
 
     grid_size: int = 128
     n_classes: int = 3
-    latent_dim: int = 24
+    latent_dim: int = 32
     n_attributes: int = 7
-    channels: tuple[int, ...] = (16, 32, 48, 64, 96)
+    channels: tuple[int, ...] = (8, 24, 48, 64, 96)
 
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Training loop and AR-VAE loss weights (Pati & Lerch 2021; Painchaud et al. 2022)."""
+    """Training loop and AR-VAE loss weights (Pati & Lerch 2021; Painchaud et al. 2022).
 
-    epochs: int = 60
+    Attributes:
+        epochs: maximum passes over the training frames.
+        batch_size: frames per step (also the pool of AR-loss pairs).
+        learning_rate: Adam peak learning rate (cosine decay over steps or ``max_minutes``).
+        weight_decay: Adam weight decay.
+        beta_kl: KL weight β (linear warm-up over the first epoch).
+        gamma_attr: attribute-regularization weight γ.
+        delta_attr: tanh sharpness δ of the AR loss.
+        dice_weight: weight of the soft-Dice reconstruction term (cross-entropy has weight 1).
+        patience: epochs without validation improvement before early stopping.
+        seed: torch/numpy seed.
+        num_threads: torch intra-op threads.
+        max_minutes: wall-clock training budget; the best checkpoint so far is kept when it runs out.
+    """
+
+    epochs: int = 40
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     weight_decay: float = 0.0
-    beta_kl: float = 1e-3
-    gamma_attr: float = 1.0
+    beta_kl: float = 1e-4
+    gamma_attr: float = 0.5
     delta_attr: float = 10.0
     dice_weight: float = 1.0
-    patience: int = 10
+    patience: int = 6
     seed: int = 0
     num_threads: int = 2
-    max_minutes: float = 55.0
+    max_minutes: float = 50.0
 
 
 @dataclass(frozen=True)

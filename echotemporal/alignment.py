@@ -1,0 +1,331 @@
+"""Canonical per-sequence alignment onto the model grid, and its inverse (DESIGN.md §4.2).
+
+One similarity transform per sequence (never per frame: per-frame registration would hide the very
+shifts the temporal module must correct):
+
+* centre: centroid of the time-averaged LV∪MYO, in mm;
+* rotation: the principal axis of the time-averaged LV (second moments in mm) becomes vertical, apex
+  towards grid row 0 (inputs are apex-up by convention, so the axis end nearer row 0 is the apex end);
+* scale: the largest LV∪MYO half-extent over all frames, measured from the centre in the rotated frame,
+  fills ``fill_fraction`` of the half grid; grid pixels are isotropic.
+
+Forward (labels → grid) takes a 3×3 supersampled majority vote per grid pixel: native CAMUS pixels are
+3-4× smaller than grid pixels and plain nearest neighbour would alias the borders. Inverse resamples the
+decoder's class probabilities bilinearly (``torch.nn.functional.grid_sample``) onto the native grid,
+only inside the native box that the grid's foreground maps to (outside: background with probability 1);
+the caller argmaxes, which gives smooth native-resolution edges.
+
+Coordinates: native physical ``(y_mm, x_mm) = (row*row_mm, col*col_mm)``; grid offsets ``u`` in mm from
+the grid centre; ``p = centre + R @ u``; grid pixel ``(i, j) = u / scale + (G-1)/2``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from echotemporal.config import AlignmentConfig
+from echotemporal.labels import Label
+
+__all__ = [
+    "SequenceAlignment",
+    "fit_alignment",
+    "to_grid",
+    "probabilities_to_native",
+    "probabilities_to_native_labels",
+    "grid_to_native_coords",
+]
+
+_SUPERSAMPLE = 3  # sub-samples per grid-pixel side for the forward majority vote
+
+
+@dataclass(frozen=True)
+class SequenceAlignment:
+    """A similarity transform between a native sequence and the isotropic model grid.
+
+    Attributes:
+        center_mm: (2,) (y_mm, x_mm) of the grid centre in native physical coordinates.
+        rotation: (2, 2) proper rotation R with ``p - center = R @ u`` (u: grid offset in mm, (row, col)).
+        scale_mm: size of one grid pixel in mm (isotropic).
+        spacing_mm: native (row_mm, col_mm).
+        native_shape: native (H, W).
+        grid_size: G, side of the square model grid.
+        angle_deg: rotation angle in degrees (LV axis tilt from vertical that was removed).
+    """
+
+    center_mm: tuple[float, float]
+    rotation: tuple[tuple[float, float], tuple[float, float]]
+    scale_mm: float
+    spacing_mm: tuple[float, float]
+    native_shape: tuple[int, int]
+    grid_size: int
+    angle_deg: float = 0.0
+
+    @property
+    def rotation_matrix(self) -> np.ndarray:
+        """(2, 2) float64 rotation matrix R."""
+        return np.asarray(self.rotation, dtype=np.float64)
+
+
+def _weighted_moments(weights: np.ndarray, spacing_mm: tuple[float, float]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Centroid (2,) and covariance (2, 2) in mm of a non-negative (H, W) weight map; None if empty."""
+    total = float(weights.sum())
+    if total <= 0:
+        return None
+    rows = np.arange(weights.shape[0], dtype=np.float64) * spacing_mm[0]
+    cols = np.arange(weights.shape[1], dtype=np.float64) * spacing_mm[1]
+    w_r = weights.sum(axis=1)
+    w_c = weights.sum(axis=0)
+    my = float(w_r @ rows) / total
+    mx = float(w_c @ cols) / total
+    dy = rows - my
+    dx = cols - mx
+    cyy = float(w_r @ (dy * dy)) / total
+    cxx = float(w_c @ (dx * dx)) / total
+    cyx = float(dy @ weights @ dx) / total
+    return np.array([my, mx]), np.array([[cyy, cyx], [cyx, cxx]])
+
+
+def fit_alignment(
+    labels: np.ndarray,
+    spacing_mm: tuple[float, float],
+    config: AlignmentConfig = AlignmentConfig(),
+) -> SequenceAlignment:
+    """Fit the one canonical similarity transform of a sequence.
+
+    Args:
+        labels: (T, H, W) or (H, W) uint8 CAMUS label map, apex towards row 0.
+        spacing_mm: (row_mm, col_mm) native pixel size.
+        config: grid size and fill fraction.
+
+    Returns:
+        The SequenceAlignment used for every frame of the sequence. A sequence without any LV/MYO
+        (degenerate) warns and gets an identity-orientation transform covering the whole image.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = labels[None]
+    T, H, W = labels.shape
+    spacing = (float(spacing_mm[0]), float(spacing_mm[1]))
+    G = int(config.grid_size)
+
+    # Work inside the bounding box of the heart: moments over a crop are the same, and 5-10x cheaper.
+    heart = (labels == Label.LV) | (labels == Label.MYO)
+    heart_any = heart.any(axis=0)
+    if not heart_any.any():
+        warnings.warn("fit_alignment: no LV or MYO in any frame; using the whole image unrotated", stacklevel=2)
+        center = np.array([(H - 1) * spacing[0] / 2, (W - 1) * spacing[1] / 2])
+        half = max(H * spacing[0], W * spacing[1]) / 2
+        return SequenceAlignment(
+            center_mm=(float(center[0]), float(center[1])),
+            rotation=((1.0, 0.0), (0.0, 1.0)),
+            scale_mm=float(2 * half / (config.fill_fraction * G)),
+            spacing_mm=spacing,
+            native_shape=(H, W),
+            grid_size=G,
+        )
+    rr = np.flatnonzero(heart_any.any(axis=1))
+    cc = np.flatnonzero(heart_any.any(axis=0))
+    r0, r1, c0, c1 = rr[0], rr[-1] + 1, cc[0], cc[-1] + 1
+    crop = labels[:, r0:r1, c0:c1]
+    heart_c = heart[:, r0:r1, c0:c1]
+    offset = np.array([r0 * spacing[0], c0 * spacing[1]])
+
+    centroid, _ = _weighted_moments(heart_c.sum(axis=0, dtype=np.float64), spacing)
+    center = centroid + offset
+
+    lv_mom = _weighted_moments((crop == Label.LV).sum(axis=0, dtype=np.float64), spacing)
+    if lv_mom is None:
+        v = np.array([-1.0, 0.0])
+    else:
+        evals, evecs = np.linalg.eigh(lv_mom[1])
+        v = evecs[:, int(np.argmax(evals))]
+        if v[0] > 0:  # point towards row 0: the apex end for apex-up inputs
+            v = -v
+    # R maps grid "up" (-1, 0) onto v: first column -v, second its proper-rotation partner.
+    R = np.array([[-v[0], v[1]], [-v[1], -v[0]]])
+    angle_deg = float(np.degrees(np.arctan2(v[1], -v[0])))
+
+    # Largest half-extent of LV∪MYO (union over frames) in the rotated frame, +half a native pixel.
+    pr, pc = np.nonzero(heart_any[r0:r1, c0:c1])
+    pts = np.stack([pr * spacing[0], pc * spacing[1]], axis=1) + offset - center
+    u = pts @ R  # = (R^T p)^T for each row
+    half = float(np.abs(u).max()) + 0.5 * max(spacing)
+    scale = 2.0 * half / (config.fill_fraction * G)
+    return SequenceAlignment(
+        center_mm=(float(center[0]), float(center[1])),
+        rotation=((float(R[0, 0]), float(R[0, 1])), (float(R[1, 0]), float(R[1, 1]))),
+        scale_mm=float(scale),
+        spacing_mm=spacing,
+        native_shape=(H, W),
+        grid_size=G,
+        angle_deg=angle_deg,
+    )
+
+
+def grid_to_native_coords(alignment: SequenceAlignment, grid_rc: np.ndarray) -> np.ndarray:
+    """Native (row, col) pixel coordinates of grid pixel coordinates.
+
+    Args:
+        alignment: the sequence's transform.
+        grid_rc: (..., 2) grid (row, col) in pixels, float.
+
+    Returns:
+        (..., 2) native (row, col) in pixels, float64.
+    """
+    g = np.asarray(grid_rc, dtype=np.float64)
+    u = (g - (alignment.grid_size - 1) / 2.0) * alignment.scale_mm
+    p = u @ alignment.rotation_matrix.T + np.asarray(alignment.center_mm)
+    return p / np.asarray(alignment.spacing_mm)
+
+
+def _native_to_grid_coords(alignment: SequenceAlignment, native_rc: np.ndarray) -> np.ndarray:
+    """Grid (row, col) pixel coordinates of native (..., 2) (row, col) pixel coordinates."""
+    p = np.asarray(native_rc, dtype=np.float64) * np.asarray(alignment.spacing_mm) - np.asarray(alignment.center_mm)
+    u = p @ alignment.rotation_matrix
+    return u / alignment.scale_mm + (alignment.grid_size - 1) / 2.0
+
+
+def to_grid(labels: np.ndarray, alignment: SequenceAlignment) -> np.ndarray:
+    """Resample a native label sequence onto the model grid.
+
+    Each grid pixel takes the majority label of 3×3 nearest-neighbour sub-samples (anti-aliased);
+    samples outside the native image count as background.
+
+    Args:
+        labels: (T, H, W) or (H, W) uint8 CAMUS labels on the native grid of ``alignment``.
+        alignment: the sequence's transform (same for every frame).
+
+    Returns:
+        (T, G, G) uint8 labels (all CAMUS labels kept; the model maps LA to background itself).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = labels[None]
+    T, H, W = labels.shape
+    G, k = alignment.grid_size, _SUPERSAMPLE
+    sub = (np.arange(G * k, dtype=np.float64) + 0.5) / k - 0.5  # sub-sample centres in grid pixels
+    # The map is affine, so native coordinates are separable sums (no (G*k)^2 x 2 matmul).
+    A, b = _grid_to_native_affine(alignment)
+    r = np.rint(b[0] + A[0, 0] * sub[:, None] + A[0, 1] * sub[None, :]).astype(np.int64)
+    c = np.rint(b[1] + A[1, 0] * sub[:, None] + A[1, 1] * sub[None, :]).astype(np.int64)
+    inside = (r >= 0) & (r < H) & (c >= 0) & (c < W)
+    flat = np.where(inside, r * W + c, 0)
+    # Reorder sub-samples so each grid pixel's k*k votes are contiguous: (G, k, G, k) -> (G, G, k*k).
+    flat = flat.reshape(G, k, G, k).transpose(0, 2, 1, 3).reshape(-1)
+    inside = inside.reshape(G, k, G, k).transpose(0, 2, 1, 3).reshape(-1)
+    vals = labels.reshape(T, H * W)[:, flat]  # (T, G*G*k*k)
+    vals[:, ~inside] = 0
+    n_labels = int(max(int(vals.max(initial=0)), 1)) + 1
+    # Majority vote per grid pixel by one bincount over (pixel, label) keys; ties go to the lower label.
+    keys = np.arange(T * G * G, dtype=np.int64).repeat(k * k) * n_labels + vals.reshape(-1)
+    counts = np.bincount(keys, minlength=T * G * G * n_labels).reshape(T, G, G, n_labels)
+    return counts.argmax(axis=-1).astype(np.uint8)
+
+
+def _grid_to_native_affine(alignment: SequenceAlignment) -> tuple[np.ndarray, np.ndarray]:
+    """(A (2, 2), b (2,)) with native (row, col) = A @ grid (row, col) + b."""
+    sp = np.asarray(alignment.spacing_mm)
+    A = alignment.rotation_matrix * alignment.scale_mm / sp[:, None]
+    b = (np.asarray(alignment.center_mm) - alignment.rotation_matrix @ np.full(2, (alignment.grid_size - 1) / 2.0 * alignment.scale_mm)) / sp
+    return A, b
+
+
+def _native_box(probs: np.ndarray, alignment: SequenceAlignment, threshold: float = 1e-3) -> tuple[int, int, int, int] | None:
+    """Native (r0, r1, c0, c1) box covering every grid pixel whose foreground probability > threshold."""
+    fg = (1.0 - probs[:, 0]).max(axis=0) > threshold
+    if not fg.any():
+        return None
+    G = alignment.grid_size
+    ii = np.flatnonzero(fg.any(axis=1))
+    jj = np.flatnonzero(fg.any(axis=0))
+    i0, i1 = max(ii[0] - 1.5, -0.5), min(ii[-1] + 1.5, G - 0.5)
+    j0, j1 = max(jj[0] - 1.5, -0.5), min(jj[-1] + 1.5, G - 0.5)
+    corners = np.array([[i0, j0], [i0, j1], [i1, j0], [i1, j1]])
+    nat = grid_to_native_coords(alignment, corners)
+    H, W = alignment.native_shape
+    r0 = int(np.clip(np.floor(nat[:, 0].min()), 0, H))
+    r1 = int(np.clip(np.ceil(nat[:, 0].max()) + 1, 0, H))
+    c0 = int(np.clip(np.floor(nat[:, 1].min()), 0, W))
+    c1 = int(np.clip(np.ceil(nat[:, 1].max()) + 1, 0, W))
+    if r1 <= r0 or c1 <= c0:
+        return None
+    return r0, r1, c0, c1
+
+
+def _sample_box(probs: np.ndarray, alignment: SequenceAlignment, box: tuple[int, int, int, int]):
+    """Bilinear resampling of (T, C, G, G) grid probabilities onto the native box; (T, C, h, w) tensor."""
+    import torch
+    import torch.nn.functional as F
+
+    r0, r1, c0, c1 = box
+    G = alignment.grid_size
+    rows = np.arange(r0, r1, dtype=np.float64)
+    cols = np.arange(c0, c1, dtype=np.float64)
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    g = _native_to_grid_coords(alignment, np.stack([rr, cc], axis=-1))
+    # grid_sample wants (x, y) = (col, row) normalised to [-1, 1] with align_corners=True.
+    norm = (g[..., ::-1] / (G - 1)) * 2.0 - 1.0
+    T = probs.shape[0]
+    grid = torch.from_numpy(np.ascontiguousarray(norm, dtype=np.float32))[None].expand(T, -1, -1, -1)
+    src = torch.from_numpy(np.ascontiguousarray(probs, dtype=np.float32))
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    # Outside the grid the zero padding leaves mass missing: it is background.
+    out[:, 0] += (1.0 - out.sum(dim=1)).clamp_(min=0.0)
+    return out
+
+
+def probabilities_to_native(probs: np.ndarray, alignment: SequenceAlignment) -> np.ndarray:
+    """Resample grid class probabilities back to the native grid (bilinear); the caller argmaxes.
+
+    Args:
+        probs: (T, C, G, G) class probabilities on the model grid (channel 0 = background).
+        alignment: the transform the sequence was aligned with.
+
+    Returns:
+        (T, C, H, W) float32 probabilities on the native grid; background probability 1 outside the
+        native box the grid's foreground maps to.
+    """
+    probs = np.asarray(probs, dtype=np.float32)
+    T, C = probs.shape[:2]
+    H, W = alignment.native_shape
+    out = np.zeros((T, C, H, W), dtype=np.float32)
+    out[:, 0] = 1.0
+    box = _native_box(probs, alignment)
+    if box is not None:
+        r0, r1, c0, c1 = box
+        out[:, :, r0:r1, c0:c1] = _sample_box(probs, alignment, box).numpy()
+    return out
+
+
+def probabilities_to_native_labels(probs: np.ndarray, alignment: SequenceAlignment) -> np.ndarray:
+    """Argmax of :func:`probabilities_to_native` without materialising the full-size probabilities.
+
+    Args:
+        probs: (T, C, G, G) class probabilities on the model grid.
+        alignment: the sequence's transform.
+
+    Returns:
+        (T, H, W) uint8 labels (class indices) on the native grid.
+    """
+    import torch
+
+    probs = np.asarray(probs, dtype=np.float32)
+    T = probs.shape[0]
+    H, W = alignment.native_shape
+    out = np.zeros((T, H, W), dtype=np.uint8)
+    box = _native_box(probs, alignment)
+    if box is not None:
+        r0, r1, c0, c1 = box
+        sampled = _sample_box(probs, alignment, box)
+        # A running max over channels: torch's argmax along a strided dim is ~10x slower here.
+        best = sampled[:, 0].clone()
+        lab = np.zeros((T, r1 - r0, c1 - c0), dtype=np.uint8)
+        for ch in range(1, sampled.shape[1]):
+            better = sampled[:, ch] > best
+            best = torch.maximum(best, sampled[:, ch])
+            lab[better.numpy()] = ch
+        out[:, r0:r1, c0:c1] = lab
+    return out

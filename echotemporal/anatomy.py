@@ -1,0 +1,376 @@
+"""Anatomical validity of LV/MYO/LA segmentations, per frame and per criterion (DESIGN §6).
+
+The criteria and thresholds follow Painchaud et al., "Cardiac Segmentation with Strong Anatomical
+Guarantees", IEEE TMI 2020 (CAMUS criteria), re-expressed in physical units on anisotropic pixels.
+Every frame is cropped to its heart (all non-background labels) before anything is measured.
+
+Criteria (True = satisfied). A criterion applies only when every label it involves is present in the
+sequence (in any frame); otherwise it is satisfied. On a frame where such a label is missing, the
+criterion cannot be measured and is satisfied; the ``*_present`` criterion of the missing label
+reports the absence (criteria on the remaining labels may fail too, e.g. an LV left without MYO
+touches background).
+
+- ``lv_present``, ``myo_present``, ``la_present``: the label present in the sequence is present in
+  this frame (a structure that vanishes in one frame).
+- ``lv_no_holes``, ``myo_no_holes``, ``la_no_holes``, ``lv_myo_no_holes``: no hole, i.e. no region
+  of other labels fully enclosed by the structure (LV∪MYO for the last; 8-connectivity for both the
+  structure and the enclosed region, as the reference).
+- ``lv_one_component``, ``myo_one_component``, ``la_one_component``: a single 8-connected component.
+- ``lv_myo_no_gap``: no background pocket between LV and MYO, defined as a connected region of
+  background (4-connected, as the reference's gap count) enclosed by the heart silhouette LV∪MYO∪LA
+  (the LA closes the base when present) that touches both the LV and the MYO, of at least 0.5 mm²
+  (single-pixel pockets at the mitral hinges are digitisation artefacts of valid masks, as the
+  reference ignores tiny objects). A pocket touching only the LV (an LV hole) is left to
+  ``lv_no_holes``; a gap open to the outside of the heart makes the LV touch background and is
+  caught by ``lv_background_frontier``.
+- ``lv_myo_width_ratio``: on the image row through the centroid of LV∪MYO, width of LV / total width
+  of MYO (both in mm along that row) ≤ 4.15; fails if either width is zero there.
+- ``lv_background_frontier`` (needs LA): length in mm of the LV–background frontier / LV width
+  (column extent in mm) ≤ 0.4.
+- ``myo_la_frontier``: length in mm of the MYO–LA frontier / MYO width (column extent in mm) ≤ 0.11.
+- ``myo_erosion_ratio``: depth of erosion (mm) at which the MYO splits in two or more fragments (or
+  vanishes), divided by its largest inscribed radius (mm, maximum of the Euclidean distance
+  transform) ≥ 0.12. As in the reference, the MYO is eroded repeatedly by a 3x3 box, here on a grid
+  subsampled to nearly square pixels of ≥ 0.25 mm (CAMUS 0.154x0.308 mm -> 0.308 mm), so that each
+  erosion is one pixel size deep in mm in every direction; fragments smaller than 1 mm² (erosion
+  debris) are ignored, as the reference ignores tiny objects. A MYO that is already disconnected
+  fails too (split at depth 0).
+
+Frontier lengths are crack lengths: each pair of 4-adjacent pixels of the two structures contributes
+the length of their shared pixel side (``col_mm`` for vertically adjacent pixels, ``row_mm`` for
+horizontally adjacent ones). On isotropic pixels this matches the reference's count of frontier
+pixels for horizontal and 45° frontiers; frontiers of a single pixel side are ignored, as there.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from echotemporal.errors import ConfigError, InvalidLabelsError
+from echotemporal.labels import Label
+
+__all__ = ["CRITERIA", "THRESHOLDS", "check_validity", "valid_frames"]
+
+CRITERIA: tuple[str, ...] = (
+    "lv_present",
+    "myo_present",
+    "la_present",
+    "lv_no_holes",
+    "myo_no_holes",
+    "la_no_holes",
+    "lv_myo_no_holes",
+    "lv_one_component",
+    "myo_one_component",
+    "la_one_component",
+    "lv_myo_no_gap",
+    "lv_myo_width_ratio",
+    "lv_background_frontier",
+    "myo_la_frontier",
+    "myo_erosion_ratio",
+)
+
+#: Thresholds of the ratio criteria (Painchaud et al. 2020, CAMUS): "max" or "min" allowed value.
+THRESHOLDS: dict[str, tuple[str, float]] = {
+    "lv_myo_width_ratio": ("max", 4.15),
+    "lv_background_frontier": ("max", 0.4),
+    "myo_la_frontier": ("max", 0.11),
+    "myo_erosion_ratio": ("min", 0.12),
+}
+
+#: Background pockets between LV and MYO smaller than this are digitisation artefacts, not gaps.
+_MIN_GAP_MM2 = 0.5
+#: Erosion fragments smaller than this are debris, not a split of the MYO.
+_MIN_FRAGMENT_MM2 = 1.0
+#: The erosion criterion is evaluated on a grid of at least this pixel size (mm): finer grids are
+#: subsampled, which bounds its cost on large images without changing a millimetre-scale verdict.
+_EROSION_GRID_MM = 0.25
+
+_EIGHT = np.ones((3, 3), dtype=bool)
+_OUTSIDE = 255  # padding outside the image: no label, not background
+_INDEX = {name: i for i, name in enumerate(CRITERIA)}
+
+
+def _check_spacing(spacing_mm: Sequence[float]) -> tuple[float, float]:
+    try:
+        row_mm, col_mm = (float(s) for s in spacing_mm)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"spacing_mm={spacing_mm!r} is not a pair of numbers; pass (row_mm, col_mm), e.g. the "
+            "LabelSequence.spacing_mm read from the file header"
+        ) from None
+    if not (math.isfinite(row_mm) and math.isfinite(col_mm) and row_mm > 0 and col_mm > 0):
+        raise ConfigError(
+            f"spacing_mm={spacing_mm!r}: both pixel sizes must be positive and finite (mm); "
+            "pass the header spacing (row_mm, col_mm)"
+        )
+    return row_mm, col_mm
+
+
+def _heart_crops(labels: np.ndarray) -> list[np.ndarray | None]:
+    """Per frame, the crop around all non-background labels with a 1-px frame (None if empty).
+
+    The frame holds the image's pixels where they exist and ``_OUTSIDE`` beyond the image border, so
+    a structure cut by the border is neither closed there nor seen touching background.
+    """
+    # Max over rows / columns: one pass over the full frames without temporaries.
+    rows_max = labels.max(axis=2)
+    cols_max = labels.max(axis=1)
+    height, width = labels.shape[1:]
+    crops: list[np.ndarray | None] = []
+    for t in range(labels.shape[0]):
+        rows = np.flatnonzero(rows_max[t])
+        if rows.size == 0:
+            crops.append(None)
+            continue
+        cols = np.flatnonzero(cols_max[t])
+        r0, r1 = int(rows[0]) - 1, int(rows[-1]) + 2
+        c0, c1 = int(cols[0]) - 1, int(cols[-1]) + 2
+        crop = np.full((r1 - r0, c1 - c0), _OUTSIDE, dtype=np.uint8)
+        sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, height), max(c0, 0), min(c1, width)
+        crop[sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0] = labels[t, sr0:sr1, sc0:sc1]
+        crops.append(crop)
+    return crops
+
+
+def _tight(mask: np.ndarray) -> np.ndarray:
+    """``mask`` cropped to its bounding box with a 1-px False frame (mask must be non-empty)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    out = np.zeros((rows[-1] - rows[0] + 3, cols[-1] - cols[0] + 3), dtype=bool)
+    out[1:-1, 1:-1] = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return out
+
+
+def _has_holes(mask: np.ndarray) -> bool:
+    """Whether the non-empty ``mask`` encloses any region (8-connected complement, as the reference)."""
+    framed = _tight(mask)
+    # The False frame is one connected region; any other complement region is enclosed.
+    return ndi.label(~framed, structure=_EIGHT)[1] > 1
+
+
+def _n_components(mask: np.ndarray) -> int:
+    return int(ndi.label(_tight(mask), structure=_EIGHT)[1])
+
+
+def _crack_length_mm(a: np.ndarray, b: np.ndarray, row_mm: float, col_mm: float) -> float:
+    """Length (mm) of the frontier between masks ``a`` and ``b`` as shared pixel sides."""
+    vertical_pairs = np.count_nonzero(a[:-1] & b[1:]) + np.count_nonzero(b[:-1] & a[1:])
+    horizontal_pairs = np.count_nonzero(a[:, :-1] & b[:, 1:]) + np.count_nonzero(b[:, :-1] & a[:, 1:])
+    if vertical_pairs + horizontal_pairs <= 1:
+        return 0.0
+    return vertical_pairs * col_mm + horizontal_pairs * row_mm
+
+
+def _width_mm(mask: np.ndarray, col_mm: float) -> float:
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (cols[-1] - cols[0] + 1) * col_mm
+
+
+def _dilate8(mask: np.ndarray) -> np.ndarray:
+    padded = np.pad(mask, 1)
+    out = np.zeros_like(mask)
+    for dr in (0, 1, 2):
+        for dc in (0, 1, 2):
+            out |= padded[dr : dr + mask.shape[0], dc : dc + mask.shape[1]]
+    return out
+
+
+def _has_gap(lv: np.ndarray, myo: np.ndarray, la: np.ndarray, pixel_mm2: float) -> bool:
+    silhouette = lv | myo | la
+    framed = _tight(silhouette)
+    # 4-connected pockets, as the reference's gap count: a pocket sealed only diagonally still counts.
+    regions, n = ndi.label(~framed)
+    if n <= 1:
+        return False
+    rows = np.flatnonzero(silhouette.any(axis=1))
+    cols = np.flatnonzero(silhouette.any(axis=0))
+    window = (slice(rows[0] - 1, rows[-1] + 2), slice(cols[0] - 1, cols[-1] + 2))
+    # _tight framed the silhouette box with 1 px; the same window of the crop (the crop has a 1-px
+    # frame itself) aligns the structures with ``regions``.
+    lv_w, myo_w = lv[window], myo[window]
+    enclosed = (regions > 0) & (regions != regions[0, 0])
+    near_lv = np.unique(regions[_dilate8(lv_w) & enclosed & ~lv_w])
+    near_myo = np.unique(regions[_dilate8(myo_w) & enclosed & ~myo_w])
+    pockets = np.intersect1d(near_lv, near_myo)
+    if pockets.size == 0:
+        return False
+    # Pockets of a pixel or two at the mitral hinges are digitisation artefacts of valid masks.
+    sizes = np.bincount(regions.ravel(), minlength=n + 1)[pockets]
+    return bool(np.any(sizes * pixel_mm2 >= _MIN_GAP_MM2))
+
+
+def _square_steps(row_mm: float, col_mm: float, target_mm: float) -> tuple[int, int]:
+    """Integer subsampling steps (rows, cols) giving nearly square pixels of about ``target_mm`` or more."""
+    if col_mm >= row_mm:
+        step_c = max(1, round(target_mm / col_mm))
+        return max(1, round(step_c * col_mm / row_mm)), step_c
+    step_r = max(1, round(target_mm / row_mm))
+    return step_r, max(1, round(step_r * row_mm / col_mm))
+
+
+def _erosion_ratio_ok(
+    myo: np.ndarray, n_components: int, row_mm: float, col_mm: float, min_ratio: float
+) -> bool:
+    """Whether the MYO does not split before an erosion of ``min_ratio`` × its largest radius.
+
+    ``n_components`` is the MYO's 8-connected component count at full resolution (depth 0).
+    """
+    if n_components != 1:
+        return False
+    inner = _tight(myo)[1:-1, 1:-1]
+    # Work on nearly square pixels (every k-th row/column): a 3x3 erosion is then the same depth in mm
+    # in every direction, and the distance transforms, the costly steps, run on fewer pixels.
+    step_r, step_c = _square_steps(row_mm, col_mm, _EROSION_GRID_MM)
+    fine = np.pad(inner[::step_r, ::step_c], 1)
+    g_row, g_col = row_mm * step_r, col_mm * step_c
+    erosion_mm = math.sqrt(g_row * g_col)
+    # k erosions by the 3x3 box (the reference's erosion) keep the pixels whose chessboard distance
+    # to the outside exceeds k.
+    depth = ndi.distance_transform_cdt(fine, metric="chessboard")
+    # Largest inscribed radius (mm) from a Euclidean transform on a 2x coarser grid: as a normaliser it
+    # needs no better than ~0.5 mm; chessboard depth never exceeds it and guards a MYO too thin to
+    # survive the coarser sampling.
+    coarse = np.pad(inner[:: 2 * step_r, :: 2 * step_c], 1)
+    radius_mm = float(ndi.distance_transform_edt(coarse, sampling=(2 * g_row, 2 * g_col)).max())
+    radius_mm = max(radius_mm, float(depth.max()) * erosion_mm)
+    limit = min_ratio * radius_mm
+    min_px = _MIN_FRAGMENT_MM2 / (g_row * g_col)
+    k = 1
+    while k * erosion_mm < limit:
+        fragments, n = ndi.label(depth > k, structure=_EIGHT)
+        if n > 1:
+            sizes = np.bincount(fragments.ravel())[1:]
+            n = int(np.count_nonzero(sizes >= min_px))
+        if n != 1:
+            return False
+        k += 1
+    return True
+
+
+def _frame_criteria(
+    crop: np.ndarray | None,
+    in_sequence: dict[int, bool],
+    row_mm: float,
+    col_mm: float,
+    limits: Mapping[str, float],
+) -> np.ndarray:
+    ok = np.ones(len(CRITERIA), dtype=bool)
+    lv_seq, myo_seq, la_seq = in_sequence[Label.LV], in_sequence[Label.MYO], in_sequence[Label.LA]
+    if crop is None:
+        ok[_INDEX["lv_present"]] = not lv_seq
+        ok[_INDEX["myo_present"]] = not myo_seq
+        ok[_INDEX["la_present"]] = not la_seq
+        return ok
+    lv, myo, la = crop == Label.LV, crop == Label.MYO, crop == Label.LA
+    has_lv, has_myo, has_la = bool(lv.any()), bool(myo.any()), bool(la.any())
+    ok[_INDEX["lv_present"]] = has_lv or not lv_seq
+    ok[_INDEX["myo_present"]] = has_myo or not myo_seq
+    ok[_INDEX["la_present"]] = has_la or not la_seq
+
+    n_components = {}
+    for name, mask, present in (("lv", lv, has_lv), ("myo", myo, has_myo), ("la", la, has_la)):
+        if present:
+            ok[_INDEX[f"{name}_no_holes"]] = not _has_holes(mask)
+            n_components[name] = _n_components(mask)
+            ok[_INDEX[f"{name}_one_component"]] = n_components[name] == 1
+
+    if has_lv and has_myo:
+        heart = lv | myo
+        ok[_INDEX["lv_myo_no_holes"]] = not _has_holes(heart)
+        ok[_INDEX["lv_myo_no_gap"]] = not _has_gap(lv, myo, la, row_mm * col_mm)
+        row_counts = heart.sum(axis=1)
+        centre_row = int(round(float(row_counts @ np.arange(row_counts.size)) / row_counts.sum()))
+        lv_width = np.count_nonzero(lv[centre_row]) * col_mm
+        myo_width = np.count_nonzero(myo[centre_row]) * col_mm
+        ok[_INDEX["lv_myo_width_ratio"]] = (
+            lv_width > 0 and myo_width > 0 and lv_width / myo_width <= limits["lv_myo_width_ratio"]
+        )
+    if has_lv and has_la:
+        background = crop == Label.BACKGROUND
+        ratio = _crack_length_mm(lv, background, row_mm, col_mm) / _width_mm(lv, col_mm)
+        ok[_INDEX["lv_background_frontier"]] = ratio <= limits["lv_background_frontier"]
+    if has_myo and has_la:
+        ratio = _crack_length_mm(myo, la, row_mm, col_mm) / _width_mm(myo, col_mm)
+        ok[_INDEX["myo_la_frontier"]] = ratio <= limits["myo_la_frontier"]
+    if has_myo:
+        ok[_INDEX["myo_erosion_ratio"]] = _erosion_ratio_ok(
+            myo, n_components["myo"], row_mm, col_mm, limits["myo_erosion_ratio"]
+        )
+    return ok
+
+
+def check_validity(
+    labels: np.ndarray,
+    spacing_mm: Sequence[float],
+    *,
+    thresholds: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """Anatomical criteria of every frame (see the module docstring for their definitions).
+
+    Args:
+        labels: (T, H, W) or (H, W) CAMUS label map (0 bg, 1 LV, 2 MYO, 3 LA), apex towards row 0.
+        spacing_mm: (row_mm, col_mm) pixel size in mm.
+        thresholds: optional overrides of the limits in :data:`THRESHOLDS`, by criterion name
+            (e.g. ``{"myo_la_frontier": 0.2}``); the published values otherwise.
+
+    Returns:
+        (T, len(CRITERIA)) bool, True where the frame satisfies the criterion (T = 1 for one frame).
+        Criteria whose labels are absent from the whole sequence are True.
+
+    Raises:
+        InvalidLabelsError: ``labels`` is not a 2D/3D integer array.
+        ConfigError: ``spacing_mm`` is not two positive finite numbers, or ``thresholds`` names an
+            unknown criterion or holds a non-finite value.
+    """
+    row_mm, col_mm = _check_spacing(spacing_mm)
+    limits = {name: value for name, (_, value) in THRESHOLDS.items()}
+    for name, value in (thresholds or {}).items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if name not in THRESHOLDS or not math.isfinite(number):
+            raise ConfigError(
+                f"thresholds[{name!r}]={value!r}: only finite overrides of {sorted(THRESHOLDS)} are accepted"
+            )
+        limits[name] = number
+    seq = np.asarray(labels)
+    if seq.ndim == 2:
+        seq = seq[None]
+    if seq.ndim != 3 or seq.dtype.kind not in "iub":
+        raise InvalidLabelsError(
+            f"labels of shape {seq.shape} and dtype {seq.dtype}: expected a (T, H, W) or (H, W) integer "
+            "CAMUS label map (0 bg, 1 LV, 2 MYO, 3 LA)"
+        )
+    crops = _heart_crops(seq)
+    in_sequence = {
+        int(v): any(c is not None and bool((c == v).any()) for c in crops)
+        for v in (Label.LV, Label.MYO, Label.LA)
+    }
+    out = np.empty((seq.shape[0], len(CRITERIA)), dtype=bool)
+    for t, crop in enumerate(crops):
+        out[t] = _frame_criteria(crop, in_sequence, row_mm, col_mm, limits)
+    return out
+
+
+def valid_frames(
+    labels: np.ndarray,
+    spacing_mm: Sequence[float],
+    *,
+    thresholds: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """Whether each frame satisfies every anatomical criterion.
+
+    Args:
+        labels: (T, H, W) or (H, W) CAMUS label map.
+        spacing_mm: (row_mm, col_mm) pixel size in mm.
+        thresholds: optional overrides of :data:`THRESHOLDS` (see :func:`check_validity`).
+
+    Returns:
+        (T,) bool.
+    """
+    return check_validity(labels, spacing_mm, thresholds=thresholds).all(axis=1)

@@ -1,0 +1,423 @@
+"""The seven per-frame shape attributes of the LV/MYO (DESIGN §3), in physical units.
+
+Every measure works in millimetres on anisotropic pixels: a pixel at ``(row, col)`` sits at
+``(y_mm, x_mm) = (row * row_mm, col * col_mm)`` (pixel centres), ``y`` pointing down, apex towards
+row 0. Each frame is cropped to its LV∪MYO bounding box before anything is measured, so a CAMUS-size
+frame costs what its heart costs.
+
+The attributes are those regularized in the latent space of the AR-VAE of Painchaud et al.,
+"Echocardiography Segmentation With Enforced Temporal Consistency", IEEE TMI 2022; here they are
+measured in mm / mm² / degrees rather than pixels.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from echotemporal.errors import ConfigError, InvalidLabelsError
+from echotemporal.labels import Label
+
+__all__ = [
+    "ATTRIBUTE_NAMES",
+    "ATTRIBUTE_UNITS",
+    "LvLandmarks",
+    "compute_attributes",
+    "lv_landmarks",
+    "lv_orientation_deg",
+]
+
+#: Attribute order; this is also the order of the regularized latent dims of the shape model.
+ATTRIBUTE_NAMES: tuple[str, ...] = (
+    "lv_area_mm2",
+    "lv_length_mm",
+    "lv_base_width_mm",
+    "lv_orientation_deg",
+    "myo_area_mm2",
+    "epi_center_x_mm",
+    "epi_center_y_mm",
+)
+ATTRIBUTE_UNITS: dict[str, str] = {
+    "lv_area_mm2": "mm²",
+    "lv_length_mm": "mm",
+    "lv_base_width_mm": "mm",
+    "lv_orientation_deg": "°",
+    "myo_area_mm2": "mm²",
+    "epi_center_x_mm": "mm",
+    "epi_center_y_mm": "mm",
+}
+
+_I_LV_AREA, _I_LENGTH, _I_BASE, _I_ORIENT, _I_MYO_AREA, _I_CX, _I_CY = range(7)
+
+# Value given to pixels padded outside the image: neither MYO nor a "third region", so an LV
+# touching the image border does not create false mitral hinges there.
+_OUTSIDE = 255
+
+
+@dataclass(frozen=True)
+class LvLandmarks:
+    """Mitral hinge points and apex of the LV, in (row, col) pixel coordinates (float).
+
+    ``hinge_left`` is the hinge on the -x side (smaller column) of the LV long axis, ``hinge_right``
+    the one on the +x side; ``apex`` is the LV pixel farthest (in mm) from the hinge midpoint.
+    """
+
+    hinge_left: tuple[float, float]
+    hinge_right: tuple[float, float]
+    apex: tuple[float, float]
+
+    @property
+    def base_midpoint(self) -> tuple[float, float]:
+        """(row, col) pixel coordinates of the midpoint between the two hinges."""
+        return (
+            0.5 * (self.hinge_left[0] + self.hinge_right[0]),
+            0.5 * (self.hinge_left[1] + self.hinge_right[1]),
+        )
+
+
+def _check_spacing(spacing_mm: Sequence[float]) -> tuple[float, float]:
+    try:
+        row_mm, col_mm = (float(s) for s in spacing_mm)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"spacing_mm={spacing_mm!r} is not a pair of numbers; pass (row_mm, col_mm), e.g. the "
+            "LabelSequence.spacing_mm read from the file header"
+        ) from None
+    if not (math.isfinite(row_mm) and math.isfinite(col_mm) and row_mm > 0 and col_mm > 0):
+        raise ConfigError(
+            f"spacing_mm={spacing_mm!r}: both pixel sizes must be positive and finite (mm); "
+            "pass the header spacing (row_mm, col_mm)"
+        )
+    return row_mm, col_mm
+
+
+def _as_sequence(labels: np.ndarray) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InvalidLabelsError(
+            f"labels of shape {arr.shape}: expected a (T, H, W) sequence or one (H, W) frame of "
+            "CAMUS labels; squeeze or split extra axes first"
+        )
+    if arr.dtype.kind not in "iub":
+        raise InvalidLabelsError(
+            f"labels of dtype {arr.dtype}: expected an integer label map with values in {{0,1,2,3}}; "
+            "pass the segmentation, not the image or probabilities"
+        )
+    return arr
+
+
+def _heart_boxes(labels: np.ndarray) -> list[tuple[int, int, int, int] | None]:
+    """Per frame, the LV∪MYO bounding box (r0, r1, c0, c1) grown by 1 px, or None if empty."""
+    # A cheap pass over the full frames (max over rows/columns, no temporaries) finds the box of all
+    # labels; the exact LV∪MYO box is then searched inside that much smaller window.
+    rows_max = labels.max(axis=2)
+    cols_max = labels.max(axis=1)
+    height, width = labels.shape[1:]
+    boxes: list[tuple[int, int, int, int] | None] = []
+    for t in range(labels.shape[0]):
+        rows = np.flatnonzero(rows_max[t])
+        if rows.size == 0:
+            boxes.append(None)
+            continue
+        cols = np.flatnonzero(cols_max[t])
+        window = labels[t, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        heart = (window == Label.LV) | (window == Label.MYO)
+        h_rows = np.flatnonzero(heart.any(axis=1))
+        if h_rows.size == 0:
+            boxes.append(None)
+            continue
+        h_cols = np.flatnonzero(heart.any(axis=0))
+        r_first, r_last = int(rows[0] + h_rows[0]), int(rows[0] + h_rows[-1])
+        c_first, c_last = int(cols[0] + h_cols[0]), int(cols[0] + h_cols[-1])
+        boxes.append(
+            (max(r_first - 1, 0), min(r_last + 2, height), max(c_first - 1, 0), min(c_last + 2, width))
+        )
+    return boxes
+
+
+def _padded_crop(frame: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, int, int]:
+    """Crop ``frame`` to ``box`` with a 1-px frame: image pixels where they exist, else _OUTSIDE.
+
+    Returns the crop and the (row, col) of the crop's first pixel in the frame.
+    """
+    r0, r1, c0, c1 = box
+    pr0, pr1 = max(r0 - 1, 0), min(r1 + 1, frame.shape[0])
+    pc0, pc1 = max(c0 - 1, 0), min(c1 + 1, frame.shape[1])
+    crop = np.full((r1 - r0 + 2, c1 - c0 + 2), _OUTSIDE, dtype=np.uint8)
+    crop[pr0 - (r0 - 1) : pr1 - (r0 - 1), pc0 - (c0 - 1) : pc1 - (c0 - 1)] = frame[pr0:pr1, pc0:pc1]
+    return crop, int(r0) - 1, int(c0) - 1
+
+
+def _touches(mask: np.ndarray) -> np.ndarray:
+    """Pixels with at least one 8-neighbour in ``mask`` (border pixels of the crop: False)."""
+    out = np.zeros_like(mask)
+    inner = out[1:-1, 1:-1]
+    for dr in (0, 1, 2):
+        for dc in (0, 1, 2):
+            if dr == 1 and dc == 1:
+                continue
+            inner |= mask[dr : dr + mask.shape[0] - 2, dc : dc + mask.shape[1] - 2]
+    return out
+
+
+def lv_orientation_deg(rows: np.ndarray, cols: np.ndarray, spacing_mm: Sequence[float]) -> float:
+    """Angle of the principal (long) axis of a pixel set from vertical, in degrees.
+
+    Second central moments are computed in mm, so anisotropic pixels do not bias the angle.
+
+    Args:
+        rows: (N,) row indices of the pixels (e.g. of the LV).
+        cols: (N,) column indices.
+        spacing_mm: (row_mm, col_mm).
+
+    Returns:
+        Angle in (-90, 90] degrees. Sign convention: 0 = long axis vertical; positive = the apical
+        (upper, smaller-row) end of the axis tilted towards +x (larger columns, image right), i.e. the
+        axis is rotated clockwise on screen. A horizontal axis gives +90. NaN for fewer than 2 pixels.
+    """
+    row_mm, col_mm = _check_spacing(spacing_mm)
+    rows = np.asarray(rows)
+    cols = np.asarray(cols)
+    if rows.size < 2:
+        return float("nan")
+    dy = rows * row_mm - float(np.mean(rows)) * row_mm
+    dx = cols * col_mm - float(np.mean(cols)) * col_mm
+    mu20, mu02, mu11 = float(np.mean(dx * dx)), float(np.mean(dy * dy)), float(np.mean(dx * dy))
+    return _orientation_from_moments(mu20, mu02, mu11)
+
+
+def _orientation_from_moments(mu20: float, mu02: float, mu11: float) -> float:
+    """Long-axis angle from vertical (see lv_orientation_deg) from central moments in mm².
+
+    ``mu20`` is the variance along x (columns), ``mu02`` along y (rows, pointing down).
+    """
+    # Major-axis angle from the +x axis, in image coordinates (y down): direction (cos φ, sin φ).
+    phi = 0.5 * math.atan2(2.0 * mu11, mu20 - mu02)
+    vx, vy = math.cos(phi), math.sin(phi)
+    # Orient the axis towards the apex (up, -y); the angle from "up" is then atan2(vx, -vy).
+    return _wrap_deg(math.degrees(math.atan2(vx, -vy)))
+
+
+@dataclass(frozen=True)
+class _MaskMoments:
+    """Centroid (mm, crop coordinates) and central second moments (mm²) of a non-empty mask."""
+
+    y_mm: float
+    x_mm: float
+    mu20: float
+    mu02: float
+    mu11: float
+
+
+def _mask_moments(mask: np.ndarray, row_mm: float, col_mm: float) -> _MaskMoments:
+    # From the row/column marginals and one matrix-vector product: no list of pixel coordinates.
+    y = np.arange(mask.shape[0]) * row_mm
+    x = np.arange(mask.shape[1]) * col_mm
+    row_counts = mask.sum(axis=1, dtype=np.float64)
+    col_counts = mask.sum(axis=0, dtype=np.float64)
+    n = row_counts.sum()
+    ym = float(row_counts @ y) / n
+    xm = float(col_counts @ x) / n
+    dy = y - ym
+    dx = x - xm
+    row_x_sums = mask.astype(np.float32) @ dx.astype(np.float32)  # Σ_c (x_c - xm) per row
+    return _MaskMoments(
+        y_mm=ym,
+        x_mm=xm,
+        mu20=float(col_counts @ (dx * dx)) / n,
+        mu02=float(row_counts @ (dy * dy)) / n,
+        mu11=float(dy @ row_x_sums.astype(np.float64)) / n,
+    )
+
+
+def _row_extremes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the first and last pixel of every non-empty row of ``mask``.
+
+    They include every vertex of the mask's convex hull, hence the farthest pixel from any point.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    sub = mask[rows]
+    first = sub.argmax(axis=1)
+    last = mask.shape[1] - 1 - sub[:, ::-1].argmax(axis=1)
+    return np.concatenate([rows, rows]), np.concatenate([first, last])
+
+
+def _wrap_deg(theta: float) -> float:
+    """Wrap an axis angle (defined modulo 180°) to (-90, 90]."""
+    return theta - 180.0 * math.ceil((theta - 90.0) / 180.0)
+
+
+def _landmarks_in_crop(
+    crop: np.ndarray,
+    lv: np.ndarray,
+    myo: np.ndarray,
+    moments: _MaskMoments,
+    orientation_deg: float,
+    row_mm: float,
+    col_mm: float,
+) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | str:
+    """Hinges and apex in crop (row, col) coordinates, or a string saying why they are missing.
+
+    ``moments`` are the LV's (crop coordinates), ``orientation_deg`` its long-axis angle.
+    """
+    third = (crop == Label.BACKGROUND) | (crop == Label.LA)
+    opening = lv & _touches(third)
+    candidates = opening & _touches(myo)
+    cand_r, cand_c = np.nonzero(candidates)
+    if cand_r.size == 0:
+        return "no LV pixel touches both MYO and background/LA (no mitral hinge)"
+
+    ym, xm = moments.y_mm, moments.x_mm
+    # Long axis of the LV (apex direction, y up = negative), from the same moments as the orientation.
+    theta = math.radians(orientation_deg)
+    ax, ay = math.sin(theta), -math.cos(theta)
+    # Lateral coordinate (> 0 on the +x side of the long axis) of each candidate, measured from the
+    # middle of the LV's opening (LV pixels touching background/LA, i.e. mostly the mitral plane)
+    # rather than from the LV centroid: an oblique or off-centre mitral plane then still puts one
+    # hinge on each side. The median keeps a few pixels of a wall gap from moving the split.
+    open_r, open_c = np.nonzero(opening)
+    split = float(np.median(ax * (open_r * row_mm - ym) - ay * (open_c * col_mm - xm)))
+    lateral = ax * (cand_r * row_mm - ym) - ay * (cand_c * col_mm - xm) - split
+    hinges = []
+    for side in (lateral < 0, lateral > 0):
+        if not side.any():
+            return "mitral hinge found on one side of the LV long axis only"
+        idx = np.flatnonzero(side)
+        # Lowest (largest row) candidate of this side; ties go to the outermost one.
+        key = cand_r[idx] * 1e6 + np.abs(lateral[idx])
+        best = idx[int(np.argmax(key))]
+        hinges.append((float(cand_r[best]), float(cand_c[best])))
+    (lr, lc), (rr, rc) = hinges
+    mid_y, mid_x = 0.5 * (lr + rr) * row_mm, 0.5 * (lc + rc) * col_mm
+    ext_r, ext_c = _row_extremes(lv)
+    far = int(np.argmax((ext_r * row_mm - mid_y) ** 2 + (ext_c * col_mm - mid_x) ** 2))
+    apex = (float(ext_r[far]), float(ext_c[far]))
+    return hinges[0], hinges[1], apex
+
+
+def lv_landmarks(frame: np.ndarray, spacing_mm: Sequence[float]) -> LvLandmarks | None:
+    """Mitral hinge points and apex of the LV of one frame.
+
+    A hinge candidate is an LV pixel that has, among its 8 neighbours, both a MYO pixel and a pixel of
+    a third region (background or LA; without an LA the base touches background and the same rule
+    holds). Candidates are split into two sides by a line parallel to the LV long axis (principal
+    axis of the LV second moments in mm) through the middle of the LV opening (the LV pixels touching
+    background/LA: the mitral plane); on each side the hinge is the lowest candidate (largest row;
+    ties: the one farthest from that line). The apex is the LV pixel farthest, in mm, from the hinge
+    midpoint.
+
+    Args:
+        frame: (H, W) CAMUS label map (apex towards row 0).
+        spacing_mm: (row_mm, col_mm) pixel size.
+
+    Returns:
+        The landmarks in (row, col) pixel coordinates of ``frame``, or None when the frame has no LV,
+        no MYO, or a hinge on fewer than two sides (no warning: the caller decides).
+    """
+    row_mm, col_mm = _check_spacing(spacing_mm)
+    frame = np.asarray(frame)
+    if frame.ndim != 2:
+        raise InvalidLabelsError(f"frame of shape {frame.shape}: expected one (H, W) label map")
+    box = _heart_boxes(frame[None])[0]
+    if box is None:
+        return None
+    crop, r_off, c_off = _padded_crop(frame, box)
+    lv = crop == Label.LV
+    myo = crop == Label.MYO
+    if not lv.any() or not myo.any():
+        return None
+    moments = _mask_moments(lv, row_mm, col_mm)
+    orientation = _orientation_from_moments(moments.mu20, moments.mu02, moments.mu11)
+    found = _landmarks_in_crop(crop, lv, myo, moments, orientation, row_mm, col_mm)
+    if isinstance(found, str):
+        return None
+    (lr, lc), (rr, rc), (ar, ac) = found
+    return LvLandmarks(
+        hinge_left=(lr + r_off, lc + c_off),
+        hinge_right=(rr + r_off, rc + c_off),
+        apex=(ar + r_off, ac + c_off),
+    )
+
+
+def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
+    """The seven shape attributes of every frame, in physical units (DESIGN §3).
+
+    Definitions (all on pixel centres, ``(y_mm, x_mm) = (row*row_mm, col*col_mm)``):
+
+    - ``lv_area_mm2``, ``myo_area_mm2``: pixel count × ``row_mm*col_mm``.
+    - ``epi_center_x_mm``, ``epi_center_y_mm``: centroid of LV∪MYO, in mm from the image origin
+      (the centre of pixel (0, 0)).
+    - ``lv_orientation_deg``: angle of the LV principal axis (second moments in mm) from vertical,
+      in (-90, 90]; positive = apex tilted towards +x (image right). See :func:`lv_orientation_deg`.
+    - ``lv_base_width_mm``: distance between the two mitral hinge points (see :func:`lv_landmarks`).
+    - ``lv_length_mm``: distance from the hinge midpoint to the apex (the LV pixel farthest from it).
+
+    Args:
+        labels: (T, H, W) or (H, W) CAMUS label map (0 bg, 1 LV, 2 MYO, 3 LA), apex towards row 0.
+        spacing_mm: (row_mm, col_mm) pixel size in mm.
+
+    Returns:
+        (T, 7) float64 in the order of :data:`ATTRIBUTE_NAMES` (T = 1 for one (H, W) frame). An
+        attribute that cannot be measured on a frame (no LV, no MYO, fewer than two hinges) is NaN,
+        and one ``UserWarning`` per cause names the frames concerned.
+
+    Raises:
+        InvalidLabelsError: ``labels`` is not a 2D/3D integer array.
+        ConfigError: ``spacing_mm`` is not two positive finite numbers.
+    """
+    row_mm, col_mm = _check_spacing(spacing_mm)
+    seq = _as_sequence(labels)
+    n_frames = seq.shape[0]
+    out = np.full((n_frames, len(ATTRIBUTE_NAMES)), np.nan, dtype=np.float64)
+    pixel_mm2 = row_mm * col_mm
+    problems: dict[str, list[int]] = {}
+
+    for t, box in enumerate(_heart_boxes(seq)):
+        if box is None:
+            # Areas are measured (zero); a temporal check must see the structure vanish.
+            out[t, _I_LV_AREA] = out[t, _I_MYO_AREA] = 0.0
+            problems.setdefault("no LV and no MYO: areas are 0, all other attributes NaN", []).append(t)
+            continue
+        crop, r_off, c_off = _padded_crop(seq[t], box)
+        lv = crop == Label.LV
+        myo = crop == Label.MYO
+        n_lv = int(np.count_nonzero(lv))
+        n_myo = int(np.count_nonzero(myo))
+        out[t, _I_LV_AREA] = n_lv * pixel_mm2
+        out[t, _I_MYO_AREA] = n_myo * pixel_mm2
+
+        # Centroid from the row/column marginals: cheaper than listing the pixels.
+        heart = lv | myo
+        n_heart = n_lv + n_myo
+        row_counts = heart.sum(axis=1)
+        col_counts = heart.sum(axis=0)
+        out[t, _I_CY] = (r_off + float(row_counts @ np.arange(row_counts.size)) / n_heart) * row_mm
+        out[t, _I_CX] = (c_off + float(col_counts @ np.arange(col_counts.size)) / n_heart) * col_mm
+
+        if n_lv == 0:
+            problems.setdefault(
+                "no LV: LV area is 0, LV orientation, length and base width are NaN", []
+            ).append(t)
+            continue
+        moments = _mask_moments(lv, row_mm, col_mm)
+        out[t, _I_ORIENT] = _orientation_from_moments(moments.mu20, moments.mu02, moments.mu11)
+        if n_myo == 0:
+            problems.setdefault("no MYO: LV length and base width are NaN (no mitral hinge)", []).append(t)
+            continue
+        found = _landmarks_in_crop(crop, lv, myo, moments, out[t, _I_ORIENT], row_mm, col_mm)
+        if isinstance(found, str):
+            problems.setdefault(f"{found}: LV length and base width are NaN", []).append(t)
+            continue
+        (lr, lc), (rr, rc), (ar, ac) = found
+        out[t, _I_BASE] = math.hypot((lr - rr) * row_mm, (lc - rc) * col_mm)
+        out[t, _I_LENGTH] = math.hypot((0.5 * (lr + rr) - ar) * row_mm, (0.5 * (lc + rc) - ac) * col_mm)
+
+    for cause, frames in problems.items():
+        warnings.warn(f"compute_attributes: frame(s) {frames} (0-based): {cause}", UserWarning, stacklevel=2)
+    return out

@@ -1,0 +1,466 @@
+"""Parent side of a batch: discovery, resume, dispatch (process pool, Dask, inline), progress, tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from echotemporal import __version__
+from echotemporal.batch.tables import (
+    BIPLANE_COLUMNS,
+    BIPLANE_CSV,
+    CONFIG_YAML,
+    FRAMES_CSV,
+    PATIENT_COLUMNS,
+    PATIENTS_CSV,
+    SEQUENCE_COLUMNS,
+    SEQUENCES_CSV,
+    FramesPart,
+    frames_csv,
+    read_tables,
+    row_from_csv,
+    sort_key,
+    write_atomic,
+    write_csv,
+)
+from echotemporal.batch.worker import (
+    PatientResult,
+    PatientTask,
+    ViewTask,
+    failed_result,
+    init_pool_worker,
+    process_patient,
+    process_patient_on_dask,
+)
+from echotemporal.config import SmoothingConfig, config_to_dict
+from echotemporal.errors import ConfigError, EchoTemporalError, InputFileError, OutputExistsError
+from echotemporal.pipeline import METHODS
+from echotemporal.pretrained import file_sha256
+
+__all__ = ["BatchSummary", "run_batch"]
+
+#: The parent rewrites the tables after this many seconds even when fewer than flush_every finished.
+FLUSH_EVERY_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a batch did.
+
+    Attributes:
+        out: output folder (holds the tables and the corrected tree).
+        n_sequences: sequences discovered under the root.
+        n_ok: sequences finished successfully (this run and, with resume, earlier runs).
+        n_failed: sequences that failed (their rows carry the message).
+        n_skipped: sequences skipped because an earlier run finished them (``resume``).
+        seconds: wall-clock time of this run.
+        tables: table name -> path (sequences, frames, patients, biplane, config).
+    """
+
+    out: Path
+    n_sequences: int
+    n_ok: int
+    n_failed: int
+    n_skipped: int
+    seconds: float
+    tables: dict[str, Path]
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@dataclass
+class BatchState:
+    """Everything the parent keeps: small rows and per-frame tables, never label maps."""
+
+    out: Path
+    views: tuple[str, ...]
+    config_doc: dict[str, Any]
+    order: dict[str, int] = field(default_factory=dict)  # patient -> discovery rank
+    rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    frames: dict[tuple[str, str], FramesPart] = field(default_factory=dict)
+    patients: dict[str, dict[str, Any]] = field(default_factory=dict)
+    curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def add(self, result: PatientResult) -> None:
+        for row in result.rows:
+            key = (row["patient"], row["view"])
+            self.rows[key] = row
+            self.frames.pop(key, None)
+        for view, part in result.frames.items():
+            self.frames[(result.patient, view)] = part
+        self.patients[result.patient] = result.patient_row
+        if result.curve is not None:
+            self.curves[result.patient] = result.curve
+        else:
+            self.curves.pop(result.patient, None)
+        if result.weights_sha256 and not self.config_doc.get("weights_sha256"):
+            self.config_doc["weights_sha256"] = result.weights_sha256
+
+    def sequences_table(self) -> pd.DataFrame:
+        keys = sorted(self.rows, key=sort_key(self.order, self.views))
+        table = pd.DataFrame([self.rows[k] for k in keys], columns=list(SEQUENCE_COLUMNS))
+        table["error"] = table["error"].fillna("")
+        return table
+
+    def write(self) -> None:
+        """Write all tables; sequences.csv last, since resume trusts it."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        keys = sorted(self.frames, key=sort_key(self.order, self.views))
+        text = frames_csv([self.frames[k] for k in keys])
+        write_atomic(self.out / FRAMES_CSV, lambda tmp: tmp.write_text(text))
+        patients = sorted(self.curves, key=sort_key(self.order, self.views))
+        curves = pd.concat([self.curves[p] for p in patients], ignore_index=True) if patients else pd.DataFrame(
+            columns=list(BIPLANE_COLUMNS)
+        )
+        write_csv(self.out / BIPLANE_CSV, curves[list(BIPLANE_COLUMNS)])
+        patient_table = pd.DataFrame([self.patients[p] for p in sorted(self.patients, key=sort_key(self.order, self.views))], columns=list(PATIENT_COLUMNS))
+        write_csv(self.out / PATIENTS_CSV, patient_table)
+        text = yaml.safe_dump(self.config_doc, sort_keys=False)
+        write_atomic(self.out / CONFIG_YAML, lambda tmp: tmp.write_text(text))
+        write_csv(self.out / SEQUENCES_CSV, self.sequences_table())
+
+
+def _load_previous(state: BatchState, out: Path, result_keys: dict[str, Any]) -> set[tuple[str, str]]:
+    """Resume: keep the rows of sequences an earlier run finished; return their keys."""
+    config_path = out / CONFIG_YAML
+    if config_path.is_file():
+        previous = yaml.safe_load(config_path.read_text()) or {}
+        differ = [k for k, v in result_keys.items() if k in previous and previous[k] != v]
+        if differ:
+            shown = "; ".join(f"{k}: {previous[k]!r} there, {result_keys[k]!r} now" for k in differ)
+            raise ConfigError(
+                f"{config_path}: cannot resume with different settings ({shown}); "
+                "resume with the same options, or write to a new -o folder"
+            )
+    tables = read_tables(out)
+    finished: set[tuple[str, str]] = set()
+    for record in tables.sequences.to_dict("records"):
+        record = row_from_csv(record)
+        key = (str(record["patient"]), str(record["view"]))
+        if record.get("status") == "ok" and (out / str(record["output"])).is_file():
+            state.rows[key] = record
+            finished.add(key)
+    if not tables.frames.empty:
+        for key, part in tables.frames.groupby(["patient", "view"], sort=False):
+            if key in finished:
+                state.frames[key] = FramesPart.from_table(part)
+    for record in tables.patients.to_dict("records"):
+        state.patients[str(record["patient"])] = row_from_csv(record)
+    if not tables.biplane.empty:
+        for patient, part in tables.biplane.groupby("patient", sort=False):
+            state.curves[str(patient)] = part.reset_index(drop=True)
+    return finished
+
+
+_Outcome = Callable[[PatientTask, "PatientResult | BaseException"], None]
+
+
+def _fatal(exc: BaseException) -> bool:
+    """Errors that concern every patient (the model cannot be loaded): stop the batch."""
+    return isinstance(exc, EchoTemporalError)
+
+
+def _dispatch_local(tasks: list[PatientTask], workers: int, method: str, weights: str | None, on_result: _Outcome) -> None:
+    """Local process pool; the model is loaded once per worker by the initializer."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: a fresh interpreter per worker; forking a parent that already runs torch/Dask threads
+    # can deadlock, and spawn behaves the same on Linux, macOS and Windows.
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=init_pool_worker, initargs=(method, weights)
+    )
+    pending = {pool.submit(process_patient, task): task for task in tasks}
+    try:
+        for future in as_completed(list(pending)):
+            task = pending.pop(future)
+            try:
+                outcome: PatientResult | BaseException = future.result()
+            except Exception as exc:  # noqa: BLE001
+                outcome = exc
+            on_result(task, outcome)
+            del future
+    except BaseException:
+        # Ctrl-C or a fatal error: drop what has not started, let running patients finish (workers
+        # ignore SIGINT) and keep their results.
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future, task in pending.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                on_result(task, future.result())
+        raise
+    pool.shutdown(wait=True)
+
+
+def _dispatch_inline(tasks: list[PatientTask], on_result: _Outcome) -> None:
+    """workers=0: everything in the calling process, one patient after the other (debugging, tests)."""
+    for task in tasks:
+        try:
+            outcome: PatientResult | BaseException = process_patient(task)
+        except Exception as exc:  # noqa: BLE001
+            outcome = exc
+        on_result(task, outcome)
+
+
+def _dispatch_dask(tasks: list[PatientTask], scheduler: Any, on_result: _Outcome) -> None:
+    """Existing Dask cluster: ``client.map`` and ``as_completed``; models cached per worker process."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:  # pragma: no cover - dask is an optional extra
+        raise ConfigError(
+            "--scheduler needs dask.distributed; install it with pip install 'echotemporal[dask]'"
+        ) from exc
+
+    own = not isinstance(scheduler, Client)
+    client = Client(scheduler) if own else scheduler
+    try:
+        futures = client.map(process_patient_on_dask, tasks, pure=False)
+        pending = dict(zip(futures, tasks))
+        iterator = as_completed(futures)
+        del futures
+        try:
+            for future in iterator:
+                task = pending.pop(future)
+                try:
+                    outcome: PatientResult | BaseException = future.result()
+                except Exception as exc:  # noqa: BLE001
+                    outcome = exc
+                future.release()
+                on_result(task, outcome)
+        except BaseException:
+            finished = [f for f in pending if f.status == "finished"]
+            client.cancel([f for f in pending if f.status != "finished"])
+            for future in finished:
+                on_result(pending[future], future.result())
+            raise
+    finally:
+        if own:
+            client.close()
+
+
+def _build_tasks(
+    cases: Iterable[Any],
+    root: Path,
+    out: Path,
+    config: SmoothingConfig,
+    weights: str | None,
+    overwrite: bool,
+    finished: set[tuple[str, str]],
+    state: BatchState,
+) -> list[PatientTask]:
+    by_patient: dict[str, list[Any]] = {}
+    for case in cases:
+        by_patient.setdefault(case.patient, []).append(case)
+    tasks = []
+    for patient, patient_cases in by_patient.items():
+        views = []
+        copies = []
+        for case in patient_cases:
+            # Absolute but not resolved: a patient folder may be a symbolic link, the mirror keeps its name.
+            path = Path(os.path.abspath(case.path))
+            info_path = None if case.info_path is None else Path(os.path.abspath(case.info_path))
+            relative = path.relative_to(root)
+            key = (patient, case.view)
+            views.append(
+                ViewTask(
+                    view=case.view,
+                    input=path,
+                    info=info_path,
+                    output=out / relative,
+                    out_relative=relative.as_posix(),
+                    done=state.rows.get(key) if key in finished else None,
+                )
+            )
+            if info_path is not None:
+                copies.append((info_path, out / info_path.relative_to(root)))
+        task = PatientTask(patient, tuple(views), config, weights, overwrite, tuple(copies))
+        if task.n_todo or patient not in state.patients:
+            tasks.append(task)
+    return tasks
+
+
+def run_batch(
+    root: str | Path,
+    out: str | Path,
+    *,
+    suffix: str = "_half_sequence_gt",
+    views: Sequence[str] = ("2CH", "4CH"),
+    method: str | None = None,
+    weights: str | Path | None = None,
+    config: SmoothingConfig | None = None,
+    workers: int = 1,
+    scheduler: Any = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    flush_every: int = 20,
+) -> BatchSummary:
+    """Smooth every sequence of a CAMUS tree and write corrected files and tables under ``out``.
+
+    Args:
+        root: CAMUS root (``patientNNNN/patientNNNN_{VIEW}{suffix}.nii.gz|.mhd`` + ``Info_{VIEW}.cfg``).
+        out: output folder: a mirror of ``root`` with the corrected sequences, plus the tables
+            (module docstring). Must not be ``root`` itself.
+        suffix: file-name suffix of the sequences, e.g. ``_half_sequence_gt`` or your segmenter's.
+        views: views to process.
+        method: "arvae", "gaussian" or "none"; default ``config.method``.
+        weights: model weights file or shipped-model name for "arvae"; default the shipped model.
+        config: smoothing configuration (defaults: ``SmoothingConfig()``).
+        workers: local worker processes (ignored when ``scheduler`` is given); 0 runs everything
+            in the calling process, without a pool (debugging, tests).
+        scheduler: Dask scheduler address (``tcp://host:8786``) or a ``distributed.Client``; the
+            work then runs on that cluster, whose workers must have echotemporal installed.
+        resume: keep the sequences an earlier run into ``out`` finished (status ok, file present)
+            and process the others.
+        overwrite: allow a fresh run into a folder that already holds batch results.
+        progress: show a progress bar (rate, ETA) on stderr.
+        flush_every: rewrite the tables after this many finished sequences (and every 30 s).
+
+    Returns:
+        BatchSummary; failed sequences are rows of ``sequences.csv`` with their message.
+
+    Raises:
+        InputFileError: no sequence found under ``root``.
+        OutputExistsError: ``out`` already holds a batch and neither ``resume`` nor ``overwrite``.
+        ConfigError: bad method/workers, ``out`` equal to ``root``, or resuming with other settings.
+        WeightsError: the model cannot be loaded (the batch stops; finished rows are written).
+        KeyboardInterrupt: re-raised after the tables of what finished have been written.
+    """
+    from tqdm import tqdm
+
+    from echotemporal.io import discover_camus
+
+    start = time.perf_counter()
+    root = Path(root).expanduser().resolve()
+    out = Path(out).expanduser().resolve()
+    base = config if config is not None else SmoothingConfig()
+    config = dataclasses.replace(base, method=method or base.method)
+    if config.method not in METHODS:
+        raise ConfigError(f"method {config.method!r} is not one of {', '.join(METHODS)}; pick one with --method")
+    if int(workers) < 0:
+        raise ConfigError(f"workers={workers}: use --workers 1 or more (0 runs in this process)")
+    if out == root:
+        raise ConfigError(f"{out}: the output folder must not be the CAMUS root (the mirror keeps file names); pick another -o")
+    weights_str = None
+    if weights is not None:
+        # A file travels as an absolute path (workers may run elsewhere); anything else is a model
+        # name for pretrained.load_model, which reports a bad one in the first task.
+        candidate = Path(weights).expanduser()
+        weights_str = str(candidate.resolve()) if candidate.is_file() else str(weights)
+
+    cases = discover_camus(root, suffix=suffix, views=tuple(views))
+    if not cases:
+        raise InputFileError(
+            f"{root}: no sequences patient*/patient*_{{{','.join(views)}}}{suffix}.nii.gz|.mhd found; "
+            "check the CAMUS root and --suffix/--views"
+        )
+    if (out / SEQUENCES_CSV).exists() and not (resume or overwrite):
+        raise OutputExistsError(
+            f"{out}: already holds batch results; pass --resume to continue them or --overwrite to redo them"
+        )
+
+    settings = {
+        "suffix": suffix,
+        "method": config.method,
+        "weights": weights_str,
+        "smoothing": config_to_dict(config),
+    }
+    config_doc: dict[str, Any] = {
+        "echotemporal_version": __version__,
+        "command": "batch",
+        "root": str(root),
+        "views": list(views),
+        **settings,
+        "weights_sha256": (
+            file_sha256(weights_str) if weights_str and config.method == "arvae" and Path(weights_str).is_file() else None
+        ),
+        "workers": int(workers),
+        "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else repr(scheduler),
+        "versions": {d: _version(d) for d in ("numpy", "scipy", "pandas", "torch", "SimpleITK", "distributed")},
+        "python": sys.version.split()[0],
+    }
+    order = {}
+    for case in cases:
+        order.setdefault(case.patient, len(order))
+    state = BatchState(out=out, views=tuple(views), config_doc=config_doc, order=order)
+    finished = _load_previous(state, out, settings) if resume and (out / SEQUENCES_CSV).exists() else set()
+    if resume and not config_doc["weights_sha256"] and finished:
+        previous = read_tables(out).config
+        config_doc["weights_sha256"] = previous.get("weights_sha256")
+    tasks = _build_tasks(cases, root, out, config, weights_str, overwrite or resume, finished, state)
+    # Rows of this run's sequences from an earlier run are replaced, never shown twice.
+    n_todo = sum(task.n_todo for task in tasks)
+    out.mkdir(parents=True, exist_ok=True)
+    state.write()
+
+    bar = tqdm(
+        total=n_todo,
+        unit="seq",
+        desc=f"batch ({len(finished)} done before)" if finished else "batch",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
+    counters = {"since_flush": 0, "failed": 0, "flushed_at": time.monotonic()}
+
+    def on_result(task: PatientTask, outcome: PatientResult | BaseException) -> None:
+        if isinstance(outcome, BaseException):
+            if _fatal(outcome):
+                raise outcome
+            outcome = failed_result(task, outcome)
+        state.add(outcome)
+        counters["failed"] += sum(row["status"] != "ok" for row in outcome.rows)
+        counters["since_flush"] += len(outcome.rows)
+        bar.update(len(outcome.rows))
+        if counters["failed"]:
+            bar.set_postfix(failed=counters["failed"], refresh=False)
+        if counters["since_flush"] >= flush_every or time.monotonic() - counters["flushed_at"] > FLUSH_EVERY_SECONDS:
+            state.write()
+            counters["since_flush"] = 0
+            counters["flushed_at"] = time.monotonic()
+
+    try:
+        if tasks:
+            if scheduler is not None:
+                _dispatch_dask(tasks, scheduler, on_result)
+            elif int(workers) == 0:
+                _dispatch_inline(tasks, on_result)
+            else:
+                _dispatch_local(tasks, min(int(workers), len(tasks)), config.method, weights_str, on_result)
+    finally:
+        # Whatever happened (Ctrl-C included), what finished is on disk and consistent.
+        bar.close()
+        state.write()
+
+    statuses = [row.get("status") for row in state.rows.values()]
+    return BatchSummary(
+        out=out,
+        n_sequences=len(cases),
+        n_ok=sum(s == "ok" for s in statuses),
+        n_failed=sum(s != "ok" for s in statuses),
+        n_skipped=len(finished),
+        seconds=time.perf_counter() - start,
+        tables={
+            "sequences": out / SEQUENCES_CSV,
+            "frames": out / FRAMES_CSV,
+            "patients": out / PATIENTS_CSV,
+            "biplane": out / BIPLANE_CSV,
+            "config": out / CONFIG_YAML,
+        },
+    )

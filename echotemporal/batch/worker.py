@@ -1,0 +1,413 @@
+"""Worker side of a batch: one patient per task, run in a pool process or on a Dask worker.
+
+Each view goes through ``pipeline.smooth_file`` (the function behind ``echotemporal smooth``); then
+the patient's biplane curve is measured while both views' labels are still in memory. Only small
+results travel back to the parent: rows, the per-frame table as CSV text, and the biplane curve.
+Everything that goes wrong with one sequence ends up in its row; only a model that cannot be loaded
+(a batch-wide problem) raises.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from echotemporal.batch.tables import PATIENT_COLUMNS, SUMMARY_COLUMNS, FramesPart
+from echotemporal.config import SmoothingConfig
+from echotemporal.errors import EchoTemporalError
+
+__all__ = [
+    "ViewTask",
+    "PatientTask",
+    "PatientResult",
+    "init_pool_worker",
+    "process_patient",
+    "process_patient_on_dask",
+    "failed_result",
+    "one_line",
+]
+
+
+@dataclass(frozen=True)
+class ViewTask:
+    view: str
+    input: Path
+    info: Path | None
+    output: Path
+    out_relative: str  # output path relative to OUT, as written in the tables
+    done: dict[str, Any] | None = None  # sequences.csv row of an earlier run: only read for biplane
+
+
+@dataclass(frozen=True)
+class PatientTask:
+    patient: str
+    views: tuple[ViewTask, ...]
+    config: SmoothingConfig
+    weights: str | None
+    overwrite: bool
+    info_copies: tuple[tuple[Path, Path], ...] = ()  # (source, destination) Info cfg files
+
+    @property
+    def n_todo(self) -> int:
+        return sum(v.done is None for v in self.views)
+
+
+@dataclass
+class PatientResult:
+    patient: str
+    rows: list[dict[str, Any]]
+    frames: dict[str, FramesPart]  # view -> its frames.csv rows
+    patient_row: dict[str, Any]
+    curve: pd.DataFrame | None
+    weights_sha256: str | None = None
+
+
+
+
+_MODELS: dict[tuple[str, str | None], Any] = {}
+_MODELS_LOCK = threading.Lock()
+_WORKER_READY = False
+
+
+def _prepare_worker(method: str) -> None:
+    """One torch thread per worker process: parallelism comes from the processes, not from threads."""
+    global _WORKER_READY
+    if _WORKER_READY:
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if method == "arvae" or "torch" in sys.modules:  # the other methods need no torch: skip its import
+        import torch
+
+        torch.set_num_threads(1)
+    _WORKER_READY = True
+
+
+def _load_model(method: str, weights: str | None) -> Any:
+    """The shape model of this worker process, loaded once and cached by weights path."""
+    if method != "arvae":
+        return None
+    key = (method, weights)
+    with _MODELS_LOCK:  # Dask workers may run several tasks in threads of one process
+        if key not in _MODELS:
+            from echotemporal.pretrained import load_model
+
+            _MODELS[key] = load_model(weights)
+        return _MODELS[key]
+
+
+def init_pool_worker(method: str, weights: str | None) -> None:
+    """ProcessPoolExecutor initializer: threads, Ctrl-C, model (load errors resurface in the tasks)."""
+    # The parent owns Ctrl-C: it lets running patients finish and writes the tables.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _prepare_worker(method)
+    try:
+        _load_model(method, weights)
+    except Exception:  # noqa: BLE001 - re-raised by _load_model in the first task, with its message
+        pass
+
+
+def one_line(exc: BaseException) -> str:
+    """A failure as one line: library errors carry their own message; others get their type."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, EchoTemporalError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def nan() -> float:
+    return float("nan")
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value) if value is not None else nan()
+    except (TypeError, ValueError):
+        return nan()
+
+
+def _as_frame_index(value: Any) -> int | None:
+    f = _as_float(value)
+    return int(f) if math.isfinite(f) else None
+
+
+def _row_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The sequences.csv columns that come from the pipeline's JSON summary (same key names)."""
+    row = {}
+    for name in SUMMARY_COLUMNS:
+        value = summary.get(name)
+        if value is None and name.startswith(("n_inconsistent_", "n_invalid_")):
+            value = summary.get(name.replace("_before", "_frames_before").replace("_after", "_frames_after"))
+        row[name] = _as_float(value)
+    residue = summary.get("residue") or {}
+    row["residue_clean"] = bool(residue.get("clean", False))
+    return row
+
+
+def _read_info(path: Path | None) -> Any:
+    """Info cfg of a view, or None (a broken cfg costs the Info EF column, not the sequence)."""
+    if path is None:
+        return None
+    from echotemporal.io import read_info_cfg
+
+    try:
+        return read_info_cfg(path)
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"{path}: Info cfg not usable ({one_line(exc)}); Info EF left empty", RuntimeWarning)
+        return None
+
+
+@dataclass
+class _ViewData:
+    """One view's labels before/after, kept in the worker only until the patient's biplane is done."""
+
+    before: np.ndarray  # (T, H, W) uint8 input
+    after: np.ndarray  # (T, H, W) uint8 corrected
+    spacing_mm: tuple[float, float]
+    row: dict[str, Any]  # its sequences.csv row
+
+    def ed_es(self, when: str) -> tuple[int, int] | None:
+        """The (ED, ES) the pipeline used for this view's "before" or "after" indices."""
+        tail = "_before" if when == "before" else ""
+        ed = _as_frame_index(self.row.get(f"ed_frame{tail}"))
+        es = _as_frame_index(self.row.get(f"es_frame{tail}"))
+        return None if ed is None or es is None else (ed, es)
+
+
+def base_row(task: PatientTask, view: ViewTask) -> dict[str, Any]:
+    return {
+        "patient": task.patient,
+        "view": view.view,
+        "status": "failed",
+        "error": "",
+        "seconds": nan(),
+        "input": str(view.input),
+        "info": "" if view.info is None else str(view.info),
+        "output": view.out_relative,
+        "method": task.config.method,
+    }
+
+
+def _smooth_view(
+    task: PatientTask, view: ViewTask, model: Any
+) -> tuple[dict[str, Any], FramesPart | None, _ViewData | None]:
+    """One sequence through ``pipeline.smooth_file``; any failure becomes a failed row with its message."""
+    from echotemporal import pipeline
+    from echotemporal.io import read_sequence
+
+    start = time.perf_counter()
+    row = base_row(task, view)
+    frames = data = None
+    try:
+        view.output.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            # Degenerate frames warn inside the pipeline; in a batch the tables record them instead.
+            warnings.simplefilter("ignore")
+            result = pipeline.smooth_file(
+                view.input,
+                view.output,
+                method=task.config.method,
+                model=model,
+                config=task.config,
+                info_path=view.info,
+                report_dir=None,  # the smooth report (frames CSV, summary JSON) beside each output
+                plot=False,
+                overwrite=task.overwrite,
+            )
+            # smooth_file does not hand the input back; re-reading it (tens of ms) keeps its API.
+            before = read_sequence(view.input)
+        row.update(_row_from_summary(result.summary))
+        table = result.frames.reset_index(drop=result.frames.index.name is None)
+        table.insert(0, "view", view.view)
+        table.insert(0, "patient", task.patient)
+        frames = FramesPart.from_table(table)
+        data = _ViewData(before.labels, np.asarray(result.labels), tuple(before.spacing_mm), row)  # type: ignore[arg-type]
+        row["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - a batch records any failure of one case and goes on
+        row["error"] = one_line(exc)
+    row["seconds"] = time.perf_counter() - start
+    return row, frames, data
+
+
+def _done_view_data(view: ViewTask) -> _ViewData | None:
+    """Labels of a view finished by an earlier run (resume), for the patient's biplane indices."""
+    from echotemporal.io import read_sequence
+
+    try:
+        before = read_sequence(view.input)
+        after = read_sequence(view.output)
+    except Exception:  # noqa: BLE001 - without them the patient falls back to monoplane
+        return None
+    return _ViewData(before.labels, after.labels, tuple(before.spacing_mm), dict(view.done or {}))  # type: ignore[arg-type]
+
+
+#: Pixels kept around the heart when cropping for the biplane measure (hinges look 1-2 px outside).
+_CROP_MARGIN_PX = 4
+
+
+def _heart_crop(labels: np.ndarray) -> np.ndarray:
+    """(T, H, W) labels cropped to the LV∪MYO bounding box over all frames, plus a margin.
+
+    Volumes depend on distances only, so the crop changes no number and saves most of the
+    per-pixel work on CAMUS-size frames.
+    """
+    heart = np.isin(labels, (1, 2))
+    rows = np.flatnonzero(heart.any(axis=(0, 2)))
+    cols = np.flatnonzero(heart.any(axis=(0, 1)))
+    if rows.size == 0:
+        return labels
+    r0, c0 = max(int(rows[0]) - _CROP_MARGIN_PX, 0), max(int(cols[0]) - _CROP_MARGIN_PX, 0)
+    r1, c1 = int(rows[-1]) + _CROP_MARGIN_PX + 1, int(cols[-1]) + _CROP_MARGIN_PX + 1
+    return np.ascontiguousarray(labels[:, r0:r1, c0:c1])
+
+
+def _patient_indices(
+    patient: str, data: dict[str, _ViewData], info: dict[str, float]
+) -> tuple[dict[str, Any], pd.DataFrame | None]:
+    """Patient row (biplane when 2CH and 4CH are both available, else monoplane) and biplane curve.
+
+    Args:
+        patient: patient id.
+        data: view -> labels and row of the views that finished ok.
+        info: Info cfg reference values (info_ef_percent, info_edv_ml, info_esv_ml), NaN if absent.
+    """
+    from echotemporal import clinical
+
+    row: dict[str, Any] = {name: nan() for name in PATIENT_COLUMNS}
+    row.update(info)
+    row.update(patient=patient, mode="none", views="+".join(sorted(data)), error="")
+    curve = None
+    if not data:
+        return row, curve
+    for when in ("before", "after"):
+        gls = [_as_float(d.row.get(f"gls_percent_{when}")) for d in data.values()]
+        # Two-view GLS is the mean of the views (DESIGN.md §5); a NaN view makes it NaN, honestly.
+        row[f"gls_percent_{when}"] = float(np.mean(gls))
+    if "2CH" in data and "4CH" in data:
+        row["mode"] = "biplane"
+        two, four = data["2CH"], data["4CH"]
+        try:
+            curves = {}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # NaN volumes are the record
+                for when in ("before", "after"):
+                    unchanged = (
+                        when == "after"
+                        and two.ed_es("after") == two.ed_es("before")
+                        and four.ed_es("after") == four.ed_es("before")
+                        and np.array_equal(two.before, two.after)
+                        and np.array_equal(four.before, four.after)
+                    )
+                    if unchanged:  # nothing corrected: the same curve, without measuring it again
+                        volumes = curves["before"]
+                    else:
+                        t, volumes = clinical.biplane_volumes_ml(
+                            _heart_crop(getattr(two, when)),
+                            two.spacing_mm,
+                            _heart_crop(getattr(four, when)),
+                            four.spacing_mm,
+                            ed_es_2ch=two.ed_es(when),
+                            ed_es_4ch=four.ed_es(when),
+                        )
+                    curves[when] = volumes
+                    # biplane_volumes_ml's grid runs from ED (t = 0) to ES (t = 1).
+                    row[f"edv_ml_{when}"] = float(volumes[0])
+                    row[f"esv_ml_{when}"] = float(volumes[-1])
+                    row[f"ef_percent_{when}"] = clinical.ejection_fraction_percent(volumes[0], volumes[-1])
+            curve = pd.DataFrame(
+                {"patient": patient, "t": t, "volume_ml_before": curves["before"], "volume_ml_after": curves["after"]}
+            )
+        except Exception as exc:  # noqa: BLE001 - a failed biplane costs this patient's row only
+            row["error"] = f"biplane: {one_line(exc)}"
+    else:
+        (only,) = data.values()
+        row["mode"] = "monoplane"
+        for when in ("before", "after"):
+            for name in ("edv_ml", "esv_ml", "ef_percent"):
+                row[f"{name}_{when}"] = _as_float(only.row.get(f"{name}_{when}"))
+    return row, curve
+
+
+def _info_values(views: Sequence[ViewTask]) -> dict[str, float]:
+    """Reference EF/EDV/ESV from the Info cfg files (CAMUS repeats them in both views; 4CH first)."""
+    values = {"info_ef_percent": nan(), "info_edv_ml": nan(), "info_esv_ml": nan()}
+    for view in sorted(views, key=lambda v: v.view != "4CH"):
+        info = _read_info(view.info)
+        for key, attr in (("info_ef_percent", "ef_percent"), ("info_edv_ml", "edv_ml"), ("info_esv_ml", "esv_ml")):
+            if math.isnan(values[key]):
+                values[key] = _as_float(getattr(info, attr, None))
+    return values
+
+
+def process_patient(task: PatientTask) -> PatientResult:
+    """Worker entry point: smooth every pending view of one patient, then the patient's indices.
+
+    Raises only when the model cannot be loaded (a batch-wide error); everything that concerns one
+    sequence ends up in its row.
+    """
+    model = _load_model(task.config.method, task.weights)
+    info = _info_values(task.views)
+    rows: list[dict[str, Any]] = []
+    frames: dict[str, FramesPart] = {}
+    data: dict[str, _ViewData] = {}
+    for view in task.views:
+        if view.done is not None:
+            done = _done_view_data(view)
+            if done is not None:
+                data[view.view] = done
+            continue
+        row, view_frames, view_data = _smooth_view(task, view, model)
+        row["info_ef_percent"] = info["info_ef_percent"]
+        rows.append(row)
+        if view_frames is not None:
+            frames[view.view] = view_frames
+        if view_data is not None:
+            data[view.view] = view_data
+    for source, destination in task.info_copies:
+        # The mirror is a CAMUS tree of its own: a later batch can run on OUT.
+        try:
+            if not destination.exists() or task.overwrite:
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, destination)
+        except OSError as exc:
+            warnings.warn(f"{destination}: Info cfg not copied ({exc})", RuntimeWarning)
+    patient_row, curve = _patient_indices(task.patient, data, info)
+    return PatientResult(
+        patient=task.patient,
+        rows=rows,
+        frames=frames,
+        patient_row=patient_row,
+        curve=curve,
+        weights_sha256=getattr(model, "sha256", None),
+    )
+
+
+def process_patient_on_dask(task: PatientTask) -> PatientResult:
+    """Dask entry point: the worker process is prepared (threads) on its first task."""
+    _prepare_worker(task.config.method)
+    return process_patient(task)
+
+
+
+
+def failed_result(task: PatientTask, exc: BaseException) -> PatientResult:
+    """A patient whose task died as a whole (worker killed, cancelled): failed rows, nothing lost."""
+    message = f"worker failed: {one_line(exc)}"
+    rows = [dict(base_row(task, v), error=message) for v in task.views if v.done is None]
+    row: dict[str, Any] = {name: nan() for name in PATIENT_COLUMNS}
+    row.update(patient=task.patient, mode="none", views="", error=message)
+    return PatientResult(task.patient, rows, {}, row, None)
+
+

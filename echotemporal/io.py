@@ -1,0 +1,563 @@
+"""Label-sequence files (NIfTI, MetaImage), CAMUS ``Info_*.cfg`` files and CAMUS folder discovery.
+
+This is the only module that talks to SimpleITK. In memory a sequence is a ``(T, H, W)`` uint8 label map,
+frame 0 first, the order ``SimpleITK.GetArrayFromImage`` returns; ``spacing_mm = (row_mm, col_mm)``.
+SimpleITK orders axes the other way round, ``(x, y[, t]) = (col, row[, frame])``; that reversal is done
+in exactly one function, :func:`_sitk_xy_to_row_col`.
+
+Geometry (origin, spacing, direction) is copied exactly from an input file to the file written back.
+NIfTI stores geometry as float32, so a value that is not a float32 (e.g. 0.308 mm) is rounded once, at
+the first NIfTI write; reading a file and writing it again is exact in every format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from echotemporal.errors import InputFileError, OutputExistsError
+from echotemporal.labels import VALID_LABELS, validate_labels
+
+__all__ = [
+    "SEQUENCE_SUFFIXES",
+    "ImageGeometry",
+    "LabelSequence",
+    "read_sequence",
+    "write_sequence",
+    "geometry_from_spacing",
+    "InfoCfg",
+    "read_info_cfg",
+    "write_info_cfg",
+    "CamusCase",
+    "discover_camus",
+]
+
+#: File name endings read and written, in the order discovery prefers them.
+SEQUENCE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".mhd", ".mha")
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Physical placement of an image, in SimpleITK order.
+
+    Attributes:
+        spacing: (D,) pixel size per axis in mm, SimpleITK order ``(x, y[, t])`` = (col, row[, frame]).
+        origin: (D,) physical position of pixel (0, 0[, 0]) in mm, SimpleITK order.
+        direction: (D*D,) row-major direction cosine matrix, SimpleITK order.
+    """
+
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @property
+    def dimension(self) -> int:
+        """Number of image axes, 2 or 3."""
+        return len(self.spacing)
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: ndarray fields make the generated __eq__ ambiguous
+class LabelSequence:
+    """A label sequence read from a file.
+
+    Attributes:
+        labels: (T, H, W) uint8 CAMUS labels, frame 0 first, apex towards row 0.
+        spacing_mm: (row_mm, col_mm) pixel size in mm, array order.
+        geometry: the file's geometry, kept so that outputs copy it exactly.
+        path: the file it was read from, if any.
+    """
+
+    labels: np.ndarray
+    spacing_mm: tuple[float, float]
+    geometry: ImageGeometry
+    path: Path | None = None
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames T."""
+        return int(self.labels.shape[0])
+
+
+def _sitk_xy_to_row_col(values: Sequence[float]) -> tuple[float, float]:
+    """Swap the first two axes between SimpleITK order and array order.
+
+    SimpleITK (ITK) orders axes ``(x, y[, t])`` = (column, row[, frame]) while
+    ``GetArrayFromImage`` returns ``(t, row, col)`` arrays. This is the one place in echotemporal that
+    converts between the two; the swap is its own inverse, so it serves both directions:
+    ``(x_mm, y_mm) -> (row_mm, col_mm)`` and ``(row_mm, col_mm) -> (x_mm, y_mm)``.
+
+    Args:
+        values: (>= 2,) per-axis values in one order; only the first two (in-plane) are used.
+
+    Returns:
+        (2,) the in-plane values in the other order.
+    """
+    return float(values[1]), float(values[0])
+
+
+def _check_spacing_mm(spacing_mm: Sequence[float]) -> tuple[float, float]:
+    spacing = tuple(float(s) for s in spacing_mm)
+    if len(spacing) != 2 or not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise ValueError(f"spacing_mm={tuple(spacing_mm)!r}: expected two positive pixel sizes (row_mm, col_mm)")
+    return spacing  # type: ignore[return-value]
+
+
+def geometry_from_spacing(spacing_mm: Sequence[float], n_dims: int = 3) -> ImageGeometry:
+    """Geometry with the given in-plane spacing, zero origin and identity direction.
+
+    Args:
+        spacing_mm: (2,) (row_mm, col_mm) pixel size in mm, array order.
+        n_dims: 2 for a single-frame image, 3 for a sequence (frame axis spacing 1).
+
+    Returns:
+        The geometry in SimpleITK order.
+
+    Raises:
+        ValueError: spacing not two positive numbers, or ``n_dims`` not 2 or 3.
+    """
+    if n_dims not in (2, 3):
+        raise ValueError(f"n_dims={n_dims}: a label sequence file has 2 or 3 axes")
+    x_mm, y_mm = _sitk_xy_to_row_col(_check_spacing_mm(spacing_mm))
+    spacing = (x_mm, y_mm, 1.0)[:n_dims]
+    direction = tuple(float(v) for v in np.eye(n_dims).ravel())
+    return ImageGeometry(spacing=spacing, origin=(0.0,) * n_dims, direction=direction)
+
+
+def _as_labels(array: np.ndarray, source: str) -> np.ndarray:
+    """The label map as uint8, checked by ``labels.validate_labels``.
+
+    A uint8 map whose maximum is a valid label is valid, so it skips ``validate_labels``'s full
+    ``np.unique``, which costs ~30 ms on a 20-frame CAMUS sequence.
+    """
+    array = np.asarray(array)
+    if array.dtype == np.uint8 and (array.size == 0 or int(array.max()) <= max(VALID_LABELS)):
+        return array
+    return validate_labels(array, source=source)
+
+
+def _suffix(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((s for s in SEQUENCE_SUFFIXES if name.endswith(s)), None)
+
+
+@contextlib.contextmanager
+def _native_stderr_lines() -> Iterator[list[str]]:
+    """Capture what C++ code writes straight to file descriptor 2 while the block runs.
+
+    MetaIO prints parse errors of a bad ``.mhd`` to ``std::cerr``, beside Python's ``sys.stderr``; left
+    alone, they would turn the CLI's one-line error into a paragraph. The lines are handed back so the
+    caller can put them in its exception or warning. (fd 2 is process-wide: another thread's stderr
+    output during a read is captured too, and re-issued by the caller.)
+    """
+    lines: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to capture
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+
+
+def read_sequence(path: str | os.PathLike[str]) -> LabelSequence:
+    """Read a label sequence from a ``.nii.gz``, ``.nii``, ``.mhd`` (or ``.mha``) file.
+
+    A 2D file, or a 3D file whose third axis has size 1 (CAMUS ED/ES ``.mhd`` files), gives T = 1.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The sequence: labels (T, H, W) uint8, spacing_mm (row_mm, col_mm), the file's geometry.
+
+    Raises:
+        InputFileError: the file is missing, not a supported format, unreadable, 4D or multi-channel.
+        InvalidLabelsError: the values are not CAMUS labels {0, 1, 2, 3} (e.g. a B-mode image).
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "not found"
+        raise InputFileError(f"{path}: {what}; check the path (expected a .nii.gz, .nii or .mhd label map)")
+    if _suffix(path) is None:
+        raise InputFileError(f"{path}: unsupported format; convert it to .nii.gz, .nii or .mhd")
+    image, error = None, ""
+    with _native_stderr_lines() as native:
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as exc:
+            error = str(exc).strip()
+    if image is None:
+        reason = native[0] if native else (error.splitlines()[-1].strip() if error else "SimpleITK cannot read it")
+        raise InputFileError(
+            f"{path}: unreadable image file ({reason.strip()}); check that it is a complete, uncorrupted "
+            ".nii.gz/.nii/.mhd file (an .mhd needs its .raw beside it)"
+        )
+    for line in native:
+        warnings.warn(f"{path}: {line}", RuntimeWarning, stacklevel=2)
+    dim = image.GetDimension()
+    if dim not in (2, 3):
+        raise InputFileError(
+            f"{path}: {dim}D image of size {image.GetSize()}; expected a 2D frame or a 3D (x, y, t) "
+            "sequence - save one view's sequence per file"
+        )
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputFileError(
+            f"{path}: {image.GetNumberOfComponentsPerPixel()} channels per pixel; expected a single-channel "
+            "label map (is this an RGB screenshot or a probability map?)"
+        )
+    labels = _as_labels(sitk.GetArrayFromImage(image), source=str(path))
+    if dim == 2:
+        labels = labels[np.newaxis]
+    geometry = ImageGeometry(
+        spacing=tuple(image.GetSpacing()), origin=tuple(image.GetOrigin()), direction=tuple(image.GetDirection())
+    )
+    return LabelSequence(
+        labels=labels,
+        spacing_mm=_sitk_xy_to_row_col(geometry.spacing),
+        geometry=geometry,
+        path=path,
+    )
+
+
+def _replace_into(tmp_dir: Path, target_dir: Path, overwrite: bool) -> None:
+    """Move every file written in ``tmp_dir`` to ``target_dir`` (same file system, so each move is atomic)."""
+    written = sorted(tmp_dir.iterdir(), key=lambda p: _suffix(p) is not None)  # header last: data first
+    if not overwrite:
+        for item in written:
+            if (target_dir / item.name).exists():
+                raise OutputExistsError(f"{target_dir / item.name}: exists; pass --overwrite (overwrite=True) to replace it")
+    for item in written:
+        os.replace(item, target_dir / item.name)
+
+
+def write_sequence(
+    path: str | os.PathLike[str],
+    labels: np.ndarray,
+    geometry: ImageGeometry | None = None,
+    *,
+    spacing_mm: Sequence[float] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a label sequence, atomically, copying the geometry exactly.
+
+    The format follows the name: ``.nii.gz``, ``.nii``, ``.mhd`` (+ ``.raw``) or ``.mha``. The file is
+    written under a temporary folder beside ``path`` and moved into place, so a reader never sees a
+    half-written file and an interrupted write leaves the old file intact.
+
+    Args:
+        path: output file.
+        labels: (T, H, W) (or (H, W), taken as T = 1) CAMUS labels.
+        geometry: geometry to copy, usually ``LabelSequence.geometry`` of the input. A 2D geometry
+            (T = 1 read from a 2D file) writes a 2D file, so a T = 1 input is written back as it came.
+        spacing_mm: (row_mm, col_mm), used when ``geometry`` is None (then origin 0, identity direction).
+        overwrite: replace an existing file.
+
+    Returns:
+        The path written.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        InvalidLabelsError: values outside {0, 1, 2, 3}.
+        ValueError: unsupported name, no geometry and no spacing, or a geometry that does not fit.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if _suffix(path) is None:
+        raise ValueError(f"{path}: unsupported output format; name it .nii.gz, .nii or .mhd")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists; pass --overwrite (overwrite=True) to replace it")
+    arr = _as_labels(labels, source=str(path))
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.ndim != 3 or 0 in arr.shape:
+        raise ValueError(f"{path}: labels of shape {arr.shape}; expected a non-empty (T, H, W) array")
+    if geometry is None:
+        if spacing_mm is None:
+            raise ValueError(f"{path}: no geometry and no spacing_mm given; pass the input's geometry or its spacing_mm")
+        geometry = geometry_from_spacing(spacing_mm, n_dims=3)
+    elif spacing_mm is not None and not np.allclose(
+        _sitk_xy_to_row_col(geometry.spacing), _check_spacing_mm(spacing_mm), rtol=1e-6, atol=0.0
+    ):
+        raise ValueError(
+            f"{path}: spacing_mm={tuple(spacing_mm)} contradicts the geometry's "
+            f"{_sitk_xy_to_row_col(geometry.spacing)}; pass only one of them"
+        )
+    dim = geometry.dimension
+    if dim not in (2, 3) or len(geometry.origin) != dim or len(geometry.direction) != dim * dim:
+        raise ValueError(f"{path}: inconsistent geometry {geometry}; expected 2 or 3 axes throughout")
+    if dim == 2 and arr.shape[0] != 1:
+        raise ValueError(f"{path}: a 2D geometry holds one frame, got {arr.shape[0]}; pass a 3D geometry")
+
+    image = sitk.GetImageFromArray(arr[0] if dim == 2 else arr, isVector=False)
+    image.SetSpacing(geometry.spacing)
+    image.SetOrigin(geometry.origin)
+    image.SetDirection(geometry.direction)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A temporary *folder* (not a temporary name) keeps the exact file name: SimpleITK picks the format
+    # from the extension, and an .mhd header names its .raw data file, which must keep its final name.
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        sitk.WriteImage(image, str(tmp_dir / path.name))
+        _replace_into(tmp_dir, path.parent, overwrite)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# CAMUS Info_{2CH,4CH}.cfg
+
+
+@dataclass(frozen=True)
+class InfoCfg:
+    """Contents of a CAMUS ``Info_{2CH,4CH}.cfg`` file.
+
+    Attributes:
+        ed_frame: end-diastolic frame, 0-based (the file is 1-based).
+        es_frame: end-systolic frame, 0-based (the file is 1-based).
+        n_frames: ``NbFrame``.
+        ef_percent: ``EF`` (2023 release) or ``LVef`` (2019 release), in %.
+        edv_ml: ``LVedv`` (2019 release), in mL.
+        esv_ml: ``LVesv`` (2019 release), in mL.
+        frame_rate_hz: ``FrameRate``, in Hz.
+        sex: ``Sex`` (``"F"``/``"M"``).
+        age: ``Age`` in years.
+        image_quality: ``ImageQuality`` (``"Good"``, ``"Medium"``, ``"Poor"``).
+        extra: every other key, value kept as text.
+    """
+
+    ed_frame: int | None = None
+    es_frame: int | None = None
+    n_frames: int | None = None
+    ef_percent: float | None = None
+    edv_ml: float | None = None
+    esv_ml: float | None = None
+    frame_rate_hz: float | None = None
+    sex: str | None = None
+    age: float | None = None
+    image_quality: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stored_es_to_ed(self) -> bool:
+        """True when the sequence is stored ES first (ES frame before ED frame)."""
+        return self.ed_frame is not None and self.es_frame is not None and self.es_frame < self.ed_frame
+
+
+# cfg key -> (InfoCfg field, kind). "frame" values are 1-based in the file.
+_CFG_KEYS: dict[str, tuple[str, str]] = {
+    "ED": ("ed_frame", "frame"),
+    "ES": ("es_frame", "frame"),
+    "NbFrame": ("n_frames", "int"),
+    "Sex": ("sex", "str"),
+    "Age": ("age", "float"),
+    "ImageQuality": ("image_quality", "str"),
+    "EF": ("ef_percent", "float"),
+    "LVedv": ("edv_ml", "float"),
+    "LVesv": ("esv_ml", "float"),
+    "LVef": ("ef_percent", "float"),
+    "FrameRate": ("frame_rate_hz", "float"),
+}
+
+
+def _parse_cfg_value(path: Path, key: str, text: str, kind: str) -> int | float | str:
+    if kind == "str":
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        raise InputFileError(f"{path}: {key}: {text!r} is not a number; fix the value in the cfg file") from None
+    if kind == "float":
+        return number
+    if not number.is_integer():
+        raise InputFileError(f"{path}: {key}: {text!r} is not a whole number; fix the value in the cfg file")
+    if kind == "frame":
+        if number < 1:
+            raise InputFileError(f"{path}: {key}: {text!r}; CAMUS frame numbers start at 1, fix the value")
+        return int(number) - 1
+    return int(number)
+
+
+def read_info_cfg(path: str | os.PathLike[str]) -> InfoCfg:
+    """Parse a CAMUS ``Info_{2CH,4CH}.cfg`` file (``Key: value`` lines, both releases).
+
+    Args:
+        path: the cfg file.
+
+    Returns:
+        Its contents; ED/ES converted to 0-based; unknown keys kept in ``extra``. When both ``EF`` and
+        ``LVef`` are present, ``EF`` fills ``ef_percent`` and ``LVef`` stays in ``extra``.
+
+    Raises:
+        InputFileError: missing file, a line that is not ``Key: value``, or a bad known value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: Info cfg not found; check the path (e.g. patient0001/Info_4CH.cfg)")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read the Info cfg ({exc.strerror}); check its permissions") from None
+    pairs: dict[str, str] = {}
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or not key.strip():
+            raise InputFileError(
+                f"{path}:{lineno}: {line!r} is not a 'Key: value' line; is this a CAMUS Info_*.cfg file?"
+            )
+        pairs[key.strip()] = value.strip()
+    if "EF" in pairs:  # both releases' EF keys present: EF fills ef_percent, LVef is kept as text
+        known = {k: v for k, v in _CFG_KEYS.items() if k != "LVef"}
+    else:
+        known = _CFG_KEYS
+    values = {known[k][0]: _parse_cfg_value(path, k, v, known[k][1]) for k, v in pairs.items() if k in known}
+    extra = {k: v for k, v in pairs.items() if k not in known}
+    return InfoCfg(**values, extra=extra)  # type: ignore[arg-type]
+
+
+def _format_cfg_number(value: float) -> str:
+    # repr() round-trips floats exactly; whole numbers keep CAMUS's "94.0" look.
+    return repr(float(value))
+
+
+def write_info_cfg(path: str | os.PathLike[str], info: InfoCfg, *, overwrite: bool = False) -> Path:
+    """Write a CAMUS ``Info_*.cfg`` file (1-based ED/ES), atomically.
+
+    Known fields are written in CAMUS order, then ``extra``. The ejection fraction is written as
+    ``LVef`` next to ``LVedv``/``LVesv`` when volumes are set (2019 release), else as ``EF``.
+
+    Args:
+        path: output file.
+        info: contents.
+        overwrite: replace an existing file.
+
+    Returns:
+        The path written.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists; pass --overwrite (overwrite=True) to replace it")
+    old_release = info.edv_ml is not None or info.esv_ml is not None
+    lines: list[tuple[str, str]] = []
+
+    def add(key: str, value: object, fmt=str) -> None:
+        if value is not None:
+            lines.append((key, fmt(value)))
+
+    add("ED", None if info.ed_frame is None else int(info.ed_frame) + 1)
+    add("ES", None if info.es_frame is None else int(info.es_frame) + 1)
+    add("NbFrame", info.n_frames, lambda v: str(int(v)))
+    add("Sex", info.sex)
+    add("Age", info.age, lambda v: str(int(v)) if float(v).is_integer() else repr(float(v)))
+    add("ImageQuality", info.image_quality)
+    if old_release:
+        add("LVedv", info.edv_ml, _format_cfg_number)
+        add("LVesv", info.esv_ml, _format_cfg_number)
+        add("LVef", info.ef_percent, _format_cfg_number)
+    else:
+        add("EF", info.ef_percent, _format_cfg_number)
+    add("FrameRate", info.frame_rate_hz, _format_cfg_number)
+    written = {key for key, _ in lines}
+    lines.extend((k, str(v)) for k, v in info.extra.items() if k not in written)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("".join(f"{k}: {v}\n" for k, v in lines))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# CAMUS folder layout
+
+
+@dataclass(frozen=True)
+class CamusCase:
+    """One view of one CAMUS patient.
+
+    Attributes:
+        patient: patient folder name, e.g. ``"patient0001"``.
+        view: ``"2CH"`` or ``"4CH"``.
+        path: the label-sequence file.
+        info_path: its ``Info_{view}.cfg``, or None when absent.
+    """
+
+    patient: str
+    view: str
+    path: Path
+    info_path: Path | None
+
+
+_PATIENT_DIR = re.compile(r"patient(\d+)")
+
+
+def discover_camus(
+    root: str | os.PathLike[str],
+    suffix: str = "_half_sequence_gt",
+    views: Iterable[str] = ("2CH", "4CH"),
+) -> list[CamusCase]:
+    """Find CAMUS label sequences: ``ROOT/patientNNNN/patientNNNN_{view}{suffix}.{nii.gz,nii,mhd}``.
+
+    When one case exists in several formats, ``.nii.gz`` is preferred, then ``.nii``, ``.mhd``, ``.mha``.
+
+    Args:
+        root: folder holding the ``patientNNNN`` folders.
+        suffix: file-name part after the view, e.g. ``"_half_sequence_gt"`` or ``"_ED_gt"``.
+        views: views to look for.
+
+    Returns:
+        The cases found, sorted by patient then view; empty if none.
+
+    Raises:
+        InputFileError: ``root`` is missing or not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputFileError(f"{root}: CAMUS folder not found; pass the folder that holds the patientNNNN/ folders")
+    views = sorted(set(views))
+    patients = [p for p in root.iterdir() if p.is_dir() and _PATIENT_DIR.fullmatch(p.name)]
+    patients.sort(key=lambda p: (int(_PATIENT_DIR.fullmatch(p.name).group(1)), p.name))  # type: ignore[union-attr]
+    cases: list[CamusCase] = []
+    for patient_dir in patients:
+        for view in views:
+            stem = f"{patient_dir.name}_{view}{suffix}"
+            found = next((patient_dir / (stem + ext) for ext in SEQUENCE_SUFFIXES if (patient_dir / (stem + ext)).is_file()), None)
+            if found is None:
+                continue
+            info = patient_dir / f"Info_{view}.cfg"
+            cases.append(CamusCase(patient_dir.name, view, found, info if info.is_file() else None))
+    return cases

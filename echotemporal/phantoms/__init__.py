@@ -1,0 +1,41 @@
+"""Synthetic CAMUS-like sequences with exact ground truth, corruptions, and real-shape sequences.
+
+Modules: `parametric` (analytic bullet-shaped hearts, ED -> ES), `real_shapes` (expert CAMUS ED/ES
+masks and signed-distance interpolation between them), `corruption` (annotation jitter and recorded
+corruptions), `tree` (CAMUS-layout folders of synthetic patients), `raster` (polygon filling, signed
+distances), `contour` (exact contour measures), `records` (result types).
+"""
+
+from __future__ import annotations
+
+from echotemporal.phantoms.corruption import annotation_jitter, corrupt_sequence
+from echotemporal.phantoms.parametric import VIEWS, generate_sequence
+from echotemporal.phantoms.real_shapes import (
+    FullResolutionCase,
+    RealShapes,
+    default_real_shapes_dir,
+    load_full_resolution_camus,
+    load_real_shapes,
+    real_shape_sequence,
+    real_shape_spacing_mm,
+)
+from echotemporal.phantoms.records import CORRUPTION_KINDS, Corruption, PhantomSequence
+from echotemporal.phantoms.tree import write_phantom_tree
+
+__all__ = [
+    "CORRUPTION_KINDS",
+    "VIEWS",
+    "annotation_jitter",
+    "corrupt_sequence",
+    "Corruption",
+    "FullResolutionCase",
+    "PhantomSequence",
+    "RealShapes",
+    "default_real_shapes_dir",
+    "generate_sequence",
+    "load_full_resolution_camus",
+    "load_real_shapes",
+    "real_shape_sequence",
+    "real_shape_spacing_mm",
+    "write_phantom_tree",
+]

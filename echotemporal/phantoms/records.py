@@ -1,0 +1,76 @@
+"""Result records shared by the phantom generators: sequences with ground truth and corruptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CORRUPTION_KINDS", "TEMPORAL_CORRUPTION_KINDS", "Corruption", "PhantomSequence"]
+
+#: Every corruption `corrupt_sequence` knows, in a fixed order (manifest and CLI use these names).
+CORRUPTION_KINDS: tuple[str, ...] = (
+    "contraction",
+    "dilation",
+    "shift_vertical",
+    "shift_horizontal",
+    "blob",
+    "hole",
+    "broken_myo",
+    "boundary_noise",
+    "missing_structure",
+)
+#: Corruptions the temporal metric must see; never placed on the first or last frame, where the
+#: second-difference metric is 0 by definition.
+TEMPORAL_CORRUPTION_KINDS: tuple[str, ...] = ("contraction", "dilation", "shift_vertical", "shift_horizontal")
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """One corrupted frame.
+
+    Attributes:
+        frame: 0-based frame index that was changed.
+        kind: one of `CORRUPTION_KINDS`.
+        detail: human-readable parameters (e.g. "lv_area_change=-11.2%").
+    """
+
+    frame: int
+    kind: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PhantomSequence:
+    """A synthetic half-sequence (ED -> ES) with its exact ground truth.
+
+    Attributes:
+        labels: (T, H, W) uint8 exact label map (0 bg, 1 LV, 2 MYO, 3 LA), apex towards row 0.
+        spacing_mm: (row_mm, col_mm) pixel size.
+        view: "2CH" or "4CH".
+        ed_frame: 0-based ED index (0 for a half-sequence).
+        es_frame: 0-based ES index (T - 1 for a half-sequence).
+        lv_volume_ml: (T,) analytic LV volume in mL: the disk integral (volume of revolution) of the
+            exact continuous LV contour about its long axis (hinge midpoint -> apex). NaN for
+            real-shape sequences, which have no continuous truth.
+        ef_percent: analytic EF in % from `lv_volume_ml` (NaN where undefined).
+        gls_percent: analytic endocardial (hinge -> apex -> hinge) length strain at ES in % (NaN where
+            undefined).
+        params: JSON-able generation parameters (physiology, geometry, provenance).
+    """
+
+    labels: np.ndarray
+    spacing_mm: tuple[float, float]
+    view: str
+    ed_frame: int
+    es_frame: int
+    lv_volume_ml: np.ndarray
+    ef_percent: float
+    gls_percent: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames T."""
+        return int(self.labels.shape[0])

@@ -1,0 +1,211 @@
+"""Known-answer tests for the anatomical criteria (DESIGN §6) on hearts built here in mm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from echotemporal.anatomy import CRITERIA, THRESHOLDS, check_validity, valid_frames
+from echotemporal.errors import ConfigError, InvalidLabelsError
+
+SPACING = (0.1, 0.15)  # (row_mm, col_mm), anisotropic on purpose
+RADIUS, BODY, CAP = 8.0, 10.0, 16.0  # LV half-width, straight part, apical cap (mm)
+BASE = (36.0, 24.0)  # (y, x) mm of the middle of the mitral plane
+
+
+def _coords(shape: tuple[int, int] = (520, 320)) -> tuple[np.ndarray, np.ndarray]:
+    """(up, side) in mm of every pixel: distance above the mitral plane, signed distance from the axis."""
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    return BASE[0] - rows * SPACING[0], cols * SPACING[1] - BASE[1]
+
+
+def _bullet(up: np.ndarray, side: np.ndarray, radius: float, cap: float) -> np.ndarray:
+    rect = (up >= 0) & (up <= BODY) & (np.abs(side) <= radius)
+    dome = (up > BODY) & ((side / radius) ** 2 + ((up - BODY) / cap) ** 2 <= 1.0)
+    return rect | dome
+
+
+def _heart(wall: float = 5.0, la_half_width: float = RADIUS, with_la: bool = True) -> np.ndarray:
+    """Bullet LV, MYO band of thickness ``wall`` open at the base, LA below the mitral plane."""
+    up, side = _coords()
+    lv = _bullet(up, side, RADIUS, CAP)
+    myo = _bullet(up, side, RADIUS + wall, CAP + wall) & ~lv
+    labels = np.zeros(up.shape, np.uint8)
+    labels[myo] = 2
+    labels[lv] = 1
+    if with_la:
+        la = (up < 0) & ((side / la_half_width) ** 2 + (up / 14.0) ** 2 <= 1.0) & (np.abs(side) <= la_half_width)
+        labels[la & (labels == 0)] = 3
+    return labels
+
+
+def _failed(labels: np.ndarray) -> set[str]:
+    ok = check_validity(labels, SPACING)
+    assert ok.shape == (1 if labels.ndim == 2 else labels.shape[0], len(CRITERIA)) and ok.dtype == bool
+    return {CRITERIA[j] for j in np.flatnonzero(~ok.all(axis=0))}
+
+
+@pytest.mark.parametrize("with_la", [True, False])
+def test_clean_heart_satisfies_every_criterion(with_la: bool) -> None:
+    labels = _heart(with_la=with_la)
+    assert _failed(labels) == set()
+    assert valid_frames(np.stack([labels, labels]), SPACING).tolist() == [True, True]
+
+
+def test_criteria_names_and_thresholds() -> None:
+    assert len(set(CRITERIA)) == len(CRITERIA)
+    assert set(THRESHOLDS) <= set(CRITERIA)
+    assert THRESHOLDS["lv_myo_width_ratio"] == ("max", 4.15)
+    assert THRESHOLDS["myo_erosion_ratio"] == ("min", 0.12)
+
+
+def test_hole_in_lv() -> None:
+    labels = _heart()
+    up, side = _coords()
+    labels[(np.abs(up - 12.0) < 1.0) & (np.abs(side) < 1.0)] = 0
+    failed = _failed(labels)
+    assert "lv_no_holes" in failed
+    assert "myo_no_holes" not in failed and "lv_one_component" not in failed
+
+
+def test_hole_in_myo() -> None:
+    labels = _heart()
+    up, side = _coords()
+    labels[(np.abs(up - 5.0) < 0.6) & (np.abs(side - 10.5) < 0.6)] = 0
+    failed = _failed(labels)
+    assert "myo_no_holes" in failed and "lv_myo_no_holes" in failed
+    assert "lv_no_holes" not in failed and "myo_one_component" not in failed
+
+
+def test_hole_in_la() -> None:
+    labels = _heart()
+    up, side = _coords()
+    labels[(np.abs(up + 6.0) < 0.8) & (np.abs(side) < 0.8)] = 0
+    assert "la_no_holes" in _failed(labels)
+
+
+def test_extra_lv_blob() -> None:
+    labels = _heart()
+    up, side = _coords()
+    labels[(up - 25.0) ** 2 + (side - 15.0) ** 2 < 1.5**2] = 1
+    failed = _failed(labels)
+    assert "lv_one_component" in failed
+    assert "lv_no_holes" not in failed
+
+
+def test_myo_cut_through() -> None:
+    labels = _heart()
+    up, side = _coords()
+    labels[(np.abs(up - 6.0) < 0.5) & (side > RADIUS)] = 0
+    failed = _failed(labels)
+    assert {"myo_one_component", "myo_erosion_ratio"} <= failed
+
+
+@pytest.mark.parametrize(("neck_mm", "splits"), [(0.4, True), (2.5, False)])
+def test_myo_erosion_ratio_flags_a_thin_neck_only(neck_mm: float, splits: bool) -> None:
+    # Thin the right wall to ``neck_mm`` over 2 mm of height, without cutting it.
+    labels = _heart()
+    up, side = _coords()
+    labels[(np.abs(up - 6.0) < 1.0) & (side > RADIUS) & (side < RADIUS + 5.0 - neck_mm)] = 0
+    failed = _failed(labels)
+    assert "myo_one_component" not in failed
+    assert ("myo_erosion_ratio" in failed) == splits
+
+
+def test_gap_between_lv_and_myo_at_the_apex() -> None:
+    labels = _heart()
+    up, side = _coords()
+    # Shrink the LV cap by 0.8 mm: a background crescent enclosed between LV and MYO.
+    inner = _bullet(up, side, RADIUS, CAP - 0.8)
+    labels[(labels == 1) & ~inner & (up > BODY)] = 0
+    failed = _failed(labels)
+    assert "lv_myo_no_gap" in failed
+    assert "lv_no_holes" not in failed and "myo_no_holes" not in failed
+
+
+def test_gap_along_the_wall_closed_by_the_la() -> None:
+    # A background strip between LV and the left wall, open at the base where the LA closes it: not a
+    # hole of LV∪MYO, but a gap of the heart.
+    labels = _heart()
+    up, side = _coords()
+    labels[(labels == 1) & (up < 6.0) & (side < -RADIUS + 0.6)] = 0
+    failed = _failed(labels)
+    assert "lv_myo_no_gap" in failed
+    assert "lv_myo_no_holes" not in failed
+
+
+def test_single_pixel_pocket_at_a_hinge_is_tolerated() -> None:
+    labels = _heart()
+    rows, cols = np.nonzero(labels == 1)
+    bottom = rows.max()
+    labels[bottom, cols[rows == bottom].min()] = 0  # the LV corner at the left hinge
+    assert _failed(labels) == set()
+
+
+def test_lv_myo_width_ratio() -> None:
+    # 16 mm of LV between two 1.5 mm walls: 16 / 3 > 4.15.
+    assert "lv_myo_width_ratio" in _failed(_heart(wall=1.5))
+    assert "lv_myo_width_ratio" not in _failed(_heart(wall=2.5))  # 16 / 5 = 3.2
+
+
+def test_lv_touching_background() -> None:
+    labels = _heart()
+    up, side = _coords()
+    labels[(labels == 2) & (side < 0) & (up < BODY)] = 0  # left wall missing over 10 mm of 16 mm width
+    failed = _failed(labels)
+    assert "lv_background_frontier" in failed
+    assert "myo_one_component" not in failed
+
+
+def test_myo_la_frontier() -> None:
+    # An LA as wide as the heart touches the whole base of both walls: 2 x 5 mm over 26 mm of MYO.
+    assert "myo_la_frontier" in _failed(_heart(la_half_width=RADIUS + 5.0))
+    assert "myo_la_frontier" not in _failed(_heart(la_half_width=RADIUS + 0.5))
+
+
+def test_missing_structure_in_one_frame() -> None:
+    clean = _heart()
+    no_myo = clean.copy()
+    no_myo[no_myo == 2] = 0
+    no_la = clean.copy()
+    no_la[no_la == 3] = 0
+    ok = check_validity(np.stack([clean, no_myo, no_la, np.zeros_like(clean)]), SPACING)
+    failed = [{CRITERIA[j] for j in np.flatnonzero(~row)} for row in ok]
+    assert failed[0] == set()
+    assert "myo_present" in failed[1] and "lv_present" not in failed[1]
+    assert failed[2] == {"la_present"}
+    assert {"lv_present", "myo_present", "la_present"} == failed[3]
+    # The same frames alone: absent labels are simply not part of the check.
+    assert _failed(no_la) == set()
+
+
+def test_structures_cut_by_the_image_border_have_no_false_holes() -> None:
+    labels = _heart()
+    rows = np.nonzero(labels == 3)[0]
+    cut = labels[: (rows.min() + rows.max()) // 2]  # the LA runs off the bottom of the image
+    assert _failed(cut) == set()
+
+
+def test_user_errors_are_specific() -> None:
+    with pytest.raises(ConfigError, match="spacing_mm"):
+        check_validity(np.zeros((1, 4, 4), np.uint8), (0.2, -1.0))
+    with pytest.raises(InvalidLabelsError):
+        check_validity(np.zeros((4,), np.uint8), SPACING)
+
+
+def test_phantom_sequence_is_fully_valid() -> None:
+    phantoms = pytest.importorskip("echotemporal.phantoms")
+    if not hasattr(phantoms, "generate_sequence"):
+        pytest.skip("phantoms.generate_sequence not available yet")
+    for seed, view in ((0, "4CH"), (1, "2CH")):
+        seq = phantoms.generate_sequence(seed, view=view, n_frames=6)
+        ok = check_validity(seq.labels, seq.spacing_mm)
+        assert ok.all(), [CRITERIA[j] for j in np.flatnonzero(~ok.all(axis=0))]
+
+
+def test_threshold_override() -> None:
+    wide_la = _heart(la_half_width=RADIUS + 5.0)
+    assert "myo_la_frontier" in _failed(wide_la)
+    assert check_validity(wide_la, SPACING, thresholds={"myo_la_frontier": 0.5}).all()
+    with pytest.raises(ConfigError, match="unknown_criterion|only finite overrides"):
+        check_validity(wide_la, SPACING, thresholds={"unknown_criterion": 1.0})

@@ -1,0 +1,241 @@
+"""Known-answer tests for echotemporal.clinical: Simpson volumes, EF, strain, biplane pairing, ED/ES."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from echotemporal.clinical import (
+    N_DISKS,
+    biplane_volumes_ml,
+    clinical_indices,
+    detect_ed_es,
+    disk_diameters_mm,
+    ejection_fraction_percent,
+    lv_volumes_ml,
+    strain_curve_percent,
+)
+from echotemporal.errors import ConfigError
+
+CAMUS_SPACING = (0.154, 0.308)  # (row_mm, col_mm): CAMUS depth x lateral, anisotropic
+FOV_MM = (125.0, 100.0)
+
+
+def half_ellipsoid_frame(
+    a_mm: float,
+    b_mm: float,
+    spacing_mm: tuple[float, float] = CAMUS_SPACING,
+    *,
+    scale: float = 1.0,
+    tilt_deg: float = 0.0,
+    wall_mm: float = 8.0,
+    la_mm: float = 30.0,
+) -> np.ndarray:
+    """(H, W) CAMUS-like frame: the long-axis cut of a half prolate ellipsoid, cut at its equator.
+
+    LV = upper half-ellipse (semi-axes ``a_mm`` along the long axis, ``b_mm`` across), apex up, flat base
+    on the mitral plane; MYO a band of ``wall_mm`` around sides and apex, open at the base; LA a
+    half-ellipse below the mitral plane. Everything is scaled by ``scale`` about the base centre and
+    tilted by ``tilt_deg``. Pixels are sampled at their centres in physical coordinates.
+    """
+    sp = np.asarray(spacing_mm)
+    shape = (int(FOV_MM[0] / sp[0]), int(FOV_MM[1] / sp[1]))
+    y = np.arange(shape[0])[:, None] * sp[0] - 85.0
+    x = np.arange(shape[1])[None, :] * sp[1] - 50.0
+    theta = np.deg2rad(tilt_deg)
+    s = (-y * np.cos(theta) + x * np.sin(theta)) / scale  # along the axis, towards the apex
+    w = (y * np.sin(theta) + x * np.cos(theta)) / scale  # across
+    frame = np.zeros(shape, np.uint8)
+    upper = s >= 0
+    frame[upper & ((s / (a_mm + wall_mm)) ** 2 + (w / (b_mm + wall_mm)) ** 2 <= 1)] = 2
+    frame[upper & ((s / a_mm) ** 2 + (w / b_mm) ** 2 <= 1)] = 1
+    frame[~upper & ((s / la_mm) ** 2 + (w / (b_mm + wall_mm / 2)) ** 2 <= 1)] = 3
+    return frame
+
+
+def half_ellipsoid_ml(a_mm: float, b_mm: float) -> float:
+    """Analytic volume of a half prolate spheroid, semi-axes a (long), b, b: 2/3·π·a·b² in mL."""
+    return 2.0 / 3.0 * np.pi * a_mm * b_mm**2 / 1000.0
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_warnings():
+    # Clean inputs must not warn; tests that expect a warning say so with pytest.warns.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        yield
+
+
+@pytest.mark.parametrize(
+    ("spacing_mm", "tilt_deg"),
+    [(CAMUS_SPACING, 0.0), (CAMUS_SPACING, 15.0), ((0.25, 0.25), 0.0), ((0.35, 0.2), -10.0)],
+)
+def test_simpson_volume_of_half_prolate_ellipsoid(spacing_mm, tilt_deg):
+    a, b = 50.0, 22.0
+    frame = half_ellipsoid_frame(a, b, spacing_mm, tilt_deg=tilt_deg)
+    volume = lv_volumes_ml(frame[None], spacing_mm)
+    assert volume.shape == (1,)
+    assert volume[0] == pytest.approx(half_ellipsoid_ml(a, b), rel=0.03)
+
+
+def test_disk_diameters_follow_ellipse_and_length_reaches_apex():
+    a, b = 50.0, 22.0
+    diameters, lengths = disk_diameters_mm(half_ellipsoid_frame(a, b)[None], CAMUS_SPACING)
+    assert diameters.shape == (1, N_DISKS)
+    assert lengths[0] == pytest.approx(a, abs=0.3)
+    s = (np.arange(N_DISKS) + 0.5) * lengths[0] / N_DISKS
+    expected = 2 * b * np.sqrt(np.clip(1 - (s / a) ** 2, 0, None))
+    # sub-pixel chords: within one lateral pixel (0.308 mm) everywhere but the apex cap
+    np.testing.assert_allclose(diameters[0, :-2], expected[:-2], atol=0.35)
+
+
+def test_ejection_fraction_of_two_ellipsoids():
+    ed_ab, es_ab = (50.0, 22.0), (42.0, 16.0)
+    seq = np.stack([half_ellipsoid_frame(*ed_ab), half_ellipsoid_frame(*es_ab)])
+    edv, esv = half_ellipsoid_ml(*ed_ab), half_ellipsoid_ml(*es_ab)
+    analytic_ef = 100 * (edv - esv) / edv
+    for given in ({"ed_frame": 0, "es_frame": 1}, {}):
+        ind = clinical_indices(seq, CAMUS_SPACING, **given)
+        assert (ind.ed_frame, ind.es_frame) == (0, 1)
+        assert ind.edv_ml == pytest.approx(edv, rel=0.03)
+        assert ind.esv_ml == pytest.approx(esv, rel=0.03)
+        assert ind.ef_percent == pytest.approx(analytic_ef, abs=2.0)
+        assert ind.ef_percent == pytest.approx(ejection_fraction_percent(ind.edv_ml, ind.esv_ml))
+
+
+@pytest.mark.parametrize("spacing_mm", [CAMUS_SPACING, (0.25, 0.25)])
+def test_strain_of_uniformly_scaled_contour_is_the_scale_change(spacing_mm):
+    seq = np.stack([half_ellipsoid_frame(50.0, 22.0, spacing_mm, scale=s) for s in (1.0, 0.95, 0.9)])
+    strain = strain_curve_percent(seq, spacing_mm, ed_frame=0)
+    assert strain[0] == 0.0
+    assert strain[1] == pytest.approx(-5.0, abs=0.5)
+    assert strain[2] == pytest.approx(-10.0, abs=0.5)
+    ind = clinical_indices(seq, spacing_mm)
+    assert ind.es_frame == 2
+    assert ind.gls_percent == pytest.approx(-10.0, abs=0.5)
+    # volumes scale with the cube of the scale
+    assert ind.esv_ml / ind.edv_ml == pytest.approx(0.9**3, rel=0.02)
+
+
+def test_strain_excludes_the_mitral_plane():
+    # A wider base lengthens the mitral plane but not the hinge-apex-hinge contour by as much; the
+    # contour length must be about half the ellipse perimeter, not the whole closed outline.
+    a, b = 50.0, 22.0
+    frame = half_ellipsoid_frame(a, b)
+    seq = np.stack([frame, frame])
+    assert np.all(strain_curve_percent(seq, CAMUS_SPACING) == 0.0)
+    h = ((a - b) / (a + b)) ** 2
+    half_perimeter = np.pi * (a + b) * (1 + 3 * h / (10 + np.sqrt(4 - 3 * h))) / 2  # Ramanujan
+    from echotemporal.clinical import _contour_length_mm, _frame_geometry
+
+    geom = _frame_geometry(frame, np.asarray(CAMUS_SPACING))
+    assert _contour_length_mm(geom, 64) == pytest.approx(half_perimeter, rel=0.02)
+
+
+def test_biplane_of_identical_views_equals_monoplane():
+    seq = np.stack([half_ellipsoid_frame(50.0, 22.0), half_ellipsoid_frame(42.0, 16.0)])
+    t, volumes = biplane_volumes_ml(seq, CAMUS_SPACING, seq, CAMUS_SPACING, ed_es_2ch=(0, 1), ed_es_4ch=(0, 1))
+    np.testing.assert_allclose(t, [0.0, 1.0])
+    np.testing.assert_allclose(volumes, lv_volumes_ml(seq, CAMUS_SPACING), rtol=1e-12)
+
+
+def test_biplane_pairs_views_on_normalized_time():
+    # 2CH: 2 frames (ED, ES); 4CH: 3 frames stored ES->ED, with a wider ellipse (b differs per view).
+    two = np.stack([half_ellipsoid_frame(50.0, 20.0), half_ellipsoid_frame(42.0, 15.0)])
+    four_fwd = np.stack([half_ellipsoid_frame(a, b) for a, b in ((50.0, 24.0), (46.0, 20.0), (42.0, 17.0))])
+    four_rev = four_fwd[::-1].copy()
+    t, vol = biplane_volumes_ml(two, CAMUS_SPACING, four_fwd, CAMUS_SPACING, ed_es_2ch=(0, 1), ed_es_4ch=(0, 2))
+    t_rev, vol_rev = biplane_volumes_ml(two, CAMUS_SPACING, four_rev, CAMUS_SPACING, ed_es_2ch=(0, 1), ed_es_4ch=(2, 0))
+    np.testing.assert_allclose(t, [0.0, 0.5, 1.0])
+    np.testing.assert_allclose(vol_rev, vol, rtol=1e-12)
+    # expected from the formula, with the 2CH diameters linearly interpolated at t = 0.5
+    d2, l2 = disk_diameters_mm(two, CAMUS_SPACING)
+    d4, l4 = disk_diameters_mm(four_fwd, CAMUS_SPACING)
+    a_mid, l2_mid = d2.mean(axis=0), l2.mean()
+    expected_mid = np.pi / 4 * np.sum(a_mid * d4[1]) * max(l2_mid, l4[1]) / N_DISKS / 1000
+    assert vol[1] == pytest.approx(expected_mid, rel=1e-12)
+    # ...and the ED volume is the one of an elliptic half-ellipsoid, 2/3·π·a·b2ch·b4ch
+    assert vol[0] == pytest.approx(2 / 3 * np.pi * 50 * 20 * 24 / 1000, rel=0.03)
+    # detection from the views' own curves (ED first, as detection assumes) gives the same pairing
+    t_det, vol_det = biplane_volumes_ml(two, CAMUS_SPACING, four_fwd, CAMUS_SPACING, n_samples=3)
+    np.testing.assert_allclose(vol_det, vol, rtol=1e-12)
+
+
+def test_detect_ed_es_on_a_synthetic_curve():
+    frames = np.arange(30)
+    # a cardiac cycle starting late in systole: the global minimum (frame 0..1) comes before ED
+    curve = 80 + 40 * np.cos(2 * np.pi * (frames - 6) / 24)
+    curve[:2] = 30.0
+    assert detect_ed_es(curve) == (6, 18)
+    curve_with_nan = curve.copy()
+    curve_with_nan[18] = np.nan
+    ed, es = detect_ed_es(curve_with_nan)
+    assert ed == 6 and es in (17, 19)
+    # ties: the first maximum is ED, the last frame of an end-systolic plateau is ES
+    assert detect_ed_es(np.array([90.0, 90.0, 70.0, 50.0, 50.0])) == (0, 4)
+
+
+@pytest.mark.parametrize("curve", [np.full(5, 70.0), np.full(5, np.nan), np.array([10.0, 20, 30])])
+def test_detect_ed_es_undetectable_warns_and_falls_back(curve):
+    with pytest.warns(RuntimeWarning, match="cannot be detected"):
+        assert detect_ed_es(curve) == (0, 4 if len(curve) == 5 else 2)
+
+
+def test_flat_curve_gives_nan_indices():
+    frame = half_ellipsoid_frame(50.0, 22.0)
+    with pytest.warns(RuntimeWarning, match="flat or NaN"):
+        ind = clinical_indices(np.stack([frame] * 3), CAMUS_SPACING)
+    assert np.isnan(ind.ef_percent) and np.isnan(ind.edv_ml) and np.isnan(ind.gls_percent)
+    assert np.all(np.isfinite(ind.volumes_ml))
+
+
+def test_empty_and_hingeless_frames_give_nan_and_a_warning():
+    good = half_ellipsoid_frame(50.0, 22.0)
+    empty = np.zeros_like(good)
+    lv_only = np.where(good == 1, 1, 0).astype(np.uint8)  # no MYO: no hinges
+    seq = np.stack([good, empty, lv_only, half_ellipsoid_frame(42.0, 16.0)])
+    with pytest.warns(RuntimeWarning, match=r"2 of 4 frames unmeasurable.*1 \(no LV\)"):
+        volumes = lv_volumes_ml(seq, CAMUS_SPACING)
+    assert np.isnan(volumes[1]) and np.isnan(volumes[2])
+    assert np.isfinite(volumes[[0, 3]]).all()
+    with pytest.warns(RuntimeWarning):
+        ind = clinical_indices(seq, CAMUS_SPACING)
+    assert (ind.ed_frame, ind.es_frame) == (0, 3)
+    assert np.isfinite(ind.ef_percent) and np.isnan(ind.strain_percent[1])
+    with pytest.warns(RuntimeWarning):
+        all_empty = clinical_indices(np.zeros((3, 40, 40), np.uint8), CAMUS_SPACING, ed_frame=0, es_frame=2)
+    assert np.isnan(all_empty.ef_percent) and np.all(np.isnan(all_empty.volumes_ml))
+
+
+def test_ejection_fraction_known_values_and_degenerate():
+    assert ejection_fraction_percent(100.0, 40.0) == pytest.approx(60.0)
+    with pytest.warns(RuntimeWarning, match="cannot give an EF"):
+        assert np.isnan(ejection_fraction_percent(0.0, 10.0))
+
+
+def test_user_errors_name_the_value():
+    frame = half_ellipsoid_frame(50.0, 22.0)[None]
+    with pytest.raises(ConfigError, match="spacing_mm"):
+        lv_volumes_ml(frame, (0.0, 0.3))
+    with pytest.raises(ConfigError, match="ed_frame=5"):
+        clinical_indices(frame, CAMUS_SPACING, ed_frame=5)
+
+
+def test_boundary_polygon_is_the_marching_squares_contour():
+    from skimage.measure import find_contours
+
+    from echotemporal.clinical import _boundary_polygon
+
+    rng = np.random.default_rng(0)
+    mask = np.pad(rng.random((30, 40)) < 0.45, 1)  # many saddles and islands
+    points, segments = _boundary_polygon(mask)
+    contours = find_contours(mask.astype(float), 0.5)
+    expected_vertices = {tuple(v) for c in contours for v in c}
+    assert {tuple(v) for v in points} == expected_vertices
+    assert np.all(np.bincount(segments.ravel(), minlength=len(points)) == 2)
+    # same edges, saddles resolved the same way (inside corners kept apart)
+    edges = {frozenset((tuple(points[i]), tuple(points[j]))) for i, j in segments}
+    expected_edges = {frozenset((tuple(a), tuple(b))) for c in contours for a, b in zip(c[:-1], c[1:])}
+    assert edges == expected_edges

@@ -1,0 +1,245 @@
+"""Tests of echotemporal.pipeline.smooth_sequence on small phantoms and a tiny random shape model."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from echotemporal.config import SmoothingConfig
+from echotemporal.errors import ConfigError, InvalidLabelsError
+from echotemporal.labels import Label
+from echotemporal.pipeline import METHODS, gaussian_smooth_labels, smooth_sequence
+
+SPACING = (0.8, 0.8)  # coarse pixels keep the phantoms ~170x210: fast tests
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1))
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    from echotemporal.phantoms import generate_sequence
+
+    return generate_sequence(3, n_frames=10, spacing_mm=SPACING)
+
+
+@pytest.fixture(scope="module")
+def corrupted(phantom):
+    from echotemporal.phantoms import corrupt_sequence
+
+    labels, corruptions = corrupt_sequence(
+        phantom.labels, phantom.spacing_mm, np.random.default_rng(1), kinds=("contraction",), n_corruptions=1
+    )
+    return labels, corruptions
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A tiny random ShapeModel (32x32 grid): right shapes and types, meaningless shapes."""
+    torch = pytest.importorskip("torch")
+    from echotemporal.attributes import ATTRIBUTE_NAMES
+    from echotemporal.config import ModelConfig
+    from echotemporal.model import ARVAE, ShapeModel
+
+    torch.manual_seed(0)
+    net = ARVAE(ModelConfig(grid_size=32, latent_dim=10, channels=(4, 8)))
+    return ShapeModel(net, ATTRIBUTE_NAMES, np.tile([-3.0, 3.0], (len(ATTRIBUTE_NAMES), 1)))
+
+
+def run(labels, spacing=SPACING, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate frames warn by design; asserted elsewhere
+        return smooth_sequence(labels, spacing, **kwargs)
+
+
+def test_none_returns_the_input_and_measures_it(corrupted, phantom):
+    from echotemporal.clinical import clinical_indices
+
+    labels, corruptions = corrupted
+    result = run(labels, config=SmoothingConfig(method="none"), ed_frame=0, es_frame=len(labels) - 1)
+    assert result.method == "none"
+    np.testing.assert_array_equal(result.labels, labels)
+    assert result.labels is not labels  # a copy: callers may edit it
+    s = result.summary
+    assert s["n_inconsistent_before"] == s["n_inconsistent_after"]
+    assert corruptions[0].frame in s["inconsistent_frames_before"]  # the contraction is found
+    ci = clinical_indices(labels, SPACING, ed_frame=0, es_frame=len(labels) - 1)
+    assert s["ef_percent_before"] == pytest.approx(ci.ef_percent)
+    assert s["ef_percent_after"] == pytest.approx(ci.ef_percent)
+    np.testing.assert_allclose(result.frames["lv_volume_ml_before"], ci.volumes_ml)
+    assert s["ed_es_source"] == "given" and (s["ed_frame"], s["es_frame"]) == (0, len(labels) - 1)
+
+
+def test_gaussian_keeps_clean_phantom_close_to_truth(phantom):
+    result = run(phantom.labels, config=SmoothingConfig(method="gaussian"))
+    assert result.labels.shape == phantom.labels.shape and result.labels.dtype == np.uint8
+    lv_dice = [dice(a == Label.LV, b == Label.LV) for a, b in zip(result.labels, phantom.labels)]
+    assert min(lv_dice) >= 0.95
+
+
+def test_gaussian_filter_smooths_an_outlier_frame():
+    seq = np.zeros((9, 20, 20), np.uint8)
+    seq[:, 5:15, 5:15] = Label.LV
+    seq[4] = 0  # one empty frame among identical ones
+    out = gaussian_smooth_labels(seq, sigma_frames=1.0)
+    assert (out[4, 5:15, 5:15] == Label.LV).all()
+    assert (out[:, :5] == 0).all()
+
+
+def test_gaussian_corrects_a_contraction(corrupted):
+    labels, corruptions = corrupted
+    # sigma = 0.05*T is under a frame for T = 10 (the reference's setting changes nothing); widen it.
+    result = run(labels, config=SmoothingConfig(method="gaussian", gaussian_sigma_fraction=0.2))
+    t = corruptions[0].frame
+    assert t in result.summary["inconsistent_frames_before"]
+    assert result.frames["changed"][t]
+    area = {w: result.frames[f"lv_area_mm2_{w}"].to_numpy() for w in ("before", "after")}
+    jump = {w: abs(a[t] - (a[t - 1] + a[t + 1]) / 2) for w, a in area.items()}
+    assert jump["after"] < 0.5 * jump["before"]
+
+
+@pytest.mark.parametrize("n_frames", [1, 2])
+@pytest.mark.parametrize("method", METHODS)
+def test_one_or_two_frames_come_back_unchanged(phantom, tiny_model, n_frames, method):
+    labels = phantom.labels[:n_frames]
+    result = run(labels, model=tiny_model, config=SmoothingConfig(method=method))
+    np.testing.assert_array_equal(result.labels, labels)
+    assert len(result.frames) == n_frames
+    assert any("nothing to smooth" in note for note in result.summary["notes"])
+    assert result.summary["n_inconsistent_after"] == 0
+
+
+def test_single_2d_frame_keeps_its_shape(phantom):
+    result = run(phantom.labels[0], config=SmoothingConfig(method="gaussian"))
+    assert result.labels.shape == phantom.labels[0].shape
+
+
+def test_arvae_tiny_model_shapes_dtypes_and_carries_la(phantom, tiny_model):
+    from echotemporal.temporal import load_thresholds
+
+    labels = phantom.labels
+    result = run(labels, model=tiny_model, config=SmoothingConfig(max_rounds=2, cleanup=False),
+                 ed_frame=0, es_frame=len(labels) - 1)
+    assert result.method == "arvae"
+    assert result.labels.shape == labels.shape and result.labels.dtype == np.uint8
+    assert set(np.unique(result.labels)) <= {0, 1, 2, 3}
+    # LA is never dropped: wherever the input had LA and the model says background, LA stays.
+    la_in = labels == Label.LA
+    assert not np.any(la_in & (result.labels == Label.BACKGROUND))
+    assert np.all((result.labels == Label.LA) <= la_in)  # and LA never appears elsewhere
+    assert 1 <= result.summary["rounds"] <= 2
+    assert result.summary["weights_sha256"] == tiny_model.sha256
+    assert set(result.summary["latent_tolerances"]) == set(load_thresholds().names)
+    assert len(result.frames) == len(labels)
+
+
+def test_arvae_cleanup_leaves_one_component_per_label(phantom, tiny_model):
+    from scipy import ndimage
+
+    result = run(phantom.labels, model=tiny_model, config=SmoothingConfig(max_rounds=1))
+    for frame in result.labels:
+        for value in (Label.LV, Label.MYO, Label.LA):
+            assert ndimage.label(frame == value)[1] <= 1
+
+
+def test_arvae_without_la_gives_no_la(phantom, tiny_model):
+    labels = np.where(phantom.labels == Label.LA, 0, phantom.labels).astype(np.uint8)
+    result = run(labels, model=tiny_model, config=SmoothingConfig(max_rounds=1))
+    assert not np.any(result.labels == Label.LA)
+    assert result.labels.shape == labels.shape
+
+
+def test_empty_frame_is_survived(phantom, tiny_model):
+    labels = phantom.labels.copy()
+    labels[4] = 0
+    for method in METHODS:
+        result = run(labels, model=tiny_model, config=SmoothingConfig(method=method, max_rounds=1))
+        assert result.labels.shape == labels.shape
+        if method != "none":
+            assert 4 in result.summary["inconsistent_frames_before"]  # a vanishing heart is flagged
+    gauss = run(labels, config=SmoothingConfig(method="gaussian", gaussian_sigma_fraction=0.2))
+    assert (gauss.labels[4] == Label.LV).sum() > 0.5 * (phantom.labels[4] == Label.LV).sum()
+
+
+def test_no_heart_at_all_returns_input(tiny_model):
+    labels = np.zeros((5, 30, 40), np.uint8)
+    labels[:, 20:, 10:20] = Label.LA
+    with pytest.warns(UserWarning, match="no LV or MYO"):
+        result = smooth_sequence(labels, SPACING, model=tiny_model)
+    np.testing.assert_array_equal(result.labels, labels)
+
+
+def test_es_to_ed_storage_is_reversed_and_back(phantom):
+    labels = phantom.labels
+    n = len(labels)
+    forward = run(labels, config=SmoothingConfig(method="gaussian"), ed_frame=0, es_frame=n - 1)
+    stored = labels[::-1].copy()  # ES first: ED is the last frame
+    backward = run(stored, config=SmoothingConfig(method="gaussian"), ed_frame=n - 1, es_frame=0)
+    np.testing.assert_array_equal(backward.labels, forward.labels[::-1])
+    s = backward.summary
+    assert s["stored_es_to_ed"] is True
+    assert (s["ed_frame"], s["es_frame"]) == (n - 1, 0)  # reported in the stored order
+    assert s["ef_percent_after"] == pytest.approx(forward.summary["ef_percent_after"])
+    np.testing.assert_allclose(
+        backward.frames["lv_volume_ml_after"].to_numpy(), forward.frames["lv_volume_ml_after"].to_numpy()[::-1]
+    )
+    assert list(backward.frames["frame"]) == list(range(n))
+
+
+def test_huge_image_is_handled_without_blowup(phantom, tiny_model):
+    t, h, w = phantom.labels.shape
+    big = np.zeros((4, 3 * h, 3 * w), np.uint8)
+    big[:, h : 2 * h, w : 2 * w] = phantom.labels[:4]
+    result = run(big, model=tiny_model, config=SmoothingConfig(max_rounds=1))
+    assert result.labels.shape == big.shape
+    assert not result.labels[:, : h // 2].any()  # far from the heart nothing appears
+
+
+def test_keep_unflagged_frames_keeps_them_bit_identical(corrupted, tiny_model):
+    labels, corruptions = corrupted
+    result = run(labels, model=tiny_model, config=SmoothingConfig(keep_unflagged_frames=True, max_rounds=1))
+    kept = result.frames["kept_input"].to_numpy()
+    flagged = result.frames["inconsistent_before"].to_numpy()
+    assert kept.any() and not (kept & flagged).any()
+    np.testing.assert_array_equal(result.labels[kept], labels[kept])
+    assert result.summary["n_kept_input_frames"] == int(kept.sum())
+
+
+def test_frames_table_and_summary_are_complete(corrupted):
+    from echotemporal.attributes import ATTRIBUTE_NAMES
+
+    labels, _ = corrupted
+    result = run(labels, config=SmoothingConfig(method="gaussian"))
+    cols = set(result.frames.columns)
+    for name in ATTRIBUTE_NAMES:
+        assert {f"{name}_before", f"{name}_after", f"flag_{name}_before", f"flag_{name}_after"} <= cols
+    assert {"frame", "valid_before", "valid_after", "lv_volume_ml_before", "lv_volume_ml_after",
+            "strain_percent_before", "strain_percent_after", "inconsistent_before", "inconsistent_after"} <= cols
+    s = result.summary
+    for key in ("method", "n_frames", "edv_ml_before", "edv_ml_after", "esv_ml_before", "esv_ml_after",
+                "ef_percent_before", "ef_percent_after", "gls_percent_before", "gls_percent_after",
+                "ed_frame", "es_frame", "ed_es_source", "n_inconsistent_before", "n_inconsistent_after",
+                "inconsistent_frames_before", "inconsistent_frames_after", "n_invalid_before",
+                "n_invalid_after", "invalid_frames_before", "invalid_frames_after", "rounds", "residue",
+                "config", "package_version", "weights_sha256", "seconds"):
+        assert key in s, key
+    assert s["n_inconsistent_before"] == int(result.frames["inconsistent_before"].sum())
+    assert s["n_invalid_after"] == int((~result.frames["valid_after"]).sum())
+    assert s["config"]["method"] == "gaussian" and s["weights_sha256"] is None
+    assert s["ed_es_source"] == "detected"
+    ef = 100 * (s["edv_ml_before"] - s["esv_ml_before"]) / s["edv_ml_before"]
+    assert s["ef_percent_before"] == pytest.approx(ef)
+
+
+def test_bad_inputs_raise_specific_errors(phantom):
+    with pytest.raises(ConfigError, match="method"):
+        smooth_sequence(phantom.labels, SPACING, config=SmoothingConfig(method="median"))
+    with pytest.raises(InvalidLabelsError):
+        smooth_sequence(np.full((3, 8, 8), 7, np.uint8), SPACING, config=SmoothingConfig(method="none"))
+    with pytest.raises(ConfigError, match="spacing_mm"):
+        smooth_sequence(phantom.labels, (0.0, 1.0), config=SmoothingConfig(method="none"))
+    with pytest.raises(ConfigError, match="ed_frame"):
+        smooth_sequence(phantom.labels, SPACING, config=SmoothingConfig(method="none"), ed_frame=99, es_frame=0)

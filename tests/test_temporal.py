@@ -1,0 +1,253 @@
+"""Tests for echotemporal.temporal: metric, thresholds, detection and latent solvers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+from echotemporal.errors import ConfigError, InputFileError
+from echotemporal.temporal import (
+    AttributeThresholds,
+    consistency_metric,
+    consistency_residual,
+    detect_inconsistent_frames,
+    gradient_descent_smooth,
+    load_thresholds,
+    project_consistent,
+    search_smoothing_weight,
+    whittaker_smooth,
+)
+
+ATTRIBUTE_NAMES = (
+    "lv_area_mm2",
+    "lv_length_mm",
+    "lv_base_width_mm",
+    "lv_orientation_deg",
+    "myo_area_mm2",
+    "epi_center_x_mm",
+    "epi_center_y_mm",
+)
+
+
+def _thresholds(k: int = 3) -> AttributeThresholds:
+    return AttributeThresholds(
+        names=tuple(f"a{i}" for i in range(k)), lo=np.zeros(k), hi=np.full(k, 100.0), tau=np.full(k, 0.02)
+    )
+
+
+def _slsqp_projection(z0: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    """The projection by a generic NLP solver, as an independent reference."""
+    cons = [
+        {"type": "ineq", "fun": lambda z: tol - consistency_residual(z)},
+        {"type": "ineq", "fun": lambda z: tol + consistency_residual(z)},
+    ]
+    res = scipy.optimize.minimize(
+        lambda z: 0.5 * np.sum((z - z0) ** 2),
+        z0.copy(),
+        jac=lambda z: z - z0,
+        constraints=cons,
+        method="SLSQP",
+        options={"ftol": 1e-15, "maxiter": 500},
+    )
+    assert res.success, res.message
+    return res.x
+
+
+def _jumpy_trajectory(rng: np.random.Generator, n_frames: int) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, n_frames)
+    z = np.sin(2 * np.pi * rng.uniform(0.3, 1.2) * t + rng.uniform(0, 6)) + rng.normal(0, 0.05, n_frames)
+    z[rng.integers(1, n_frames - 1)] += rng.choice([-1, 1]) * rng.uniform(0.3, 1.0)
+    return z
+
+
+# ---- metric ---------------------------------------------------------------------------------------
+
+
+def test_metric_known_answer():
+    m = consistency_metric(np.array([0.0, 0.0, 1.0, 0.0, 0.0]), lo=0.0, hi=2.0)
+    np.testing.assert_allclose(m, [0.0, -0.25, 0.5, -0.25, 0.0])
+
+
+def test_metric_of_linear_trajectory_is_zero_in_every_column():
+    t = np.arange(12.0)
+    values = np.stack([1000 + 50 * t, 80 - 2.5 * t, 3.0 * t], axis=1)
+    m = consistency_metric(values, lo=[500, 40, -40], hi=[4500, 110, 40])
+    assert m.shape == (12, 3)
+    np.testing.assert_allclose(m, 0.0, atol=1e-14)
+
+
+def test_metric_short_sequences_and_bad_bounds():
+    np.testing.assert_array_equal(consistency_metric(np.array([1.0, 5.0]), 0.0, 1.0), [0.0, 0.0])
+    with pytest.raises(ValueError, match="lo < hi"):
+        consistency_metric(np.arange(5.0), 1.0, 1.0)
+
+
+def test_metric_nan_frame_neighbours_use_measurable_frames():
+    a = 10.0 + 2.0 * np.arange(8.0)
+    a[3] = np.nan
+    m = consistency_metric(a, 0.0, 100.0)
+    assert np.isnan(m[3])
+    # Frames 2 and 4 are compared with the interpolation of frames (1, 4) and (2, 5): still linear.
+    np.testing.assert_allclose(np.delete(m, 3), 0.0, atol=1e-14)
+
+
+# ---- thresholds -----------------------------------------------------------------------------------
+
+
+def test_packaged_thresholds_load_with_the_seven_attributes():
+    th = load_thresholds()
+    assert th.names == ATTRIBUTE_NAMES
+    for arr in (th.lo, th.hi, th.tau):
+        assert arr.shape == (7,) and np.all(np.isfinite(arr))
+    assert np.all(th.lo < th.hi)
+    assert np.all(th.tau > 0)
+    # DESIGN §4.1 order of magnitude: a frame may sit some tens of mm² off its neighbours' mean.
+    assert 20.0 < th.tolerance[th.index("lv_area_mm2")] < 300.0
+
+
+def test_thresholds_attribute_names_match_attributes_module():
+    attributes = pytest.importorskip("echotemporal.attributes")
+    assert load_thresholds().names == tuple(attributes.ATTRIBUTE_NAMES)
+
+
+def test_load_thresholds_errors(tmp_path):
+    with pytest.raises(InputFileError, match="missing.yaml"):
+        load_thresholds(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("attributes:\n  lv_area_mm2: {lo: 10, hi: 5, tau: 0.1}\n")
+    with pytest.raises(ConfigError, match="lo must be < hi.*lv_area_mm2"):
+        load_thresholds(bad)
+    bad.write_text("attributes:\n  lv_area_mm2: {lo: 1, hi: 5}\n")
+    with pytest.raises(ConfigError, match="lo, hi and tau"):
+        load_thresholds(bad)
+
+
+# ---- detection ------------------------------------------------------------------------------------
+
+
+def test_detection_flags_a_single_frame_jump_only():
+    th = _thresholds()
+    t = np.arange(15.0)
+    attrs = np.stack([20 + t, 60 - 0.5 * t, np.full(15, 50.0)], axis=1)
+    assert not detect_inconsistent_frames(attrs, th).any()
+    attrs[6, 0] += 1.5 * th.tolerance[0]  # m_6 = 1.5 tau; neighbours get -0.75 tau
+    flags = detect_inconsistent_frames(attrs, th)
+    expected = np.zeros_like(flags)
+    expected[6, 0] = True
+    np.testing.assert_array_equal(flags, expected)
+
+
+def test_detection_nan_rule():
+    th = _thresholds()
+    attrs = np.stack([20 + np.arange(10.0), np.full(10, np.nan), np.full(10, 50.0)], axis=1)
+    attrs[4, 0] = np.nan
+    flags = detect_inconsistent_frames(attrs, th)
+    # A missing measurement among measurable frames is a glitch; its linear neighbours are not;
+    # an attribute unmeasurable throughout is nobody's temporal glitch.
+    assert flags[4, 0] and flags[:, 0].sum() == 1
+    assert not flags[:, 1:].any()
+    # T < 3: nothing to compare with, nothing flagged, even NaN.
+    assert not detect_inconsistent_frames(attrs[:2], th).any()
+
+
+def test_detection_rejects_wrong_columns():
+    with pytest.raises(ValueError, match=r"\(T, 3\)"):
+        detect_inconsistent_frames(np.zeros((5, 7)), _thresholds())
+
+
+# ---- solvers --------------------------------------------------------------------------------------
+
+
+def test_linear_trajectory_left_unchanged_by_projection_and_whittaker():
+    z0 = 0.3 - 0.07 * np.arange(20.0)
+    out = project_consistent(z0, 1e-3)
+    np.testing.assert_array_equal(out, z0)
+    assert out is not z0
+    np.testing.assert_allclose(whittaker_smooth(z0, 50.0), z0, atol=1e-12)
+
+
+def test_feasible_trajectory_is_returned_bit_exact():
+    z0 = 0.01 * np.sin(np.linspace(0, 3, 25))
+    tol = np.abs(consistency_residual(z0)).max() * 1.01
+    np.testing.assert_array_equal(project_consistent(z0, tol), z0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_projection_is_feasible_and_optimal(seed):
+    rng = np.random.default_rng(seed)
+    z0 = _jumpy_trajectory(rng, int(rng.integers(8, 30)))
+    tol = 0.02 if seed % 2 else rng.uniform(0.0, 0.05, z0.size - 2)  # scalar and per-frame tol
+    tol_v = np.broadcast_to(tol, (z0.size - 2,))
+    z = project_consistent(z0, tol)
+    assert np.all(np.abs(consistency_residual(z)) <= tol_v + 1e-9)
+    np.testing.assert_allclose(z, _slsqp_projection(z0, tol_v), atol=1e-6)
+    # No feasible point is closer: shrink smoothed trajectories about their linear fit until feasible.
+    best = np.linalg.norm(z - z0)
+    t = np.arange(z0.size)
+    for lam in (1.0, 10.0, 100.0, 1e4):
+        w = whittaker_smooth(z0, lam)
+        line = np.polyval(np.polyfit(t, w, 1), t)
+        scale = min(1.0, float(np.min(tol_v / np.maximum(np.abs(consistency_residual(w)), 1e-300))))
+        feasible = line + scale * (w - line)
+        assert np.all(np.abs(consistency_residual(feasible)) <= tol_v + 1e-12)
+        assert best <= np.linalg.norm(feasible - z0) + 1e-12
+
+
+def test_projection_columns_and_zero_tolerance():
+    rng = np.random.default_rng(7)
+    z0 = np.stack([_jumpy_trajectory(rng, 16) for _ in range(3)], axis=1)
+    z = project_consistent(z0, 0.01)
+    for d in range(3):
+        np.testing.assert_array_equal(z[:, d], project_consistent(z0[:, d], 0.01))
+    # tol = 0 forces a straight line: the least-squares line through z0.
+    t = np.arange(16.0)
+    np.testing.assert_allclose(project_consistent(z0[:, 0], 0.0), np.polyval(np.polyfit(t, z0[:, 0], 1), t), atol=1e-9)
+    with pytest.raises(ValueError, match="tol"):
+        project_consistent(z0[:, 0], -1.0)
+
+
+def test_whittaker_matches_gradient_descent_fixed_point():
+    rng = np.random.default_rng(3)
+    z0 = np.cumsum(rng.normal(size=(15, 2)), axis=0)
+    exact = whittaker_smooth(z0, 2.0)
+    gd = gradient_descent_smooth(z0, 2.0, momentum=0.9, n_iter=3000)
+    np.testing.assert_allclose(gd, exact, atol=1e-4)
+    # Exact solution of the normal equations, columns solved together.
+    d = np.diff(np.eye(15), n=2, axis=0)
+    np.testing.assert_allclose((np.eye(15) + 2.0 * d.T @ d) @ exact, z0, atol=1e-10)
+    np.testing.assert_allclose(whittaker_smooth(z0[:, 1], 2.0), exact[:, 1], atol=1e-12)
+
+
+def test_whittaker_zero_weight_and_short_input_return_input():
+    z0 = np.array([1.0, 5.0, -2.0, 4.0])
+    np.testing.assert_array_equal(whittaker_smooth(z0, 0.0), z0)
+    np.testing.assert_array_equal(whittaker_smooth(z0[:2], 10.0), z0[:2])
+    with pytest.raises(ValueError, match="lam"):
+        whittaker_smooth(z0, -1.0)
+
+
+def test_search_smoothing_weight_finds_first_accepted_weight():
+    rng = np.random.default_rng(5)
+    z0 = np.stack([_jumpy_trajectory(rng, 20) for _ in range(4)], axis=1)
+
+    def ok(z):
+        return bool(np.all(np.abs(consistency_residual(z)) <= 0.02))
+
+    z, lam = search_smoothing_weight(z0, ok, lam0=0.1, factor=2.0, max_steps=30)
+    assert ok(z) and lam > 0
+    assert not ok(whittaker_smooth(z0, lam / 2.0))  # the previous weight was not enough
+    np.testing.assert_allclose(z, whittaker_smooth(z0, lam))
+    z_same, lam_same = search_smoothing_weight(z, ok)
+    assert lam_same == 0.0 and np.array_equal(z_same, z)
+    with pytest.warns(RuntimeWarning, match="no smoothing weight"):
+        search_smoothing_weight(z0, lambda z: False, max_steps=2)
+
+
+def test_bvls_fallback_agrees_with_active_set():
+    from echotemporal.temporal.solvers import _dual_active_set, _dual_bvls
+
+    rng = np.random.default_rng(11)
+    z0 = _jumpy_trajectory(rng, 25) + rng.normal(0, 0.1, 25)  # noisy: many active constraints
+    y0, tol = consistency_residual(z0), np.full(23, 0.01)
+    np.testing.assert_allclose(_dual_active_set(y0, tol), _dual_bvls(y0, tol), atol=1e-9)
