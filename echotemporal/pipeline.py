@@ -269,9 +269,13 @@ def gaussian_smooth_labels(labels: np.ndarray, sigma_frames: float) -> np.ndarra
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
     """(T, H, W) bool -> the largest in-plane 4-connected component of each frame."""
-    lab, n = ndimage.label(mask, structure=_INPLANE)
-    if n <= 1:
-        return mask
+    rows, cols = _heart_box(mask, margin=0)
+    lab, n = ndimage.label(mask[:, rows, cols], structure=_INPLANE)
+    if n <= int(mask.reshape(len(mask), -1).any(axis=1).sum()):
+        return mask  # at most one component per frame: the usual case, no relabelling needed
+    full = np.zeros(mask.shape, dtype=lab.dtype)
+    full[:, rows, cols] = lab
+    lab = full
     sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
     frame = np.array([sl[0].start for sl in ndimage.find_objects(lab)])
     # Sort by (frame, size): the last component of each frame's run is its largest.
@@ -285,42 +289,36 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 def _holes(mask: np.ndarray) -> np.ndarray:
     """(T, H, W) bool -> per-frame holes: non-mask 4-connected regions not touching the frame border."""
     lab, n = ndimage.label(~mask, structure=_INPLANE)
-    if n == 0:
-        return np.zeros_like(mask)
+    border = np.unique(np.concatenate([lab[:, 0, :].ravel(), lab[:, -1, :].ravel(), lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))
+    border = border[border > 0]
+    if border.size == n:
+        return np.zeros_like(mask)  # every region reaches the border: no hole (the usual case)
     hole = np.ones(n + 1, dtype=bool)
     hole[0] = False
-    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
-        hole[edge.ravel()] = False
+    hole[border] = False
     return hole[lab]
 
 
 def _cleanup(out: np.ndarray, present: tuple[int, ...]) -> np.ndarray:
     """Largest component per label and hole filling, per frame, in place on ``out`` (T, h, w).
 
-    Holes of LV become LV; background enclosed by LV∪MYO becomes the nearest of LV/MYO; for other
-    labels present in the input (LA), the largest component is kept and its holes filled.
+    Every label (LV, MYO, and LA when the input has it) keeps its largest component per frame;
+    background enclosed by the remaining structures (holes, cut-off pieces) takes the nearest label.
     """
-    lv = out == Label.LV
-    lv_kept = _largest_component(lv)
-    out[lv & ~lv_kept] = Label.BACKGROUND
-    out[_holes(lv_kept)] = Label.LV
-    myo = out == Label.MYO
-    myo_kept = _largest_component(myo)
-    out[myo & ~myo_kept] = Label.BACKGROUND
-    heart = (out == Label.LV) | (out == Label.MYO)
-    holes = _holes(heart) & (out == Label.BACKGROUND)
-    for t in np.flatnonzero(holes.any(axis=(1, 2))):
-        _, (ri, ci) = ndimage.distance_transform_edt(~heart[t], return_indices=True)
-        out[t][holes[t]] = out[t][ri[holes[t]], ci[holes[t]]]
-    for value in present:
-        if value in (Label.BACKGROUND, Label.LV, Label.MYO):
-            continue
+    structures = [Label.LV, Label.MYO] + [v for v in present if v not in (Label.BACKGROUND, Label.LV, Label.MYO)]
+    for value in structures:
         mask = out == value
-        if not mask.any():
-            continue
         kept = _largest_component(mask)
-        out[mask & ~kept] = Label.BACKGROUND
-        out[_holes(kept) & (out == Label.BACKGROUND)] = value
+        if kept is not mask:
+            out[mask & ~kept] = Label.BACKGROUND
+    filled = out != Label.BACKGROUND
+    holes = _holes(filled)
+    for t in np.flatnonzero(holes.reshape(len(out), -1).any(axis=1)):
+        # Holes are enclosed: their nearest labelled pixels lie within a pixel or two of their box.
+        rows, cols = _heart_box(holes[t][None], margin=2)
+        hole, frame = holes[t][rows, cols], out[t][rows, cols]
+        _, (ri, ci) = ndimage.distance_transform_edt(frame == Label.BACKGROUND, return_indices=True)
+        frame[hole] = frame[ri[hole], ci[hole]]
     return out
 
 
@@ -667,6 +665,10 @@ def smooth_sequence(
         },
         "notes": notes,
         "config": config_to_dict(config),
+        "thresholds": {
+            n: {"lo": float(lo), "hi": float(hi), "tau": float(tau)}
+            for n, lo, hi, tau in zip(names, thresholds.lo, thresholds.hi, thresholds.tau)
+        },
         "package_version": __version__,
         "weights_sha256": weights_sha,
         "seconds": time.perf_counter() - start,

@@ -90,7 +90,6 @@ def evaluate_frames(network: ARVAE, frames: np.ndarray, attributes: np.ndarray, 
     """Validation losses and hard Dice (LV, MYO; per frame, averaged) on the grid, z = posterior mean."""
     network.eval()
     tot = {"ce": 0.0, "dice_loss": 0.0, "ar": 0.0, "kl": 0.0}
-    inter = np.zeros(3)
     dices: list[np.ndarray] = []
     n = 0
     for i in range(0, len(frames), batch_size):
@@ -111,7 +110,6 @@ def evaluate_frames(network: ARVAE, frames: np.ndarray, attributes: np.ndarray, 
             den = (p.sum((1, 2)) + t.sum((1, 2))).double()
             per.append(torch.where(den > 0, 2 * inter_c / den.clamp(min=1), torch.ones_like(den)).numpy())
         dices.append(np.stack(per, 1))
-    del inter
     d = np.concatenate(dices)
     out = {k: v / max(n, 1) for k, v in tot.items()}
     out["recon"] = out["ce"] + config.dice_weight * out["dice_loss"]
@@ -321,7 +319,7 @@ def train_model(
             state["step"] += 1
             for key, name in (("loss", "total"), ("ce", "ce"), ("ar", "ar")):
                 run[key] = 0.98 * run[key] + 0.02 * terms[name].item() if state["step"] > 1 else terms[name].item()
-            bar.set_postfix(loss=f"{run['loss']:.4f}", ce=f"{run['ce']:.4f}", ar=f"{run['ar']:.3f}")
+            bar.set_postfix(loss=f"{run['loss']:.4f}", ce=f"{run['ce']:.4f}", ar=f"{run['ar']:.3f}", refresh=False)
             elapsed = elapsed0 + time.time() - t_run
             if state["step"] == 30 and not resume:
                 per_step = (time.time() - t_run) / 30.0

@@ -134,7 +134,8 @@ def evaluate(cases: list[dict], thresholds) -> None:
     def rec(sel: np.ndarray) -> str:
         return f"{det[sel].mean() * 100:6.1f}% ({det[sel].sum()}/{sel.sum()})" if sel.any() else "     -"
 
-    print(f"\n{'corruption kind':20s} {'frames':>6s} {'measurable':>10s}  {'recall (measurable)':>20s}  {'recall (all)':>18s}")
+    print(f"\n{'corruption kind':20s} {'frames':>6s} {'measurable':>10s}  "
+          f"{'recall (measurable)':>20s}  {'recall (all)':>18s}")
     for kind in CORRUPTION_KINDS:
         sel = kinds == kind
         if sel.any():

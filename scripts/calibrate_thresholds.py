@@ -201,7 +201,8 @@ def main() -> None:
               f"{int(res['nan_frames'][k]):6d}  {res['worst'][k]}")
     lv_tol = th.tolerance[0]
     print(f"\nLV-area tolerance {lv_tol:.1f} mm² = {100 * lv_tol / res['median_ed_lv_area_mm2']:.1f} % of the median "
-          f"ED LV area ({res['median_ed_lv_area_mm2']:.0f} mm²); DESIGN sanity value ≈ {LV_AREA_SANITY_MM2:g} mm² (≈3 %)")
+          f"ED LV area ({res['median_ed_lv_area_mm2']:.0f} mm²); "
+          f"DESIGN sanity value ≈ {LV_AREA_SANITY_MM2:g} mm² (≈3 %)")
 
 
 if __name__ == "__main__":

@@ -129,7 +129,8 @@ def test_corrected_files_mirror_the_input_tree(camus_root: Path, pool_out: tuple
     corrected, original = read_sequence(written), read_sequence(source)
     assert corrected.labels.shape == original.labels.shape
     assert corrected.geometry == original.geometry
-    assert (out / "patient0001" / "Info_4CH.cfg").read_text() == (camus_root / "patient0001" / "Info_4CH.cfg").read_text()
+    info = Path("patient0001") / "Info_4CH.cfg"
+    assert (out / info).read_text() == (camus_root / info).read_text()
     assert not (out / BROKEN[0] / f"{BROKEN[0]}_{BROKEN[1]}{SUFFIX}.nii.gz").exists()
 
 
@@ -150,7 +151,9 @@ def test_existing_output_needs_resume_or_overwrite(camus_root: Path, pool_out: t
         run_batch(camus_root, out, method="gaussian", workers=0, progress=False)
 
 
-def test_resume_skips_finished_sequences(camus_root: Path, pool_out: tuple[Path, batch.BatchSummary], tmp_path: Path) -> None:
+def test_resume_skips_finished_sequences(
+    camus_root: Path, pool_out: tuple[Path, batch.BatchSummary], tmp_path: Path
+) -> None:
     import shutil
 
     out = tmp_path / "out"
@@ -163,7 +166,9 @@ def test_resume_skips_finished_sequences(camus_root: Path, pool_out: tuple[Path,
     assert ok_file.stat().st_mtime == 1_000_000  # not rewritten
     after = read_tables(out)
     ok = before.sequences["status"] == "ok"
-    pd.testing.assert_frame_equal(after.sequences[ok].reset_index(drop=True), before.sequences[ok].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        after.sequences[ok].reset_index(drop=True), before.sequences[ok].reset_index(drop=True)
+    )
     pd.testing.assert_frame_equal(after.frames, before.frames)
     pd.testing.assert_frame_equal(after.patients, before.patients)
 
@@ -216,7 +221,9 @@ def test_ctrl_c_leaves_consistent_tables_that_resume_completes(
     assert (summary.n_skipped, summary.n_ok, summary.n_failed) == (2, 4, 2)
 
 
-def test_resume_refuses_other_settings(camus_root: Path, pool_out: tuple[Path, batch.BatchSummary], tmp_path: Path) -> None:
+def test_resume_refuses_other_settings(
+    camus_root: Path, pool_out: tuple[Path, batch.BatchSummary], tmp_path: Path
+) -> None:
     import shutil
 
     from echotemporal.errors import ConfigError

@@ -20,6 +20,9 @@ Layout written under ``OUT``::
 Every table is replaced atomically (temporary file + ``os.replace``) every few sequences and at the
 end; ``sequences.csv`` is written last, so a sequence it lists as ``ok`` has its other rows on disk.
 ``resume=True`` trusts exactly those rows (status ok and corrected file present) and redoes the rest.
+
+Modules: ``tables`` (file names, columns, atomic writes), ``worker`` (one patient, in a pool process
+or on a Dask worker), ``run`` (the parent: discovery, resume, dispatch, progress, flushing).
 """
 
 from __future__ import annotations

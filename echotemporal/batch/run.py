@@ -128,7 +128,8 @@ class BatchState:
             columns=list(BIPLANE_COLUMNS)
         )
         write_csv(self.out / BIPLANE_CSV, curves[list(BIPLANE_COLUMNS)])
-        patient_table = pd.DataFrame([self.patients[p] for p in sorted(self.patients, key=sort_key(self.order, self.views))], columns=list(PATIENT_COLUMNS))
+        order = sorted(self.patients, key=sort_key(self.order, self.views))
+        patient_table = pd.DataFrame([self.patients[p] for p in order], columns=list(PATIENT_COLUMNS))
         write_csv(self.out / PATIENTS_CSV, patient_table)
         text = yaml.safe_dump(self.config_doc, sort_keys=False)
         write_atomic(self.out / CONFIG_YAML, lambda tmp: tmp.write_text(text))
@@ -175,7 +176,9 @@ def _fatal(exc: BaseException) -> bool:
     return isinstance(exc, EchoTemporalError)
 
 
-def _dispatch_local(tasks: list[PatientTask], workers: int, method: str, weights: str | None, on_result: _Outcome) -> None:
+def _dispatch_local(
+    tasks: list[PatientTask], workers: int, method: str, weights: str | None, on_result: _Outcome
+) -> None:
     """Local process pool; the model is loaded once per worker by the initializer."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -355,7 +358,9 @@ def run_batch(
     if int(workers) < 0:
         raise ConfigError(f"workers={workers}: use --workers 1 or more (0 runs in this process)")
     if out == root:
-        raise ConfigError(f"{out}: the output folder must not be the CAMUS root (the mirror keeps file names); pick another -o")
+        raise ConfigError(
+            f"{out}: the output folder must not be the CAMUS root (the mirror keeps file names); pick another -o"
+        )
     weights_str = None
     if weights is not None:
         # A file travels as an absolute path (workers may run elsewhere); anything else is a model
@@ -380,15 +385,15 @@ def run_batch(
         "weights": weights_str,
         "smoothing": config_to_dict(config),
     }
+    weights_file = weights_str is not None and config.method == "arvae" and Path(weights_str).is_file()
     config_doc: dict[str, Any] = {
         "echotemporal_version": __version__,
         "command": "batch",
         "root": str(root),
         "views": list(views),
         **settings,
-        "weights_sha256": (
-            file_sha256(weights_str) if weights_str and config.method == "arvae" and Path(weights_str).is_file() else None
-        ),
+        # Known now for a weights file; for the shipped model, the first worker result reports it.
+        "weights_sha256": file_sha256(weights_str) if weights_file else None,
         "workers": int(workers),
         "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else repr(scheduler),
         "versions": {d: _version(d) for d in ("numpy", "scipy", "pandas", "torch", "SimpleITK", "distributed")},

@@ -43,6 +43,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ViewTask:
+    """One sequence of a patient: where it is, where its correction goes."""
+
     view: str
     input: Path
     info: Path | None
@@ -53,6 +55,8 @@ class ViewTask:
 
 @dataclass(frozen=True)
 class PatientTask:
+    """The unit of work: a patient's views (picklable, it travels to pool processes and Dask workers)."""
+
     patient: str
     views: tuple[ViewTask, ...]
     config: SmoothingConfig
@@ -67,14 +71,14 @@ class PatientTask:
 
 @dataclass
 class PatientResult:
+    """What a worker sends back: small rows and text, never label maps."""
+
     patient: str
     rows: list[dict[str, Any]]
     frames: dict[str, FramesPart]  # view -> its frames.csv rows
     patient_row: dict[str, Any]
     curve: pd.DataFrame | None
     weights_sha256: str | None = None
-
-
 
 
 _MODELS: dict[tuple[str, str | None], Any] = {}
@@ -233,7 +237,7 @@ def _smooth_view(
         table.insert(0, "view", view.view)
         table.insert(0, "patient", task.patient)
         frames = FramesPart.from_table(table)
-        data = _ViewData(before.labels, np.asarray(result.labels), tuple(before.spacing_mm), row)  # type: ignore[arg-type]
+        data = _ViewData(before.labels, np.asarray(result.labels), before.spacing_mm, row)
         row["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - a batch records any failure of one case and goes on
         row["error"] = one_line(exc)
@@ -250,7 +254,7 @@ def _done_view_data(view: ViewTask) -> _ViewData | None:
         after = read_sequence(view.output)
     except Exception:  # noqa: BLE001 - without them the patient falls back to monoplane
         return None
-    return _ViewData(before.labels, after.labels, tuple(before.spacing_mm), dict(view.done or {}))  # type: ignore[arg-type]
+    return _ViewData(before.labels, after.labels, before.spacing_mm, dict(view.done or {}))
 
 
 #: Pixels kept around the heart when cropping for the biplane measure (hinges look 1-2 px outside).

@@ -161,7 +161,8 @@ def _table_panel(ax: Axes, patient_row: dict[str, Any] | None, rows: dict[str, d
     cells = [
         ["EDV (mL)", _fmt(row.get("edv_ml_before")), _fmt(row.get("edv_ml_after")), _fmt(row.get("info_edv_ml"))],
         ["ESV (mL)", _fmt(row.get("esv_ml_before")), _fmt(row.get("esv_ml_after")), _fmt(row.get("info_esv_ml"))],
-        ["EF (%)", _fmt(row.get("ef_percent_before")), _fmt(row.get("ef_percent_after")), _fmt(row.get("info_ef_percent"))],
+        ["EF (%)", _fmt(row.get("ef_percent_before")), _fmt(row.get("ef_percent_after")),
+         _fmt(row.get("info_ef_percent"))],
         ["GLS (%)", _fmt(row.get("gls_percent_before")), _fmt(row.get("gls_percent_after")), ""],
     ]
     for view, r in rows.items():
@@ -288,7 +289,8 @@ def cohort_figure(tables: BatchTables) -> Figure:
                    label=f"monoplane ({int((~biplane).sum())})")
         both = np.isfinite(ef_b) & np.isfinite(ef_a)
         if both.any():
-            lo, hi = float(min(ef_b[both].min(), ef_a[both].min())) - 5, float(max(ef_b[both].max(), ef_a[both].max())) + 5
+            lo = float(min(ef_b[both].min(), ef_a[both].min())) - 5
+            hi = float(max(ef_b[both].max(), ef_a[both].max())) + 5
             ax.plot([lo, hi], [lo, hi], color=_BEFORE, lw=1, ls="--")
             ax.set_title(f"EF per patient: median |change| {np.median(np.abs(ef_a[both] - ef_b[both])):.1f} points",
                          fontsize="medium")
@@ -306,7 +308,8 @@ def cohort_figure(tables: BatchTables) -> Figure:
             mae = float(np.mean(np.abs(ours[both] - info[both]))) if both.any() else float("nan")
             ax.scatter(info, ours, s=18, color=color, marker=marker, label=f"{name}: mean |Δ| {_fmt(mae)} points")
         finite = info[np.isfinite(info)]
-        ax.plot([finite.min() - 5, finite.max() + 5], [finite.min() - 5, finite.max() + 5], color=_BEFORE, lw=1, ls="--")
+        span = [finite.min() - 5, finite.max() + 5]
+        ax.plot(span, span, color=_BEFORE, lw=1, ls="--")
         ax.legend(fontsize="small")
         ax.set_title("our EF vs Info cfg EF", fontsize="medium")
     else:
@@ -378,7 +381,9 @@ def write_review(
     if output.exists() and not overwrite:
         raise OutputExistsError(f"{output} exists; pass --overwrite to replace it or choose another -o")
     if patient is None and output.suffix.lower() != ".pdf":
-        raise ConfigError(f"{output}: the whole-batch review is a multi-page PDF; use a .pdf name (or --patient for a PNG)")
+        raise ConfigError(
+            f"{output}: the whole-batch review is a multi-page PDF; use a .pdf name (or --patient for a PNG)"
+        )
     tables = read_tables(out_dir)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp{output.suffix}")

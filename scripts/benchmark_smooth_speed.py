@@ -1,0 +1,148 @@
+"""Time `smooth_sequence` on a CAMUS-size sequence and the whole `echotemporal smooth` process.
+
+Targets (DESIGN.md §9, 2-core CPU): ``smooth_sequence`` on a 20-frame 600x800 sequence <= 0.5 s with
+the model loaded; the whole ``echotemporal smooth`` command <= 3 s.
+
+The sequence is a parametric phantom (seeded) with annotation jitter and two corruptions (a
+contraction and a shift), so the correction has real work to do. Prints a markdown table of
+wall-clock times (median and best of ``--repeats``), then the time per pipeline stage of one run.
+
+Usage::
+
+    python scripts/benchmark_smooth_speed.py [--weights W] [--repeats 5] [--threads 2] [--method arvae]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+STAGES = {
+    "encode (align, to grid, encoder)": "encode_sequence",
+    "decode (decoder, to native, carry-over, clean-up)": "decode_sequence",
+    "  of which clean-up": "_cleanup",
+    "latent solvers": "project_consistent",
+    "attributes + flags": "compute_attributes",
+    "anatomical validity": "check_validity",
+    "clinical indices": "clinical_indices",
+    "gaussian filter": "gaussian_smooth_labels",
+    "per-frame table": "_frames_table",
+}
+
+
+def make_sequence(seed: int = 2024) -> tuple[np.ndarray, tuple[float, float], int, int]:
+    from echotemporal.phantoms import annotation_jitter, corrupt_sequence, generate_sequence
+
+    rng = np.random.default_rng(seed)
+    phantom = generate_sequence(seed, view="4CH", n_frames=20, image_shape=(600, 800), spacing_mm=(0.2, 0.2))
+    labels = annotation_jitter(phantom.labels, phantom.spacing_mm, rng)
+    labels, _ = corrupt_sequence(labels, phantom.spacing_mm, rng, kinds=("contraction", "shift_vertical"), n_corruptions=2)
+    return labels, phantom.spacing_mm, phantom.ed_frame, phantom.es_frame
+
+
+def stage_times(stats: pstats.Stats) -> dict[str, float]:
+    """Cumulative seconds per stage function name (summed over calls) from a profile."""
+    totals = {name: 0.0 for name in STAGES}
+    for (_, _, func), (_, _, _, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+        for name, target in STAGES.items():
+            if func == target:
+                totals[name] += cumtime
+    return totals
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", default=None, help="weights file or name (default: shipped model)")
+    p.add_argument("--method", default="arvae", choices=("arvae", "gaussian", "none"))
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--no-cli", action="store_true", help="skip timing the command-line process")
+    args = p.parse_args()
+    warnings.simplefilter("ignore")
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from echotemporal.config import SmoothingConfig
+    from echotemporal.io import write_sequence
+    from echotemporal.pipeline import smooth_sequence
+    from echotemporal.temporal import load_thresholds
+
+    labels, spacing, ed, es = make_sequence()
+    thresholds = load_thresholds()
+    model = None
+    t0 = time.perf_counter()
+    if args.method == "arvae":
+        from echotemporal.pretrained import load_model
+
+        model = load_model(args.weights)
+    load_s = time.perf_counter() - t0
+    config = SmoothingConfig(method=args.method)
+    run = lambda: smooth_sequence(labels, spacing, model=model, config=config, thresholds=thresholds,  # noqa: E731
+                                  ed_frame=ed, es_frame=es)
+    result = run()  # warm-up: imports, caches
+    times = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - t)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run()
+    profiler.disable()
+    stages = stage_times(pstats.Stats(profiler))
+
+    rows = [
+        (f"smooth_sequence ({args.method}), {labels.shape[0]}x{labels.shape[1]}x{labels.shape[2]}, model loaded",
+         statistics.median(times), min(times), "<= 0.5"),
+    ]
+    if model is not None:
+        rows.append(("load_model (first load)", load_s, load_s, ""))
+    if not args.no_cli:
+        exe = shutil.which("echotemporal")
+        cmd = [exe] if exe else [sys.executable, "-m", "echotemporal.cli"]
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "seq_4CH_half_sequence.nii.gz"
+            write_sequence(src, labels, spacing_mm=spacing)
+            extra = ["--method", args.method] + (["--weights", args.weights] if args.weights else [])
+            cli_times = []
+            for _ in range(max(3, args.repeats // 2)):
+                t = time.perf_counter()
+                proc = subprocess.run([*cmd, "smooth", str(src), "--overwrite", *extra], capture_output=True, text=True,
+                                      env={**os.environ})
+                cli_times.append(time.perf_counter() - t)
+                if proc.returncode != 0:
+                    sys.exit(f"echotemporal smooth failed: {proc.stderr.strip() or proc.stdout.strip()}")
+            rows.append(("`echotemporal smooth` whole process (read, smooth, write NIfTI/CSV/JSON)",
+                         statistics.median(cli_times), min(cli_times), "<= 3"))
+            print(f"CLI output: {proc.stdout.strip()}", file=sys.stderr)
+
+    print(f"torch threads: {torch.get_num_threads()}, CPU count: {os.cpu_count()}, "
+          f"rounds: {result.summary['rounds']}, inconsistent {result.summary['n_inconsistent_before']} -> "
+          f"{result.summary['n_inconsistent_after']}, invalid {result.summary['n_invalid_before']} -> "
+          f"{result.summary['n_invalid_after']}\n")
+    print("| what | median (s) | best (s) | target (s) |")
+    print("|---|---|---|---|")
+    for name, med, best, target in rows:
+        print(f"| {name} | {med:.3f} | {best:.3f} | {target} |")
+    print("\n| stage (one profiled run, cumulative) | seconds |")
+    print("|---|---|")
+    for name, seconds in stages.items():
+        print(f"| {name} | {seconds:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""HDF5 training sets: interpolation, prepare (API and CLI on a tiny CAMUS tree), lazy reading."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from echotemporal.cli import main
+from echotemporal.config import AlignmentConfig
+from echotemporal.dataset import (
+    NO_AUGMENTATION,
+    AlignedSequence,
+    Augmentation,
+    FrameDataset,
+    aligned_frames,
+    interpolate_shapes,
+    prepare_dataset,
+    real_shape_spacing,
+)
+from echotemporal.errors import OutputExistsError
+
+
+def ellipse_heart(T=5, shape=(200, 160), spacing=(0.35, 0.5), scale=1.0):
+    H, W = shape
+    rr, cc = np.meshgrid(np.arange(H) * spacing[0], np.arange(W) * spacing[1], indexing="ij")
+    y, x = rr - 32.0, cc - 40.0
+    out = np.zeros((T, H, W), np.uint8)
+    for t in range(T):
+        s = scale * (1.0 - 0.25 * t / max(T - 1, 1))
+        epi = (y / (24 * s + 5)) ** 2 + (x / (10 * s + 5)) ** 2 < 1
+        out[t][epi & (y < 12 * s)] = 2
+        out[t][(y / (24 * s)) ** 2 + (x / (10 * s)) ** 2 < 1] = 1
+        out[t][(y > 14 * s) & (y < 30) & (np.abs(x) < 9) & (out[t] == 0)] = 3
+    return out
+
+
+def test_interpolation_reproduces_ends_and_keeps_nesting():
+    seq = ellipse_heart(T=2)
+    ed, es = seq[0], seq[1]
+    frames = interpolate_shapes(ed, es, np.linspace(0, 1, 6), (0.35, 0.5))
+    assert frames.shape == (6,) + ed.shape
+    np.testing.assert_array_equal(frames[0] == 1, ed == 1)
+    np.testing.assert_array_equal(frames[-1] == 1, es == 1)
+    lv_area = (frames == 1).sum(axis=(1, 2))
+    assert np.all(np.diff(lv_area) <= 0)  # ED -> ES contracts monotonically
+    # MYO and LV present and LV never outside LV∪MYO (nesting): every frame has a MYO ring.
+    assert np.all((frames == 2).sum(axis=(1, 2)) > 0)
+
+
+def test_real_shape_spacing_undoes_depth_stretch():
+    row_mm, col_mm = real_shape_spacing(1.3)
+    assert col_mm / row_mm == pytest.approx(1.3)
+
+
+def test_aligned_frames_attributes_and_augmentation():
+    seq = AlignedSequence(ellipse_heart(), (0.35, 0.5), "p1", "4CH", "test", "train")
+    cfg = AlignmentConfig(grid_size=32)
+    f0, a0, p0 = aligned_frames(seq, cfg, NO_AUGMENTATION, np.random.default_rng(0))
+    assert f0.shape == (5, 32, 32) and a0.shape == (5, 7) and np.all(p0 == 0)
+    # LV area on the grid (grid pixel = 1 mm) shrinks from ED to ES like the native one.
+    assert a0[0, 0] > a0[-1, 0]
+    f1, a1, p1 = aligned_frames(seq, cfg, Augmentation(probability=1.0), np.random.default_rng(0))
+    assert np.any(p1 != 0) and np.any(f1 != f0)
+
+
+def test_prepare_writes_chunked_h5_and_reads_lazily(tmp_path):
+    seqs = [AlignedSequence(ellipse_heart(scale=s), (0.35, 0.5), f"p{i}", "4CH", "test", "val" if i == 0 else "train")
+            for i, s in enumerate((0.9, 1.0, 1.1))]
+    out = tmp_path / "t.h5"
+    counts = prepare_dataset(seqs, out, config=AlignmentConfig(grid_size=32), progress=False)
+    assert counts == {"train": 10, "val": 5}
+    with h5py.File(out, "r") as h5:
+        assert h5["frames"].shape == (15, 32, 32) and h5["frames"].dtype == np.uint8
+        assert h5["frames"].compression == "gzip" and h5["frames"].chunks is not None
+        assert h5["attributes"].shape == (15, 7)
+        assert list(h5["patient"].asstr()[:5]) == ["p0"] * 5
+    lazy = FrameDataset(out, "train")
+    mem = FrameDataset(out, "train", in_memory=True)
+    assert len(lazy) == len(mem) == 10
+    x, a = lazy[3]
+    np.testing.assert_array_equal(x.numpy(), mem[3][0].numpy())
+    assert x.shape == (32, 32) and a.shape == (7,)
+    with pytest.raises(OutputExistsError):
+        prepare_dataset(seqs, out, config=AlignmentConfig(grid_size=32), progress=False)
+
+
+def test_prepare_cli_on_a_tiny_camus_tree(tmp_path):
+    from echotemporal.io import write_sequence
+
+    root = tmp_path / "camus"
+    for i in range(3):
+        pid = f"patient{i + 1:04d}"
+        write_sequence(root / pid / f"{pid}_4CH_half_sequence_gt.nii.gz", ellipse_heart(T=4, scale=0.9 + 0.1 * i),
+                       spacing_mm=(0.35, 0.5))
+    cfg = tmp_path / "grid.yaml"
+    cfg.write_text("alignment:\n  grid_size: 32\n")
+    out = tmp_path / "train.h5"
+    res = CliRunner().invoke(main, ["prepare", str(root), "-o", str(out), "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "12 frames" in res.output
+    with h5py.File(out, "r") as h5:
+        assert h5["frames"].shape == (12, 32, 32)
+        assert set(h5["source"].asstr()[:]) == {"camus"}
+    again = CliRunner().invoke(main, ["prepare", str(root), "-o", str(out), "--config", str(cfg)])
+    assert again.exit_code != 0 and "--overwrite" in again.output
