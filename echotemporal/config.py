@@ -104,6 +104,12 @@ class SmoothingConfig:
         gaussian_sigma_fraction: temporal sigma of the gaussian baseline, as a fraction of T frames.
         keep_unflagged_frames: keep input frames that were never flagged (and valid) unchanged.
         cleanup: keep the largest component of each label and fill holes after decoding.
+        decoding: "residual" applies only the decoded change, decode(z) − decode(z⁰), to the input
+            (frames the correction leaves alone come back bit-identical, fine detail the model cannot
+            represent is kept; anatomically invalid frames borrow their valid neighbours' detail);
+            "full" replaces every frame by decode(z), as Painchaud et al. 2022 do.
+        residual_sigma_frames: temporal Gaussian sigma (frames) applied to the residual detail in
+            residual decoding (0 = each frame keeps its own detail).
     """
 
     method: str = "arvae"
@@ -113,6 +119,8 @@ class SmoothingConfig:
     gaussian_sigma_fraction: float = 0.05
     keep_unflagged_frames: bool = False
     cleanup: bool = True
+    decoding: str = "residual"
+    residual_sigma_frames: float = 0.0
 
 
 def _coerce(value: Any, template: Any) -> Any:

@@ -377,6 +377,219 @@ def encode_sequence(
     return np.asarray(model.encode(grid), dtype=np.float64), alignment
 
 
+#: A grid change below this cannot flip the argmax of residual decoding (see _SequenceDecoder).
+_NO_FLIP = 1.0 / 6.0
+
+
+def _native_sampler(alignment: Any, box: tuple[slice, slice]) -> Any:
+    """grid_sample coordinates (1, h, w, 2) of the native pixels of ``box`` on the model grid.
+
+    Same transform as ``alignment`` documents: native p = centre + R·u, grid (i, j) = u/scale + (G−1)/2.
+    """
+    import torch
+
+    rows = np.arange(box[0].start, box[0].stop, dtype=np.float64) * alignment.spacing_mm[0]
+    cols = np.arange(box[1].start, box[1].stop, dtype=np.float64) * alignment.spacing_mm[1]
+    p = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1) - np.asarray(alignment.center_mm)
+    g = (p @ alignment.rotation_matrix) / alignment.scale_mm + (alignment.grid_size - 1) / 2.0
+    norm = g[..., ::-1] / (alignment.grid_size - 1) * 2.0 - 1.0  # (x, y) in [-1, 1], align_corners=True
+    return torch.from_numpy(np.ascontiguousarray(norm, dtype=np.float32))[None]
+
+
+def _to_native(values: np.ndarray, grid: Any) -> np.ndarray:
+    """Bilinear resampling of (n, C, G, G) grid values onto a native box; zero outside the grid."""
+    import torch
+    import torch.nn.functional as F
+
+    src = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    out = F.grid_sample(src, grid.expand(len(src), -1, -1, -1), mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.numpy()
+
+
+def _grid_footprint_box(mask: np.ndarray, alignment: Any, shape: tuple[int, int]) -> tuple[slice, slice] | None:
+    """Native box covering the grid pixels of a (G, G) bool mask (+1.5 grid px), or None."""
+    from echotemporal.alignment import grid_to_native_coords
+
+    if not mask.any():
+        return None
+    ii, jj = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    i0, i1, j0, j1 = ii[0] - 1.5, ii[-1] + 1.5, jj[0] - 1.5, jj[-1] + 1.5
+    nat = grid_to_native_coords(alignment, np.array([[i0, j0], [i0, j1], [i1, j0], [i1, j1]], dtype=np.float64))
+    r0, r1 = int(np.floor(nat[:, 0].min())), int(np.ceil(nat[:, 0].max())) + 1
+    c0, c1 = int(np.floor(nat[:, 1].min())), int(np.ceil(nat[:, 1].max())) + 1
+    r0, r1, c0, c1 = max(r0, 0), min(r1, shape[0]), max(c0, 0), min(c1, shape[1])
+    return None if r1 <= r0 or c1 <= c0 else (slice(r0, r1), slice(c0, c1))
+
+
+def _union_box(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None) -> tuple[slice, slice] | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return (
+        slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
+        slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)),
+    )
+
+
+class _SequenceDecoder:
+    """Latents -> native labels for one sequence, with the input's unmodelled labels carried over.
+
+    ``residual`` decoding (default) applies only the decoded change to the input. With P = decode(z),
+    P⁰ = decode(z⁰) (the input's own reconstruction) and Y the input one-hot (LA as background), per
+    native pixel::
+
+        Q = P⁰ + (P − P⁰) + w·(Y − P⁰),   w = clip(1 − 2·max_c |P_c − P⁰_c|, 0, 1),   labels = argmax Q
+
+    Where the correction leaves the shape alone (P = P⁰), Q = Y: the input, with the detail the model
+    cannot represent; where the shape moved (|P − P⁰| ≥ ½), Q = P: the decoded shape, with no ghost of
+    the old border. If max |P − P⁰| < 1/6 over a frame, argmax Q = Y exactly, so that frame is
+    returned bit-identical without resampling. Anatomically invalid input frames (holes, blobs, a
+    broken wall) replace their residual Y − P⁰ by the mean of their nearest valid neighbours': the
+    glitch, which the model cannot represent, is dropped; the neighbours' detail is kept.
+
+    ``full`` decoding returns argmax P for every frame (Painchaud et al. 2022).
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        alignment: Any,
+        model: Any,
+        z0: np.ndarray | None,
+        *,
+        cleanup: bool = True,
+        borrow: np.ndarray | None = None,
+        sigma: float = 0.0,
+    ):
+        self.labels, self.alignment, self.model, self.cleanup = labels, alignment, model, cleanup
+        self.sigma = float(sigma)
+        self.present = _present_labels(labels)
+        self.z0 = None if z0 is None else np.asarray(z0, dtype=np.float32)
+        self.p0 = None if z0 is None else np.asarray(model.decode(self.z0), dtype=np.float32)
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+        n = len(labels)
+        self.borrow = np.zeros(n, dtype=bool) if borrow is None or self.p0 is None else np.asarray(borrow, dtype=bool)
+        good = np.flatnonzero(~self.borrow)
+        self.sources: dict[int, list[int]] = {}
+        for t in np.flatnonzero(self.borrow):
+            before, after = good[good < t], good[good > t]
+            self.sources[int(t)] = ([int(before[-1])] if before.size else []) + ([int(after[0])] if after.size else [])
+        self.heart_box = _heart_box(labels, margin=2)
+        # Carried-over labels (LA) of a glitched frame come from its neighbours too: a shifted frame
+        # has its LA shifted with it, and the LA must meet the corrected LV, not the glitch.
+        self.carry = labels
+        unmodelled = [v for v in self.present if v not in {int(m) for m in MODELLED_LABELS}]
+        if unmodelled and self.sources:
+            self.carry = labels.copy()
+            for t, src in self.sources.items():
+                if not src:
+                    continue
+                frame = np.zeros(labels.shape[1:], dtype=labels.dtype)
+                for value in unmodelled:
+                    votes = np.mean([labels[s] == value for s in src], axis=0)
+                    frame[votes >= 0.5] = value
+                self.carry[t] = frame
+
+    def _decode(self, latents: np.ndarray) -> np.ndarray:
+        """decode(latents) (T, C, G, G), re-running the decoder only on frames whose latent changed."""
+        z = np.asarray(latents, dtype=np.float32)
+        if self._last is None:
+            if self.z0 is not None and self.p0 is not None:
+                self._last = (self.z0, self.p0)
+            else:
+                self._last = (z, np.asarray(self.model.decode(z), dtype=np.float32))
+                return self._last[1]
+        z_prev, p_prev = self._last
+        rows = np.flatnonzero((z != z_prev).any(axis=1))
+        probs = p_prev.copy()
+        if rows.size:
+            probs[rows] = np.asarray(self.model.decode(z[rows]), dtype=np.float32)
+        self._last = (z, probs)
+        return probs
+
+    def __call__(self, latents: np.ndarray) -> np.ndarray:
+        probs = self._decode(latents)
+        if self.p0 is None:
+            out = self._full(probs)
+            frames = np.ones(len(out), dtype=bool)
+        else:
+            out, frames = self._residual(probs)
+        carry = (out == Label.BACKGROUND) & ~_modelled_mask(self.carry)
+        carry[~frames] = False
+        out[carry] = self.carry[carry]
+        if self.cleanup and frames.any():
+            sub = out[frames]
+            rows, cols = _heart_box(sub, margin=2)
+            part = np.ascontiguousarray(sub[:, rows, cols])
+            sub[:, rows, cols] = _cleanup(part, self.present)
+            out[frames] = sub
+        return out
+
+    def _full(self, probs: np.ndarray) -> np.ndarray:
+        from echotemporal import alignment as alignment_module
+
+        to_labels = getattr(alignment_module, "probabilities_to_native_labels", None)
+        if to_labels is not None:  # argmax inside the heart's box: no (T, C, H, W) array on huge images
+            return np.asarray(to_labels(probs, self.alignment), dtype=np.uint8)
+        native = alignment_module.probabilities_to_native(probs, self.alignment)
+        return np.asarray(native).argmax(axis=1).astype(np.uint8)
+
+    def _residual(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels, p0 = self.labels, self.p0
+        n_frames = len(labels)
+        diff = probs - p0
+        moved = np.abs(diff).max(axis=1)  # (T, G, G)
+        todo = (moved.reshape(n_frames, -1).max(axis=1) >= _NO_FLIP) | self.borrow
+        if self.sigma > 0:
+            todo[:] = True  # temporal smoothing of the residual touches every frame
+        out = labels.copy()
+        if not todo.any():
+            return out, todo
+        need = todo.copy()
+        for t, src in self.sources.items():
+            if todo[t]:
+                need[src] = True
+        shape = labels.shape[1:]
+        foreground = (1.0 - p0[need, 0]).max(axis=0) > 0.01
+        foreground |= (1.0 - probs[todo, 0]).max(axis=0) > 0.01
+        box = _union_box(self.heart_box, _grid_footprint_box(foreground, self.alignment, shape)) or self.heart_box
+        grid = _native_sampler(self.alignment, box)
+        idx = np.flatnonzero(need)
+        pos = {int(t): k for k, t in enumerate(idx)}
+        p0n = _to_native(p0[idx], grid)  # (n, C, h, w)
+        # Residual of each needed frame: the input's detail the model does not reproduce.
+        crop = labels[idx][:, box[0], box[1]]
+        n_classes = p0.shape[1]
+        residual = (crop[:, None] == np.arange(n_classes, dtype=crop.dtype)[None, :, None, None]).astype(np.float32)
+        residual[:, 0] += ~np.isin(crop, np.arange(n_classes, dtype=crop.dtype))  # unmodelled (LA) = background
+        residual -= p0n
+        if self.sigma > 0:
+            # Normalized convolution in time: glitched frames lend nothing, every frame gets the
+            # weighted mean of its neighbours' detail (annotation jitter averages out).
+            weight = (~self.borrow).astype(np.float32)
+            num = ndimage.gaussian_filter1d(residual * weight[:, None, None, None], self.sigma, axis=0, mode="nearest")
+            den = ndimage.gaussian_filter1d(weight, self.sigma, mode="nearest")
+            residual = num / np.maximum(den, 1e-6)[:, None, None, None]
+            residual[den < 1e-6] = 0.0
+        todo_idx = np.flatnonzero(todo)
+        dn = _to_native(diff[todo_idx], grid)
+        for k, t in enumerate(todo_idx):
+            d = dn[k]
+            q = p0n[pos[int(t)]] + d
+            if self.borrow[t] and self.sigma <= 0:
+                # The neighbours' residual sits on the neighbours' borders, which the corrected
+                # shape interpolates: it applies in full.
+                src = self.sources[int(t)]
+                if src:
+                    q += np.mean([residual[pos[s]] for s in src], axis=0)
+            elif self.borrow[t]:
+                q += residual[pos[int(t)]]
+            else:
+                w = np.clip(1.0 - 2.0 * np.abs(d).max(axis=0), 0.0, 1.0)
+                q += w * residual[pos[int(t)]]
+            out[t, box[0], box[1]] = q.argmax(axis=0).astype(np.uint8)
+        return out, todo
+
+
 def decode_sequence(
     latents: np.ndarray,
     alignment: Any,
@@ -384,7 +597,8 @@ def decode_sequence(
     model: ShapeModel,
     *,
     cleanup: bool = True,
-    _cache: tuple[np.ndarray, tuple[int, ...]] | None = None,
+    input_latents: np.ndarray | None = None,
+    borrow: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode latents back to native labels, carrying the unmodelled labels over (DESIGN.md §4.3.3).
 
@@ -396,27 +610,17 @@ def decode_sequence(
         alignment: from :func:`encode_sequence`.
         labels: (T, H, W) uint8 input sequence (source of the carried-over labels).
         model: the ShapeModel.
-        cleanup: keep the largest component of each label and fill holes, per frame.
+        cleanup: keep the largest component of each label and fill holes, per decoded frame.
+        input_latents: (T, D) encoding of ``labels``; given, the decoding is residual (only the change
+            decode(latents) − decode(input_latents) is applied to the input; see _SequenceDecoder),
+            else every frame is decode(latents).
+        borrow: (T,) bool, residual decoding only: frames (anatomically invalid) whose own detail is
+            replaced by their valid neighbours'.
 
     Returns:
         (T, H, W) uint8 labels.
     """
-    from echotemporal import alignment as alignment_module
-
-    modelled, present = _cache if _cache is not None else (_modelled_mask(labels), _present_labels(labels))
-    probs = np.asarray(model.decode(np.asarray(latents, dtype=np.float32)))
-    to_labels = getattr(alignment_module, "probabilities_to_native_labels", None)
-    if to_labels is not None:  # argmax inside the heart's box: no (T, C, H, W) array on huge images
-        out = np.asarray(to_labels(probs, alignment), dtype=np.uint8)
-    else:
-        out = np.asarray(alignment_module.probabilities_to_native(probs, alignment)).argmax(axis=1).astype(np.uint8)
-    carry = (out == Label.BACKGROUND) & ~modelled
-    out[carry] = labels[carry]
-    if cleanup:
-        rows, cols = _heart_box(out, margin=2)
-        sub = np.ascontiguousarray(out[:, rows, cols])
-        out[:, rows, cols] = _cleanup(sub, present)
-    return out
+    return _SequenceDecoder(labels, alignment, model, input_latents, cleanup=cleanup, borrow=borrow)(latents)
 
 
 def latent_tolerances(model: ShapeModel, thresholds: AttributeThresholds) -> tuple[np.ndarray, np.ndarray]:
@@ -449,8 +653,17 @@ def _smooth_arvae(
     """DESIGN.md §4.3: align, encode, project/smooth latents, decode, un-align, verify, tighten."""
     from echotemporal.temporal import project_consistent, whittaker_smooth
 
+    if config.decoding not in ("residual", "full"):
+        raise ConfigError(f"decoding={config.decoding!r} is not 'residual' or 'full'; pick one of them")
     z0, alignment = encode_sequence(labels, spacing_mm, model)
-    cache = (_modelled_mask(labels), _present_labels(labels))
+    residual = config.decoding == "residual"
+    # Glitched frames (invalid, or flagged) cannot lend their own residual: it holds the glitch
+    # that the model's reconstruction only partly reproduces. They borrow their neighbours'.
+    glitched = ~before.valid | before.flags.any(axis=1)
+    decode = _SequenceDecoder(
+        labels, alignment, model, z0 if residual else None, cleanup=config.cleanup, borrow=glitched,
+        sigma=config.residual_sigma_frames,
+    )
     dim_of, tol = latent_tolerances(model, thresholds)
     n_attr = len(model.attribute_names)
 
@@ -470,7 +683,7 @@ def _smooth_arvae(
             if key not in projected:
                 projected[key] = np.asarray(project_consistent(z0[:, d], float(tol[k])), dtype=np.float64)
             z[:, d] = projected[key]
-        out = decode_sequence(z, alignment, labels, model, cleanup=config.cleanup, _cache=cache)
+        out = decode(z)
         if keep.any():
             out[keep] = labels[keep]
         # Rounds only need the flags; the costly validity check runs once, on the final masks.

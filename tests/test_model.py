@@ -17,6 +17,15 @@ from echotemporal.model import (
     plot_traversal,
 )
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread avoids thread-sync stalls on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 TINY = ModelConfig(grid_size=32, n_classes=3, latent_dim=10, n_attributes=7, channels=(4, 8, 16))
 
 

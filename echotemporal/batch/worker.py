@@ -267,9 +267,11 @@ def _heart_crop(labels: np.ndarray) -> np.ndarray:
     Volumes depend on distances only, so the crop changes no number and saves most of the
     per-pixel work on CAMUS-size frames.
     """
-    heart = np.isin(labels, (1, 2))
-    rows = np.flatnonzero(heart.any(axis=(0, 2)))
-    cols = np.flatnonzero(heart.any(axis=(0, 1)))
+    labels = np.asarray(labels, dtype=np.uint8)
+    # LV (1) or MYO (2) in any frame, in one pass: uint8 wrap-around sends background to 255.
+    heart = ((labels - np.uint8(1)) < 2).any(axis=0)
+    rows = np.flatnonzero(heart.any(axis=1))
+    cols = np.flatnonzero(heart.any(axis=0))
     if rows.size == 0:
         return labels
     r0, c0 = max(int(rows[0]) - _CROP_MARGIN_PX, 0), max(int(cols[0]) - _CROP_MARGIN_PX, 0)
