@@ -7,8 +7,10 @@ Library exceptions become one-line errors here and only here; ``-v`` shows the t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +49,14 @@ def main(verbose: bool) -> None:
 # ---- commands are added below, one block each, in the order of DESIGN.md §8 ----
 
 
+@contextlib.contextmanager
+def _one_line_warnings() -> Any:
+    """Show library warnings (degenerate frames) as one stderr line each, for this command only."""
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"warning: {message}", err=True)
+        yield
+
+
 @main.command()
 @click.argument("seq", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -71,8 +81,9 @@ def smooth(seq: Path, output: Path | None, method: str | None, weights: str | No
     from echotemporal.pipeline import smooth_file
 
     config = load_config(config_path, SmoothingConfig) if config_path is not None else None
-    result = smooth_file(seq, output, method=method, model=weights, config=config, info_path=info_path,
-                         report_dir=report_dir, plot=plot, overwrite=overwrite)
+    with _one_line_warnings():
+        result = smooth_file(seq, output, method=method, model=weights, config=config, info_path=info_path,
+                             report_dir=report_dir, plot=plot, overwrite=overwrite)
     click.echo(summary_line(result))
 
 
@@ -106,7 +117,8 @@ def demo(output_dir: Path, seed: int, weights: str | None, overwrite: bool) -> N
     from echotemporal.export import summary_line
     from echotemporal.pipeline import run_demo
 
-    result, files = run_demo(output_dir, seed=seed, overwrite=overwrite, model=weights)
+    with _one_line_warnings():
+        result, files = run_demo(output_dir, seed=seed, overwrite=overwrite, model=weights)
     click.echo(f"{summary_line(result)}; demo files in {output_dir}/ "
                f"(figures {files['volume_figure'].name}, {files['attributes_figure'].name})")
 

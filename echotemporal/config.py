@@ -108,8 +108,8 @@ class SmoothingConfig:
             (frames the correction leaves alone come back bit-identical, fine detail the model cannot
             represent is kept; anatomically invalid frames borrow their valid neighbours' detail);
             "full" replaces every frame by decode(z), as Painchaud et al. 2022 do.
-        residual_sigma_frames: temporal Gaussian sigma (frames) applied to the residual detail in
-            residual decoding (0 = each frame keeps its own detail).
+        tolerance_scale: multiplier of the latent tolerances τ·(u_hi − u_lo) of the first round
+            (< 1 aims inside the detection threshold instead of onto it).
     """
 
     method: str = "arvae"
@@ -120,7 +120,7 @@ class SmoothingConfig:
     keep_unflagged_frames: bool = False
     cleanup: bool = True
     decoding: str = "residual"
-    residual_sigma_frames: float = 0.0
+    tolerance_scale: float = 1.0
 
 
 def _coerce(value: Any, template: Any) -> Any:

@@ -42,6 +42,7 @@ __all__ = [
     "Augmentation",
     "AlignedSequence",
     "real_shape_spacing",
+    "real_shape_masks",
     "interpolate_shapes",
     "real_shape_sequences",
     "phantom_sequences",
@@ -143,8 +144,17 @@ def _time_profile(n_frames: int, rng: np.random.Generator) -> np.ndarray:
     return 0.5 * (1.0 - np.cos(np.pi * tau))
 
 
-def _load_real_shapes(split: str | None, root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels (N,224,224) uint8 apex up, names (N,), splits (N,)) of the derived real-shape file."""
+def real_shape_masks(split: str | None, root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The repaired real CAMUS ED/ES masks of one upstream split.
+
+    Args:
+        split: "train", "val", "test" or None for all.
+        root: real-shapes folder, its ``camus-gavkujo-224-npy`` subfolder, or the npz itself
+            (default: $ECHOTEMPORAL_REAL_SHAPES, else ``<repo>/../shared/data/real-shapes``).
+
+    Returns:
+        labels (N, 224, 224) uint8 apex up, names (N,) ``<patient>_<view>_<phase>``, splits (N,).
+    """
     # Read the derived file directly (not via phantoms.load_real_shapes) so that the training set
     # depends only on the frozen shared data, whatever happens to the phantom module.
     if root is None:
@@ -195,7 +205,7 @@ def real_shape_sequences(
     """
     rng = np.random.default_rng(seed)
     for split in splits:
-        labels, names, _ = _load_real_shapes(split, root)
+        labels, names, _ = real_shape_masks(split, root)
         index = {str(n): i for i, n in enumerate(names)}
         keys = sorted({str(n).rsplit("_", 1)[0] for n in names})
         for count, key in enumerate(keys):

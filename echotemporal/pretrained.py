@@ -33,7 +33,7 @@ DEFAULT_WEIGHTS = "arvae-camus-v1.pt"
 
 #: Registered weight files: file name -> sha256 of its bytes.
 REGISTRY: dict[str, str] = {
-    "arvae-camus-v1.pt": "",
+    "arvae-camus-v1.pt": "8c2aee131cdee8206d6f0f725c87d85d48bfb79da146a207f9d66f28ea5636aa",
 }
 
 _SUPPORTED_FORMATS = (1,)

@@ -12,7 +12,7 @@ Throughput is wall-clock sequences/s of the whole ``run_batch`` call, worker sta
 loading) included; ``mean s/seq`` is the average per-sequence time measured inside the workers. On a
 shared machine wall time depends on the neighbours, so the CPU time of the parent and all its worker
 processes is reported too, with the rate it projects for 2 free cores (``2 / CPU-s per sequence``).
-Peak RSS is the batch parent's own (``ru_maxrss``; worker processes are not counted).
+Peak RSS is the batch parent's own (``VmHWM``; worker processes are not counted).
 
 Usage:
     python scripts/benchmark_batch.py --sequences 100 --method gaussian
@@ -71,6 +71,21 @@ def _subset(full: Path, dest: Path, n_patients: int) -> Path:
     return dest
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory, MB.
+
+    ``VmHWM`` belongs to the process's own address space; ``ru_maxrss`` would also carry the launching
+    process's peak across ``execve`` on Linux (the benchmark driver, which may have imported torch).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # macOS: bytes, but no /proc
+
+
 def _run_one(args: argparse.Namespace) -> None:
     """Child process: one run_batch, then a JSON line with timings and this process's peak RSS."""
     import pandas as pd
@@ -99,7 +114,7 @@ def _run_one(args: argparse.Namespace) -> None:
         "n": summary.n_sequences, "ok": summary.n_ok, "failed": summary.n_failed, "wall_s": wall,
         "mean_s_per_seq": float(seq["seconds"].mean()),
         "cpu_s": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
-        "peak_rss_mb": me.ru_maxrss / 1024,
+        "peak_rss_mb": _peak_rss_mb(),
     }))
 
 

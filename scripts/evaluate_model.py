@@ -34,7 +34,7 @@ from echotemporal.dataset import (  # noqa: E402
     NO_AUGMENTATION,
     AlignedSequence,
     Augmentation,
-    _load_real_shapes,
+    real_shape_masks,
     aligned_frames,
     phantom_sequences,
     real_shape_sequences,
@@ -134,7 +134,7 @@ def main() -> int:
     results: dict[str, object] = {"sha256": model.sha256}
 
     # Held-out real masks: [ED, ES] of each test patient/view, one alignment per pair.
-    labels, names, _ = _load_real_shapes("test")
+    labels, names, _ = real_shape_masks("test")
     idx = {str(n): i for i, n in enumerate(names)}
     spacing = real_shape_spacing(args.aspect)
     real = []

@@ -291,3 +291,30 @@ def test_residual_decoding_keeps_untouched_frames_bit_identical(phantom):
     assert (out[2] == Label.LV).sum() > (labels[2] == Label.LV).sum()
     full = decode_sequence(z0, alignment, labels, model)  # full decoding: disks everywhere
     assert (full != labels).any(axis=(1, 2)).all()
+
+
+@pytest.mark.parametrize("config", [
+    SmoothingConfig(decoding="full", max_rounds=1),
+    SmoothingConfig(whittaker_lambda=0.0, max_rounds=1),
+])
+def test_decoding_variants_run(corrupted, tiny_model, config):
+    labels, _ = corrupted
+    result = run(labels, model=tiny_model, config=config)
+    assert result.labels.shape == labels.shape and result.labels.dtype == np.uint8
+    assert result.summary["config"]["decoding"] == config.decoding
+
+
+def test_unknown_decoding_is_a_config_error(phantom, tiny_model):
+    with pytest.raises(ConfigError, match="decoding"):
+        run(phantom.labels, model=tiny_model, config=SmoothingConfig(decoding="magic"))
+
+
+def test_inpaint_latents_interpolates_and_extrapolates_linearly():
+    from echotemporal.pipeline.correction import _inpaint_latents
+
+    t = np.arange(6, dtype=float)
+    z = np.stack([2.0 * t + 1.0, -t], axis=1)
+    broken = z.copy()
+    broken[[2, 5]] = 99.0  # an interior and an end frame lost their structure
+    fixed = _inpaint_latents(broken, np.array([False, False, True, False, False, True]))
+    np.testing.assert_allclose(fixed, z)

@@ -1,0 +1,303 @@
+"""Between native label maps and the shape model's latent space (DESIGN.md §4.2, §4.3).
+
+Encoding aligns the sequence once (one similarity transform for all frames) and encodes every frame;
+decoding resamples class probabilities (not labels) back to the native grid, carries the labels the
+model does not know (LA) over from the input, and cleans the result up. Residual decoding (the
+default) applies only the decoded change to the input: see :class:`SequenceDecoder`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from echotemporal.errors import ConfigError
+from echotemporal.labels import Label
+from echotemporal.pipeline.cleanup import MAX_MODELLED, cleanup_labels, present_labels
+from echotemporal.pipeline.measurement import heart_box
+
+if TYPE_CHECKING:  # pragma: no cover
+    from echotemporal.model import ShapeModel
+    from echotemporal.temporal import AttributeThresholds
+
+__all__ = ["alignment_config", "encode_sequence", "SequenceDecoder", "decode_sequence", "latent_tolerances"]
+
+
+def alignment_config(model: Any) -> Any:
+    """The alignment the model was trained with (stored in its checkpoint), on the model's grid."""
+    from echotemporal.config import AlignmentConfig, config_from_dict
+
+    cfg = getattr(model, "alignment_config", None)
+    if cfg is None:
+        stored = (getattr(model, "checkpoint", None) or {}).get("alignment_config")
+        cfg = config_from_dict(AlignmentConfig, stored, "model checkpoint") if stored else AlignmentConfig()
+    grid = int(getattr(getattr(model, "config", None), "grid_size", cfg.grid_size))
+    return dataclasses.replace(cfg, grid_size=grid)
+
+
+def encode_sequence(
+    labels: np.ndarray, spacing_mm: tuple[float, float], model: ShapeModel
+) -> tuple[np.ndarray, Any]:
+    """Align a sequence on the model grid and encode every frame (DESIGN.md §4.2, §4.3.1).
+
+    Args:
+        labels: (T, H, W) uint8 CAMUS labels; the model reads LA as background.
+        spacing_mm: (row_mm, col_mm).
+        model: the ShapeModel.
+
+    Returns:
+        (latents (T, D) float64 posterior means, the sequence's alignment).
+    """
+    from echotemporal import alignment as alignment_module
+
+    alignment = alignment_module.fit_alignment(labels, spacing_mm, config=alignment_config(model))
+    # LA stays in the grid labels, exactly as in training; the model reads it as background.
+    grid = alignment_module.to_grid(labels, alignment)
+    return np.asarray(model.encode(grid), dtype=np.float64), alignment
+
+
+#: A grid change below this cannot flip the argmax of residual decoding (see SequenceDecoder).
+_NO_FLIP = 1.0 / 6.0
+
+
+def _native_sampler(alignment: Any, box: tuple[slice, slice]) -> Any:
+    """grid_sample coordinates (1, h, w, 2) of the native pixels of ``box`` on the model grid.
+
+    Same transform as ``alignment`` documents: native p = centre + R·u, grid (i, j) = u/scale + (G−1)/2.
+    """
+    import torch
+
+    rows = np.arange(box[0].start, box[0].stop, dtype=np.float64) * alignment.spacing_mm[0]
+    cols = np.arange(box[1].start, box[1].stop, dtype=np.float64) * alignment.spacing_mm[1]
+    p = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1) - np.asarray(alignment.center_mm)
+    g = (p @ alignment.rotation_matrix) / alignment.scale_mm + (alignment.grid_size - 1) / 2.0
+    norm = g[..., ::-1] / (alignment.grid_size - 1) * 2.0 - 1.0  # (x, y) in [-1, 1], align_corners=True
+    return torch.from_numpy(np.ascontiguousarray(norm, dtype=np.float32))[None]
+
+
+def _to_native(values: np.ndarray, grid: Any) -> np.ndarray:
+    """Bilinear resampling of (n, C, G, G) grid values onto a native box; zero outside the grid."""
+    import torch
+    import torch.nn.functional as F
+
+    src = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    out = F.grid_sample(src, grid.expand(len(src), -1, -1, -1), mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.numpy()
+
+
+def _grid_footprint_box(mask: np.ndarray, alignment: Any, shape: tuple[int, int]) -> tuple[slice, slice] | None:
+    """Native box covering the grid pixels of a (G, G) bool mask (+1.5 grid px), or None."""
+    from echotemporal.alignment import grid_to_native_coords
+
+    if not mask.any():
+        return None
+    ii, jj = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    i0, i1, j0, j1 = ii[0] - 1.5, ii[-1] + 1.5, jj[0] - 1.5, jj[-1] + 1.5
+    nat = grid_to_native_coords(alignment, np.array([[i0, j0], [i0, j1], [i1, j0], [i1, j1]], dtype=np.float64))
+    r0, r1 = int(np.floor(nat[:, 0].min())), int(np.ceil(nat[:, 0].max())) + 1
+    c0, c1 = int(np.floor(nat[:, 1].min())), int(np.ceil(nat[:, 1].max())) + 1
+    r0, r1, c0, c1 = max(r0, 0), min(r1, shape[0]), max(c0, 0), min(c1, shape[1])
+    return None if r1 <= r0 or c1 <= c0 else (slice(r0, r1), slice(c0, c1))
+
+
+def _union_box(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None) -> tuple[slice, slice] | None:
+    if a is None or b is None:
+        return a if b is None else b
+    return (
+        slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
+        slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)),
+    )
+
+
+class SequenceDecoder:
+    """Latents -> native labels for one sequence, with the input's unmodelled labels carried over.
+
+    ``residual`` decoding (default) applies only the decoded change to the input. With P = decode(z),
+    P⁰ = decode(z⁰) (the input's own reconstruction) and Y the input one-hot (LA as background), per
+    native pixel::
+
+        Q = P + w·(Y − P⁰),   w = clip(1 − 2·max_c |P_c − P⁰_c|, 0, 1),   labels = argmax Q
+
+    Where the correction leaves the shape alone (P = P⁰), Q = Y: the input, with the detail the model
+    cannot represent; where the shape moved (|P − P⁰| ≥ ½), Q = P: the decoded shape, with no ghost of
+    the old border. If max |P − P⁰| < 1/6 over a frame, argmax Q = Y exactly, so that frame is
+    returned bit-identical without resampling (and a frame whose latent is untouched is not even
+    decoded). Glitched input frames (anatomically invalid or flagged) cannot lend their own residual
+    Y − P⁰: it holds the glitch, which the model's reconstruction reproduces only in part. They take
+    the mean residual, and the carried-over labels (LA), of their nearest clean neighbours, whose
+    borders the corrected shape interpolates.
+
+    ``full`` decoding returns argmax P for every frame (Painchaud et al. 2022).
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        alignment: Any,
+        model: Any,
+        z0: np.ndarray | None,
+        *,
+        cleanup: bool = True,
+        borrow: np.ndarray | None = None,
+        present: tuple[int, ...] | None = None,
+    ):
+        self.labels, self.alignment, self.model, self.cleanup = labels, alignment, model, cleanup
+        self.present = present_labels(labels) if present is None else present
+        n = len(labels)
+        self.residual = z0 is not None
+        self.z0 = None if z0 is None else np.asarray(z0, dtype=np.float32)
+        self._p0: dict[int, np.ndarray] = {}  # decode(z0) per frame, decoded on demand
+        self._p: dict[int, tuple[bytes, np.ndarray]] = {}  # decode(z) per frame, keyed by z's bytes
+        self.borrow = np.zeros(n, dtype=bool) if borrow is None or not self.residual else np.asarray(borrow, dtype=bool)
+        clean = np.flatnonzero(~self.borrow)
+        self.sources: dict[int, list[int]] = {}
+        for t in np.flatnonzero(self.borrow):
+            before, after = clean[clean < t], clean[clean > t]
+            self.sources[int(t)] = ([int(before[-1])] if before.size else []) + ([int(after[0])] if after.size else [])
+        self.heart_box = heart_box(labels, margin=2)
+        # A glitched frame's carried-over labels (LA) come from its clean neighbours too: a shifted
+        # frame has its LA shifted with it, and the LA must meet the corrected LV, not the glitch.
+        self.carry = labels
+        unmodelled = [v for v in self.present if v > MAX_MODELLED]
+        if unmodelled and any(self.sources.values()):
+            self.carry = labels.copy()
+            for t, src in self.sources.items():
+                if src:
+                    frame = np.zeros(labels.shape[1:], dtype=labels.dtype)
+                    for value in unmodelled:
+                        frame[np.mean([labels[s] == value for s in src], axis=0) >= 0.5] = value
+                    self.carry[t] = frame
+
+    def _decode_rows(self, z: np.ndarray, rows: np.ndarray, cache: dict, key: bool) -> None:
+        """Decode the frames ``rows`` of ``z`` that ``cache`` lacks (batched)."""
+        missing = [int(t) for t in rows if int(t) not in cache or (key and cache[int(t)][0] != z[t].tobytes())]
+        if missing:
+            probs = np.asarray(self.model.decode(z[missing]), dtype=np.float32)
+            for t, p in zip(missing, probs):
+                cache[t] = (z[t].tobytes(), p) if key else p
+
+    def __call__(self, latents: np.ndarray) -> np.ndarray:
+        z = np.asarray(latents, dtype=np.float32)
+        if self.residual:
+            out, frames = self._residual(z)
+        else:
+            out, frames = self._full(z), np.ones(len(z), dtype=bool)
+        if not frames.any():
+            return out
+        sub, source = out[frames], self.carry[frames]
+        carry = (sub == Label.BACKGROUND) & (source > MAX_MODELLED)
+        sub[carry] = source[carry]
+        if self.cleanup:
+            rows, cols = heart_box(sub, margin=2)
+            part = np.ascontiguousarray(sub[:, rows, cols])
+            sub[:, rows, cols] = cleanup_labels(part, self.present)
+        out[frames] = sub
+        return out
+
+    def _full(self, z: np.ndarray) -> np.ndarray:
+        from echotemporal import alignment as alignment_module
+
+        probs = np.asarray(self.model.decode(z), dtype=np.float32)
+        to_labels = getattr(alignment_module, "probabilities_to_native_labels", None)
+        if to_labels is not None:  # argmax inside the heart's box: no (T, C, H, W) array on huge images
+            return np.asarray(to_labels(probs, self.alignment), dtype=np.uint8)
+        native = alignment_module.probabilities_to_native(probs, self.alignment)
+        return np.asarray(native).argmax(axis=1).astype(np.uint8)
+
+    def _residual(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        labels = self.labels
+        out = labels.copy()
+        moved_rows = np.flatnonzero((z != self.z0).any(axis=1))
+        self._decode_rows(z, moved_rows, self._p, key=True)
+        self._decode_rows(self.z0, moved_rows, self._p0, key=False)
+        diff = {int(t): self._p[int(t)][1] - self._p0[int(t)] for t in moved_rows}
+        todo = self.borrow.copy()
+        for t, d in diff.items():
+            todo[t] |= bool(np.abs(d).max() >= _NO_FLIP)
+        if not todo.any():
+            return out, todo
+        todo_idx = [int(t) for t in np.flatnonzero(todo)]
+        need = sorted(set(todo_idx) | {s for t in todo_idx for s in self.sources.get(t, [])})
+        self._decode_rows(self.z0, np.asarray(need), self._p0, key=False)
+        p0 = np.stack([self._p0[t] for t in need])
+        p_todo = np.stack([self._p[t][1] if t in diff else self._p0[t] for t in todo_idx])
+        foreground = ((1.0 - p0[:, 0]).max(axis=0) > 0.01) | ((1.0 - p_todo[:, 0]).max(axis=0) > 0.01)
+        box = _union_box(self.heart_box, _grid_footprint_box(foreground, self.alignment, labels.shape[1:]))
+        box = box or self.heart_box
+        grid = _native_sampler(self.alignment, box)
+        pos = {t: k for k, t in enumerate(need)}
+        p0n = _to_native(p0, grid)  # (n, C, h, w)
+        pn = _to_native(p_todo, grid)
+        # Residual of each needed frame: the input's detail the model does not reproduce.
+        crop = labels[:, box[0], box[1]][need]
+        n_classes = p0.shape[1]
+        residual = (crop[:, None] == np.arange(n_classes, dtype=crop.dtype)[None, :, None, None]).astype(np.float32)
+        residual[:, 0] += crop >= n_classes  # unmodelled (LA) = background
+        residual -= p0n
+        for k, t in enumerate(todo_idx):
+            q = pn[k]
+            if self.borrow[t]:
+                # The neighbours' residual sits on the neighbours' borders, which the corrected
+                # shape interpolates: it applies in full.
+                src = self.sources[t]
+                if src:
+                    q = q + np.mean([residual[pos[s]] for s in src], axis=0)
+            else:
+                w = np.clip(1.0 - 2.0 * np.abs(q - p0n[pos[t]]).max(axis=0), 0.0, 1.0)
+                q = q + w * residual[pos[t]]
+            out[t, box[0], box[1]] = q.argmax(axis=0).astype(np.uint8)
+        return out, todo
+
+
+def decode_sequence(
+    latents: np.ndarray,
+    alignment: Any,
+    labels: np.ndarray,
+    model: ShapeModel,
+    *,
+    cleanup: bool = True,
+    input_latents: np.ndarray | None = None,
+    borrow: np.ndarray | None = None,
+) -> np.ndarray:
+    """Decode latents back to native labels, carrying the unmodelled labels over (DESIGN.md §4.3.3).
+
+    Class probabilities (not labels) are resampled to the native grid and argmaxed; wherever the
+    result is background, labels the model does not know (LA) are copied from ``labels``.
+
+    Args:
+        latents: (T, D) latents.
+        alignment: from :func:`encode_sequence`.
+        labels: (T, H, W) uint8 input sequence (source of the carried-over labels).
+        model: the ShapeModel.
+        cleanup: keep the largest component of each label and fill holes, per decoded frame.
+        input_latents: (T, D) encoding of ``labels``; given, the decoding is residual (only the change
+            decode(latents) − decode(input_latents) is applied to the input; see SequenceDecoder),
+            else every frame is decode(latents).
+        borrow: (T,) bool, residual decoding only: frames (anatomically invalid) whose own detail is
+            replaced by their valid neighbours'.
+
+    Returns:
+        (T, H, W) uint8 labels.
+    """
+    return SequenceDecoder(labels, alignment, model, input_latents, cleanup=cleanup, borrow=borrow)(latents)
+
+
+def latent_tolerances(model: ShapeModel, thresholds: AttributeThresholds) -> tuple[np.ndarray, np.ndarray]:
+    """Latent dim and tolerance of each threshold attribute: ``tol_k = tau_k·(u_hi − u_lo)``.
+
+    Returns:
+        (dims (K,) int: latent dim of ``thresholds.names[k]``, tolerances (K,) in latent units).
+    """
+    model_names = tuple(model.attribute_names)
+    missing = [n for n in thresholds.names if n not in model_names]
+    if missing:
+        raise ConfigError(
+            f"thresholds attribute(s) {', '.join(missing)} have no latent dim in the model "
+            f"({', '.join(model_names)}); use thresholds and weights from the same release"
+        )
+    bounds = np.asarray(model.latent_bounds, dtype=np.float64).reshape(len(model_names), 2)
+    # The orders should agree; do not assume it.
+    dims = np.array([model_names.index(n) for n in thresholds.names])
+    return dims, np.asarray(thresholds.tau, dtype=np.float64) * np.abs(bounds[dims, 1] - bounds[dims, 0])

@@ -1,0 +1,211 @@
+"""Per-frame measures of a sequence, before and after correction, cropped to the heart.
+
+Attributes and consistency flags (DESIGN.md §3, §4.1), anatomical validity (§6) and clinical indices
+(§5), computed on the heart's bounding box so that CAMUS-size frames stay cheap, and reused for frames
+that a correction left bit-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from echotemporal.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from echotemporal.temporal import AttributeThresholds
+
+__all__ = [
+    "CROP_MARGIN_PX",
+    "ShapeMeasures",
+    "ClinicalMeasures",
+    "heart_box",
+    "attribute_order",
+    "measure_shape",
+    "add_validity",
+    "restore_frames",
+    "measure_clinical",
+]
+
+#: Pixels kept around the heart when cropping for measurement (hinge/border criteria look 1-2 px out).
+CROP_MARGIN_PX = 4
+
+
+@dataclass(frozen=True)
+class ShapeMeasures:
+    """Per-frame shape measures, arrays indexed like the sequence."""
+
+    attributes: np.ndarray  # (T, K) in thresholds.names order, physical units
+    flags: np.ndarray  # (T, K) bool
+    criteria: np.ndarray  # (T, C) bool, True = satisfied
+    valid: np.ndarray  # (T,) bool
+    checked: bool = True  # False: validity not measured (criteria empty)
+
+    def reversed(self) -> ShapeMeasures:
+        return ShapeMeasures(
+            self.attributes[::-1], self.flags[::-1], self.criteria[::-1], self.valid[::-1], self.checked
+        )
+
+
+@dataclass(frozen=True)
+class ClinicalMeasures:
+    volumes_ml: np.ndarray  # (T,)
+    strain_percent: np.ndarray  # (T,)
+    ed_frame: int | None
+    es_frame: int | None
+    edv_ml: float
+    esv_ml: float
+    ef_percent: float
+    gls_percent: float
+
+    def reversed(self) -> ClinicalMeasures:
+        n = len(self.volumes_ml)
+        flip = lambda i: None if i is None else n - 1 - int(i)  # noqa: E731
+        return dataclasses.replace(
+            self,
+            volumes_ml=self.volumes_ml[::-1],
+            strain_percent=self.strain_percent[::-1],
+            ed_frame=flip(self.ed_frame),
+            es_frame=flip(self.es_frame),
+        )
+
+
+def heart_box(labels: np.ndarray, margin: int = CROP_MARGIN_PX) -> tuple[slice, slice]:
+    """Row/column slices of the bounding box of all non-background pixels over time, plus a margin."""
+    h, w = labels.shape[-2:]
+    footprint = labels.reshape(-1, h, w).any(axis=0)
+    rows = np.flatnonzero(footprint.any(axis=1))
+    if rows.size == 0:
+        return slice(0, min(h, 2 * margin + 1)), slice(0, min(w, 2 * margin + 1))
+    cols = np.flatnonzero(footprint.any(axis=0))
+    return (
+        slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
+        slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)),
+    )
+
+
+def attribute_order(names: tuple[str, ...]) -> np.ndarray:
+    from echotemporal.attributes import ATTRIBUTE_NAMES
+
+    missing = [n for n in names if n not in ATTRIBUTE_NAMES]
+    if missing:
+        raise ConfigError(
+            f"thresholds name attribute(s) {', '.join(missing)} that echotemporal.attributes does not "
+            f"measure ({', '.join(ATTRIBUTE_NAMES)}); regenerate the thresholds file"
+        )
+    return np.array([ATTRIBUTE_NAMES.index(n) for n in names])
+
+
+def measure_shape(
+    labels: np.ndarray,
+    spacing_mm: tuple[float, float],
+    thresholds: AttributeThresholds,
+    *,
+    reference: tuple[np.ndarray, ShapeMeasures] | None = None,
+    validity: bool = True,
+) -> ShapeMeasures:
+    """Attributes, consistency flags and (optionally) anatomical validity of every frame.
+
+    Flags follow ``temporal.detect_inconsistent_frames``: an attribute that is NaN in a frame while
+    measurable in others (a structure vanishing for a frame) is flagged there.
+
+    Args:
+        labels: (T, H, W) uint8.
+        spacing_mm: (row_mm, col_mm).
+        thresholds: detection thresholds (their name order is the column order).
+        reference: (labels, measures) of another version of the sequence: frames identical to it
+            reuse its per-frame attributes and criteria (only flags depend on the neighbours).
+        validity: also run the anatomical criteria (the costly part); else criteria/valid are empty.
+    """
+    from echotemporal.anatomy import check_validity
+    from echotemporal.attributes import ATTRIBUTE_NAMES, compute_attributes
+    from echotemporal.temporal import detect_inconsistent_frames
+
+    n = len(labels)
+    todo = np.ones(n, dtype=bool)
+    attrs = np.full((n, len(thresholds.names)), np.nan)
+    ref_shape = None
+    if reference is not None:
+        ref_labels, ref_shape = reference
+        todo = (labels != ref_labels).reshape(n, -1).any(axis=1)
+        attrs[~todo] = ref_shape.attributes[~todo]
+    crop = None
+    if todo.any():
+        sub = labels[todo] if not todo.all() else labels
+        rows, cols = heart_box(sub)
+        crop = np.ascontiguousarray(sub[:, rows, cols])
+        raw = np.array(compute_attributes(crop, spacing_mm), dtype=np.float64).reshape(len(crop), -1)
+        # Centroids are "mm from the image origin": undo the crop offset.
+        raw[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
+        raw[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
+        attrs[todo] = raw[:, attribute_order(tuple(thresholds.names))]
+    flags = np.asarray(detect_inconsistent_frames(attrs, thresholds), dtype=bool)
+    if not validity:
+        return ShapeMeasures(attrs, flags, np.ones((n, 0), dtype=bool), np.ones(n, dtype=bool), checked=False)
+    parts = {}
+    if crop is not None:
+        parts["new"] = np.asarray(check_validity(crop, spacing_mm), dtype=bool).reshape(len(crop), -1)
+    if ref_shape is not None and (~todo).any():
+        if not ref_shape.checked:
+            raise RuntimeError("reference measures without validity")  # internal misuse
+        parts["ref"] = ref_shape.criteria
+    n_crit = next(iter(parts.values())).shape[1]
+    criteria = np.ones((n, n_crit), dtype=bool)
+    if "new" in parts:
+        criteria[todo] = parts["new"]
+    if "ref" in parts:
+        criteria[~todo] = parts["ref"][~todo]
+    return ShapeMeasures(attrs, flags, criteria, criteria.all(axis=1))
+
+
+def add_validity(
+    labels: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float], reference: tuple[np.ndarray, ShapeMeasures]
+) -> ShapeMeasures:
+    """Add the anatomical criteria to measures taken with ``validity=False`` (reusing unchanged frames)."""
+    from echotemporal.anatomy import check_validity
+
+    ref_labels, ref_shape = reference
+    n = len(labels)
+    changed = (labels != ref_labels).reshape(n, -1).any(axis=1)
+    criteria = ref_shape.criteria.copy()
+    if changed.any():
+        sub = labels[changed] if not changed.all() else labels
+        rows, cols = heart_box(sub)
+        criteria[changed] = np.asarray(
+            check_validity(np.ascontiguousarray(sub[:, rows, cols]), spacing_mm), dtype=bool
+        ).reshape(len(sub), -1)
+    return ShapeMeasures(shape.attributes, shape.flags, criteria, criteria.all(axis=1))
+
+
+def restore_frames(
+    shape: ShapeMeasures, before: ShapeMeasures, rows: np.ndarray, thresholds: AttributeThresholds
+) -> ShapeMeasures:
+    """Measures after putting the input frames ``rows`` (T,) bool back: their rows of ``before``, flags redone."""
+    from echotemporal.temporal import detect_inconsistent_frames
+
+    attrs = np.where(rows[:, None], before.attributes, shape.attributes)
+    criteria = np.where(rows[:, None], before.criteria, shape.criteria)
+    flags = np.asarray(detect_inconsistent_frames(attrs, thresholds), dtype=bool)
+    return ShapeMeasures(attrs, flags, criteria, criteria.all(axis=1))
+
+
+def measure_clinical(
+    labels: np.ndarray, spacing_mm: tuple[float, float], ed_frame: int | None, es_frame: int | None
+) -> ClinicalMeasures:
+    from echotemporal.clinical import clinical_indices
+
+    rows, cols = heart_box(labels)
+    ci = clinical_indices(np.ascontiguousarray(labels[:, rows, cols]), spacing_mm, ed_frame=ed_frame, es_frame=es_frame)
+    return ClinicalMeasures(
+        volumes_ml=np.asarray(ci.volumes_ml, dtype=np.float64),
+        strain_percent=np.asarray(ci.strain_percent, dtype=np.float64),
+        ed_frame=None if ci.ed_frame is None else int(ci.ed_frame),
+        es_frame=None if ci.es_frame is None else int(ci.es_frame),
+        edv_ml=float(ci.edv_ml),
+        esv_ml=float(ci.esv_ml),
+        ef_percent=float(ci.ef_percent),
+        gls_percent=float(ci.gls_percent),
+    )
