@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -345,7 +346,48 @@ def lv_landmarks(frame: np.ndarray, spacing_mm: Sequence[float]) -> LvLandmarks 
     )
 
 
-def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float]) -> np.ndarray:
+def _frame_attributes(
+    frame: np.ndarray, box: tuple[int, int, int, int] | None, row_mm: float, col_mm: float
+) -> tuple[np.ndarray, str | None]:
+    """The attributes of one (H, W) frame (NaN where unmeasurable) and why some are missing, if so."""
+    out = np.full(len(ATTRIBUTE_NAMES), np.nan, dtype=np.float64)
+    pixel_mm2 = row_mm * col_mm
+    if box is None:
+        # Areas are measured (zero); a temporal check must see the structure vanish.
+        out[_I_LV_AREA] = out[_I_MYO_AREA] = 0.0
+        return out, "no LV and no MYO: areas are 0, all other attributes NaN"
+    crop, r_off, c_off = _padded_crop(frame, box)
+    lv = crop == Label.LV
+    myo = crop == Label.MYO
+    n_lv = int(np.count_nonzero(lv))
+    n_myo = int(np.count_nonzero(myo))
+    out[_I_LV_AREA] = n_lv * pixel_mm2
+    out[_I_MYO_AREA] = n_myo * pixel_mm2
+
+    # Centroid from the row/column marginals: cheaper than listing the pixels.
+    heart = lv | myo
+    n_heart = n_lv + n_myo
+    row_counts = heart.sum(axis=1)
+    col_counts = heart.sum(axis=0)
+    out[_I_CY] = (r_off + float(row_counts @ np.arange(row_counts.size)) / n_heart) * row_mm
+    out[_I_CX] = (c_off + float(col_counts @ np.arange(col_counts.size)) / n_heart) * col_mm
+
+    if n_lv == 0:
+        return out, "no LV: LV area is 0, LV orientation, length and base width are NaN"
+    moments = _mask_moments(lv, row_mm, col_mm)
+    out[_I_ORIENT] = _orientation_from_moments(moments.mu20, moments.mu02, moments.mu11)
+    if n_myo == 0:
+        return out, "no MYO: LV length and base width are NaN (no mitral hinge)"
+    found = _landmarks_in_crop(crop, lv, myo, moments, out[_I_ORIENT], row_mm, col_mm)
+    if isinstance(found, str):
+        return out, f"{found}: LV length and base width are NaN"
+    (lr, lc), (rr, rc), (ar, ac) = found
+    out[_I_BASE] = math.hypot((lr - rr) * row_mm, (lc - rc) * col_mm)
+    out[_I_LENGTH] = math.hypot((0.5 * (lr + rr) - ar) * row_mm, (0.5 * (lc + rc) - ac) * col_mm)
+    return out, None
+
+
+def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float], *, threads: int = 1) -> np.ndarray:
     """The seven shape attributes of every frame, in physical units (DESIGN §3).
 
     Definitions (all on pixel centres, ``(y_mm, x_mm) = (row*row_mm, col*col_mm)``):
@@ -361,6 +403,7 @@ def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float]) -> np.nd
     Args:
         labels: (T, H, W) or (H, W) CAMUS label map (0 bg, 1 LV, 2 MYO, 3 LA), apex towards row 0.
         spacing_mm: (row_mm, col_mm) pixel size in mm.
+        threads: frames measured in parallel by this many threads (same result).
 
     Returns:
         (T, 7) float64 in the order of :data:`ATTRIBUTE_NAMES` (T = 1 for one (H, W) frame). An
@@ -375,48 +418,19 @@ def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float]) -> np.nd
     seq = _as_sequence(labels)
     n_frames = seq.shape[0]
     out = np.full((n_frames, len(ATTRIBUTE_NAMES)), np.nan, dtype=np.float64)
-    pixel_mm2 = row_mm * col_mm
+    boxes = _heart_boxes(seq)
+    frame = lambda t: _frame_attributes(seq[t], boxes[t], row_mm, col_mm)  # noqa: E731
+    if threads > 1 and n_frames > 1:
+        # Frames are independent and the numpy kernels release the GIL: threads share the cost.
+        with ThreadPoolExecutor(min(int(threads), n_frames)) as pool:
+            results = list(pool.map(frame, range(n_frames)))
+    else:
+        results = [frame(t) for t in range(n_frames)]
     problems: dict[str, list[int]] = {}
-
-    for t, box in enumerate(_heart_boxes(seq)):
-        if box is None:
-            # Areas are measured (zero); a temporal check must see the structure vanish.
-            out[t, _I_LV_AREA] = out[t, _I_MYO_AREA] = 0.0
-            problems.setdefault("no LV and no MYO: areas are 0, all other attributes NaN", []).append(t)
-            continue
-        crop, r_off, c_off = _padded_crop(seq[t], box)
-        lv = crop == Label.LV
-        myo = crop == Label.MYO
-        n_lv = int(np.count_nonzero(lv))
-        n_myo = int(np.count_nonzero(myo))
-        out[t, _I_LV_AREA] = n_lv * pixel_mm2
-        out[t, _I_MYO_AREA] = n_myo * pixel_mm2
-
-        # Centroid from the row/column marginals: cheaper than listing the pixels.
-        heart = lv | myo
-        n_heart = n_lv + n_myo
-        row_counts = heart.sum(axis=1)
-        col_counts = heart.sum(axis=0)
-        out[t, _I_CY] = (r_off + float(row_counts @ np.arange(row_counts.size)) / n_heart) * row_mm
-        out[t, _I_CX] = (c_off + float(col_counts @ np.arange(col_counts.size)) / n_heart) * col_mm
-
-        if n_lv == 0:
-            problems.setdefault(
-                "no LV: LV area is 0, LV orientation, length and base width are NaN", []
-            ).append(t)
-            continue
-        moments = _mask_moments(lv, row_mm, col_mm)
-        out[t, _I_ORIENT] = _orientation_from_moments(moments.mu20, moments.mu02, moments.mu11)
-        if n_myo == 0:
-            problems.setdefault("no MYO: LV length and base width are NaN (no mitral hinge)", []).append(t)
-            continue
-        found = _landmarks_in_crop(crop, lv, myo, moments, out[t, _I_ORIENT], row_mm, col_mm)
-        if isinstance(found, str):
-            problems.setdefault(f"{found}: LV length and base width are NaN", []).append(t)
-            continue
-        (lr, lc), (rr, rc), (ar, ac) = found
-        out[t, _I_BASE] = math.hypot((lr - rr) * row_mm, (lc - rc) * col_mm)
-        out[t, _I_LENGTH] = math.hypot((0.5 * (lr + rr) - ar) * row_mm, (0.5 * (lc + rc) - ac) * col_mm)
+    for t, (values, cause) in enumerate(results):
+        out[t] = values
+        if cause is not None:
+            problems.setdefault(cause, []).append(t)
 
     for cause, frames in problems.items():
         warnings.warn(f"compute_attributes: frame(s) {frames} (0-based): {cause}", UserWarning, stacklevel=2)

@@ -128,7 +128,8 @@ def test_strain_excludes_the_mitral_plane():
     assert np.all(strain_curve_percent(seq, CAMUS_SPACING) == 0.0)
     h = ((a - b) / (a + b)) ** 2
     half_perimeter = np.pi * (a + b) * (1 + 3 * h / (10 + np.sqrt(4 - 3 * h))) / 2  # Ramanujan
-    from echotemporal.clinical import _contour_length_mm, _frame_geometry
+    from echotemporal.clinical.geometry import _frame_geometry
+    from echotemporal.clinical.strain import _contour_length_mm
 
     geom = _frame_geometry(frame, np.asarray(CAMUS_SPACING))
     assert _contour_length_mm(geom, 64) == pytest.approx(half_perimeter, rel=0.02)
@@ -226,7 +227,7 @@ def test_user_errors_name_the_value():
 def test_boundary_polygon_is_the_marching_squares_contour():
     from skimage.measure import find_contours
 
-    from echotemporal.clinical import _boundary_polygon
+    from echotemporal.clinical.geometry import _boundary_polygon
 
     rng = np.random.default_rng(0)
     mask = np.pad(rng.random((30, 40)) < 0.45, 1)  # many saddles and islands
@@ -239,3 +240,84 @@ def test_boundary_polygon_is_the_marching_squares_contour():
     edges = {frozenset((tuple(points[i]), tuple(points[j]))) for i, j in segments}
     expected_edges = {frozenset((tuple(a), tuple(b))) for c in contours for a, b in zip(c[:-1], c[1:])}
     assert edges == expected_edges
+
+
+def _five_frame_sequence() -> np.ndarray:
+    return np.stack([half_ellipsoid_frame(a, b) for a, b in ((50, 22), (48, 21), (46, 19), (44, 18), (42, 16))])
+
+
+def test_indices_from_frame_measures_equal_clinical_indices():
+    from echotemporal.clinical import indices_from_measures, measure_frames
+
+    seq = _five_frame_sequence()
+    measures = measure_frames(seq, CAMUS_SPACING)
+    assert measures.unmeasurable == (None,) * 5
+    direct = clinical_indices(seq, CAMUS_SPACING)
+    via = indices_from_measures(measures)
+    np.testing.assert_array_equal(via.volumes_ml, direct.volumes_ml)
+    np.testing.assert_array_equal(via.strain_percent, direct.strain_percent)
+    assert (via.ed_frame, via.es_frame, via.ef_percent, via.gls_percent) == (
+        direct.ed_frame, direct.es_frame, direct.ef_percent, direct.gls_percent
+    )
+    # Volumes decrease with the ellipse: ED first, ES last, as the analytic volumes say.
+    assert (via.ed_frame, via.es_frame) == (0, 4)
+    expected_ef = 100 * (1 - half_ellipsoid_ml(42, 16) / half_ellipsoid_ml(50, 22))
+    assert via.ef_percent == pytest.approx(expected_ef, abs=1.5)
+
+
+def test_frame_measures_do_not_depend_on_the_crop():
+    # Frame-local geometry: padding the images (another crop of the same frames) changes no bit,
+    # which is what makes the reuse of measures across differently cropped versions exact.
+    from echotemporal.clinical import measure_frames
+
+    seq = _five_frame_sequence()
+    padded = np.pad(seq, ((0, 0), (7, 3), (11, 0)))
+    a, b = measure_frames(seq, CAMUS_SPACING), measure_frames(padded, CAMUS_SPACING)
+    np.testing.assert_array_equal(a.volumes_ml, b.volumes_ml)
+    np.testing.assert_array_equal(a.contour_mm, b.contour_mm)
+
+
+def test_frame_measures_reuse_only_identical_frames():
+    from echotemporal.clinical import FrameMeasures, indices_from_measures, measure_frames
+
+    seq = _five_frame_sequence()
+    corrected = seq.copy()
+    corrected[2] = half_ellipsoid_frame(45, 18.5)  # one frame changed by a correction
+    corrected[4] = 0  # and one emptied
+    reference = measure_frames(seq, CAMUS_SPACING)
+    reused = measure_frames(corrected, CAMUS_SPACING, reference=(seq, reference))
+    full = measure_frames(corrected, CAMUS_SPACING)
+    np.testing.assert_array_equal(reused.volumes_ml, full.volumes_ml)
+    np.testing.assert_array_equal(reused.contour_mm, full.contour_mm)
+    assert reused.unmeasurable == full.unmeasurable == (None, None, None, None, "no LV")
+    assert np.isfinite(reused.volumes_ml[:4]).all() and reused.volumes_ml[2] != reference.volumes_ml[2]
+    # Identical frames really take the reference's numbers (here deliberately fake ones), changed
+    # frames are measured again.
+    fake = FrameMeasures(np.arange(5.0) + 100, np.arange(5.0) + 200, ("x",) * 5, np.ones((5, N_DISKS)), np.ones(5))
+    taken = measure_frames(corrected, CAMUS_SPACING, reference=(seq, fake))
+    np.testing.assert_array_equal(taken.volumes_ml[[0, 1, 3]], [100.0, 101.0, 103.0])
+    assert taken.volumes_ml[2] == full.volumes_ml[2] and np.isnan(taken.volumes_ml[4])
+    assert taken.unmeasurable == ("x", "x", None, "x", "no LV")
+    with pytest.warns(RuntimeWarning, match="1 of 5 frames unmeasurable"):
+        after = indices_from_measures(reused, ed_frame=0, es_frame=3)
+    with pytest.warns(RuntimeWarning, match="1 of 5 frames unmeasurable"):
+        expected = clinical_indices(corrected, CAMUS_SPACING, ed_frame=0, es_frame=3)
+    assert after.ef_percent == expected.ef_percent and after.gls_percent == expected.gls_percent
+    with pytest.raises(ConfigError, match="reference"):
+        measure_frames(corrected[:4], CAMUS_SPACING, reference=(seq, reference))
+
+
+def test_biplane_from_measures_equals_biplane_from_labels():
+    from echotemporal.clinical import biplane_volumes_from_measures, measure_frames
+
+    two = _five_frame_sequence()
+    four = np.stack([half_ellipsoid_frame(a, b) for a, b in ((50, 24), (47, 21), (44, 18), (42, 17))])
+    expected = biplane_volumes_ml(two, CAMUS_SPACING, four, CAMUS_SPACING)
+    got = biplane_volumes_from_measures(measure_frames(two, CAMUS_SPACING), measure_frames(four, CAMUS_SPACING))
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    assert len(got[1]) == 5 and got[1][0] > got[1][-1] > 0  # ED -> ES, volumes fall
+    given = biplane_volumes_from_measures(
+        measure_frames(two, CAMUS_SPACING), measure_frames(four, CAMUS_SPACING), ed_es_2ch=(0, 4), ed_es_4ch=(0, 3)
+    )
+    np.testing.assert_array_equal(given[1], expected[1])

@@ -208,6 +208,61 @@ def test_mhd_does_not_clobber_a_foreign_raw(tmp_path: Path, labels: np.ndarray) 
     assert not (tmp_path / "seq.mhd").exists()
 
 
+@pytest.mark.parametrize("keep", ["half", "all but one byte"])
+@pytest.mark.parametrize("ext", FORMATS)
+def test_truncated_file_is_an_input_error_naming_the_file(
+    tmp_path: Path, labels: np.ndarray, ext: str, keep: str
+) -> None:
+    # SimpleITK reads a short NIfTI without complaint, filling the missing voxels with zeros
+    path = write_sequence(tmp_path / f"seq.{ext}", labels, GEOMETRY_3D)
+    np.testing.assert_array_equal(read_sequence(path).labels, labels)  # intact: exact round trip
+    data_file = tmp_path / "seq.raw" if ext == "mhd" else path  # an .mhd's voxels are in its .raw
+    data = data_file.read_bytes()
+    data_file.write_bytes(data[: len(data) // 2] if keep == "half" else data[:-1])
+    with pytest.raises(InputFileError, match=rf"seq\.{ext}: file is truncated or corrupt \(.*\); re-export") as info:
+        read_sequence(path)
+    assert "\n" not in str(info.value)
+    if ext == "mhd":
+        assert "seq.raw" in str(info.value)
+
+
+def test_truncated_header_and_corrupt_gzip_are_input_errors(tmp_path: Path, labels: np.ndarray) -> None:
+    path = write_sequence(tmp_path / "seq.nii.gz", labels, GEOMETRY_3D)
+    data = path.read_bytes()
+    (tmp_path / "head.nii.gz").write_bytes(data[:20])  # cut inside the gzip header of the NIfTI header
+    (tmp_path / "crc.nii.gz").write_bytes(data[:-8] + bytes([data[-8] ^ 1]) + data[-7:])  # CRC trailer off
+    plain = write_sequence(tmp_path / "seq.nii", labels, GEOMETRY_3D).read_bytes()
+    (tmp_path / "head.nii").write_bytes(plain[:100])  # inside the 348-byte NIfTI-1 header
+    for name in ("head.nii.gz", "crc.nii.gz", "head.nii"):
+        with pytest.raises(InputFileError, match=rf"{name}: file is truncated or corrupt"):
+            read_sequence(tmp_path / name)
+
+
+def test_gzip_padding_after_a_complete_stream_is_not_truncation(tmp_path: Path, labels: np.ndarray) -> None:
+    path = write_sequence(tmp_path / "seq.nii.gz", labels, GEOMETRY_3D)
+    path.write_bytes(path.read_bytes() + b"\0" * 16)  # some tools pad; ITK and gzip ignore it
+    np.testing.assert_array_equal(read_sequence(path).labels, labels)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_outputs_get_the_mode_umask_allows(tmp_path: Path, labels: np.ndarray, umask: int) -> None:
+    # tempfile.mkstemp makes 0600 files: an atomic writer must not leak that mode into its outputs
+    previous = os.umask(umask)
+    try:
+        written = [
+            write_info_cfg(tmp_path / "Info_4CH.cfg", InfoCfg(ed_frame=0, es_frame=3)),
+            write_sequence(tmp_path / "seq.nii.gz", labels, GEOMETRY_3D),
+            write_sequence(tmp_path / "seq.mhd", labels, GEOMETRY_3D),
+        ]
+    finally:
+        os.umask(previous)
+    for path in [*written, tmp_path / "seq.raw"]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
+    # atomic: nothing but the outputs is left in the folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Info_4CH.cfg", "seq.mhd", "seq.nii.gz", "seq.raw"]
+
+
 # ---- Info cfg --------------------------------------------------------------------------------------
 
 

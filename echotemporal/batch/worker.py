@@ -9,6 +9,7 @@ Everything that goes wrong with one sequence ends up in its row; only a model th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -17,7 +18,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,14 @@ import pandas as pd
 from echotemporal.batch.tables import PATIENT_COLUMNS, SUMMARY_COLUMNS, FramesPart
 from echotemporal.config import SmoothingConfig
 from echotemporal.errors import EchoTemporalError
+from echotemporal.pipeline.measurement import THREADS_ENV
 
 __all__ = [
     "ViewTask",
     "PatientTask",
     "PatientResult",
+    "WORKER_ENV",
+    "worker_environment",
     "init_pool_worker",
     "process_patient",
     "process_patient_on_dask",
@@ -83,20 +87,54 @@ class PatientResult:
 
 _MODELS: dict[tuple[str, str | None], Any] = {}
 _MODELS_LOCK = threading.Lock()
+_THRESHOLDS: list[Any] = []  # the packaged consistency thresholds, read once per worker process
 _WORKER_READY = False
+
+#: One thread per worker process for every thread pool (OpenMP, BLAS, torch, the per-frame measures):
+#: a batch's parallelism is its processes; threads on top only compete for the same cores. The pool's
+#: parent sets these while it spawns its workers, so that they hold before numpy/torch are imported.
+WORKER_ENV: dict[str, str] = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    THREADS_ENV: "1",
+}
+
+
+@contextlib.contextmanager
+def worker_environment() -> Iterator[None]:
+    """:data:`WORKER_ENV` in ``os.environ`` for the duration (worker processes spawned inside inherit it)."""
+    saved = {name: os.environ.get(name) for name in WORKER_ENV}
+    os.environ.update(WORKER_ENV)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _prepare_worker(method: str) -> None:
-    """One torch thread per worker process: parallelism comes from the processes, not from threads."""
+    """One thread per worker process (torch included): parallelism comes from the processes."""
     global _WORKER_READY
     if _WORKER_READY:
         return
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.update(WORKER_ENV)  # a Dask worker was not spawned by us: at least the later imports
     if method == "arvae" or "torch" in sys.modules:  # the other methods need no torch: skip its import
         import torch
 
         torch.set_num_threads(1)
     _WORKER_READY = True
+
+
+def _thresholds() -> Any:
+    if not _THRESHOLDS:
+        from echotemporal.temporal import load_thresholds
+
+        _THRESHOLDS.append(load_thresholds())
+    return _THRESHOLDS[0]
 
 
 def _load_model(method: str, weights: str | None) -> Any:
@@ -219,6 +257,7 @@ def _smooth_view(
         with warnings.catch_warnings():
             # Degenerate frames warn inside the pipeline; in a batch the tables record them instead.
             warnings.simplefilter("ignore")
+            before = read_sequence(view.input)  # read once: smooth_file takes it, the biplane needs it
             result = pipeline.smooth_file(
                 view.input,
                 view.output,
@@ -229,9 +268,9 @@ def _smooth_view(
                 report_dir=None,  # the smooth report (frames CSV, summary JSON) beside each output
                 plot=False,
                 overwrite=task.overwrite,
+                thresholds=_thresholds(),
+                sequence=before,
             )
-            # smooth_file does not hand the input back; re-reading it (tens of ms) keeps its API.
-            before = read_sequence(view.input)
         row.update(_row_from_summary(result.summary))
         table = result.frames.reset_index(drop=result.frames.index.name is None)
         table.insert(0, "view", view.view)
@@ -261,22 +300,38 @@ def _done_view_data(view: ViewTask) -> _ViewData | None:
 _CROP_MARGIN_PX = 4
 
 
-def _heart_crop(labels: np.ndarray) -> np.ndarray:
-    """(T, H, W) labels cropped to the LV∪MYO bounding box over all frames, plus a margin.
+def _heart_crops(*sequences: np.ndarray) -> list[np.ndarray]:
+    """(T, H, W) label sequences of one view cropped to one box: LV∪MYO of all of them, plus a margin.
 
-    Volumes depend on distances only, so the crop changes no number and saves most of the
-    per-pixel work on CAMUS-size frames.
+    Volumes depend on distances only (each frame is measured in its own coordinates), so the crop
+    changes no number and saves most of the per-pixel work on CAMUS-size frames; one box for the
+    versions of a view lets their identical frames be recognised and measured once.
     """
-    labels = np.asarray(labels, dtype=np.uint8)
+    arrays = [np.asarray(labels, dtype=np.uint8) for labels in sequences]
     # LV (1) or MYO (2) in any frame, in one pass: uint8 wrap-around sends background to 255.
-    heart = ((labels - np.uint8(1)) < 2).any(axis=0)
+    heart = np.zeros(arrays[0].shape[1:], dtype=bool)
+    for labels in arrays:
+        heart |= ((labels - np.uint8(1)) < 2).any(axis=0)
     rows = np.flatnonzero(heart.any(axis=1))
     cols = np.flatnonzero(heart.any(axis=0))
     if rows.size == 0:
-        return labels
+        return arrays
     r0, c0 = max(int(rows[0]) - _CROP_MARGIN_PX, 0), max(int(cols[0]) - _CROP_MARGIN_PX, 0)
     r1, c1 = int(rows[-1]) + _CROP_MARGIN_PX + 1, int(cols[-1]) + _CROP_MARGIN_PX + 1
-    return np.ascontiguousarray(labels[:, r0:r1, c0:c1])
+    return [np.ascontiguousarray(labels[:, r0:r1, c0:c1]) for labels in arrays]
+
+
+def _view_measures(view: _ViewData) -> dict[str, Any]:
+    """Per-frame clinical measures of a view before and after (frames left unchanged measured once)."""
+    from echotemporal import clinical
+
+    before, after = _heart_crops(view.before, view.after)
+    measures = {"before": clinical.measure_frames(before, view.spacing_mm)}
+    if after.shape == before.shape:
+        measures["after"] = clinical.measure_frames(after, view.spacing_mm, reference=(before, measures["before"]))
+    else:
+        measures["after"] = clinical.measure_frames(after, view.spacing_mm)
+    return measures
 
 
 def _patient_indices(
@@ -308,6 +363,7 @@ def _patient_indices(
             curves = {}
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # NaN volumes are the record
+                measures = {"2CH": _view_measures(two), "4CH": _view_measures(four)}
                 for when in ("before", "after"):
                     unchanged = (
                         when == "after"
@@ -319,11 +375,9 @@ def _patient_indices(
                     if unchanged:  # nothing corrected: the same curve, without measuring it again
                         volumes = curves["before"]
                     else:
-                        t, volumes = clinical.biplane_volumes_ml(
-                            _heart_crop(getattr(two, when)),
-                            two.spacing_mm,
-                            _heart_crop(getattr(four, when)),
-                            four.spacing_mm,
+                        t, volumes = clinical.biplane_volumes_from_measures(
+                            measures["2CH"][when],
+                            measures["4CH"][when],
                             ed_es_2ch=two.ed_es(when),
                             ed_es_4ch=four.ed_es(when),
                         )

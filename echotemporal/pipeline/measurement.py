@@ -8,8 +8,9 @@ that a correction left bit-identical.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CROP_MARGIN_PX",
+    "THREADS_ENV",
+    "measure_threads",
     "ShapeMeasures",
     "ClinicalMeasures",
     "heart_box",
@@ -32,6 +35,33 @@ __all__ = [
 
 #: Pixels kept around the heart when cropping for measurement (hinge/border criteria look 1-2 px out).
 CROP_MARGIN_PX = 4
+#: Environment variable: threads for the per-frame measures (batch workers set 1).
+THREADS_ENV = "ECHOTEMPORAL_THREADS"
+#: Default thread count cap: 20-frame sequences gain little beyond this.
+_MAX_THREADS = 4
+
+
+def measure_threads() -> int:
+    """Threads measuring frames in parallel: ``$ECHOTEMPORAL_THREADS``, else the usable CPUs (at most 4).
+
+    The per-frame measures (attributes, anatomy, clinical) spend their time in numpy/scipy kernels
+    that release the GIL, so threads over frames share the cost; results do not depend on the count.
+    A batch worker process sets 1: the parallelism of a batch is its processes.
+    """
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ConfigError(f"{THREADS_ENV}={value!r} is not a positive integer; set it to 1 or more, or unset it")
+        return n
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, _MAX_THREADS))
 
 
 @dataclass(frozen=True)
@@ -60,6 +90,7 @@ class ClinicalMeasures:
     esv_ml: float
     ef_percent: float
     gls_percent: float
+    frames: Any = None  # clinical.FrameMeasures: per-frame measures, reused for unchanged frames
 
     def reversed(self) -> ClinicalMeasures:
         n = len(self.volumes_ml)
@@ -70,6 +101,7 @@ class ClinicalMeasures:
             strain_percent=self.strain_percent[::-1],
             ed_frame=flip(self.ed_frame),
             es_frame=flip(self.es_frame),
+            frames=None if self.frames is None else self.frames.reversed(),
         )
 
 
@@ -137,7 +169,8 @@ def measure_shape(
         sub = labels[todo] if not todo.all() else labels
         rows, cols = heart_box(sub)
         crop = np.ascontiguousarray(sub[:, rows, cols])
-        raw = np.array(compute_attributes(crop, spacing_mm), dtype=np.float64).reshape(len(crop), -1)
+        raw = compute_attributes(crop, spacing_mm, threads=measure_threads())
+        raw = np.array(raw, dtype=np.float64).reshape(len(crop), -1)
         # Centroids are "mm from the image origin": undo the crop offset.
         raw[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
         raw[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
@@ -147,7 +180,8 @@ def measure_shape(
         return ShapeMeasures(attrs, flags, np.ones((n, 0), dtype=bool), np.ones(n, dtype=bool), checked=False)
     parts = {}
     if crop is not None:
-        parts["new"] = np.asarray(check_validity(crop, spacing_mm), dtype=bool).reshape(len(crop), -1)
+        criteria = check_validity(crop, spacing_mm, threads=measure_threads())
+        parts["new"] = np.asarray(criteria, dtype=bool).reshape(len(crop), -1)
     if ref_shape is not None and (~todo).any():
         if not ref_shape.checked:
             raise RuntimeError("reference measures without validity")  # internal misuse
@@ -175,7 +209,7 @@ def add_validity(
         sub = labels[changed] if not changed.all() else labels
         rows, cols = heart_box(sub)
         criteria[changed] = np.asarray(
-            check_validity(np.ascontiguousarray(sub[:, rows, cols]), spacing_mm), dtype=bool
+            check_validity(np.ascontiguousarray(sub[:, rows, cols]), spacing_mm, threads=measure_threads()), dtype=bool
         ).reshape(len(sub), -1)
     return ShapeMeasures(shape.attributes, shape.flags, criteria, criteria.all(axis=1))
 
@@ -193,12 +227,32 @@ def restore_frames(
 
 
 def measure_clinical(
-    labels: np.ndarray, spacing_mm: tuple[float, float], ed_frame: int | None, es_frame: int | None
+    labels: np.ndarray,
+    spacing_mm: tuple[float, float],
+    ed_frame: int | None,
+    es_frame: int | None,
+    *,
+    reference: tuple[np.ndarray, ClinicalMeasures] | None = None,
 ) -> ClinicalMeasures:
-    from echotemporal.clinical import clinical_indices
+    """Clinical indices of the sequence; with ``reference`` (labels, measures of another version of
+    it), frames identical to the reference reuse its per-frame volume and contour length: only ED/ES
+    detection, EF and strain/GLS depend on the whole curve, and they are redone."""
+    from echotemporal.clinical import indices_from_measures, measure_frames
 
-    rows, cols = heart_box(labels)
-    ci = clinical_indices(np.ascontiguousarray(labels[:, rows, cols]), spacing_mm, ed_frame=ed_frame, es_frame=es_frame)
+    ref = None
+    if reference is not None and reference[1].frames is not None and reference[0].shape == labels.shape:
+        ref_labels = reference[0]
+        changed = (labels != ref_labels).reshape(len(labels), -1).any(axis=1)
+        # The box holds every labelled pixel of the changed frames of both versions, so a frame equal
+        # to the reference inside the box is equal everywhere; unchanged frames are equal anyway.
+        rows, cols = heart_box(np.concatenate([labels[changed], ref_labels[changed]]))
+        ref = (ref_labels[:, rows, cols], reference[1].frames)
+    else:
+        rows, cols = heart_box(labels)
+    frames = measure_frames(
+        np.ascontiguousarray(labels[:, rows, cols]), spacing_mm, reference=ref, threads=measure_threads()
+    )
+    ci = indices_from_measures(frames, ed_frame=ed_frame, es_frame=es_frame)
     return ClinicalMeasures(
         volumes_ml=np.asarray(ci.volumes_ml, dtype=np.float64),
         strain_percent=np.asarray(ci.strain_percent, dtype=np.float64),
@@ -208,4 +262,5 @@ def measure_clinical(
         esv_ml=float(ci.esv_ml),
         ef_percent=float(ci.ef_percent),
         gls_percent=float(ci.gls_percent),
+        frames=frames,
     )

@@ -16,6 +16,7 @@ from echotemporal.export import sequence_stem
 from echotemporal.pipeline.correction import METHODS, SmoothingResult, smooth_sequence
 
 if TYPE_CHECKING:  # pragma: no cover
+    from echotemporal.io import LabelSequence
     from echotemporal.model import ShapeModel
     from echotemporal.temporal import AttributeThresholds
 
@@ -50,6 +51,7 @@ def smooth_file(
     plot: bool = False,
     overwrite: bool = False,
     thresholds: AttributeThresholds | None = None,
+    sequence: LabelSequence | None = None,
 ) -> SmoothingResult:
     """Read a sequence file, smooth it and write the corrected NIfTI, CSV, JSON (and figures).
 
@@ -67,6 +69,7 @@ def smooth_file(
         plot: also write the volume-curve and attribute figures (PNG).
         overwrite: replace existing outputs; otherwise OutputExistsError before any work is done.
         thresholds: consistency thresholds; ``None`` loads the packaged ones.
+        sequence: ``input_path`` already read (``io.read_sequence``): it is not read again.
 
     Returns:
         The SmoothingResult; ``summary["outputs"]`` lists the files written.
@@ -82,7 +85,7 @@ def smooth_file(
         config = dataclasses.replace(config, method=method)
     if config.method not in METHODS:
         raise ConfigError(f"method={config.method!r} is not one of {', '.join(METHODS)}; pick one of them")
-    seq = read_sequence(input_path)
+    seq = read_sequence(input_path) if sequence is None else sequence
     if output_path.resolve() == input_path.resolve():
         raise InputFileError(f"{output_path}: the output would replace the input; choose another -o path")
     paths = export.output_paths(output_path, report_dir, plot=plot)

@@ -1,4 +1,4 @@
-"""Label-sequence files (NIfTI, MetaImage), CAMUS ``Info_*.cfg`` files and CAMUS folder discovery.
+"""Label-sequence files (NIfTI, MetaImage): reading and writing a ``(T, H, W)`` label map with its geometry.
 
 This is the only module that talks to SimpleITK. In memory a sequence is a ``(T, H, W)`` uint8 label map,
 frame 0 first, the order ``SimpleITK.GetArrayFromImage`` returns; ``spacing_mm = (row_mm, col_mm)``.
@@ -15,18 +15,18 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
-import shutil
 import sys
 import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from echotemporal.errors import InputFileError, OutputExistsError
+from echotemporal.errors import InputFileError
+from echotemporal.io.atomic import check_overwrite, write_atomic
+from echotemporal.io.integrity import METAIO_INCOMPLETE, check_nifti_complete, metaimage_data_file, truncated_file_error
 from echotemporal.labels import VALID_LABELS, validate_labels
 
 __all__ = [
@@ -36,11 +36,6 @@ __all__ = [
     "read_sequence",
     "write_sequence",
     "geometry_from_spacing",
-    "InfoCfg",
-    "read_info_cfg",
-    "write_info_cfg",
-    "CamusCase",
-    "discover_camus",
 ]
 
 #: File name endings read and written, in the order discovery prefers them.
@@ -190,7 +185,8 @@ def read_sequence(path: str | os.PathLike[str]) -> LabelSequence:
         The sequence: labels (T, H, W) uint8, spacing_mm (row_mm, col_mm), the file's geometry.
 
     Raises:
-        InputFileError: the file is missing, not a supported format, unreadable, 4D or multi-channel.
+        InputFileError: the file is missing, not a supported format, unreadable, truncated (less voxel data
+            than its header announces, or a cut/corrupt gzip stream), 4D or multi-channel.
         InvalidLabelsError: the values are not CAMUS labels {0, 1, 2, 3} (e.g. a B-mode image).
     """
     import SimpleITK as sitk
@@ -199,8 +195,11 @@ def read_sequence(path: str | os.PathLike[str]) -> LabelSequence:
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "not found"
         raise InputFileError(f"{path}: {what}; check the path (expected a .nii.gz, .nii or .mhd label map)")
-    if _suffix(path) is None:
+    suffix = _suffix(path)
+    if suffix is None:
         raise InputFileError(f"{path}: unsupported format; convert it to .nii.gz, .nii or .mhd")
+    if suffix in (".nii", ".nii.gz"):  # ITK zero-fills the voxels a short NIfTI lacks: check first
+        check_nifti_complete(path, gzipped=suffix == ".nii.gz")
     image, error = None, ""
     with _native_stderr_lines() as native:
         try:
@@ -208,6 +207,8 @@ def read_sequence(path: str | os.PathLike[str]) -> LabelSequence:
         except RuntimeError as exc:
             error = str(exc).strip()
     if image is None:
+        if any(METAIO_INCOMPLETE in text for text in (*native, error)):  # short .raw/.zraw/.mha: say so plainly
+            raise truncated_file_error(path, f"{metaimage_data_file(path)} holds less voxel data than the header says")
         reason = native[0] if native else (error.splitlines()[-1].strip() if error else "SimpleITK cannot read it")
         raise InputFileError(
             f"{path}: unreadable image file ({reason.strip()}); check that it is a complete, uncorrupted "
@@ -238,17 +239,6 @@ def read_sequence(path: str | os.PathLike[str]) -> LabelSequence:
         geometry=geometry,
         path=path,
     )
-
-
-def _replace_into(tmp_dir: Path, target_dir: Path, overwrite: bool) -> None:
-    """Move every file written in ``tmp_dir`` to ``target_dir`` (same file system, so each move is atomic)."""
-    written = sorted(tmp_dir.iterdir(), key=lambda p: _suffix(p) is not None)  # header last: data first
-    if not overwrite:
-        for item in written:
-            if (target_dir / item.name).exists():
-                raise OutputExistsError(f"{target_dir / item.name}: exists; pass --overwrite (overwrite=True) to replace it")
-    for item in written:
-        os.replace(item, target_dir / item.name)
 
 
 def write_sequence(
@@ -286,8 +276,7 @@ def write_sequence(
     path = Path(path)
     if _suffix(path) is None:
         raise ValueError(f"{path}: unsupported output format; name it .nii.gz, .nii or .mhd")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: exists; pass --overwrite (overwrite=True) to replace it")
+    check_overwrite(path, overwrite)  # before any work; write_atomic checks again, with the side files
     arr = _as_labels(labels, source=str(path))
     if arr.ndim == 2:
         arr = arr[np.newaxis]
@@ -315,249 +304,5 @@ def write_sequence(
     image.SetOrigin(geometry.origin)
     image.SetDirection(geometry.direction)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A temporary *folder* (not a temporary name) keeps the exact file name: SimpleITK picks the format
-    # from the extension, and an .mhd header names its .raw data file, which must keep its final name.
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        sitk.WriteImage(image, str(tmp_dir / path.name))
-        _replace_into(tmp_dir, path.parent, overwrite)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------------
-# CAMUS Info_{2CH,4CH}.cfg
-
-
-@dataclass(frozen=True)
-class InfoCfg:
-    """Contents of a CAMUS ``Info_{2CH,4CH}.cfg`` file.
-
-    Attributes:
-        ed_frame: end-diastolic frame, 0-based (the file is 1-based).
-        es_frame: end-systolic frame, 0-based (the file is 1-based).
-        n_frames: ``NbFrame``.
-        ef_percent: ``EF`` (2023 release) or ``LVef`` (2019 release), in %.
-        edv_ml: ``LVedv`` (2019 release), in mL.
-        esv_ml: ``LVesv`` (2019 release), in mL.
-        frame_rate_hz: ``FrameRate``, in Hz.
-        sex: ``Sex`` (``"F"``/``"M"``).
-        age: ``Age`` in years.
-        image_quality: ``ImageQuality`` (``"Good"``, ``"Medium"``, ``"Poor"``).
-        extra: every other key, value kept as text.
-    """
-
-    ed_frame: int | None = None
-    es_frame: int | None = None
-    n_frames: int | None = None
-    ef_percent: float | None = None
-    edv_ml: float | None = None
-    esv_ml: float | None = None
-    frame_rate_hz: float | None = None
-    sex: str | None = None
-    age: float | None = None
-    image_quality: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def stored_es_to_ed(self) -> bool:
-        """True when the sequence is stored ES first (ES frame before ED frame)."""
-        return self.ed_frame is not None and self.es_frame is not None and self.es_frame < self.ed_frame
-
-
-# cfg key -> (InfoCfg field, kind). "frame" values are 1-based in the file.
-_CFG_KEYS: dict[str, tuple[str, str]] = {
-    "ED": ("ed_frame", "frame"),
-    "ES": ("es_frame", "frame"),
-    "NbFrame": ("n_frames", "int"),
-    "Sex": ("sex", "str"),
-    "Age": ("age", "float"),
-    "ImageQuality": ("image_quality", "str"),
-    "EF": ("ef_percent", "float"),
-    "LVedv": ("edv_ml", "float"),
-    "LVesv": ("esv_ml", "float"),
-    "LVef": ("ef_percent", "float"),
-    "FrameRate": ("frame_rate_hz", "float"),
-}
-
-
-def _parse_cfg_value(path: Path, key: str, text: str, kind: str) -> int | float | str:
-    if kind == "str":
-        return text
-    try:
-        number = float(text)
-    except ValueError:
-        raise InputFileError(f"{path}: {key}: {text!r} is not a number; fix the value in the cfg file") from None
-    if kind == "float":
-        return number
-    if not number.is_integer():
-        raise InputFileError(f"{path}: {key}: {text!r} is not a whole number; fix the value in the cfg file")
-    if kind == "frame":
-        if number < 1:
-            raise InputFileError(f"{path}: {key}: {text!r}; CAMUS frame numbers start at 1, fix the value")
-        return int(number) - 1
-    return int(number)
-
-
-def read_info_cfg(path: str | os.PathLike[str]) -> InfoCfg:
-    """Parse a CAMUS ``Info_{2CH,4CH}.cfg`` file (``Key: value`` lines, both releases).
-
-    Args:
-        path: the cfg file.
-
-    Returns:
-        Its contents; ED/ES converted to 0-based; unknown keys kept in ``extra``. When both ``EF`` and
-        ``LVef`` are present, ``EF`` fills ``ef_percent`` and ``LVef`` stays in ``extra``.
-
-    Raises:
-        InputFileError: missing file, a line that is not ``Key: value``, or a bad known value.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{path}: Info cfg not found; check the path (e.g. patient0001/Info_4CH.cfg)")
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read the Info cfg ({exc.strerror}); check its permissions") from None
-    pairs: dict[str, str] = {}
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition(":")
-        if not sep or not key.strip():
-            raise InputFileError(
-                f"{path}:{lineno}: {line!r} is not a 'Key: value' line; is this a CAMUS Info_*.cfg file?"
-            )
-        pairs[key.strip()] = value.strip()
-    if "EF" in pairs:  # both releases' EF keys present: EF fills ef_percent, LVef is kept as text
-        known = {k: v for k, v in _CFG_KEYS.items() if k != "LVef"}
-    else:
-        known = _CFG_KEYS
-    values = {known[k][0]: _parse_cfg_value(path, k, v, known[k][1]) for k, v in pairs.items() if k in known}
-    extra = {k: v for k, v in pairs.items() if k not in known}
-    return InfoCfg(**values, extra=extra)  # type: ignore[arg-type]
-
-
-def _format_cfg_number(value: float) -> str:
-    # repr() round-trips floats exactly; whole numbers keep CAMUS's "94.0" look.
-    return repr(float(value))
-
-
-def write_info_cfg(path: str | os.PathLike[str], info: InfoCfg, *, overwrite: bool = False) -> Path:
-    """Write a CAMUS ``Info_*.cfg`` file (1-based ED/ES), atomically.
-
-    Known fields are written in CAMUS order, then ``extra``. The ejection fraction is written as
-    ``LVef`` next to ``LVedv``/``LVesv`` when volumes are set (2019 release), else as ``EF``.
-
-    Args:
-        path: output file.
-        info: contents.
-        overwrite: replace an existing file.
-
-    Returns:
-        The path written.
-
-    Raises:
-        OutputExistsError: ``path`` exists and ``overwrite`` is False.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: exists; pass --overwrite (overwrite=True) to replace it")
-    old_release = info.edv_ml is not None or info.esv_ml is not None
-    lines: list[tuple[str, str]] = []
-
-    def add(key: str, value: object, fmt=str) -> None:
-        if value is not None:
-            lines.append((key, fmt(value)))
-
-    add("ED", None if info.ed_frame is None else int(info.ed_frame) + 1)
-    add("ES", None if info.es_frame is None else int(info.es_frame) + 1)
-    add("NbFrame", info.n_frames, lambda v: str(int(v)))
-    add("Sex", info.sex)
-    add("Age", info.age, lambda v: str(int(v)) if float(v).is_integer() else repr(float(v)))
-    add("ImageQuality", info.image_quality)
-    if old_release:
-        add("LVedv", info.edv_ml, _format_cfg_number)
-        add("LVesv", info.esv_ml, _format_cfg_number)
-        add("LVef", info.ef_percent, _format_cfg_number)
-    else:
-        add("EF", info.ef_percent, _format_cfg_number)
-    add("FrameRate", info.frame_rate_hz, _format_cfg_number)
-    written = {key for key, _ in lines}
-    lines.extend((k, str(v)) for k, v in info.extra.items() if k not in written)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("".join(f"{k}: {v}\n" for k, v in lines))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-# ---------------------------------------------------------------------------------------------------
-# CAMUS folder layout
-
-
-@dataclass(frozen=True)
-class CamusCase:
-    """One view of one CAMUS patient.
-
-    Attributes:
-        patient: patient folder name, e.g. ``"patient0001"``.
-        view: ``"2CH"`` or ``"4CH"``.
-        path: the label-sequence file.
-        info_path: its ``Info_{view}.cfg``, or None when absent.
-    """
-
-    patient: str
-    view: str
-    path: Path
-    info_path: Path | None
-
-
-_PATIENT_DIR = re.compile(r"patient(\d+)")
-
-
-def discover_camus(
-    root: str | os.PathLike[str],
-    suffix: str = "_half_sequence_gt",
-    views: Iterable[str] = ("2CH", "4CH"),
-) -> list[CamusCase]:
-    """Find CAMUS label sequences: ``ROOT/patientNNNN/patientNNNN_{view}{suffix}.{nii.gz,nii,mhd}``.
-
-    When one case exists in several formats, ``.nii.gz`` is preferred, then ``.nii``, ``.mhd``, ``.mha``.
-
-    Args:
-        root: folder holding the ``patientNNNN`` folders.
-        suffix: file-name part after the view, e.g. ``"_half_sequence_gt"`` or ``"_ED_gt"``.
-        views: views to look for.
-
-    Returns:
-        The cases found, sorted by patient then view; empty if none.
-
-    Raises:
-        InputFileError: ``root`` is missing or not a folder.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise InputFileError(f"{root}: CAMUS folder not found; pass the folder that holds the patientNNNN/ folders")
-    views = sorted(set(views))
-    patients = [p for p in root.iterdir() if p.is_dir() and _PATIENT_DIR.fullmatch(p.name)]
-    patients.sort(key=lambda p: (int(_PATIENT_DIR.fullmatch(p.name).group(1)), p.name))  # type: ignore[union-attr]
-    cases: list[CamusCase] = []
-    for patient_dir in patients:
-        for view in views:
-            stem = f"{patient_dir.name}_{view}{suffix}"
-            found = next((patient_dir / (stem + ext) for ext in SEQUENCE_SUFFIXES if (patient_dir / (stem + ext)).is_file()), None)
-            if found is None:
-                continue
-            info = patient_dir / f"Info_{view}.cfg"
-            cases.append(CamusCase(patient_dir.name, view, found, info if info.is_file() else None))
-    return cases
+    # write_atomic keeps the exact file name (SimpleITK picks the format from it; an .mhd names its .raw)
+    return write_atomic(path, lambda tmp: sitk.WriteImage(image, str(tmp)), overwrite=overwrite)

@@ -1,0 +1,212 @@
+"""LV geometry of one frame, shared by volumes and strain: boundary polygon, landmarks, long axis.
+
+The LV mask is turned into its boundary polygon by marching squares at level 0.5 (the polygon
+``skimage.measure.find_contours`` gives on a binary mask: vertices half-way between inside and outside
+pixel centres), in physical coordinates. Coordinates are millimetres from the corner of the frame's own
+heart box, so a frame's geometry depends on its pixels only, not on where the array was cropped: the
+per-frame reuse of :func:`echotemporal.clinical.measure_frames` is therefore exact.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from echotemporal.attributes import lv_landmarks
+from echotemporal.errors import ConfigError
+from echotemporal.labels import Label, validate_labels
+
+# Pixels kept around the LV∪MYO bounding box when landmarks are looked for on a crop: hinge detection
+# looks at the immediate neighbours of LV boundary pixels, so a few pixels keep it identical.
+_CROP_MARGIN_PX = 4
+
+
+@dataclass(frozen=True)
+class _FrameGeometry:
+    """LV geometry of one frame, in mm from the corner of the frame's own heart box, (y, x) order."""
+
+    points_mm: np.ndarray  # (N, 2) vertices of the LV boundary polygon(s)
+    segments: np.ndarray  # (S, 2) int: polygon edges as vertex-index pairs, unordered
+    hinge_left_mm: np.ndarray
+    hinge_right_mm: np.ndarray
+    apex_mm: np.ndarray
+    base_mm: np.ndarray  # hinge midpoint
+    axis: np.ndarray  # unit vector base -> apex
+    length_mm: float  # base to where the axis line leaves the LV beyond the apex
+
+
+
+# input checks
+
+
+def _as_sequence(labels: np.ndarray) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ConfigError(
+            f"labels has shape {arr.shape}; expected a (T, H, W) label sequence or one (H, W) frame"
+        )
+    # A full np.unique costs tens of ms on a CAMUS sequence; the max is enough to accept the common case.
+    if arr.dtype != np.uint8 or (arr.size and arr.max() > max(Label)):
+        arr = validate_labels(arr, "labels")
+    return arr
+
+
+def _as_spacing(spacing_mm: Sequence[float]) -> np.ndarray:
+    sp = np.asarray(spacing_mm, dtype=np.float64).ravel()
+    if sp.shape != (2,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise ConfigError(
+            f"spacing_mm={tuple(np.asarray(spacing_mm).ravel().tolist())} is not two positive finite numbers "
+            "(row_mm, col_mm); take it from the image header (io.read_sequence gives it)"
+        )
+    return sp
+
+
+def _check_frame(index: int | None, n_frames: int, name: str) -> int | None:
+    if index is None:
+        return None
+    i = int(index)
+    if i != index or not 0 <= i < n_frames:
+        raise ConfigError(
+            f"{name}={index!r} is not a frame of this {n_frames}-frame sequence; frames are 0-based "
+            f"(0..{n_frames - 1}); Info cfg files are 1-based, read them with io.read_info_cfg"
+        )
+    return i
+
+
+def _boundary_polygon(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel boundary of a binary mask: marching squares at level 0.5, vectorised.
+
+    On a binary image the 0.5 level crosses each cell edge half-way between an inside and an outside
+    pixel centre, so this is the polygon ``skimage.measure.find_contours(mask, 0.5)`` returns (with
+    its default ``fully_connected="low"``: diagonal inside pixels are not joined), but its segments are
+    left unordered (the chords need no order; the strain arc is ordered by `_ordered_loop`), which
+    makes it several times faster than skimage's Python contour assembly.
+
+    Args:
+        mask: (H, W) bool, False on its whole border (so every polygon closes).
+
+    Returns:
+        points: (N, 2) float64 (row, col) vertices, each on exactly two segments.
+        segments: (S, 2) int64 vertex indices.
+    """
+    h, w = mask.shape
+    # Flat indices throughout: np.nonzero on 2D arrays is several times slower than flatnonzero.
+    cross_v = mask[:-1, :] != mask[1:, :]  # vertex (r + 0.5, c) between rows r and r+1, shape (h-1, w)
+    cross_h = mask[:, :-1] != mask[:, 1:]  # vertex (r, c + 0.5) between columns c and c+1, shape (h, w-1)
+    fv = np.flatnonzero(cross_v)
+    fh = np.flatnonzero(cross_h)
+    rv, cv = np.divmod(fv, w)
+    rh, ch = np.divmod(fh, w - 1)
+    points = np.empty((fv.size + fh.size, 2))
+    points[: fv.size, 0] = rv + 0.5
+    points[: fv.size, 1] = cv
+    points[fv.size :, 0] = rh
+    points[fv.size :, 1] = ch + 0.5
+    id_v = np.full((h - 1) * w, -1, dtype=np.int64)
+    id_v[fv] = np.arange(fv.size)
+    id_h = np.full(h * (w - 1), -1, dtype=np.int64)
+    id_h[fh] = fv.size + np.arange(fh.size)
+    # Cell (r, c) has corners (r, c), (r, c+1), (r+1, c), (r+1, c+1); only the few cells the boundary
+    # passes through are looked at.
+    n_cross = (
+        cross_h[:-1, :].view(np.uint8) + cross_h[1:, :].view(np.uint8)
+        + cross_v[:, :-1].view(np.uint8) + cross_v[:, 1:].view(np.uint8)
+    ).ravel()
+    cells = np.flatnonzero(n_cross)
+    r, c = np.divmod(cells, w - 1)
+    top = r * (w - 1) + c  # index into id_h
+    left = r * w + c  # index into id_v
+    edges = np.column_stack([id_h[top], id_h[top + (w - 1)], id_v[left], id_v[left + 1]])  # t, b, l, r
+    four = n_cross[cells] == 4
+    # Two crossings: one segment joining them (valid ids sort first when sorted descending).
+    two = -np.sort(-edges[~four], axis=1)[:, :2]
+    # Four crossings (saddle): keep the two inside corners apart, as skimage's fully_connected="low".
+    t, b, lft, rgt = edges[four].T
+    tl_inside = mask[r[four], c[four]][:, None]
+    first = np.where(tl_inside, np.column_stack([t, lft]), np.column_stack([t, rgt]))
+    second = np.where(tl_inside, np.column_stack([b, rgt]), np.column_stack([b, lft]))
+    return points, np.concatenate([two, first, second])
+
+
+def _frame_geometry(frame: np.ndarray, spacing: np.ndarray) -> _FrameGeometry | str:
+    """LV contour, landmarks and long axis of one (H, W) frame, or the reason it is unmeasurable."""
+    # One full-frame pass for LV∪MYO (uint8 wrap-around: 0 -> 255), then work on the heart's box only.
+    heart = (frame - np.uint8(1)) < 2
+    h_rows = np.flatnonzero(heart.any(axis=1))
+    if h_rows.size == 0:
+        return "no LV"
+    h_cols = np.flatnonzero(heart[h_rows[0] : h_rows[-1] + 1].any(axis=0))
+    R0 = max(h_rows[0] - _CROP_MARGIN_PX, 0)
+    R1 = min(h_rows[-1] + 1 + _CROP_MARGIN_PX, frame.shape[0])
+    C0 = max(h_cols[0] - _CROP_MARGIN_PX, 0)
+    C1 = min(h_cols[-1] + 1 + _CROP_MARGIN_PX, frame.shape[1])
+    crop = frame[R0:R1, C0:C1]
+    lv = crop == Label.LV
+    lv_rows = np.flatnonzero(lv.any(axis=1))
+    if lv_rows.size == 0:
+        return "no LV"
+    lv_cols = np.flatnonzero(lv.any(axis=0))
+    r0, r1, c0, c1 = lv_rows[0], lv_rows[-1] + 1, lv_cols[0], lv_cols[-1] + 1
+
+    # Hinge detection looks at the neighbours of LV boundary pixels only: the crop gives the same result.
+    landmarks = lv_landmarks(crop, tuple(spacing))
+    if landmarks is None:
+        return "no mitral hinges"
+    # Frame-local coordinates (from the corner of this frame's heart box): the result depends on the
+    # frame's pixels only, wherever the array was cropped, so per-frame measures can be reused exactly.
+    hinge_left = np.asarray(landmarks.hinge_left, dtype=np.float64) * spacing
+    hinge_right = np.asarray(landmarks.hinge_right, dtype=np.float64) * spacing
+    apex = np.asarray(landmarks.apex, dtype=np.float64) * spacing
+    base = 0.5 * (hinge_left + hinge_right)
+    axis_vec = apex - base
+    apex_distance = float(np.hypot(*axis_vec))
+    if not np.isfinite(apex_distance) or apex_distance <= 0:
+        return "apex on the mitral plane"
+    axis = axis_vec / apex_distance
+
+    # Zero padding closes every polygon.
+    points, segments = _boundary_polygon(np.pad(lv[r0:r1, c0:c1], 1))
+    points_mm = (points + np.array([r0 - 1, c0 - 1], dtype=np.float64)) * spacing
+
+    # Where the axis line leaves the LV beyond the apex: the apex pixel centre is half a pixel short.
+    s_a, t_a, s_b, t_b = _edge_coordinates(points_mm, segments, base, axis)
+    crosses = (t_a > 0) != (t_b > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s_cross = s_a[crosses] + (s_b[crosses] - s_a[crosses]) * (-t_a[crosses]) / (t_b[crosses] - t_a[crosses])
+    length = float(s_cross.max()) if s_cross.size and s_cross.max() > 0 else apex_distance
+    return _FrameGeometry(points_mm, segments, hinge_left, hinge_right, apex, base, axis, length)
+
+
+def _edge_coordinates(
+    points_mm: np.ndarray, segments: np.ndarray, base: np.ndarray, axis: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Polygon edge end points in axis coordinates: s along the axis, t perpendicular (mm)."""
+    rel = points_mm - base
+    s = rel @ axis
+    t = rel @ np.array([-axis[1], axis[0]])
+    return s[segments[:, 0]], t[segments[:, 0]], s[segments[:, 1]], t[segments[:, 1]]
+
+
+def _geometries(labels: np.ndarray, spacing: np.ndarray, what: str) -> list[_FrameGeometry | None]:
+    """Per-frame geometry; one warning lists the unmeasurable frames and why."""
+    out: list[_FrameGeometry | None] = []
+    failures: list[str] = []
+    for t, frame in enumerate(labels):
+        geom = _frame_geometry(frame, spacing)
+        if isinstance(geom, str):
+            failures.append(f"{t} ({geom})")
+            out.append(None)
+        else:
+            out.append(geom)
+    if failures:
+        warnings.warn(
+            f"{what}: {len(failures)} of {len(labels)} frames unmeasurable, set to NaN: " + ", ".join(failures),
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return out
