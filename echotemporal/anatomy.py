@@ -55,7 +55,7 @@ from scipy import ndimage as ndi
 from echotemporal.errors import ConfigError, InvalidLabelsError
 from echotemporal.labels import Label
 
-__all__ = ["CRITERIA", "THRESHOLDS", "check_validity", "valid_frames"]
+__all__ = ["CRITERIA", "THRESHOLDS", "check_validity", "valid_frames", "crack_length_mm", "width_mm"]
 
 CRITERIA: tuple[str, ...] = (
     "lv_present",
@@ -164,7 +164,7 @@ def _n_components(mask: np.ndarray) -> int:
     return int(ndi.label(_tight(mask), structure=_EIGHT)[1])
 
 
-def _crack_length_mm(a: np.ndarray, b: np.ndarray, row_mm: float, col_mm: float) -> float:
+def crack_length_mm(a: np.ndarray, b: np.ndarray, row_mm: float, col_mm: float) -> float:
     """Length (mm) of the frontier between masks ``a`` and ``b`` as shared pixel sides."""
     vertical_pairs = np.count_nonzero(a[:-1] & b[1:]) + np.count_nonzero(b[:-1] & a[1:])
     horizontal_pairs = np.count_nonzero(a[:, :-1] & b[:, 1:]) + np.count_nonzero(b[:, :-1] & a[:, 1:])
@@ -173,7 +173,7 @@ def _crack_length_mm(a: np.ndarray, b: np.ndarray, row_mm: float, col_mm: float)
     return vertical_pairs * col_mm + horizontal_pairs * row_mm
 
 
-def _width_mm(mask: np.ndarray, col_mm: float) -> float:
+def width_mm(mask: np.ndarray, col_mm: float) -> float:
     cols = np.flatnonzero(mask.any(axis=0))
     return (cols[-1] - cols[0] + 1) * col_mm
 
@@ -300,10 +300,10 @@ def _frame_criteria(
         )
     if has_lv and has_la:
         background = crop == Label.BACKGROUND
-        ratio = _crack_length_mm(lv, background, row_mm, col_mm) / _width_mm(lv, col_mm)
+        ratio = crack_length_mm(lv, background, row_mm, col_mm) / width_mm(lv, col_mm)
         ok[_INDEX["lv_background_frontier"]] = ratio <= limits["lv_background_frontier"]
     if has_myo and has_la:
-        ratio = _crack_length_mm(myo, la, row_mm, col_mm) / _width_mm(myo, col_mm)
+        ratio = crack_length_mm(myo, la, row_mm, col_mm) / width_mm(myo, col_mm)
         ok[_INDEX["myo_la_frontier"]] = ratio <= limits["myo_la_frontier"]
     if has_myo:
         ok[_INDEX["myo_erosion_ratio"]] = _erosion_ratio_ok(

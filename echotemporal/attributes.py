@@ -267,12 +267,21 @@ def _landmarks_in_crop(
 
     ``moments`` are the LV's (crop coordinates), ``orientation_deg`` its long-axis angle.
     """
-    third = (crop == Label.BACKGROUND) | (crop == Label.LA)
-    opening = lv & _touches(third)
-    candidates = opening & _touches(myo)
-    cand_r, cand_c = np.nonzero(candidates)
+    # Everything below looks at LV pixels and their 8 neighbours only: the LV's box plus one pixel
+    # (coordinates shifted back to the crop's) gives the same candidates for a fraction of the pixels.
+    lv_rows = np.flatnonzero(lv.any(axis=1))
+    lv_cols = np.flatnonzero(lv.any(axis=0))
+    r0, c0 = max(int(lv_rows[0]) - 1, 0), max(int(lv_cols[0]) - 1, 0)
+    window = (slice(r0, int(lv_rows[-1]) + 2), slice(c0, int(lv_cols[-1]) + 2))
+    win, lv_win = crop[window], lv[window]
+    third = (win == Label.BACKGROUND) | (win == Label.LA)
+    opening = lv_win & _touches(third)
+    candidates = opening & _touches(myo[window])
+    # flatnonzero + divmod: the same (row-major) pixels as np.nonzero, several times faster on 2D arrays.
+    cand_r, cand_c = np.divmod(np.flatnonzero(candidates), candidates.shape[1])
     if cand_r.size == 0:
         return "no LV pixel touches both MYO and background/LA (no mitral hinge)"
+    cand_r, cand_c = cand_r + r0, cand_c + c0
 
     ym, xm = moments.y_mm, moments.x_mm
     # Long axis of the LV (apex direction, y up = negative), from the same moments as the orientation.
@@ -282,7 +291,8 @@ def _landmarks_in_crop(
     # middle of the LV's opening (LV pixels touching background/LA, i.e. mostly the mitral plane)
     # rather than from the LV centroid: an oblique or off-centre mitral plane then still puts one
     # hinge on each side. The median keeps a few pixels of a wall gap from moving the split.
-    open_r, open_c = np.nonzero(opening)
+    open_r, open_c = np.divmod(np.flatnonzero(opening), opening.shape[1])
+    open_r, open_c = open_r + r0, open_c + c0
     split = float(np.median(ax * (open_r * row_mm - ym) - ay * (open_c * col_mm - xm)))
     lateral = ax * (cand_r * row_mm - ym) - ay * (cand_c * col_mm - xm) - split
     hinges = []
@@ -296,7 +306,8 @@ def _landmarks_in_crop(
         hinges.append((float(cand_r[best]), float(cand_c[best])))
     (lr, lc), (rr, rc) = hinges
     mid_y, mid_x = 0.5 * (lr + rr) * row_mm, 0.5 * (lc + rc) * col_mm
-    ext_r, ext_c = _row_extremes(lv)
+    ext_r, ext_c = _row_extremes(lv_win)
+    ext_r, ext_c = ext_r + r0, ext_c + c0
     far = int(np.argmax((ext_r * row_mm - mid_y) ** 2 + (ext_c * col_mm - mid_x) ** 2))
     apex = (float(ext_r[far]), float(ext_c[far]))
     return hinges[0], hinges[1], apex

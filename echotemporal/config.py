@@ -110,6 +110,10 @@ class SmoothingConfig:
             "full" replaces every frame by decode(z), as Painchaud et al. 2022 do.
         tolerance_scale: multiplier of the latent tolerances τ·(u_hi − u_lo) of the first round
             (< 1 aims inside the detection threshold instead of onto it).
+        denoise_sigma_frames: after the arvae correction, average the per-frame border flicker
+            with a temporal Gaussian of this sigma (frames), kept frame by frame only where the result
+            stays valid and consistent; ED and ES keep their borders. 0 turns it off. (Below ~0.8 a
+            Gaussian's centre weight exceeds 1/2 and the argmax never changes.)
     """
 
     method: str = "arvae"
@@ -121,6 +125,7 @@ class SmoothingConfig:
     cleanup: bool = True
     decoding: str = "residual"
     tolerance_scale: float = 1.0
+    denoise_sigma_frames: float = 1.0
 
 
 def _coerce(value: Any, template: Any) -> Any:

@@ -14,9 +14,18 @@ shared machine wall time depends on the neighbours, so the CPU time of the paren
 processes is reported too, with the rate it projects for 2 free cores (``2 / CPU-s per sequence``).
 Peak RSS is the batch parent's own (``VmHWM``; worker processes are not counted).
 
+The target is measured with the shipped trained weights (``--method arvae``, the default, without
+``--weights``): the header line names the weights file and its sha256. ``--random-model`` (an untrained
+network of the default architecture) is only for comparisons. Each pool worker runs with one thread
+(``batch.worker.WORKER_ENV``).
+
+The phantom tree's sequences are printed (frames, pixels, spacing): they are larger than real CAMUS
+half-sequences (10-20 frames of about 780x550 pixels at 0.154x0.308 mm), so the rate is pessimistic.
+
 Usage:
+    python scripts/benchmark_batch.py --sequences 100                 # arvae, shipped weights
     python scripts/benchmark_batch.py --sequences 100 --method gaussian
-    python scripts/benchmark_batch.py --sequences 100 --method arvae [--weights W]
+    python scripts/benchmark_batch.py --sequences 100 --weights W
 """
 
 from __future__ import annotations
@@ -69,6 +78,37 @@ def _subset(full: Path, dest: Path, n_patients: int) -> Path:
         if not link.exists():
             link.symlink_to(patient, target_is_directory=True)
     return dest
+
+
+def _data_sizes(root: Path) -> str:
+    """Frames, pixels and spacing of the sequences under root (what "CAMUS-size" means here)."""
+    import numpy as np
+
+    from echotemporal.io import discover_camus, read_sequence
+
+    frames, pixels, spacing = [], [], []
+    for case in discover_camus(root, suffix="_half_sequence_gt"):
+        seq = read_sequence(case.path)
+        frames.append(seq.labels.shape[0])
+        pixels.append(seq.labels.shape[1] * seq.labels.shape[2])
+        spacing.append(seq.spacing_mm)
+    sp = np.asarray(spacing)
+    return (f"{len(frames)} sequences, frames mean {np.mean(frames):.1f} (min {min(frames)}, max {max(frames)}), "
+            f"pixels/frame mean {np.mean(pixels) / 1e3:.0f}k (min {min(pixels) / 1e3:.0f}k, max {max(pixels) / 1e3:.0f}k), "
+            f"spacing mean {sp[:, 0].mean():.3f}x{sp[:, 1].mean():.3f} mm; real CAMUS: 10-20 frames of ~429k "
+            "pixels (780x550) at 0.154x0.308 mm")
+
+
+def _model_description(args: argparse.Namespace) -> str:
+    if args.method != "arvae":
+        return "no model"
+    if args.random_model:
+        return "UNTRAINED model of the default architecture (not the target's configuration)"
+    from echotemporal.pretrained import DEFAULT_WEIGHTS, file_sha256, resolve_weights
+
+    path = resolve_weights(args.weights)
+    shipped = args.weights is None or Path(args.weights).name == DEFAULT_WEIGHTS
+    return f"{'shipped' if shipped else 'given'} weights {path.name} (sha256 {file_sha256(path)[:12]})"
 
 
 def _peak_rss_mb() -> float:
@@ -135,8 +175,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="bench", choices=["bench", "_run"])
     parser.add_argument("--sequences", type=int, default=100, help="N (the memory check also runs 2N)")
-    parser.add_argument("--method", default="gaussian", choices=["arvae", "gaussian", "none"])
-    parser.add_argument("--weights", default=None)
+    parser.add_argument("--method", default="arvae", choices=["arvae", "gaussian", "none"])
+    parser.add_argument("--weights", default=None, help="weights file or name (default: the shipped model)")
     parser.add_argument("--random-model", action="store_true",
                         help="arvae with an untrained model of the default architecture (no trained weights yet)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "echotemporal-bench-batch")
@@ -162,6 +202,9 @@ def main() -> None:
     half = _subset(full, args.workdir / f"camus_{n_patients}p_seed{args.seed}", n_patients)
     print(f"data: {4 * n_patients} CAMUS-size sequences in {full} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
+    sizes = _data_sizes(half)
+    print(f"data (N): {sizes}", file=sys.stderr)
+
     runs = [("pool, 1 worker", half, 1, False), ("pool, 2 workers", half, 2, False)]
     if not args.no_dask:
         runs.append(("dask local, 2 workers", half, 2, True))
@@ -174,9 +217,9 @@ def main() -> None:
         rows.append(result)
         print(f"  {name}: {result['n'] / result['wall_s']:.2f} seq/s", file=sys.stderr)
 
-    model = " (untrained model, default architecture)" if args.random_model else ""
-    print(f"\nbatch benchmark: method={args.method}{model}, {os.cpu_count()} CPUs visible, "
+    print(f"\nbatch benchmark: method={args.method}, {_model_description(args)}, {os.cpu_count()} CPUs visible, "
           f"1-min load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f} (a shared machine)")
+    print(f"data (N): {sizes}")
     print(f"{'configuration':<26}{'n':>5}{'ok':>5}{'failed':>7}{'wall s':>9}{'seq/s':>8}{'mean s/seq':>12}"
           f"{'CPU-s/seq':>11}{'2-core seq/s':>14}{'parent peak RSS MB':>20}")
     for r in rows:

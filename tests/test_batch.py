@@ -311,3 +311,16 @@ def test_unloadable_weights_stop_the_batch_with_one_error(camus_root: Path, tmp_
     with pytest.raises(WeightsError, match="bad.pt"):
         run_batch(camus_root, tmp_path / "out", method="arvae", weights=bad, workers=0, progress=False)
     assert (tmp_path / "out" / "sequences.csv").exists()  # consistent (empty) tables, nothing half-written
+
+
+def test_worker_environment_sets_one_thread_and_restores(monkeypatch):
+    import os
+
+    from echotemporal.batch.worker import WORKER_ENV, worker_environment
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("ECHOTEMPORAL_THREADS", raising=False)
+    with worker_environment():
+        assert all(os.environ[name] == "1" for name in WORKER_ENV)
+        assert "ECHOTEMPORAL_THREADS" in WORKER_ENV
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "ECHOTEMPORAL_THREADS" not in os.environ

@@ -270,11 +270,41 @@ def test_frame_measures_do_not_depend_on_the_crop():
     # which is what makes the reuse of measures across differently cropped versions exact.
     from echotemporal.clinical import measure_frames
 
+    from echotemporal.clinical import indices
+
     seq = _five_frame_sequence()
     padded = np.pad(seq, ((0, 0), (7, 3), (11, 0)))
-    a, b = measure_frames(seq, CAMUS_SPACING), measure_frames(padded, CAMUS_SPACING)
+    indices._MEMO.clear()
+    a = measure_frames(seq, CAMUS_SPACING)
+    indices._MEMO.clear()  # measured again, not remembered
+    b = measure_frames(padded, CAMUS_SPACING)
     np.testing.assert_array_equal(a.volumes_ml, b.volumes_ml)
     np.testing.assert_array_equal(a.contour_mm, b.contour_mm)
+    np.testing.assert_array_equal(a.diameters_mm, b.diameters_mm)
+
+
+def test_frame_measures_are_remembered_by_content(monkeypatch):
+    from echotemporal.clinical import indices, measure_frames
+
+    seq = _five_frame_sequence()
+    indices._MEMO.clear()
+    first = measure_frames(seq, CAMUS_SPACING)
+    assert len(indices._MEMO) == 5
+    calls = []
+    real = indices._crop_geometry
+    monkeypatch.setattr(indices, "_crop_geometry", lambda *a: calls.append(1) or real(*a))
+    # The same frames in another crop, one frame changed, another spacing: only new content is measured.
+    again = np.pad(seq, ((0, 0), (5, 0), (0, 9)))
+    again[1] = np.pad(half_ellipsoid_frame(47, 20), ((5, 0), (0, 9)))
+    second = measure_frames(again, CAMUS_SPACING)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(second.volumes_ml[[0, 2, 3, 4]], first.volumes_ml[[0, 2, 3, 4]])
+    assert second.volumes_ml[1] != first.volumes_ml[1]
+    measure_frames(seq[:2], (0.2, 0.3))
+    assert len(calls) == 3
+    monkeypatch.setattr(indices, "_MEMO_SIZE", 4)
+    measure_frames(seq, (0.25, 0.25))
+    assert len(indices._MEMO) == 4  # bounded
 
 
 def test_frame_measures_reuse_only_identical_frames():

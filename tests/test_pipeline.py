@@ -121,7 +121,7 @@ def test_arvae_tiny_model_shapes_dtypes_and_carries_la(phantom, tiny_model):
     from echotemporal.temporal import load_thresholds
 
     labels = phantom.labels
-    result = run(labels, model=tiny_model, config=SmoothingConfig(max_rounds=2, cleanup=False),
+    result = run(labels, model=tiny_model, config=SmoothingConfig(max_rounds=2, cleanup=False, denoise_sigma_frames=0.0),
                  ed_frame=0, es_frame=len(labels) - 1)
     assert result.method == "arvae"
     assert result.labels.shape == labels.shape and result.labels.dtype == np.uint8
@@ -318,3 +318,101 @@ def test_inpaint_latents_interpolates_and_extrapolates_linearly():
     broken[[2, 5]] = 99.0  # an interior and an end frame lost their structure
     fixed = _inpaint_latents(broken, np.array([False, False, True, False, False, True]))
     np.testing.assert_allclose(fixed, z)
+
+
+def test_cleanup_keeps_the_largest_component_per_frame_and_fills_holes():
+    from echotemporal.pipeline.cleanup import cleanup_labels, hole_mask, largest_component
+
+    frames = np.zeros((3, 12, 14), np.uint8)
+    frames[0, 1:5, 1:5] = 1  # 16 px
+    frames[0, 7:10, 7:10] = 1  # 9 px: removed
+    frames[1, 1:4, 1:4] = 1  # 9 px, tie with the next: the later one (raster order) is kept
+    frames[1, 6:9, 8:11] = 1
+    frames[2, 2:10, 2:10] = 2  # a MYO ring around an LV with a background hole
+    frames[2, 4:8, 4:8] = 1
+    frames[2, 5, 5] = 0
+    lv = frames == 1
+    kept = largest_component(lv)
+    assert kept[0].sum() == 16 and not kept[0, 7:10, 7:10].any()
+    assert not kept[1, 1:4, 1:4].any() and kept[1, 6:9, 8:11].all()
+    np.testing.assert_array_equal(kept[2], lv[2])
+    holes = hole_mask(frames != 0)
+    assert holes.sum() == 1 and holes[2, 5, 5]
+    out = cleanup_labels(frames.copy(), (1, 2))
+    assert out[2, 5, 5] == 1  # the hole takes the nearest label
+    assert (out[0] == 1).sum() == 16 and (out[1] == 1).sum() == 9
+    assert out[0, 8, 8] == 0
+
+
+def test_measures_do_not_depend_on_the_thread_count(monkeypatch):
+    from echotemporal.pipeline.measurement import THREADS_ENV, measure_clinical, measure_shape, measure_threads
+    from echotemporal.temporal import load_thresholds
+
+    from echotemporal.phantoms import generate_sequence
+
+    seq = generate_sequence(3, view="4CH", n_frames=8)
+    thresholds = load_thresholds()
+    results = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv(THREADS_ENV, threads)
+        assert measure_threads() == int(threads)
+        from echotemporal.clinical import indices
+
+        indices._MEMO.clear()
+        shape = measure_shape(seq.labels, seq.spacing_mm, thresholds)
+        clin = measure_clinical(seq.labels, seq.spacing_mm, None, None)
+        results.append((shape, clin))
+    (s1, c1), (s3, c3) = results
+    np.testing.assert_array_equal(s1.attributes, s3.attributes)
+    np.testing.assert_array_equal(s1.criteria, s3.criteria)
+    np.testing.assert_array_equal(c1.volumes_ml, c3.volumes_ml)
+    assert c1.ef_percent == c3.ef_percent and np.isfinite(c1.ef_percent)
+    monkeypatch.setenv(THREADS_ENV, "zero")
+    with pytest.raises(ConfigError, match=THREADS_ENV):
+        measure_threads()
+
+
+def test_shipped_model_corrects_a_shifted_broken_sequence_into_valid_consistent_frames():
+    """End to end with the shipped weights: a jittered 4CH phantom with a vertically shifted frame,
+    a broken myocardium and a hole comes back with every frame consistent and anatomically valid
+    (the decoded LV/MYO meet the carried-over LA with no gap), and its corrupted frames closer to the truth."""
+    pytest.importorskip("torch")
+    from echotemporal.phantoms import annotation_jitter, corrupt_sequence, generate_sequence
+    from echotemporal.pretrained import load_model
+
+    truth = generate_sequence(10_000_004, view="4CH", n_frames=16)
+    rng = np.random.default_rng(4)
+    jittered = annotation_jitter(truth.labels, truth.spacing_mm, rng)
+    labels, records = corrupt_sequence(
+        jittered, truth.spacing_mm, rng, kinds=("shift_vertical", "broken_myo", "hole"), n_corruptions=3
+    )
+    result = run(labels, truth.spacing_mm, model=load_model(), ed_frame=truth.ed_frame, es_frame=truth.es_frame)
+    s = result.summary
+    assert s["n_inconsistent_before"] + s["n_invalid_before"] > 0
+    assert s["n_inconsistent_after"] == 0 and s["n_invalid_after"] == 0, s["residue"]
+    hit = sorted({r.frame for r in records})
+    for value in (Label.LV, Label.MYO):  # the corrupted frames come back closer to the truth
+        after = dice(result.labels[hit] == value, truth.labels[hit] == value)
+        assert after > dice(labels[hit] == value, truth.labels[hit] == value)
+        assert after > 0.9
+
+
+def test_denoise_averages_border_flicker_without_breaking_validity_or_ed_es():
+    """Every frame of a clean phantom gets fresh annotation jitter; the denoised correction is closer
+    to the truth than the plain one, stays valid and consistent, and leaves ED and ES alone."""
+    pytest.importorskip("torch")
+    from echotemporal.phantoms import annotation_jitter, generate_sequence
+    from echotemporal.pretrained import load_model
+
+    truth = generate_sequence(10_000_011, view="2CH", n_frames=14)
+    labels = annotation_jitter(truth.labels, truth.spacing_mm, np.random.default_rng(11))
+    model = load_model()
+    common = dict(model=model, ed_frame=truth.ed_frame, es_frame=truth.es_frame)
+    plain = run(labels, truth.spacing_mm, config=SmoothingConfig(denoise_sigma_frames=0.0), **common)
+    denoised = run(labels, truth.spacing_mm, config=SmoothingConfig(denoise_sigma_frames=1.0), **common)
+    for value in (Label.LV, Label.MYO):
+        assert dice(denoised.labels == value, truth.labels == value) > dice(plain.labels == value, truth.labels == value)
+    assert denoised.summary["n_invalid_after"] == 0 and denoised.summary["n_inconsistent_after"] == 0
+    for anchor in (truth.ed_frame, truth.es_frame):
+        np.testing.assert_array_equal(denoised.labels[anchor], plain.labels[anchor])
+    assert (denoised.labels != plain.labels).any(axis=(1, 2)).sum() >= len(labels) // 2

@@ -41,6 +41,7 @@ from echotemporal.batch.worker import (
     init_pool_worker,
     process_patient,
     process_patient_on_dask,
+    worker_environment,
 )
 from echotemporal.config import SmoothingConfig, config_to_dict
 from echotemporal.errors import ConfigError, EchoTemporalError, InputFileError, OutputExistsError
@@ -186,10 +187,13 @@ def _dispatch_local(
     # spawn: a fresh interpreter per worker; forking a parent that already runs torch/Dask threads
     # can deadlock, and spawn behaves the same on Linux, macOS and Windows.
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=init_pool_worker, initargs=(method, weights)
-    )
-    pending = {pool.submit(process_patient, task): task for task in tasks}
+    # The workers start on the first submit and inherit the environment: one thread each, set before
+    # they import numpy or torch.
+    with worker_environment():
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=init_pool_worker, initargs=(method, weights)
+        )
+        pending = {pool.submit(process_patient, task): task for task in tasks}
     try:
         for future in as_completed(list(pending)):
             task = pending.pop(future)

@@ -133,19 +133,30 @@ def _boundary_polygon(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points, np.concatenate([two, first, second])
 
 
-def _frame_geometry(frame: np.ndarray, spacing: np.ndarray) -> _FrameGeometry | str:
-    """LV contour, landmarks and long axis of one (H, W) frame, or the reason it is unmeasurable."""
+def _heart_crop(frame: np.ndarray) -> np.ndarray | None:
+    """The (h, w) window of one (H, W) frame that its geometry is measured on (LV∪MYO box plus a
+    margin), or None without LV and MYO. The geometry depends on this window's pixels only."""
     # One full-frame pass for LV∪MYO (uint8 wrap-around: 0 -> 255), then work on the heart's box only.
     heart = (frame - np.uint8(1)) < 2
     h_rows = np.flatnonzero(heart.any(axis=1))
     if h_rows.size == 0:
-        return "no LV"
+        return None
     h_cols = np.flatnonzero(heart[h_rows[0] : h_rows[-1] + 1].any(axis=0))
     R0 = max(h_rows[0] - _CROP_MARGIN_PX, 0)
     R1 = min(h_rows[-1] + 1 + _CROP_MARGIN_PX, frame.shape[0])
     C0 = max(h_cols[0] - _CROP_MARGIN_PX, 0)
     C1 = min(h_cols[-1] + 1 + _CROP_MARGIN_PX, frame.shape[1])
-    crop = frame[R0:R1, C0:C1]
+    return frame[R0:R1, C0:C1]
+
+
+def _frame_geometry(frame: np.ndarray, spacing: np.ndarray) -> _FrameGeometry | str:
+    """LV contour, landmarks and long axis of one (H, W) frame, or the reason it is unmeasurable."""
+    crop = _heart_crop(frame)
+    return "no LV" if crop is None else _crop_geometry(crop, spacing)
+
+
+def _crop_geometry(crop: np.ndarray, spacing: np.ndarray) -> _FrameGeometry | str:
+    """:func:`_frame_geometry` of a frame's :func:`_heart_crop`."""
     lv = crop == Label.LV
     lv_rows = np.flatnonzero(lv.any(axis=1))
     if lv_rows.size == 0:

@@ -3,19 +3,32 @@
 The per-frame part of every index (Simpson volume, hinge-to-hinge contour length) is gathered by
 :func:`measure_frames`; only ED/ES detection, EDV/ESV, EF and strain/GLS depend on the whole curve
 (:func:`indices_from_measures`). A corrected sequence therefore re-measures only the frames that
-changed (``measure_frames(..., reference=...)``).
+changed: explicitly (``measure_frames(..., reference=...)``), and in any case through a small memo of
+per-frame measures keyed by the frame's pixels (a frame's measures depend on nothing else), which
+also serves a batch's biplane indices from the monoplane pass.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from echotemporal.clinical.geometry import _as_sequence, _as_spacing, _check_frame, _frame_geometry, _geometries
+from echotemporal.clinical.geometry import (
+    _as_sequence,
+    _as_spacing,
+    _check_frame,
+    _crop_geometry,
+    _geometries,
+    _heart_crop,
+)
 from echotemporal.errors import ConfigError
 from echotemporal.clinical.strain import STRAIN_POINTS, _contour_length_mm, _strain_from_lengths
 from echotemporal.clinical.volume import _MM3_PER_ML, N_DISKS, _diameters_and_lengths, _monoplane_ml
@@ -150,14 +163,46 @@ def measure_frames(
     return FrameMeasures(volumes, contour, tuple(reasons), diameters, lengths)
 
 
+#: Per-frame measures by the content of the frame's heart window: a frame is measured once however
+#: often it recurs (a sequence and its correction share most frames, and a batch measures each view
+#: again for the patient's biplane). Bounded: a few hundred frames of a few hundred bytes each.
+_MEMO_SIZE = 512
+_MEMO: OrderedDict[tuple[Any, ...], tuple[float, float, str | None, np.ndarray, float]] = OrderedDict()
+_MEMO_LOCK = threading.Lock()
+
+
 def _frame_measures(frame: np.ndarray, spacing: np.ndarray) -> tuple[float, float, str | None, np.ndarray, float]:
-    """(volume mL, contour mm, None, diameters, axis length) of one (H, W) frame; NaN and why if unmeasurable."""
-    geom = _frame_geometry(frame, spacing)
+    """(volume mL, contour mm, None, diameters, axis length) of one (H, W) frame; NaN and why if unmeasurable.
+
+    The geometry depends only on the frame's heart window (:func:`geometry._heart_crop`) and the
+    spacing, so results are remembered by a digest of exactly those.
+    """
+    crop = _heart_crop(frame)
+    if crop is None:
+        return np.nan, np.nan, "no LV", np.full(N_DISKS, np.nan), np.nan
+    window = np.ascontiguousarray(crop)
+    key = (window.shape, window.dtype.str, np.asarray(spacing, dtype=np.float64).tobytes(),
+           hashlib.blake2b(window.data, digest_size=16).digest())
+    with _MEMO_LOCK:
+        found = _MEMO.get(key)
+        if found is not None:
+            _MEMO.move_to_end(key)
+            return found
+    geom = _crop_geometry(window, spacing)
     if isinstance(geom, str):
-        return np.nan, np.nan, geom, np.full(N_DISKS, np.nan), np.nan
-    diameters, lengths = _diameters_and_lengths([geom], N_DISKS)
-    volume = float(_monoplane_ml(diameters, lengths)[0])
-    return volume, _contour_length_mm(geom, STRAIN_POINTS), None, diameters[0], float(lengths[0])
+        result: tuple[float, float, str | None, np.ndarray, float] = (
+            np.nan, np.nan, geom, np.full(N_DISKS, np.nan), np.nan
+        )
+    else:
+        diameters, lengths = _diameters_and_lengths([geom], N_DISKS)
+        volume = float(_monoplane_ml(diameters, lengths)[0])
+        result = (volume, _contour_length_mm(geom, STRAIN_POINTS), None, diameters[0], float(lengths[0]))
+    result[3].flags.writeable = False  # shared by every caller that meets this frame again
+    with _MEMO_LOCK:
+        _MEMO[key] = result
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return result
 
 def _normalized_time(n_frames: int, ed: int, es: int) -> tuple[np.ndarray, np.ndarray]:
     """Frames between ED and ES (either storage order) and their normalized time 0 (ED) .. 1 (ES)."""
@@ -388,7 +433,7 @@ def indices_from_measures(
     Warns:
         RuntimeWarning: unmeasurable frames, undetectable ED/ES.
     """
-    return _indices(measures, ed_frame, es_frame, "indices_from_measures")
+    return _indices(measures, ed_frame, es_frame, "clinical_indices")  # the same indices, the same warnings
 
 
 def _indices(measures: FrameMeasures, ed_frame: int | None, es_frame: int | None, what: str) -> ClinicalIndices:

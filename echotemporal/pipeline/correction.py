@@ -21,7 +21,7 @@ from echotemporal import __version__
 from echotemporal.config import SmoothingConfig, config_to_dict
 from echotemporal.errors import ConfigError, InvalidLabelsError
 from echotemporal.labels import Label, validate_labels
-from echotemporal.pipeline.cleanup import cleanup_labels, present_labels
+from echotemporal.pipeline.cleanup import cleanup_decoded, cleanup_labels, present_labels
 from echotemporal.pipeline.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.pipeline.measurement import (
     ClinicalMeasures,
@@ -198,7 +198,109 @@ def _smooth_arvae(
             break
         near = np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0
         revert &= ~near
+    if residual and not shape.valid.all():
+        out, shape = _full_decoding_fallback(out, shape, z, decode, model, config, spacing_mm, thresholds)
     return _ArvaeOutcome(out, shape, rounds, tol, keep)
+
+
+def _full_decoding_fallback(
+    out: np.ndarray,
+    shape: ShapeMeasures,
+    z: np.ndarray,
+    decode: SequenceDecoder,
+    model: Any,
+    config: SmoothingConfig,
+    spacing_mm: tuple[float, float],
+    thresholds: AttributeThresholds,
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Frames still invalid after residual decoding get the model's own shape, where that helps.
+
+    Residual decoding keeps the input's fine detail; on a frame that detail can be what breaks an
+    anatomical criterion (a myocardium thinned by noise, a basal flap crossing the LA). Such frames
+    are decoded in full (argmax of the decoded probabilities, LA carried over as for the others);
+    a replacement is kept where it is valid and creates no inconsistency with its neighbours.
+
+    Args:
+        out: (T, H, W) corrected labels; shape: their measures (with validity).
+        z: (T, D) latents of the last round; decode: the residual decoder of this sequence.
+
+    Returns:
+        (labels, measures) with the accepted replacements.
+    """
+    rows = np.flatnonzero(~shape.valid)
+    full = SequenceDecoder(decode.carry[rows], decode.alignment, model, None, cleanup=config.cleanup, present=decode.present)(
+        z[rows]
+    )
+    flagged = shape.flags.any(axis=1)
+    accept = np.zeros(len(out), dtype=bool)
+    for _ in range(3):
+        trial = out.copy()
+        trial[rows] = full
+        trial_shape = measure_shape(trial, spacing_mm, thresholds, reference=(out, shape))
+        accept = np.zeros(len(out), dtype=bool)
+        accept[rows] = trial_shape.valid[rows]
+        if not accept.any():
+            return out, shape
+        trial[~accept] = out[~accept]
+        trial_shape = measure_shape(trial, spacing_mm, thresholds, reference=(out, shape))
+        new = trial_shape.flags.any(axis=1) & ~flagged
+        if not new.any():
+            return trial, trial_shape
+        near = np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0
+        keep_rows = ~near[rows]
+        rows, full = rows[keep_rows], full[keep_rows]
+        if rows.size == 0:
+            break
+    return out, shape
+
+
+def _denoise(
+    out: np.ndarray,
+    shape: ShapeMeasures,
+    spacing_mm: tuple[float, float],
+    config: SmoothingConfig,
+    thresholds: AttributeThresholds,
+    anchors: tuple[int, ...],
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Temporal Gaussian of the corrected sequence's one-hot maps, kept only where it does no harm.
+
+    Segmenters and annotators draw every frame's borders anew: a ~1 px flicker that the shape
+    correction, which leaves consistent frames alone, keeps. Once the sequence is consistent, a
+    short temporal Gaussian (sigma = ``config.denoise_sigma_frames``) averages that
+    flicker away. Each smoothed frame is cleaned up like a decoded one and kept only if it is
+    anatomically valid and makes no frame inconsistent; the ``anchors`` (ED, ES) keep their
+    corrected borders, as averaging the volume curve's extremes with their neighbours biases EDV
+    and ESV.
+
+    Args:
+        out: (T, H, W) corrected labels; shape: their measures (with validity).
+        anchors: frames never smoothed.
+
+    Returns:
+        (labels, measures).
+    """
+    n = len(out)
+    rows, cols = heart_box(out, margin=2)
+    smoothed = out.copy()
+    crop = np.ascontiguousarray(gaussian_smooth_labels(out[:, rows, cols], float(config.denoise_sigma_frames)))
+    smoothed[:, rows, cols] = cleanup_decoded(crop, spacing_mm, present_labels(out))
+    candidate = (smoothed != out).reshape(n, -1).any(axis=1)
+    candidate[[a for a in anchors if 0 <= a < n]] = False
+    if not candidate.any():
+        return out, shape
+    smoothed[~candidate] = out[~candidate]
+    measured = measure_shape(smoothed, spacing_mm, thresholds, reference=(out, shape))
+    accept = candidate & measured.valid
+    flagged = shape.flags.any(axis=1)
+    for _ in range(3):
+        if not accept.any():
+            break
+        trial_shape = restore_frames(measured, shape, ~accept, thresholds)  # no re-measuring
+        new = trial_shape.flags.any(axis=1) & ~flagged
+        if not new.any():
+            return np.where(accept[:, None, None], smoothed, out), trial_shape
+        accept &= ~(np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0)
+    return out, shape
 
 
 def _check_inputs(labels: np.ndarray, spacing_mm: Any) -> tuple[np.ndarray, tuple[float, float]]:
@@ -332,6 +434,9 @@ def smooth_sequence(
             outcome.tolerances,
             outcome.kept,
         )
+        if config.denoise_sigma_frames > 0 and not config.keep_unflagged_frames:
+            anchors = (ed, es) if ed is not None and es is not None else (0, n_frames - 1)
+            out, after = _denoise(out, after, spacing, config, thresholds, tuple(int(a) for a in anchors))
     if model is not None and weights_sha is None and method == "arvae":
         weights_sha = getattr(model, "sha256", None)
     clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es)

@@ -15,7 +15,7 @@ import numpy as np
 
 from echotemporal.errors import ConfigError
 from echotemporal.labels import Label
-from echotemporal.pipeline.cleanup import MAX_MODELLED, cleanup_labels, present_labels
+from echotemporal.pipeline.cleanup import MAX_MODELLED, cleanup_decoded, present_labels
 from echotemporal.pipeline.measurement import heart_box
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -192,7 +192,7 @@ class SequenceDecoder:
         if self.cleanup:
             rows, cols = heart_box(sub, margin=2)
             part = np.ascontiguousarray(sub[:, rows, cols])
-            sub[:, rows, cols] = cleanup_labels(part, self.present)
+            sub[:, rows, cols] = cleanup_decoded(part, self.alignment.spacing_mm, self.present)
         out[frames] = sub
         return out
 

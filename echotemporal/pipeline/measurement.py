@@ -2,7 +2,8 @@
 
 Attributes and consistency flags (DESIGN.md §3, §4.1), anatomical validity (§6) and clinical indices
 (§5), computed on the heart's bounding box so that CAMUS-size frames stay cheap, and reused for frames
-that a correction left bit-identical.
+that a correction left bit-identical. Frames are measured in parallel threads (:func:`measure_threads`):
+the numpy/scipy kernels release the GIL, and the results do not depend on the thread count.
 """
 
 from __future__ import annotations
@@ -227,31 +228,17 @@ def restore_frames(
 
 
 def measure_clinical(
-    labels: np.ndarray,
-    spacing_mm: tuple[float, float],
-    ed_frame: int | None,
-    es_frame: int | None,
-    *,
-    reference: tuple[np.ndarray, ClinicalMeasures] | None = None,
+    labels: np.ndarray, spacing_mm: tuple[float, float], ed_frame: int | None, es_frame: int | None
 ) -> ClinicalMeasures:
-    """Clinical indices of the sequence; with ``reference`` (labels, measures of another version of
-    it), frames identical to the reference reuse its per-frame volume and contour length: only ED/ES
-    detection, EF and strain/GLS depend on the whole curve, and they are redone."""
+    """Clinical indices of the sequence, from its per-frame measures (``clinical.measure_frames``).
+
+    The per-frame measures are remembered by frame content, so a corrected sequence measures only
+    the frames its correction changed; ED/ES detection, EF and strain/GLS are redone on the curve.
+    """
     from echotemporal.clinical import indices_from_measures, measure_frames
 
-    ref = None
-    if reference is not None and reference[1].frames is not None and reference[0].shape == labels.shape:
-        ref_labels = reference[0]
-        changed = (labels != ref_labels).reshape(len(labels), -1).any(axis=1)
-        # The box holds every labelled pixel of the changed frames of both versions, so a frame equal
-        # to the reference inside the box is equal everywhere; unchanged frames are equal anyway.
-        rows, cols = heart_box(np.concatenate([labels[changed], ref_labels[changed]]))
-        ref = (ref_labels[:, rows, cols], reference[1].frames)
-    else:
-        rows, cols = heart_box(labels)
-    frames = measure_frames(
-        np.ascontiguousarray(labels[:, rows, cols]), spacing_mm, reference=ref, threads=measure_threads()
-    )
+    rows, cols = heart_box(labels)
+    frames = measure_frames(np.ascontiguousarray(labels[:, rows, cols]), spacing_mm, threads=measure_threads())
     ci = indices_from_measures(frames, ed_frame=ed_frame, es_frame=es_frame)
     return ClinicalMeasures(
         volumes_ml=np.asarray(ci.volumes_ml, dtype=np.float64),

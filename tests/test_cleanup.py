@@ -1,0 +1,85 @@
+"""Known-answer tests of the per-frame clean-up of decoded label maps (`pipeline.cleanup`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from echotemporal.anatomy import CRITERIA, check_validity
+from echotemporal.labels import Label
+from echotemporal.pipeline.cleanup import close_lv_gaps
+
+SPACING = (0.3, 0.4)  # anisotropic, CAMUS-like
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    from echotemporal.phantoms import generate_sequence
+
+    return generate_sequence(5, view="4CH", n_frames=3, spacing_mm=SPACING).labels[0]
+
+
+def _failed(labels: np.ndarray) -> set[str]:
+    ok = check_validity(labels, SPACING)[0]
+    return {CRITERIA[j] for j in np.flatnonzero(~ok)}
+
+
+def _lift_lv_base(frame: np.ndarray, mm: float) -> np.ndarray:
+    """The LV's bottom ``mm`` turned to background: the strip a decoded LV leaves above a carried LA."""
+    out = frame.copy()
+    rows = np.flatnonzero((frame == Label.LV).any(axis=1))
+    cut = rows[-1] - int(round(mm / SPACING[0]))
+    out[cut:][out[cut:] == Label.LV] = Label.BACKGROUND
+    return out
+
+
+def test_gap_between_lv_and_la_is_closed_without_touching_the_lv(frame: np.ndarray) -> None:
+    assert _failed(frame) == set()
+    gapped = _lift_lv_base(frame, 2.0)
+    assert _failed(gapped) & {"lv_background_frontier", "lv_myo_no_gap"}
+    closed = close_lv_gaps(gapped[None].copy(), SPACING)[0]
+    assert _failed(closed) == set()
+    # The LV (hence its area, length and base width) stays exactly as decoded.
+    np.testing.assert_array_equal(closed == Label.LV, gapped == Label.LV)
+    filled = (gapped == Label.BACKGROUND) & (closed != Label.BACKGROUND)
+    assert filled.sum() > 0
+    assert set(np.unique(closed[filled])) <= {int(Label.LA), int(Label.MYO)}
+    # Nothing outside the heart's closing moved: the background far from the strip is untouched.
+    assert ((closed != gapped) <= filled).all()
+
+
+def test_valid_frame_and_frames_without_la_are_left_alone(frame: np.ndarray) -> None:
+    np.testing.assert_array_equal(close_lv_gaps(frame[None].copy(), SPACING)[0], frame)
+    no_la = _lift_lv_base(frame, 2.0)
+    no_la[no_la == Label.LA] = Label.BACKGROUND
+    np.testing.assert_array_equal(close_lv_gaps(no_la[None].copy(), SPACING)[0], no_la)
+
+
+def test_a_gap_wider_than_the_radius_stays_open(frame: np.ndarray) -> None:
+    gapped = _lift_lv_base(frame, 6.0)
+    closed = close_lv_gaps(gapped[None].copy(), SPACING, radius_mm=1.0)[0]
+    assert _failed(closed) & {"lv_background_frontier", "lv_myo_no_gap"}
+    assert ((closed == Label.BACKGROUND) & (frame == Label.LV)).sum() > 0
+
+
+def test_la_running_along_the_myo_is_trimmed_back(frame: np.ndarray) -> None:
+    from echotemporal.pipeline.cleanup import trim_la_along_myo
+
+    # An LA grown 12 mm outwards and wrapped 10 mm up the outside of both basal walls: the MYO-LA
+    # frontier criterion fails.
+    from scipy import ndimage
+
+    wide = frame.copy()
+    la_top = np.flatnonzero((frame == Label.LA).any(axis=1))[0]
+    near_la = ndimage.distance_transform_edt(frame != Label.LA, sampling=SPACING) <= 12.0
+    near_la[: la_top - int(10.0 / SPACING[0])] = False
+    wide[near_la & (frame == Label.BACKGROUND)] = Label.LA
+    assert "myo_la_frontier" in _failed(wide)
+    trimmed = trim_la_along_myo(wide[None].copy(), SPACING)[0]
+    assert "myo_la_frontier" not in _failed(trimmed)
+    # Only LA was removed: LV and MYO are exactly as before.
+    for value in (Label.LV, Label.MYO):
+        np.testing.assert_array_equal(trimmed == value, wide == value)
+    assert set(np.unique(trimmed[trimmed != wide])) == {int(Label.BACKGROUND)}
+    # A frame within the limit is left alone.
+    np.testing.assert_array_equal(trim_la_along_myo(frame[None].copy(), SPACING)[0], frame)
