@@ -53,7 +53,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from echotemporal.errors import ConfigError, InvalidLabelsError
-from echotemporal.labels import Label
+from echotemporal.labels import Label, check_spacing
 
 __all__ = ["CRITERIA", "THRESHOLDS", "check_validity", "valid_frames", "crack_length_mm", "width_mm"]
 
@@ -102,20 +102,6 @@ _OUTSIDE = 255  # padding outside the image: no label, not background
 _INDEX = {name: i for i, name in enumerate(CRITERIA)}
 
 
-def _check_spacing(spacing_mm: Sequence[float]) -> tuple[float, float]:
-    try:
-        row_mm, col_mm = (float(s) for s in spacing_mm)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"spacing_mm={spacing_mm!r} is not a pair of numbers; pass (row_mm, col_mm), e.g. the "
-            "LabelSequence.spacing_mm read from the file header"
-        ) from None
-    if not (math.isfinite(row_mm) and math.isfinite(col_mm) and row_mm > 0 and col_mm > 0):
-        raise ConfigError(
-            f"spacing_mm={spacing_mm!r}: both pixel sizes must be positive and finite (mm); "
-            "pass the header spacing (row_mm, col_mm)"
-        )
-    return row_mm, col_mm
 
 
 def _heart_crops(labels: np.ndarray) -> list[np.ndarray | None]:
@@ -337,7 +323,7 @@ def check_validity(
         ConfigError: ``spacing_mm`` is not two positive finite numbers, or ``thresholds`` names an
             unknown criterion or holds a non-finite value.
     """
-    row_mm, col_mm = _check_spacing(spacing_mm)
+    row_mm, col_mm = check_spacing(spacing_mm)
     limits = {name: value for name, (_, value) in THRESHOLDS.items()}
     for name, value in (thresholds or {}).items():
         try:

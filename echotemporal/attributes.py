@@ -20,8 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from echotemporal.errors import ConfigError, InvalidLabelsError
-from echotemporal.labels import Label
+from echotemporal.errors import InvalidLabelsError
+from echotemporal.labels import Label, as_label_sequence, check_spacing
 
 __all__ = [
     "ATTRIBUTE_NAMES",
@@ -80,37 +80,8 @@ class LvLandmarks:
         )
 
 
-def _check_spacing(spacing_mm: Sequence[float]) -> tuple[float, float]:
-    try:
-        row_mm, col_mm = (float(s) for s in spacing_mm)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"spacing_mm={spacing_mm!r} is not a pair of numbers; pass (row_mm, col_mm), e.g. the "
-            "LabelSequence.spacing_mm read from the file header"
-        ) from None
-    if not (math.isfinite(row_mm) and math.isfinite(col_mm) and row_mm > 0 and col_mm > 0):
-        raise ConfigError(
-            f"spacing_mm={spacing_mm!r}: both pixel sizes must be positive and finite (mm); "
-            "pass the header spacing (row_mm, col_mm)"
-        )
-    return row_mm, col_mm
 
 
-def _as_sequence(labels: np.ndarray) -> np.ndarray:
-    arr = np.asarray(labels)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise InvalidLabelsError(
-            f"labels of shape {arr.shape}: expected a (T, H, W) sequence or one (H, W) frame of "
-            "CAMUS labels; squeeze or split extra axes first"
-        )
-    if arr.dtype.kind not in "iub":
-        raise InvalidLabelsError(
-            f"labels of dtype {arr.dtype}: expected an integer label map with values in {{0,1,2,3}}; "
-            "pass the segmentation, not the image or probabilities"
-        )
-    return arr
 
 
 def _heart_boxes(labels: np.ndarray) -> list[tuple[int, int, int, int] | None]:
@@ -182,7 +153,7 @@ def lv_orientation_deg(rows: np.ndarray, cols: np.ndarray, spacing_mm: Sequence[
         (upper, smaller-row) end of the axis tilted towards +x (larger columns, image right), i.e. the
         axis is rotated clockwise on screen. A horizontal axis gives +90. NaN for fewer than 2 pixels.
     """
-    row_mm, col_mm = _check_spacing(spacing_mm)
+    row_mm, col_mm = check_spacing(spacing_mm)
     rows = np.asarray(rows)
     cols = np.asarray(cols)
     if rows.size < 2:
@@ -332,7 +303,7 @@ def lv_landmarks(frame: np.ndarray, spacing_mm: Sequence[float]) -> LvLandmarks 
         The landmarks in (row, col) pixel coordinates of ``frame``, or None when the frame has no LV,
         no MYO, or a hinge on fewer than two sides (no warning: the caller decides).
     """
-    row_mm, col_mm = _check_spacing(spacing_mm)
+    row_mm, col_mm = check_spacing(spacing_mm)
     frame = np.asarray(frame)
     if frame.ndim != 2:
         raise InvalidLabelsError(f"frame of shape {frame.shape}: expected one (H, W) label map")
@@ -425,8 +396,8 @@ def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float], *, threa
         InvalidLabelsError: ``labels`` is not a 2D/3D integer array.
         ConfigError: ``spacing_mm`` is not two positive finite numbers.
     """
-    row_mm, col_mm = _check_spacing(spacing_mm)
-    seq = _as_sequence(labels)
+    row_mm, col_mm = check_spacing(spacing_mm)
+    seq = as_label_sequence(labels)
     n_frames = seq.shape[0]
     out = np.full((n_frames, len(ATTRIBUTE_NAMES)), np.nan, dtype=np.float64)
     boxes = _heart_boxes(seq)

@@ -6,7 +6,7 @@ Precedence everywhere: dataclass defaults < ``--config`` YAML < command-line fla
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 

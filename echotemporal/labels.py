@@ -6,9 +6,9 @@ from enum import IntEnum
 
 import numpy as np
 
-from echotemporal.errors import InvalidLabelsError
+from echotemporal.errors import ConfigError, InvalidLabelsError
 
-__all__ = ["Label", "VALID_LABELS", "MODELLED_LABELS", "validate_labels"]
+__all__ = ["Label", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "as_label_sequence", "check_spacing"]
 
 
 class Label(IntEnum):
@@ -59,3 +59,46 @@ def validate_labels(array: np.ndarray, source: str = "<array>") -> np.ndarray:
             "segmentation with another label convention? Remap it to CAMUS labels first."
         )
     return arr.astype(np.uint8, copy=False)
+
+
+def as_label_sequence(labels: np.ndarray, source: str = "labels") -> np.ndarray:
+    """A (T, H, W) uint8 CAMUS label sequence from a (T, H, W) sequence or one (H, W) frame.
+
+    Raises:
+        InvalidLabelsError: another number of axes, a non-integer dtype, or values outside {0,1,2,3}.
+    """
+    arr = np.asarray(labels)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InvalidLabelsError(
+            f"{source} of shape {arr.shape}: expected a (T, H, W) sequence or one (H, W) frame of "
+            "CAMUS labels; squeeze or split extra axes first"
+        )
+    if arr.dtype.kind not in "iub":
+        raise InvalidLabelsError(
+            f"{source} of dtype {arr.dtype}: expected an integer label map with values in {{0,1,2,3}}; "
+            "pass the segmentation, not the image or probabilities"
+        )
+    # A full np.unique costs tens of ms on a CAMUS sequence; the max accepts the common case.
+    if arr.dtype != np.uint8 or (arr.size and int(arr.max()) > max(Label)):
+        arr = validate_labels(arr, source)
+    return arr
+
+
+def check_spacing(spacing_mm: object) -> tuple[float, float]:
+    """``(row_mm, col_mm)`` as two positive finite floats (the pixel size in array order).
+
+    Raises:
+        ConfigError: anything else.
+    """
+    try:
+        values = tuple(float(v) for v in np.asarray(spacing_mm, dtype=np.float64).ravel())
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 2 or not all(np.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(
+            f"spacing_mm={spacing_mm!r} is not two positive finite numbers (row_mm, col_mm); take it "
+            "from the image header (io.read_sequence gives it)"
+        )
+    return values[0], values[1]

@@ -226,7 +226,6 @@ def train_model(
     torch.set_num_threads(int(config.num_threads))
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    t_start = time.time()
 
     train = load_split_arrays(data_path, "train")
     val = load_split_arrays(data_path, "val")

@@ -47,7 +47,6 @@ import multiprocessing as mp  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from dataclasses import replace  # noqa: E402
 from functools import partial  # noqa: E402
 from typing import Any  # noqa: E402
 

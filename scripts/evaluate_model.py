@@ -169,7 +169,7 @@ def main() -> int:
     for _ in range(3):
         t = time.perf_counter()
         al = fit_alignment(seq.labels, seq.spacing_mm, cfg)
-        g = to_grid(seq.labels, al)
+        to_grid(seq.labels, al)
         probabilities_to_native_labels(probs, al)
         ta.append(time.perf_counter() - t)
     results["speed"] = {

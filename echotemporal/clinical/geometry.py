@@ -10,14 +10,13 @@ per-frame reuse of :func:`echotemporal.clinical.measure_frames` is therefore exa
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from echotemporal.attributes import lv_landmarks
 from echotemporal.errors import ConfigError
-from echotemporal.labels import Label, validate_labels
+from echotemporal.labels import Label
 
 # Pixels kept around the LV∪MYO bounding box when landmarks are looked for on a crop: hinge detection
 # looks at the immediate neighbours of LV boundary pixels, so a few pixels keep it identical.
@@ -42,28 +41,8 @@ class _FrameGeometry:
 # input checks
 
 
-def _as_sequence(labels: np.ndarray) -> np.ndarray:
-    arr = np.asarray(labels)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise ConfigError(
-            f"labels has shape {arr.shape}; expected a (T, H, W) label sequence or one (H, W) frame"
-        )
-    # A full np.unique costs tens of ms on a CAMUS sequence; the max is enough to accept the common case.
-    if arr.dtype != np.uint8 or (arr.size and arr.max() > max(Label)):
-        arr = validate_labels(arr, "labels")
-    return arr
 
 
-def _as_spacing(spacing_mm: Sequence[float]) -> np.ndarray:
-    sp = np.asarray(spacing_mm, dtype=np.float64).ravel()
-    if sp.shape != (2,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ConfigError(
-            f"spacing_mm={tuple(np.asarray(spacing_mm).ravel().tolist())} is not two positive finite numbers "
-            "(row_mm, col_mm); take it from the image header (io.read_sequence gives it)"
-        )
-    return sp
 
 
 def _check_frame(index: int | None, n_frames: int, name: str) -> int | None:

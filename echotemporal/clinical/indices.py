@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from echotemporal.labels import as_label_sequence, check_spacing
 from echotemporal.clinical.geometry import (
-    _as_sequence,
-    _as_spacing,
     _check_frame,
     _crop_geometry,
     _geometries,
@@ -127,8 +126,8 @@ def measure_frames(
     Returns:
         FrameMeasures.
     """
-    seq = _as_sequence(labels)
-    spacing = _as_spacing(spacing_mm)
+    seq = as_label_sequence(labels)
+    spacing = np.asarray(check_spacing(spacing_mm))
     n = len(seq)
     volumes = np.full(n, np.nan)
     contour = np.full(n, np.nan)
@@ -250,8 +249,8 @@ def biplane_volumes_ml(
     """
     views = []
     for name, labels, spacing_mm in (("2CH", labels_2ch, spacing_2ch), ("4CH", labels_4ch, spacing_4ch)):
-        seq = _as_sequence(labels)
-        spacing = _as_spacing(spacing_mm)
+        seq = as_label_sequence(labels)
+        spacing = np.asarray(check_spacing(spacing_mm))
         views.append(_diameters_and_lengths(_geometries(seq, spacing, f"biplane {name}"), N_DISKS))
     return _biplane(views, ed_es_2ch, ed_es_4ch, n_samples)
 
@@ -411,8 +410,8 @@ def clinical_indices(
     Warns:
         RuntimeWarning: unmeasurable frames, undetectable ED/ES.
     """
-    seq = _as_sequence(labels)
-    spacing = _as_spacing(spacing_mm)
+    seq = as_label_sequence(labels)
+    spacing = np.asarray(check_spacing(spacing_mm))
     _check_frame(ed_frame, len(seq), "ed_frame")
     _check_frame(es_frame, len(seq), "es_frame")
     return _indices(measure_frames(seq, spacing), ed_frame, es_frame, "clinical_indices")

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from echotemporal.labels import as_label_sequence, check_spacing
 from echotemporal.clinical.geometry import (
-    _as_sequence,
-    _as_spacing,
     _edge_coordinates,
     _FrameGeometry,
     _geometries,
@@ -88,8 +87,8 @@ def disk_diameters_mm(
     Warns:
         RuntimeWarning: frames without an LV or without mitral hinges (their rows are NaN).
     """
-    seq = _as_sequence(labels)
-    spacing = _as_spacing(spacing_mm)
+    seq = as_label_sequence(labels)
+    spacing = np.asarray(check_spacing(spacing_mm))
     return _diameters_and_lengths(_geometries(seq, spacing, "disk_diameters_mm"), int(n_disks))
 
 

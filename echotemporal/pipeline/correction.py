@@ -20,7 +20,7 @@ from scipy import ndimage
 from echotemporal import __version__
 from echotemporal.config import SmoothingConfig, config_to_dict
 from echotemporal.errors import ConfigError, InvalidLabelsError
-from echotemporal.labels import Label, validate_labels
+from echotemporal.labels import Label, as_label_sequence, check_spacing
 from echotemporal.pipeline.cleanup import cleanup_decoded, cleanup_labels, present_labels
 from echotemporal.pipeline.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.pipeline.measurement import (
@@ -304,22 +304,9 @@ def _denoise(
 
 
 def _check_inputs(labels: np.ndarray, spacing_mm: Any) -> tuple[np.ndarray, tuple[float, float]]:
-    arr = np.asarray(labels)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3 or 0 in arr.shape:
-        raise InvalidLabelsError(
-            f"labels of shape {np.shape(labels)}: expected a (T, H, W) sequence or an (H, W) frame"
-        )
-    if not (arr.dtype == np.uint8 and int(arr.max()) <= max(Label)):  # fast path: already valid uint8
-        arr = validate_labels(arr, "labels")
-    try:
-        spacing = tuple(float(s) for s in spacing_mm)
-    except TypeError as exc:
-        raise ConfigError(f"spacing_mm={spacing_mm!r}: expected (row_mm, col_mm)") from exc
-    if len(spacing) != 2 or not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise ConfigError(f"spacing_mm={spacing_mm!r}: expected two positive numbers (row_mm, col_mm)")
-    return arr, (spacing[0], spacing[1])
+    if 0 in np.shape(labels):
+        raise InvalidLabelsError(f"labels of shape {np.shape(labels)}: the sequence has no frame or no pixel")
+    return as_label_sequence(labels), check_spacing(spacing_mm)
 
 
 def _check_frame(value: int | None, n_frames: int, what: str) -> int | None:
