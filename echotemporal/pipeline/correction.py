@@ -76,12 +76,18 @@ def gaussian_smooth_labels(labels: np.ndarray, sigma_frames: float) -> np.ndarra
     if sigma_frames <= 0 or len(labels) < 2:
         return labels.copy()
     rows, cols = heart_box(labels, margin=1)  # outside the heart everything stays background
-    crop = labels[:, rows, cols]
-    n_classes = int(crop.max()) + 1
-    onehot = (crop[None] == np.arange(n_classes, dtype=labels.dtype)[:, None, None, None]).astype(np.float32)
-    smoothed = ndimage.gaussian_filter1d(onehot, sigma_frames, axis=1, mode="nearest")
+    crop = np.ascontiguousarray(labels[:, rows, cols])
+    flat = crop.reshape(len(crop), -1)
+    # A pixel with one label throughout keeps it: only the band swept by the borders is filtered.
+    varying = np.flatnonzero((flat != flat[:1]).any(axis=0))
+    if varying.size:
+        sub = flat[:, varying]
+        n_classes = int(sub.max()) + 1
+        onehot = (sub[None] == np.arange(n_classes, dtype=labels.dtype)[:, None, None]).astype(np.float32)
+        smoothed = ndimage.gaussian_filter1d(onehot, sigma_frames, axis=1, mode="nearest")
+        flat[:, varying] = smoothed.argmax(axis=0).astype(labels.dtype)
     out = np.zeros_like(labels)
-    out[:, rows, cols] = smoothed.argmax(axis=0).astype(labels.dtype)
+    out[:, rows, cols] = crop
     return out
 
 
