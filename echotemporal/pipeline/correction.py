@@ -394,6 +394,7 @@ def smooth_sequence(
     before = measure_shape(work, spacing, thresholds)
     clin_before = measure_clinical(work, spacing, ed, es)
     rounds, tolerances, kept = 0, None, np.zeros(n_frames, dtype=bool)
+    n_denoised = 0
     weights_sha = None
     method = config.method
     present = present_labels(work)
@@ -429,7 +430,10 @@ def smooth_sequence(
         )
         if config.denoise_sigma_frames > 0 and not config.keep_unflagged_frames:
             anchors = (ed, es) if ed is not None and es is not None else (0, n_frames - 1)
+            corrected = out
             out, after = _denoise(out, after, spacing, config, thresholds, tuple(int(a) for a in anchors))
+            if out is not corrected:
+                n_denoised = int((out != corrected).reshape(n_frames, -1).any(axis=1).sum())
     if model is not None and weights_sha is None and method == "arvae":
         weights_sha = getattr(model, "sha256", None)
     clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es)
@@ -477,6 +481,7 @@ def smooth_sequence(
         "invalid_frames_after": _frame_list(~after.valid),
         "n_changed_frames": int(frames["changed"].sum()),
         "n_kept_input_frames": int(kept.sum()),
+        "n_denoised_frames": n_denoised,
         "rounds": int(rounds),
         "latent_tolerances": None if tolerances is None else dict(zip(names, map(float, tolerances))),
         "residue": {
