@@ -304,6 +304,7 @@ def check_validity(
     *,
     thresholds: Mapping[str, float] | None = None,
     threads: int = 1,
+    present: Sequence[int] = (),
 ) -> np.ndarray:
     """Anatomical criteria of every frame (see the module docstring for their definitions).
 
@@ -313,6 +314,8 @@ def check_validity(
         thresholds: optional overrides of the limits in :data:`THRESHOLDS`, by criterion name
             (e.g. ``{"myo_la_frontier": 0.2}``); the published values otherwise.
         threads: frames measured in parallel by this many threads (same result).
+        present: labels known to be present in the whole sequence in addition to those found in
+            ``labels``: pass them when ``labels`` holds only some of a sequence's frames.
 
     Returns:
         (T, len(CRITERIA)) bool, True where the frame satisfies the criterion (T = 1 for one frame).
@@ -344,8 +347,9 @@ def check_validity(
             "CAMUS label map (0 bg, 1 LV, 2 MYO, 3 LA)"
         )
     crops = _heart_crops(seq)
+    known = {int(v) for v in present}
     in_sequence = {
-        int(v): any(c is not None and bool((c == v).any()) for c in crops)
+        int(v): int(v) in known or any(c is not None and bool((c == v).any()) for c in crops)
         for v in (Label.LV, Label.MYO, Label.LA)
     }
     out = np.empty((seq.shape[0], len(CRITERIA)), dtype=bool)

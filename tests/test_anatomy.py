@@ -179,6 +179,14 @@ def test_missing_structure_in_one_frame() -> None:
     assert _failed(no_la) == set()
 
 
+def test_present_labels_of_the_whole_sequence_apply_to_a_subset_of_its_frames() -> None:
+    no_la = _heart()
+    no_la[no_la == 3] = 0
+    assert _failed(no_la) == set()  # alone, a frame without LA is simply checked without it
+    ok = check_validity(no_la, SPACING, present=(1, 2, 3))[0]  # ...but its sequence has an LA
+    assert {CRITERIA[j] for j in np.flatnonzero(~ok)} == {"la_present"}
+
+
 def test_structures_cut_by_the_image_border_have_no_false_holes() -> None:
     labels = _heart()
     rows = np.nonzero(labels == 3)[0]

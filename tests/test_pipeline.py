@@ -418,3 +418,19 @@ def test_denoise_averages_border_flicker_without_breaking_validity_or_ed_es():
     n_changed = int((denoised.labels != plain.labels).any(axis=(1, 2)).sum())
     assert n_changed >= len(labels) // 2
     assert denoised.summary["n_denoised_frames"] == n_changed and plain.summary["n_denoised_frames"] == 0
+
+
+def test_glitched_frames_borrow_detail_only_from_near_clean_frames(phantom):
+    from echotemporal.alignment import fit_alignment
+    from echotemporal.config import AlignmentConfig
+    from echotemporal.pipeline.decoding import MAX_BORROW_FRAMES, SequenceDecoder
+
+    labels = phantom.labels[:10]
+    alignment = fit_alignment(labels, SPACING, AlignmentConfig(grid_size=32))
+    borrow = np.zeros(10, dtype=bool)
+    borrow[2:9] = True  # clean frames: 0, 1, 9
+    decoder = SequenceDecoder(labels, alignment, DiskModel(), np.zeros((10, 10)), borrow=borrow)
+    assert MAX_BORROW_FRAMES == 2
+    assert decoder.sources[2] == [1] and decoder.sources[3] == [1]
+    assert decoder.sources[5] == [] and decoder.sources[6] == []  # decoded in full
+    assert decoder.sources[7] == [9] and decoder.sources[8] == [9]

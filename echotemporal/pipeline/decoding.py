@@ -60,6 +60,8 @@ def encode_sequence(
 
 #: A grid change below this cannot flip the argmax of residual decoding (see SequenceDecoder).
 _NO_FLIP = 1.0 / 6.0
+#: Glitched frames borrow the residual detail of clean frames at most this many frames away.
+MAX_BORROW_FRAMES = 2
 
 
 def _native_sampler(alignment: Any, box: tuple[slice, slice]) -> Any:
@@ -154,7 +156,10 @@ class SequenceDecoder:
         clean = np.flatnonzero(~self.borrow)
         self.sources: dict[int, list[int]] = {}
         for t in np.flatnonzero(self.borrow):
-            before, after = clean[clean < t], clean[clean > t]
+            # Only near neighbours lend their detail: a border drawn many frames away is elsewhere.
+            # A frame with none decodes in full (its own detail is the glitch).
+            near = clean[np.abs(clean - t) <= MAX_BORROW_FRAMES]
+            before, after = near[near < t], near[near > t]
             self.sources[int(t)] = ([int(before[-1])] if before.size else []) + ([int(after[0])] if after.size else [])
         self.heart_box = heart_box(labels, margin=2)
         # A glitched frame's carried-over labels (LA) come from its clean neighbours too: a shifted

@@ -74,10 +74,11 @@ class ShapeMeasures:
     criteria: np.ndarray  # (T, C) bool, True = satisfied
     valid: np.ndarray  # (T,) bool
     checked: bool = True  # False: validity not measured (criteria empty)
+    present: tuple[int, ...] = ()  # structure labels present in the sequence measured first (reference)
 
     def reversed(self) -> ShapeMeasures:
         return ShapeMeasures(
-            self.attributes[::-1], self.flags[::-1], self.criteria[::-1], self.valid[::-1], self.checked
+            self.attributes[::-1], self.flags[::-1], self.criteria[::-1], self.valid[::-1], self.checked, self.present
         )
 
 
@@ -178,10 +179,13 @@ def measure_shape(
         attrs[todo] = raw[:, attribute_order(tuple(thresholds.names))]
     flags = np.asarray(detect_inconsistent_frames(attrs, thresholds), dtype=bool)
     if not validity:
-        return ShapeMeasures(attrs, flags, np.ones((n, 0), dtype=bool), np.ones(n, dtype=bool), checked=False)
+        present = ref_shape.present if ref_shape is not None else _structures(crop)
+        return ShapeMeasures(attrs, flags, np.ones((n, 0), dtype=bool), np.ones(n, dtype=bool), False, present)
+    # A label of the reference sequence must be present in every frame, measured or reused.
+    present = ref_shape.present if ref_shape is not None else _structures(crop)
     parts = {}
     if crop is not None:
-        criteria = check_validity(crop, spacing_mm, threads=measure_threads())
+        criteria = check_validity(crop, spacing_mm, threads=measure_threads(), present=present)
         parts["new"] = np.asarray(criteria, dtype=bool).reshape(len(crop), -1)
     if ref_shape is not None and (~todo).any():
         if not ref_shape.checked:
@@ -193,7 +197,16 @@ def measure_shape(
         criteria[todo] = parts["new"]
     if "ref" in parts:
         criteria[~todo] = parts["ref"][~todo]
-    return ShapeMeasures(attrs, flags, criteria, criteria.all(axis=1))
+    return ShapeMeasures(attrs, flags, criteria, criteria.all(axis=1), True, present)
+
+
+def _structures(crop: np.ndarray | None) -> tuple[int, ...]:
+    """Structure labels (LV, MYO, LA) present anywhere in a (T, h, w) crop."""
+    from echotemporal.labels import Label
+
+    if crop is None:
+        return ()
+    return tuple(int(v) for v in (Label.LV, Label.MYO, Label.LA) if (crop == v).any())
 
 
 def add_validity(
@@ -210,9 +223,12 @@ def add_validity(
         sub = labels[changed] if not changed.all() else labels
         rows, cols = heart_box(sub)
         criteria[changed] = np.asarray(
-            check_validity(np.ascontiguousarray(sub[:, rows, cols]), spacing_mm, threads=measure_threads()), dtype=bool
+            check_validity(
+                np.ascontiguousarray(sub[:, rows, cols]), spacing_mm, threads=measure_threads(), present=ref_shape.present
+            ),
+            dtype=bool,
         ).reshape(len(sub), -1)
-    return ShapeMeasures(shape.attributes, shape.flags, criteria, criteria.all(axis=1))
+    return ShapeMeasures(shape.attributes, shape.flags, criteria, criteria.all(axis=1), True, ref_shape.present)
 
 
 def restore_frames(
@@ -224,7 +240,7 @@ def restore_frames(
     attrs = np.where(rows[:, None], before.attributes, shape.attributes)
     criteria = np.where(rows[:, None], before.criteria, shape.criteria)
     flags = np.asarray(detect_inconsistent_frames(attrs, thresholds), dtype=bool)
-    return ShapeMeasures(attrs, flags, criteria, criteria.all(axis=1))
+    return ShapeMeasures(attrs, flags, criteria, criteria.all(axis=1), True, shape.present)
 
 
 def measure_clinical(
