@@ -287,13 +287,17 @@ def _denoise(
     """
     n = len(out)
     rows, cols = heart_box(out, margin=2)
-    smoothed = out.copy()
-    crop = np.ascontiguousarray(gaussian_smooth_labels(out[:, rows, cols], float(config.denoise_sigma_frames)))
-    smoothed[:, rows, cols] = cleanup_decoded(crop, spacing_mm, present_labels(out))
-    candidate = (smoothed != out).reshape(n, -1).any(axis=1)
+    original = out[:, rows, cols]
+    crop = gaussian_smooth_labels(original, float(config.denoise_sigma_frames))
+    candidate = (crop != original).reshape(n, -1).any(axis=1)
     candidate[[a for a in anchors if 0 <= a < n]] = False
     if not candidate.any():
         return out, shape
+    smoothed = out.copy()
+    # Only the frames the filter changed are cleaned up (and later measured).
+    window = smoothed[:, rows, cols]  # a view: writes go to ``smoothed``
+    window[candidate] = cleanup_decoded(np.ascontiguousarray(crop[candidate]), spacing_mm, present_labels(out))
+    candidate &= (smoothed != out).reshape(n, -1).any(axis=1)
     smoothed[~candidate] = out[~candidate]
     measured = measure_shape(smoothed, spacing_mm, thresholds, reference=(out, shape))
     accept = candidate & measured.valid
