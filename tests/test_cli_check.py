@@ -168,3 +168,23 @@ def test_check_sequence_survives_an_empty_sequence() -> None:
     json.dumps(report, allow_nan=False)
     assert report["ef_percent"] is None and report["lv_volumes_ml"] == [None, None, None]
     assert report["warnings"]  # the reasons travel with the report instead of cluttering stderr
+
+
+def test_help_of_every_command_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from echotemporal.cli import main\n"
+        "names = ['--help'] + [[name, '--help'] for name in main.commands]\n"
+        "for args in names:\n"
+        "    result = CliRunner().invoke(main, args if isinstance(args, list) else [args])\n"
+        "    assert result.exit_code == 0, (args, result.output)\n"
+        "print(len(names), 'torch' in sys.modules, 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) >= 9  # the group and its commands (check, smooth, batch, plot, phantom, ...)
+    assert out[1] == "False", "echotemporal --help imported torch"
+    assert out[2] == "False", "echotemporal --help imported pandas"
