@@ -234,29 +234,46 @@ def _full_decoding_fallback(
         (labels, measures) with the accepted replacements.
     """
     rows = np.flatnonzero(~shape.valid)
-    full = SequenceDecoder(decode.carry[rows], decode.alignment, model, None, cleanup=config.cleanup, present=decode.present)(
-        z[rows]
-    )
+    replaced = out.copy()
+    replaced[rows] = SequenceDecoder(
+        decode.carry[rows], decode.alignment, model, None, cleanup=config.cleanup, present=decode.present
+    )(z[rows])
+    return _accept_replacements(out, shape, replaced, ~shape.valid, spacing_mm, thresholds)
+
+
+def _accept_replacements(
+    out: np.ndarray,
+    shape: ShapeMeasures,
+    replaced: np.ndarray,
+    candidate: np.ndarray,
+    spacing_mm: tuple[float, float],
+    thresholds: AttributeThresholds,
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Keep the candidate frames of ``replaced`` that are valid and make no frame newly inconsistent.
+
+    Candidates are measured once; a replacement whose frame, or a neighbour, would become flagged
+    is dropped together with its neighbours' (at most three passes, no re-measuring).
+
+    Args:
+        out: (T, H, W) labels; shape: their measures (with validity).
+        replaced: (T, H, W) alternative labels (its non-candidate frames are overwritten with
+            ``out``'s); candidate: (T,) bool, frames that may be taken from it.
+
+    Returns:
+        (labels, measures).
+    """
+    replaced[~candidate] = out[~candidate]
+    measured = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape))
+    accept = candidate & measured.valid
     flagged = shape.flags.any(axis=1)
-    accept = np.zeros(len(out), dtype=bool)
     for _ in range(3):
-        trial = out.copy()
-        trial[rows] = full
-        trial_shape = measure_shape(trial, spacing_mm, thresholds, reference=(out, shape))
-        accept = np.zeros(len(out), dtype=bool)
-        accept[rows] = trial_shape.valid[rows]
         if not accept.any():
-            return out, shape
-        trial[~accept] = out[~accept]
-        trial_shape = measure_shape(trial, spacing_mm, thresholds, reference=(out, shape))
+            break
+        trial_shape = restore_frames(measured, shape, ~accept, thresholds)
         new = trial_shape.flags.any(axis=1) & ~flagged
         if not new.any():
-            return trial, trial_shape
-        near = np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0
-        keep_rows = ~near[rows]
-        rows, full = rows[keep_rows], full[keep_rows]
-        if rows.size == 0:
-            break
+            return np.where(accept[:, None, None], replaced, out), trial_shape
+        accept &= ~(np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0)
     return out, shape
 
 
@@ -298,19 +315,7 @@ def _denoise(
     window = smoothed[:, rows, cols]  # a view: writes go to ``smoothed``
     window[candidate] = cleanup_decoded(np.ascontiguousarray(crop[candidate]), spacing_mm, present_labels(out))
     candidate &= (smoothed != out).reshape(n, -1).any(axis=1)
-    smoothed[~candidate] = out[~candidate]
-    measured = measure_shape(smoothed, spacing_mm, thresholds, reference=(out, shape))
-    accept = candidate & measured.valid
-    flagged = shape.flags.any(axis=1)
-    for _ in range(3):
-        if not accept.any():
-            break
-        trial_shape = restore_frames(measured, shape, ~accept, thresholds)  # no re-measuring
-        new = trial_shape.flags.any(axis=1) & ~flagged
-        if not new.any():
-            return np.where(accept[:, None, None], smoothed, out), trial_shape
-        accept &= ~(np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0)
-    return out, shape
+    return _accept_replacements(out, shape, smoothed, candidate, spacing_mm, thresholds)
 
 
 def _check_inputs(labels: np.ndarray, spacing_mm: Any) -> tuple[np.ndarray, tuple[float, float]]:
