@@ -1,4 +1,4 @@
-"""CAMUS label values and the checks that tie a label map to them."""
+"""CAMUS label values and the checks of a labelled sequence's inputs (labels, spacing, frame indices)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from echotemporal.errors import ConfigError, InvalidLabelsError
 
-__all__ = ["Label", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "as_label_sequence", "check_spacing"]
+__all__ = ["Label", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "as_label_sequence", "check_spacing", "check_frame_index"]
 
 
 class Label(IntEnum):
@@ -102,3 +102,21 @@ def check_spacing(spacing_mm: object) -> tuple[float, float]:
             "from the image header (io.read_sequence gives it)"
         )
     return values[0], values[1]
+
+
+def check_frame_index(index: int | None, n_frames: int, name: str) -> int | None:
+    """A 0-based frame index (e.g. ED or ES) of a ``n_frames``-frame sequence; ``None`` passes through.
+
+    Raises:
+        ConfigError: not an integer in ``0..n_frames - 1`` (the message names ``name``).
+    """
+    if index is None:
+        return None
+    i = int(index)
+    if i != index or not 0 <= i < n_frames:
+        raise ConfigError(
+            f"{name}={index!r} is outside the sequence's {n_frames} frames; frames are 0-based "
+            f"(0..{n_frames - 1}), Info cfg files 1-based (read them with io.read_info_cfg); or leave "
+            "ED/ES out to detect them from the volume curve"
+        )
+    return i

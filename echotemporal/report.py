@@ -16,7 +16,7 @@ import numpy as np
 
 from echotemporal import __version__
 from echotemporal.errors import InputFileError
-from echotemporal.labels import validate_labels
+from echotemporal.labels import check_frame_index, validate_labels
 
 __all__ = ["check_sequence", "check_file", "format_report"]
 
@@ -33,16 +33,6 @@ def _frames(mask: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(mask)]
 
 
-def _check_frame(value: int | None, n_frames: int, name: str) -> int | None:
-    if value is None:
-        return None
-    index = int(value)
-    if not 0 <= index < n_frames:
-        raise ValueError(
-            f"{name}={index} (0-based; {index + 1} in an Info cfg) is outside the sequence's {n_frames} frames; "
-            "check that the ED/ES frames belong to this sequence, or leave them out to detect them"
-        )
-    return index
 
 
 def check_sequence(
@@ -94,8 +84,8 @@ def check_sequence(
     arr = validate_labels(arr, "labels")
     spacing = (float(spacing_mm[0]), float(spacing_mm[1]))
     n_frames = len(arr)
-    ed = _check_frame(ed_frame, n_frames, "ed_frame")
-    es = _check_frame(es_frame, n_frames, "es_frame")
+    ed = check_frame_index(ed_frame, n_frames, "ed_frame")
+    es = check_frame_index(es_frame, n_frames, "es_frame")
     reverse = ed is not None and es is not None and es < ed
 
     with warnings.catch_warnings(record=True) as caught:

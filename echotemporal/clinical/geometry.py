@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from echotemporal.attributes import lv_landmarks
-from echotemporal.errors import ConfigError
 from echotemporal.labels import Label
 
 # Pixels kept around the LV∪MYO bounding box when landmarks are looked for on a crop: hinge detection
@@ -45,16 +44,6 @@ class _FrameGeometry:
 
 
 
-def _check_frame(index: int | None, n_frames: int, name: str) -> int | None:
-    if index is None:
-        return None
-    i = int(index)
-    if i != index or not 0 <= i < n_frames:
-        raise ConfigError(
-            f"{name}={index!r} is not a frame of this {n_frames}-frame sequence; frames are 0-based "
-            f"(0..{n_frames - 1}); Info cfg files are 1-based, read them with io.read_info_cfg"
-        )
-    return i
 
 
 def _boundary_polygon(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from echotemporal.labels import as_label_sequence, check_spacing
+from echotemporal.labels import as_label_sequence, check_frame_index, check_spacing
 from echotemporal.clinical.geometry import (
-    _check_frame,
     _crop_geometry,
     _geometries,
     _heart_crop,
@@ -285,8 +284,8 @@ def _biplane(
         if ed_es is None:
             ed, es = detect_ed_es(_monoplane_ml(diameters, lengths))
         else:
-            ed = _check_frame(ed_es[0], len(lengths), f"ed_es_{name.lower()}[0]")
-            es = _check_frame(ed_es[1], len(lengths), f"ed_es_{name.lower()}[1]")
+            ed = check_frame_index(ed_es[0], len(lengths), f"ed_es_{name.lower()}[0]")
+            es = check_frame_index(ed_es[1], len(lengths), f"ed_es_{name.lower()}[1]")
         per_view.append((name, diameters, lengths, ed, es))
 
     n_default = max(abs(v[4] - v[3]) + 1 for v in per_view)
@@ -412,8 +411,8 @@ def clinical_indices(
     """
     seq = as_label_sequence(labels)
     spacing = np.asarray(check_spacing(spacing_mm))
-    _check_frame(ed_frame, len(seq), "ed_frame")
-    _check_frame(es_frame, len(seq), "es_frame")
+    check_frame_index(ed_frame, len(seq), "ed_frame")
+    check_frame_index(es_frame, len(seq), "es_frame")
     return _indices(measure_frames(seq, spacing), ed_frame, es_frame, "clinical_indices")
 
 
@@ -437,8 +436,8 @@ def indices_from_measures(
 
 def _indices(measures: FrameMeasures, ed_frame: int | None, es_frame: int | None, what: str) -> ClinicalIndices:
     n = len(measures.volumes_ml)
-    ed = _check_frame(ed_frame, n, "ed_frame")
-    es = _check_frame(es_frame, n, "es_frame")
+    ed = check_frame_index(ed_frame, n, "ed_frame")
+    es = check_frame_index(es_frame, n, "es_frame")
     failures = [f"{t} ({why})" for t, why in enumerate(measures.unmeasurable) if why is not None]
     if failures:
         warnings.warn(

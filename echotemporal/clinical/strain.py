@@ -14,8 +14,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import depth_first_order
 
-from echotemporal.labels import as_label_sequence, check_spacing
-from echotemporal.clinical.geometry import _check_frame, _FrameGeometry, _geometries
+from echotemporal.labels import as_label_sequence, check_frame_index, check_spacing
+from echotemporal.clinical.geometry import _FrameGeometry, _geometries
 
 __all__ = ["STRAIN_POINTS", "strain_curve_percent"]
 
@@ -136,6 +136,6 @@ def strain_curve_percent(
     """
     seq = as_label_sequence(labels)
     spacing = np.asarray(check_spacing(spacing_mm))
-    ed = _check_frame(ed_frame, len(seq), "ed_frame")
+    ed = check_frame_index(ed_frame, len(seq), "ed_frame")
     lengths = _contour_lengths(_geometries(seq, spacing, "strain_curve_percent"), int(n_points))
     return _strain_from_lengths(lengths, ed)

@@ -19,7 +19,6 @@ __all__ = [
     "close_lv_gaps",
     "trim_la_along_myo",
     "cleanup_decoded",
-    "present_labels",
 ]
 
 #: In-plane 4-connectivity, no connection across frames: morphology stays per frame on a (T,H,W) stack.
@@ -206,13 +205,6 @@ def trim_la_along_myo(out: np.ndarray, spacing_mm: tuple[float, float], depth_mm
 
 #: Labels above this are not modelled (LA): they are carried over from the input.
 MAX_MODELLED = max(int(v) for v in MODELLED_LABELS)
-
-
-def present_labels(labels: np.ndarray) -> tuple[int, ...]:
-    """Non-background labels present anywhere in ``labels`` (validated CAMUS labels)."""
-    rows, cols = heart_box(labels, margin=0)
-    crop = labels[:, rows, cols]
-    return tuple(int(v) for v in Label if v != Label.BACKGROUND and (crop == v).any())
 
 
 def cleanup_decoded(out: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...]) -> np.ndarray:

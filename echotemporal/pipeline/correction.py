@@ -20,8 +20,8 @@ from scipy import ndimage
 from echotemporal import __version__
 from echotemporal.config import SmoothingConfig, config_to_dict
 from echotemporal.errors import ConfigError, InvalidLabelsError
-from echotemporal.labels import Label, as_label_sequence, check_spacing
-from echotemporal.pipeline.cleanup import cleanup_decoded, cleanup_labels, present_labels
+from echotemporal.labels import Label, as_label_sequence, check_frame_index, check_spacing
+from echotemporal.pipeline.cleanup import cleanup_decoded, cleanup_labels
 from echotemporal.pipeline.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.pipeline.measurement import (
     ClinicalMeasures,
@@ -139,7 +139,7 @@ def _smooth_arvae(
         seen = labels.copy()
         sub = seen[invalid]
         rows, cols = heart_box(sub, margin=2)
-        sub[:, rows, cols] = cleanup_labels(np.ascontiguousarray(sub[:, rows, cols]), present_labels(sub))
+        sub[:, rows, cols] = cleanup_labels(np.ascontiguousarray(sub[:, rows, cols]), before.present)
         seen[invalid] = sub
     z0, alignment = encode_sequence(seen, spacing_mm, model)
     residual = config.decoding == "residual"
@@ -147,7 +147,7 @@ def _smooth_arvae(
     # that the model's reconstruction only partly reproduces. They borrow their neighbours'.
     glitched = ~before.valid | before.flags.any(axis=1)
     decode = SequenceDecoder(
-        labels, alignment, model, z0 if residual else None, cleanup=config.cleanup, borrow=glitched
+        labels, alignment, model, z0 if residual else None, cleanup=config.cleanup, borrow=glitched, present=before.present
     )
     dim_of, tol = latent_tolerances(model, thresholds)
     tol = tol * float(config.tolerance_scale)
@@ -313,7 +313,7 @@ def _denoise(
     smoothed = out.copy()
     # Only the frames the filter changed are cleaned up (and later measured).
     window = smoothed[:, rows, cols]  # a view: writes go to ``smoothed``
-    window[candidate] = cleanup_decoded(np.ascontiguousarray(crop[candidate]), spacing_mm, present_labels(out))
+    window[candidate] = cleanup_decoded(np.ascontiguousarray(crop[candidate]), spacing_mm, shape.present)
     candidate &= (smoothed != out).reshape(n, -1).any(axis=1)
     return _accept_replacements(out, shape, smoothed, candidate, spacing_mm, thresholds)
 
@@ -324,16 +324,6 @@ def _check_inputs(labels: np.ndarray, spacing_mm: Any) -> tuple[np.ndarray, tupl
     return as_label_sequence(labels), check_spacing(spacing_mm)
 
 
-def _check_frame(value: int | None, n_frames: int, what: str) -> int | None:
-    if value is None:
-        return None
-    v = int(value)
-    if not 0 <= v < n_frames:
-        raise ConfigError(
-            f"{what}={value} (0-based) is outside the sequence's {n_frames} frames; check the Info cfg "
-            "or pass no ED/ES to detect them from the volume curve"
-        )
-    return v
 
 
 def _frame_list(mask: np.ndarray) -> list[int]:
@@ -386,8 +376,8 @@ def smooth_sequence(
         raise ConfigError(f"method={config.method!r} is not one of {', '.join(METHODS)}; pick one of them")
     arr, spacing = _check_inputs(labels, spacing_mm)
     n_frames = len(arr)
-    ed = _check_frame(ed_frame, n_frames, "ed_frame")
-    es = _check_frame(es_frame, n_frames, "es_frame")
+    ed = check_frame_index(ed_frame, n_frames, "ed_frame")
+    es = check_frame_index(es_frame, n_frames, "es_frame")
     if thresholds is None:
         from echotemporal.temporal import load_thresholds
 
@@ -406,8 +396,7 @@ def smooth_sequence(
     n_denoised = 0
     weights_sha = None
     method = config.method
-    present = present_labels(work)
-    has_heart = Label.LV in present or Label.MYO in present
+    has_heart = Label.LV in before.present or Label.MYO in before.present
     if n_frames <= 2:
         out, after = work, before
         notes.append(f"{n_frames} frame(s): no interior frame, nothing to smooth; input returned unchanged")

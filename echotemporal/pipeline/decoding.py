@@ -15,8 +15,8 @@ import numpy as np
 
 from echotemporal.errors import ConfigError
 from echotemporal.labels import Label
-from echotemporal.pipeline.cleanup import MAX_MODELLED, cleanup_decoded, present_labels
-from echotemporal.pipeline.measurement import heart_box
+from echotemporal.pipeline.cleanup import MAX_MODELLED, cleanup_decoded
+from echotemporal.pipeline.measurement import heart_box, present_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.model import ShapeModel

@@ -27,6 +27,7 @@ __all__ = [
     "ShapeMeasures",
     "ClinicalMeasures",
     "heart_box",
+    "present_labels",
     "attribute_order",
     "measure_shape",
     "add_validity",
@@ -178,11 +179,10 @@ def measure_shape(
         raw[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
         attrs[todo] = raw[:, attribute_order(tuple(thresholds.names))]
     flags = np.asarray(detect_inconsistent_frames(attrs, thresholds), dtype=bool)
-    if not validity:
-        present = ref_shape.present if ref_shape is not None else _structures(crop)
-        return ShapeMeasures(attrs, flags, np.ones((n, 0), dtype=bool), np.ones(n, dtype=bool), False, present)
     # A label of the reference sequence must be present in every frame, measured or reused.
-    present = ref_shape.present if ref_shape is not None else _structures(crop)
+    present = ref_shape.present if ref_shape is not None else present_labels(labels)
+    if not validity:
+        return ShapeMeasures(attrs, flags, np.ones((n, 0), dtype=bool), np.ones(n, dtype=bool), False, present)
     parts = {}
     if crop is not None:
         criteria = check_validity(crop, spacing_mm, threads=measure_threads(), present=present)
@@ -200,13 +200,13 @@ def measure_shape(
     return ShapeMeasures(attrs, flags, criteria, criteria.all(axis=1), True, present)
 
 
-def _structures(crop: np.ndarray | None) -> tuple[int, ...]:
-    """Structure labels (LV, MYO, LA) present anywhere in a (T, h, w) crop."""
+def present_labels(labels: np.ndarray) -> tuple[int, ...]:
+    """Non-background labels present anywhere in ``labels`` (T, H, W), validated CAMUS labels."""
     from echotemporal.labels import Label
 
-    if crop is None:
-        return ()
-    return tuple(int(v) for v in (Label.LV, Label.MYO, Label.LA) if (crop == v).any())
+    rows, cols = heart_box(labels, margin=0)
+    crop = labels[:, rows, cols]
+    return tuple(int(v) for v in Label if v != Label.BACKGROUND and (crop == v).any())
 
 
 def add_validity(
