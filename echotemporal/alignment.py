@@ -36,6 +36,8 @@ __all__ = [
     "probabilities_to_native",
     "probabilities_to_native_labels",
     "grid_to_native_coords",
+    "BilinearTaps",
+    "bilinear_taps",
 ]
 
 _SUPERSAMPLE = 3  # sub-samples per grid-pixel side for the forward majority vote
@@ -300,6 +302,84 @@ def probabilities_to_native(probs: np.ndarray, alignment: SequenceAlignment) -> 
     return out
 
 
+@dataclass(frozen=True)
+class BilinearTaps:
+    """Bilinear interpolation (``align_corners=True``) of grid values at every native pixel of a box.
+
+    Pixels are numbered row-major inside ``box``. A pixel between grid rows/columns i..i+1, j..j+1
+    blends the four grid pixels ``k00 = i·G + j``, ``k00 + 1``, ``k00 + G``, ``k00 + G + 1`` with
+    ``weights``; pixels outside the grid get zero weights (values outside the grid are 0).
+
+    Attributes:
+        box: native (r0, r1, c0, c1).
+        k00: (N,) int64 flat grid index of each pixel's top-left neighbour (clipped to the grid).
+        weights: (4, N) float32 weights of the four neighbours.
+        inside: (N,) bool, pixel within the grid.
+        grid_size: G.
+    """
+
+    box: tuple[int, int, int, int]
+    k00: np.ndarray
+    weights: np.ndarray
+    inside: np.ndarray
+    grid_size: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.box[1] - self.box[0], self.box[3] - self.box[2]
+
+    def corners(self, pixels: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, ...]:
+        """The four flat grid indices (each (n,)) blended at ``pixels``."""
+        k = self.k00[pixels]
+        return k, k + 1, k + self.grid_size, k + self.grid_size + 1
+
+    def touches(self, flags: np.ndarray) -> np.ndarray:
+        """(T, N) bool: a pixel inside the grid with any of its four grid neighbours set in (T, G·G) ``flags``."""
+        G = self.grid_size
+        f = flags.reshape(-1, G, G)
+        near = f.copy()
+        near[:, :, :-1] |= f[:, :, 1:]
+        near[:, :-1] |= near[:, 1:].copy()
+        return near.reshape(len(f), -1)[:, self.k00] & self.inside
+
+    def blend(self, values: np.ndarray, frames: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        """Interpolated values at (frame, pixel) pairs.
+
+        Args:
+            values: (T, C, G·G) grid values.
+            frames, pixels: (n,) int frame and box-pixel indices.
+
+        Returns:
+            (n, C) float32.
+        """
+        w = self.weights[:, pixels, None]
+        out = np.zeros((len(pixels), values.shape[1]), dtype=np.float32)
+        for weight, k in zip(w, self.corners(pixels)):
+            out += weight * values[frames, :, k]
+        return out
+
+
+def bilinear_taps(alignment: SequenceAlignment, box: tuple[int, int, int, int]) -> BilinearTaps:
+    """The :class:`BilinearTaps` of the native pixels of ``box`` (r0, r1, c0, c1) on ``alignment``'s grid."""
+    r0, r1, c0, c1 = box
+    G = alignment.grid_size
+    # Grid coordinates of the box pixels (affine, separable).
+    sp = np.asarray(alignment.spacing_mm)
+    M = alignment.rotation_matrix.T * sp[None, :] / alignment.scale_mm  # grid = M @ native_rc + m
+    m = -(alignment.rotation_matrix.T @ np.asarray(alignment.center_mm)) / alignment.scale_mm + (G - 1) / 2.0
+    rows = np.arange(r0, r1, dtype=np.float64)[:, None]
+    cols = np.arange(c0, c1, dtype=np.float64)[None, :]
+    gr = (M[0, 0] * rows + M[0, 1] * cols + m[0]).ravel()
+    gc = (M[1, 0] * rows + M[1, 1] * cols + m[1]).ravel()
+    inside = (gr >= 0) & (gr <= G - 1) & (gc >= 0) & (gc <= G - 1)
+    i0 = np.clip(np.floor(gr), 0, G - 2).astype(np.int64)
+    j0 = np.clip(np.floor(gc), 0, G - 2).astype(np.int64)
+    a = np.where(inside, gr - i0, 0.0).astype(np.float32)
+    b = np.where(inside, gc - j0, 0.0).astype(np.float32)
+    weights = np.stack([(1 - a) * (1 - b), (1 - a) * b, a * (1 - b), a * b]) * inside
+    return BilinearTaps((r0, r1, c0, c1), i0 * G + j0, weights.astype(np.float32), inside, G)
+
+
 def probabilities_to_native_labels(probs: np.ndarray, alignment: SequenceAlignment) -> np.ndarray:
     """Argmax of :func:`probabilities_to_native`, computed without materialising full-size probabilities.
 
@@ -332,37 +412,15 @@ def probabilities_to_native_labels(probs: np.ndarray, alignment: SequenceAlignme
     c1 = int(np.clip(np.ceil(nat[:, 1].max()) + 1, 0, W))
     if r1 <= r0 or c1 <= c0:
         return out
-    # Grid coordinates of the box pixels (affine, separable).
-    sp = np.asarray(alignment.spacing_mm)
-    M = alignment.rotation_matrix.T * sp[None, :] / alignment.scale_mm  # grid = M @ native_rc + m
-    m = -(alignment.rotation_matrix.T @ np.asarray(alignment.center_mm)) / alignment.scale_mm + (G - 1) / 2.0
-    rows = np.arange(r0, r1, dtype=np.float64)[:, None]
-    cols = np.arange(c0, c1, dtype=np.float64)[None, :]
-    gr = (M[0, 0] * rows + M[0, 1] * cols + m[0]).ravel()
-    gc = (M[1, 0] * rows + M[1, 1] * cols + m[1]).ravel()
-    inside = (gr >= 0) & (gr <= G - 1) & (gc >= 0) & (gc <= G - 1)
-    pix = np.flatnonzero(inside)
-    gr, gc = gr[pix], gc[pix]
-    i0 = np.minimum(np.floor(gr).astype(np.int64), G - 2)
-    j0 = np.minimum(np.floor(gc).astype(np.int64), G - 2)
-    fr, fc = (gr - i0).astype(np.float32), (gc - j0).astype(np.float32)
-    k00 = i0 * G + j0
+    taps = bilinear_taps(alignment, (r0, r1, c0, c1))
+    pix = np.flatnonzero(taps.inside)
     flat = grid_lab.reshape(T, G * G)
-    l00, l01, l10, l11 = flat[:, k00], flat[:, k00 + 1], flat[:, k00 + G], flat[:, k00 + G + 1]
+    l00, l01, l10, l11 = (flat[:, k] for k in taps.corners(pix))
     lab = l00.copy()
     t_idx, p_idx = np.nonzero((l00 != l01) | (l00 != l10) | (l00 != l11))
     if t_idx.size:
-        k, a, b = k00[p_idx], fr[p_idx], fc[p_idx]
-        w00, w01, w10, w11 = (1 - a) * (1 - b), (1 - a) * b, a * (1 - b), a * b
-        pf = probs.reshape(T, C, G * G)
-        best = np.full(t_idx.size, -1.0, np.float32)
-        arg = np.zeros(t_idx.size, np.uint8)
-        for ch in range(C):
-            v = (w00 * pf[t_idx, ch, k] + w01 * pf[t_idx, ch, k + 1] + w10 * pf[t_idx, ch, k + G] + w11 * pf[t_idx, ch, k + G + 1])
-            better = v > best  # strict: ties go to the lower class, like argmax
-            best = np.where(better, v, best)
-            arg[better] = ch
-        lab[t_idx, p_idx] = arg
+        # Ties go to the lower class, like argmax.
+        lab[t_idx, p_idx] = taps.blend(probs.reshape(T, C, G * G), t_idx, pix[p_idx]).argmax(axis=1)
     box = np.zeros((T, (r1 - r0) * (c1 - c0)), dtype=np.uint8)
     box[:, pix] = lab
     out[:, r0:r1, c0:c1] = box.reshape(T, r1 - r0, c1 - c0)

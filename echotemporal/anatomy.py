@@ -46,7 +46,6 @@ pixels for horizontal and 45° frontiers; frontiers of a single pixel side are i
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -54,6 +53,7 @@ from scipy import ndimage as ndi
 
 from echotemporal.errors import ConfigError, InvalidLabelsError
 from echotemporal.labels import Label, check_spacing
+from echotemporal.parallel import map_threads
 
 __all__ = ["CRITERIA", "THRESHOLDS", "check_validity", "valid_frames", "crack_length_mm", "width_mm"]
 
@@ -354,14 +354,8 @@ def check_validity(
     }
     out = np.empty((seq.shape[0], len(CRITERIA)), dtype=bool)
     frame = lambda crop: _frame_criteria(crop, in_sequence, row_mm, col_mm, limits)  # noqa: E731
-    if threads > 1 and len(crops) > 1:
-        # Frames are independent and the scipy.ndimage kernels release the GIL: threads share the cost.
-        with ThreadPoolExecutor(min(int(threads), len(crops))) as pool:
-            for t, ok in enumerate(pool.map(frame, crops)):
-                out[t] = ok
-    else:
-        for t, crop in enumerate(crops):
-            out[t] = frame(crop)
+    for t, ok in enumerate(map_threads(frame, crops, threads)):
+        out[t] = ok
     return out
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from echotemporal.errors import InvalidLabelsError
 from echotemporal.labels import Label, as_label_sequence, check_spacing
+from echotemporal.parallel import map_threads
 
 __all__ = [
     "ATTRIBUTE_NAMES",
@@ -402,12 +402,7 @@ def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float], *, threa
     out = np.full((n_frames, len(ATTRIBUTE_NAMES)), np.nan, dtype=np.float64)
     boxes = _heart_boxes(seq)
     frame = lambda t: _frame_attributes(seq[t], boxes[t], row_mm, col_mm)  # noqa: E731
-    if threads > 1 and n_frames > 1:
-        # Frames are independent and the numpy kernels release the GIL: threads share the cost.
-        with ThreadPoolExecutor(min(int(threads), n_frames)) as pool:
-            results = list(pool.map(frame, range(n_frames)))
-    else:
-        results = [frame(t) for t in range(n_frames)]
+    results = map_threads(frame, range(n_frames), threads)
     problems: dict[str, list[int]] = {}
     for t, (values, cause) in enumerate(results):
         out[t] = values

@@ -15,7 +15,6 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ from echotemporal.clinical.geometry import (
     _heart_crop,
 )
 from echotemporal.errors import ConfigError
+from echotemporal.parallel import map_threads
 from echotemporal.clinical.strain import STRAIN_POINTS, _contour_length_mm, _strain_from_lengths
 from echotemporal.clinical.volume import _MM3_PER_ML, N_DISKS, _diameters_and_lengths, _monoplane_ml
 
@@ -150,12 +150,7 @@ def measure_frames(
         reasons = [None if todo[t] else ref.unmeasurable[t] for t in range(n)]
     rows = [int(t) for t in np.flatnonzero(todo)]
     frame = lambda t: _frame_measures(seq[t], spacing)  # noqa: E731
-    if threads > 1 and len(rows) > 1:
-        # Frames are independent and the numpy kernels release the GIL: threads share the cost.
-        with ThreadPoolExecutor(min(int(threads), len(rows))) as pool:
-            results = list(pool.map(frame, rows))
-    else:
-        results = [frame(t) for t in rows]
+    results = map_threads(frame, rows, threads)
     for t, (volume, length, reason, diameter, axis) in zip(rows, results):
         volumes[t], contour[t], reasons[t], diameters[t], lengths[t] = volume, length, reason, diameter, axis
     return FrameMeasures(volumes, contour, tuple(reasons), diameters, lengths)

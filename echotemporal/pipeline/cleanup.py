@@ -7,7 +7,8 @@ from scipy import ndimage
 
 from echotemporal.anatomy import THRESHOLDS, crack_length_mm, width_mm
 from echotemporal.labels import MODELLED_LABELS, Label
-from echotemporal.pipeline.measurement import heart_box
+from echotemporal.parallel import map_frame_chunks
+from echotemporal.pipeline.measurement import heart_box, measure_threads
 
 __all__ = [
     "INPLANE",
@@ -211,8 +212,14 @@ def cleanup_decoded(out: np.ndarray, spacing_mm: tuple[float, float], present: t
     """Every clean-up of decoded frames, in place on ``out`` (T, h, w) cropped to the heart.
 
     Fits the carried-over LA to the decoded LV/MYO (:func:`close_lv_gaps`, :func:`trim_la_along_myo`),
-    then keeps one component per label and fills holes (:func:`cleanup_labels`).
+    then keeps one component per label and fills holes (:func:`cleanup_labels`). Frames are
+    independent: chunks of them are cleaned up by :func:`~echotemporal.pipeline.measurement.measure_threads`
+    threads.
     """
-    close_lv_gaps(out, spacing_mm)
-    trim_la_along_myo(out, spacing_mm)
-    return cleanup_labels(out, present)
+
+    def chunk(part: np.ndarray) -> np.ndarray:
+        close_lv_gaps(part, spacing_mm)
+        trim_la_along_myo(part, spacing_mm)
+        return cleanup_labels(part, present)
+
+    return map_frame_chunks(chunk, out, measure_threads())

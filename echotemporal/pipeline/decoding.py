@@ -64,31 +64,6 @@ _NO_FLIP = 1.0 / 6.0
 MAX_BORROW_FRAMES = 2
 
 
-def _native_sampler(alignment: Any, box: tuple[slice, slice]) -> Any:
-    """grid_sample coordinates (1, h, w, 2) of the native pixels of ``box`` on the model grid.
-
-    Same transform as ``alignment`` documents: native p = centre + R·u, grid (i, j) = u/scale + (G−1)/2.
-    """
-    import torch
-
-    rows = np.arange(box[0].start, box[0].stop, dtype=np.float64) * alignment.spacing_mm[0]
-    cols = np.arange(box[1].start, box[1].stop, dtype=np.float64) * alignment.spacing_mm[1]
-    p = np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1) - np.asarray(alignment.center_mm)
-    g = (p @ alignment.rotation_matrix) / alignment.scale_mm + (alignment.grid_size - 1) / 2.0
-    norm = g[..., ::-1] / (alignment.grid_size - 1) * 2.0 - 1.0  # (x, y) in [-1, 1], align_corners=True
-    return torch.from_numpy(np.ascontiguousarray(norm, dtype=np.float32))[None]
-
-
-def _to_native(values: np.ndarray, grid: Any) -> np.ndarray:
-    """Bilinear resampling of (n, C, G, G) grid values onto a native box; zero outside the grid."""
-    import torch
-    import torch.nn.functional as F
-
-    src = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
-    out = F.grid_sample(src, grid.expand(len(src), -1, -1, -1), mode="bilinear", padding_mode="zeros", align_corners=True)
-    return out.numpy()
-
-
 def _grid_footprint_box(mask: np.ndarray, alignment: Any, shape: tuple[int, int]) -> tuple[slice, slice] | None:
     """Native box covering the grid pixels of a (G, G) bool mask (+1.5 grid px), or None."""
     from echotemporal.alignment import grid_to_native_coords
@@ -126,10 +101,14 @@ class SequenceDecoder:
     cannot represent; where the shape moved (|P − P⁰| ≥ ½), Q = P: the decoded shape, with no ghost of
     the old border. If max |P − P⁰| < 1/6 over a frame, argmax Q = Y exactly, so that frame is
     returned bit-identical without resampling (and a frame whose latent is untouched is not even
-    decoded). Glitched input frames (anatomically invalid or flagged) cannot lend their own residual
+    decoded). The same bound holds per native pixel for the bilinear blend of four grid pixels, so
+    only pixels next to a grid pixel with ``max_c |P_c − P⁰_c| ≥ 1/6`` are interpolated: a band
+    along the moved borders, not the heart's box. Glitched input frames (anatomically invalid or flagged) cannot lend their own residual
     Y − P⁰: it holds the glitch, which the model's reconstruction reproduces only in part. They take
     the mean residual, and the carried-over labels (LA), of their nearest clean neighbours, whose
-    borders the corrected shape interpolates.
+    borders the corrected shape interpolates (where the neighbours agree and
+    ``max_c |P_c − mean P⁰_c| < 1/2``, that is their shared label, without interpolation).
+    A frame decoded before from the same latent is not decoded again.
 
     ``full`` decoding returns argmax P for every frame (Painchaud et al. 2022).
     """
@@ -152,6 +131,7 @@ class SequenceDecoder:
         self.z0 = None if z0 is None else np.asarray(z0, dtype=np.float32)
         self._p0: dict[int, np.ndarray] = {}  # decode(z0) per frame, decoded on demand
         self._p: dict[int, tuple[bytes, np.ndarray]] = {}  # decode(z) per frame, keyed by z's bytes
+        self._done: dict[int, tuple[bytes, np.ndarray, np.ndarray]] = {}  # frame -> (z bytes, changed pixels, values)
         self.borrow = np.zeros(n, dtype=bool) if borrow is None or not self.residual else np.asarray(borrow, dtype=bool)
         clean = np.flatnonzero(~self.borrow)
         self.sources: dict[int, list[int]] = {}
@@ -185,12 +165,30 @@ class SequenceDecoder:
 
     def __call__(self, latents: np.ndarray) -> np.ndarray:
         z = np.asarray(latents, dtype=np.float32)
-        if self.residual:
-            out, frames = self._residual(z)
-        else:
-            out, frames = self._full(z), np.ones(len(z), dtype=bool)
-        if not frames.any():
+        if not self.residual:
+            out = self._full(z)
+            self._finish(out, np.arange(len(z)))
             return out
+        out = self.labels.copy()
+        flat = out.reshape(len(out), -1)
+        todo = np.flatnonzero(self._todo(z))
+        # A frame decoded before from the same latent comes back the same (its sources are fixed).
+        fresh = np.array([t for t in todo if self._done.get(int(t), (b"",))[0] != z[t].tobytes()], dtype=np.int64)
+        if fresh.size:
+            self._residual(z, fresh, out)
+            self._finish(out, fresh)
+            for t in fresh:
+                changed = np.flatnonzero(flat[t] != self.labels[t].ravel())
+                self._done[int(t)] = (z[t].tobytes(), changed, flat[t, changed])
+        for t in np.setdiff1d(todo, fresh):
+            _, changed, values = self._done[int(t)]
+            flat[t, changed] = values
+        return out
+
+    def _finish(self, out: np.ndarray, frames: np.ndarray) -> None:
+        """Carry the unmodelled labels over and clean up the decoded ``frames`` of ``out``, in place."""
+        if not len(frames):
+            return
         sub, source = out[frames], self.carry[frames]
         carry = (sub == Label.BACKGROUND) & (source > MAX_MODELLED)
         sub[carry] = source[carry]
@@ -199,61 +197,86 @@ class SequenceDecoder:
             part = np.ascontiguousarray(sub[:, rows, cols])
             sub[:, rows, cols] = cleanup_decoded(part, self.alignment.spacing_mm, self.present)
         out[frames] = sub
-        return out
 
     def _full(self, z: np.ndarray) -> np.ndarray:
-        from echotemporal import alignment as alignment_module
+        from echotemporal.alignment import probabilities_to_native_labels
 
         probs = np.asarray(self.model.decode(z), dtype=np.float32)
-        to_labels = getattr(alignment_module, "probabilities_to_native_labels", None)
-        if to_labels is not None:  # argmax inside the heart's box: no (T, C, H, W) array on huge images
-            return np.asarray(to_labels(probs, self.alignment), dtype=np.uint8)
-        native = alignment_module.probabilities_to_native(probs, self.alignment)
-        return np.asarray(native).argmax(axis=1).astype(np.uint8)
+        # Argmax inside the heart's box: no (T, C, H, W) array on huge images.
+        return probabilities_to_native_labels(probs, self.alignment)
 
-    def _residual(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        labels = self.labels
-        out = labels.copy()
-        moved_rows = np.flatnonzero((z != self.z0).any(axis=1))
-        self._decode_rows(z, moved_rows, self._p, key=True)
-        self._decode_rows(self.z0, moved_rows, self._p0, key=False)
-        diff = {int(t): self._p[int(t)][1] - self._p0[int(t)] for t in moved_rows}
+    def _todo(self, z: np.ndarray) -> np.ndarray:
+        """(T,) bool: frames whose residual decoding can differ from the input (or that borrow)."""
+        moved = np.flatnonzero((z != self.z0).any(axis=1))
+        self._decode_rows(z, moved, self._p, key=True)
+        self._decode_rows(self.z0, moved, self._p0, key=False)
         todo = self.borrow.copy()
-        for t, d in diff.items():
-            todo[t] |= bool(np.abs(d).max() >= _NO_FLIP)
-        if not todo.any():
-            return out, todo
-        todo_idx = [int(t) for t in np.flatnonzero(todo)]
-        need = sorted(set(todo_idx) | {s for t in todo_idx for s in self.sources.get(t, [])})
+        for t in moved:
+            todo[t] |= bool(np.abs(self._p[int(t)][1] - self._p0[int(t)]).max() >= _NO_FLIP)
+        return todo
+
+    def _residual(self, z: np.ndarray, frames: np.ndarray, out: np.ndarray) -> None:
+        """Residual decoding of ``frames`` into ``out`` (class indices; LA reads as background).
+
+        Only native pixels where the result can differ from the input (plain frames) or from the
+        sources' shared label (borrowing frames) are interpolated (see the class docstring's bounds).
+        """
+        from echotemporal.alignment import bilinear_taps, probabilities_to_native_labels
+
+        G = self.alignment.grid_size
+        need = sorted({int(t) for t in frames} | {s for t in frames for s in self.sources.get(int(t), [])})
         self._decode_rows(self.z0, np.asarray(need), self._p0, key=False)
-        p0 = np.stack([self._p0[t] for t in need])
-        p_todo = np.stack([self._p[t][1] if t in diff else self._p0[t] for t in todo_idx])
-        foreground = ((1.0 - p0[:, 0]).max(axis=0) > 0.01) | ((1.0 - p_todo[:, 0]).max(axis=0) > 0.01)
-        box = _union_box(self.heart_box, _grid_footprint_box(foreground, self.alignment, labels.shape[1:]))
-        box = box or self.heart_box
-        grid = _native_sampler(self.alignment, box)
-        pos = {t: k for k, t in enumerate(need)}
-        p0n = _to_native(p0, grid)  # (n, C, h, w)
-        pn = _to_native(p_todo, grid)
-        # Residual of each needed frame: the input's detail the model does not reproduce.
-        crop = labels[:, box[0], box[1]][need]
-        n_classes = p0.shape[1]
-        residual = (crop[:, None] == np.arange(n_classes, dtype=crop.dtype)[None, :, None, None]).astype(np.float32)
-        residual[:, 0] += crop >= n_classes  # unmodelled (LA) = background
-        residual -= p0n
-        for k, t in enumerate(todo_idx):
-            q = pn[k]
-            if self.borrow[t]:
-                # The neighbours' residual sits on the neighbours' borders, which the corrected
-                # shape interpolates: it applies in full.
-                src = self.sources[t]
-                if src:
-                    q = q + np.mean([residual[pos[s]] for s in src], axis=0)
-            else:
-                w = np.clip(1.0 - 2.0 * np.abs(q - p0n[pos[t]]).max(axis=0), 0.0, 1.0)
-                q = q + w * residual[pos[t]]
-            out[t, box[0], box[1]] = q.argmax(axis=0).astype(np.uint8)
-        return out, todo
+        moved = (z != self.z0).any(axis=1)
+        p = {int(t): (self._p[int(t)][1] if moved[t] else self._p0[int(t)]).reshape(-1, G * G) for t in frames}
+        p0 = {t: self._p0[t].reshape(-1, G * G) for t in need}
+        plain = [int(t) for t in frames if not self.borrow[t]]
+        borrowing = [int(t) for t in frames if self.borrow[t] and self.sources[int(t)]]
+        for t in frames:
+            if self.borrow[t] and not self.sources[int(t)]:  # nothing to borrow: the model's own shape
+                out[t] = probabilities_to_native_labels(p[int(t)].reshape(1, -1, G, G), self.alignment)[0]
+        # Grid pixels where the decoded change can flip a native label: |P − P⁰| ≥ 1/6 (plain), or
+        # |P − mean P⁰_sources| ≥ 1/2 (borrowing, where the sources agree).
+        flags = {t: np.abs(p[t] - p0[t]).max(axis=0) >= _NO_FLIP for t in plain}
+        base = {t: np.mean([p0[s] for s in self.sources[t]], axis=0) for t in borrowing}
+        flags.update({t: np.abs(p[t] - base[t]).max(axis=0) >= 0.5 for t in borrowing})
+        if not flags:
+            return
+        footprint = np.logical_or.reduce(list(flags.values())).reshape(G, G)
+        box = _union_box(self.heart_box, _grid_footprint_box(footprint, self.alignment, out.shape[1:])) or self.heart_box
+        taps = bilinear_taps(self.alignment, (box[0].start, box[0].stop, box[1].start, box[1].stop))
+        width = taps.shape[1]
+        n_classes = next(iter(p.values())).shape[0]
+        crop = self.labels[need][:, box[0], box[1]].reshape(len(need), -1)
+        crop = np.where(crop < n_classes, crop, 0).astype(np.intp)  # unmodelled (LA) = background
+        cls = {t: crop[k] for k, t in enumerate(need)}
+        classes = np.arange(n_classes)
+
+        def write(t_idx: np.ndarray, pixels: np.ndarray, values: np.ndarray, rows: list[int]) -> None:
+            out[np.asarray(rows)[t_idx], pixels // width + box[0].start, pixels % width + box[1].start] = values
+
+        if plain:
+            t_idx, pix = np.nonzero(taps.touches(np.stack([flags[t] for t in plain])))
+            pn = taps.blend(np.stack([p[t] for t in plain]), t_idx, pix)
+            p0n = taps.blend(np.stack([p0[t] for t in plain]), t_idx, pix)
+            y = np.stack([cls[t] for t in plain])[t_idx, pix]
+            w = np.clip(1.0 - 2.0 * np.abs(pn - p0n).max(axis=1, keepdims=True), 0.0, 1.0)
+            q = pn + w * ((y[:, None] == classes) - p0n)
+            write(t_idx, pix, q.argmax(axis=1), plain)
+        for t in borrowing:
+            # The neighbours' residual sits on the neighbours' borders, which the corrected shape
+            # interpolates: it applies in full. Where the sources agree and the shape barely moved,
+            # the result is their shared label.
+            src = self.sources[t]
+            label = cls[src[0]].copy()
+            disagree = np.zeros(label.shape, dtype=bool)
+            for s in src[1:]:
+                disagree |= cls[s] != label
+            pix = np.flatnonzero(taps.touches(flags[t][None])[0] | disagree)
+            zero = np.zeros(len(pix), dtype=np.intp)
+            q = taps.blend(p[t][None], zero, pix) - taps.blend(base[t][None], zero, pix)
+            q += np.mean([cls[s][pix][:, None] == classes for s in src], axis=0)
+            label[pix] = q.argmax(axis=1)
+            write(np.zeros(label.size, dtype=np.intp), np.arange(label.size), label, [t])
 
 
 def decode_sequence(
