@@ -34,7 +34,7 @@ STAGES = {
     "encode (align, to grid, encoder)": "encode_sequence",
     "decoder network (ShapeModel.decode)": "decode",
     "residual decoding (decoder, resample, argmax)": "_residual",
-    "clean-up of decoded frames": "cleanup_labels",
+    "clean-up of decoded frames": "cleanup_decoded",
     "latent solvers": "project_consistent",
     "attributes + flags": "compute_attributes",
     "anatomical validity": "check_validity",

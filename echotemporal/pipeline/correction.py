@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -390,8 +391,12 @@ def smooth_sequence(
     notes: list[str] = []
     if reverse:
         notes.append("stored ES->ED: reversed for processing and reversed back")
+    # The input's clinical measures (mostly Python, holding the GIL) run beside the shape work
+    # (numpy/scipy/torch kernels, which release it). Should the shape work raise, the idle worker
+    # thread ends with the executor.
+    background = ThreadPoolExecutor(1, thread_name_prefix="echotemporal-clinical")
+    clin_before_job = background.submit(measure_clinical, work, spacing, ed, es)
     before = measure_shape(work, spacing, thresholds)
-    clin_before = measure_clinical(work, spacing, ed, es)
     rounds, tolerances, kept = 0, None, np.zeros(n_frames, dtype=bool)
     n_denoised = 0
     weights_sha = None
@@ -434,6 +439,8 @@ def smooth_sequence(
                 n_denoised = int((out != corrected).reshape(n_frames, -1).any(axis=1).sum())
     if model is not None and weights_sha is None and method == "arvae":
         weights_sha = getattr(model, "sha256", None)
+    clin_before = clin_before_job.result()
+    background.shutdown(wait=False)
     clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es)
 
     if reverse:

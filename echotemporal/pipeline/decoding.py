@@ -132,6 +132,7 @@ class SequenceDecoder:
         self._p0: dict[int, np.ndarray] = {}  # decode(z0) per frame, decoded on demand
         self._p: dict[int, tuple[bytes, np.ndarray]] = {}  # decode(z) per frame, keyed by z's bytes
         self._done: dict[int, tuple[bytes, np.ndarray, np.ndarray]] = {}  # frame -> (z bytes, changed pixels, values)
+        self._taps: Any = None  # alignment.BilinearTaps of the last box decoded
         self.borrow = np.zeros(n, dtype=bool) if borrow is None or not self.residual else np.asarray(borrow, dtype=bool)
         clean = np.flatnonzero(~self.borrow)
         self.sources: dict[int, list[int]] = {}
@@ -242,17 +243,19 @@ class SequenceDecoder:
         if not flags:
             return
         footprint = np.logical_or.reduce(list(flags.values())).reshape(G, G)
-        box = _union_box(self.heart_box, _grid_footprint_box(footprint, self.alignment, out.shape[1:])) or self.heart_box
-        taps = bilinear_taps(self.alignment, (box[0].start, box[0].stop, box[1].start, box[1].stop))
+        box = _grid_footprint_box(footprint, self.alignment, out.shape[1:])
+        if borrowing or box is None:  # borrowing frames take their sources' labels over the heart's box
+            box = _union_box(self.heart_box, box) or self.heart_box
+        key = (box[0].start, box[0].stop, box[1].start, box[1].stop)
+        if self._taps is None or self._taps.box != key:  # rounds usually share the box
+            self._taps = bilinear_taps(self.alignment, key)
+        taps = self._taps
         width = taps.shape[1]
         n_classes = next(iter(p.values())).shape[0]
         crop = self.labels[need][:, box[0], box[1]].reshape(len(need), -1)
         crop = np.where(crop < n_classes, crop, 0).astype(np.intp)  # unmodelled (LA) = background
         cls = {t: crop[k] for k, t in enumerate(need)}
         classes = np.arange(n_classes)
-
-        def write(t_idx: np.ndarray, pixels: np.ndarray, values: np.ndarray, rows: list[int]) -> None:
-            out[np.asarray(rows)[t_idx], pixels // width + box[0].start, pixels % width + box[1].start] = values
 
         if plain:
             t_idx, pix = np.nonzero(taps.touches(np.stack([flags[t] for t in plain])))
@@ -261,7 +264,7 @@ class SequenceDecoder:
             y = np.stack([cls[t] for t in plain])[t_idx, pix]
             w = np.clip(1.0 - 2.0 * np.abs(pn - p0n).max(axis=1, keepdims=True), 0.0, 1.0)
             q = pn + w * ((y[:, None] == classes) - p0n)
-            write(t_idx, pix, q.argmax(axis=1), plain)
+            out[np.asarray(plain)[t_idx], pix // width + box[0].start, pix % width + box[1].start] = q.argmax(axis=1)
         for t in borrowing:
             # The neighbours' residual sits on the neighbours' borders, which the corrected shape
             # interpolates: it applies in full. Where the sources agree and the shape barely moved,
@@ -276,7 +279,7 @@ class SequenceDecoder:
             q = taps.blend(p[t][None], zero, pix) - taps.blend(base[t][None], zero, pix)
             q += np.mean([cls[s][pix][:, None] == classes for s in src], axis=0)
             label[pix] = q.argmax(axis=1)
-            write(np.zeros(label.size, dtype=np.intp), np.arange(label.size), label, [t])
+            out[t, box[0], box[1]] = label.reshape(taps.shape)
 
 
 def decode_sequence(
