@@ -490,3 +490,33 @@ def test_residual_decoding_equals_the_dense_formula(phantom):
     z[1, 0] += 0.5
     again = decoder(z)
     assert (again[1] != out[1]).any() and np.array_equal(again[[0, 2, 3, 4, 5, 6, 7]], out[[0, 2, 3, 4, 5, 6, 7]])
+
+
+@pytest.mark.parametrize("broken", [[4], [3, 4, 5], [9]])
+def test_residue_frames_take_the_shape_between_their_good_neighbours(phantom, broken):
+    """Known answer: frames left invalid by the correction (the lateral wall cut through, the LV
+    open to the background) become the signed-distance interpolation of their good neighbours,
+    close to the truth; the other frames are untouched."""
+    from echotemporal.pipeline.correction import _interpolate_residue
+    from echotemporal.pipeline.measurement import measure_shape
+    from echotemporal.temporal import load_thresholds
+
+    thresholds = load_thresholds()
+    truth = phantom.labels
+    labels = truth.copy()
+    for t in broken:
+        lv_rows = np.flatnonzero((labels[t] == Label.LV).any(axis=1))
+        band = labels[t][lv_rows[len(lv_rows) // 2] : lv_rows[len(lv_rows) // 2] + 2]
+        lv_cols = np.flatnonzero((band == Label.LV).any(axis=0))
+        wall = band[:, : lv_cols[0]]
+        wall[wall == Label.MYO] = Label.BACKGROUND  # a 2-row cut through the left wall
+    shape = measure_shape(labels, SPACING, thresholds)
+    assert not shape.valid[broken].any()
+    out, after = _interpolate_residue(labels, shape, SPACING, thresholds)
+    assert after.valid.all() and not after.flags.any()
+    keep = np.setdiff1d(np.arange(len(truth)), broken)
+    np.testing.assert_array_equal(out[keep], labels[keep])
+    for t in broken:
+        for value in (Label.LV, Label.MYO):
+            a, b = out[t] == value, truth[t] == value
+            assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.93

@@ -207,6 +207,8 @@ def _smooth_arvae(
         revert &= ~near
     if residual and not shape.valid.all():
         out, shape = _full_decoding_fallback(out, shape, z, decode, model, config, spacing_mm, thresholds)
+    if not shape.valid.all() or shape.flags.any():
+        out, shape = _interpolate_residue(out, shape, spacing_mm, thresholds)
     return _ArvaeOutcome(out, shape, rounds, tol, keep)
 
 
@@ -240,6 +242,98 @@ def _full_decoding_fallback(
         decode.carry[rows], decode.alignment, model, None, cleanup=config.cleanup, present=decode.present
     )(z[rows])
     return _accept_replacements(out, shape, replaced, ~shape.valid, spacing_mm, thresholds)
+
+
+#: Runs of at most this many residue frames are interpolated from their good neighbours.
+MAX_INTERPOLATED_RUN = 4
+
+
+def _bad_runs(bad: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) frame of each run of True in (T,) ``bad``."""
+    edges = np.diff(np.concatenate([[0], bad.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
+
+
+def _interpolate_residue(
+    out: np.ndarray,
+    shape: ShapeMeasures,
+    spacing_mm: tuple[float, float],
+    thresholds: AttributeThresholds,
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Last resort for frames still invalid or inconsistent: the shape between their good neighbours.
+
+    A frame that neither residual nor full decoding made valid and consistent (a glitch the model
+    reconstructs, a coarse myocardium one pixel thick) takes the signed-distance interpolation of
+    the good frames (valid and consistent) around its run of residue frames (at most
+    :data:`MAX_INTERPOLATED_RUN` frames): every label's signed distance (mm) is interpolated
+    linearly in time, or extrapolated from the two last good frames for a run at an end of the
+    sequence, and each pixel takes the label of smallest distance. Borders move continuously, so
+    the in-between shapes are valid and consistent wherever their neighbours are. Proposals are
+    cleaned up like decoded frames and kept only if valid and making no frame newly inconsistent.
+    Should a run make a good neighbour inconsistent, the run is widened by that neighbour and tried
+    again; a run at an end that cannot be extrapolated repeats its last good frame.
+
+    Args:
+        out: (T, H, W) corrected labels; shape: their measures (with validity).
+
+    Returns:
+        (labels, measures).
+    """
+    from echotemporal.phantoms.raster import label_distances, labels_from_distances
+
+    rows, cols = heart_box(out, margin=2)
+    distances: dict[int, np.ndarray] = {}
+
+    def distance(t: int) -> np.ndarray:
+        if t not in distances:
+            distances[t] = label_distances(out[t, rows, cols], spacing_mm)
+        return distances[t]
+
+    n = len(out)
+    bad = ~shape.valid | shape.flags.any(axis=1)
+    for repeat_end in (False, True):
+        for _ in range(2):  # the second pass widens the runs that flagged a good neighbour
+            good = ~bad
+            if not bad.any() or good.sum() < 2:
+                return out, shape
+            replaced = out.copy()
+            window = replaced[:, rows, cols]  # a view: writes go to ``replaced``
+            candidate = np.zeros(n, dtype=bool)
+            for first, last in _bad_runs(bad):
+                if last - first + 1 > MAX_INTERPOLATED_RUN:
+                    continue
+                before = np.flatnonzero(good[:first])
+                after = first + 1 + np.flatnonzero(good[first + 1 :])
+                if before.size and after.size:
+                    a, b = int(before[-1]), int(after[0])
+                elif repeat_end:
+                    a = b = int(before[-1]) if before.size else int(after[0])
+                elif before.size >= 2:
+                    a, b = int(before[-2]), int(before[-1])
+                elif after.size >= 2:
+                    a, b = int(after[0]), int(after[1])
+                else:
+                    continue
+                for t in range(first, last + 1):
+                    w = 0.0 if a == b else (t - a) / (b - a)
+                    window[t] = labels_from_distances((1.0 - w) * distance(a) + w * distance(b))
+                    candidate[t] = True
+            if not candidate.any():
+                break
+            window[candidate] = cleanup_decoded(np.ascontiguousarray(window[candidate]), spacing_mm, shape.present)
+            new_out, new_shape = _accept_replacements(out, shape, replaced, candidate, spacing_mm, thresholds)
+            if new_out is not out:
+                out, shape = new_out, new_shape
+                bad = ~shape.valid | shape.flags.any(axis=1)
+                continue
+            # Rejected: widen each run by the good neighbours it would have made inconsistent.
+            near = np.convolve(candidate.astype(int), np.ones(3, dtype=int), mode="same") > 0
+            trial = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape), validity=False)
+            widen = trial.flags.any(axis=1) & ~bad & near
+            if not widen.any():
+                break
+            bad = bad | widen
+    return out, shape
 
 
 def _accept_replacements(
