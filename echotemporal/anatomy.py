@@ -139,15 +139,41 @@ def _tight(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _has_holes(mask: np.ndarray) -> bool:
-    """Whether the non-empty ``mask`` encloses any region (8-connected complement, as the reference)."""
+def _euler8(framed: np.ndarray) -> int:
+    """Euler number of a bool mask with a False frame, 8-connected (components − 4-connected holes).
+
+    Gray's count of 2x2 pixel quads: (Q1 − Q3 − 2·QD) / 4, with Q1/Q3 the quads holding one/three
+    mask pixels and QD the diagonal pairs. A few array passes, no labelling.
+    """
+    m = framed.view(np.uint8)
+    quad = m[:-1, :-1] + 2 * m[:-1, 1:] + 4 * m[1:, :-1] + 8 * m[1:, 1:]
+    counts = np.bincount(quad.ravel(), minlength=16)
+    q1 = counts[1] + counts[2] + counts[4] + counts[8]
+    q3 = counts[7] + counts[11] + counts[13] + counts[14]
+    qd = counts[6] + counts[9]
+    return int(q1 - q3 - 2 * qd) // 4
+
+
+def _has_holes(mask: np.ndarray, n_components: int | None = None) -> bool:
+    """Whether the non-empty ``mask`` encloses any region (8-connected complement, as the reference).
+
+    Given the mask's 8-connected component count, the Euler number tells the number of 4-connected
+    holes; when that is zero there is no 8-connected hole either, and no labelling is needed.
+    """
     framed = _tight(mask)
+    if n_components is not None and n_components - _euler8(framed) == 0:
+        return False
     # The False frame is one connected region; any other complement region is enclosed.
     return ndi.label(~framed, structure=_EIGHT)[1] > 1
 
 
 def _n_components(mask: np.ndarray) -> int:
     return int(ndi.label(_tight(mask), structure=_EIGHT)[1])
+
+
+def _touch(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two masks share a pixel side (4-adjacent pixels)."""
+    return bool((a[:-1] & b[1:]).any() or (b[:-1] & a[1:]).any() or (a[:, :-1] & b[:, 1:]).any() or (b[:, :-1] & a[:, 1:]).any())
 
 
 def crack_length_mm(a: np.ndarray, b: np.ndarray, row_mm: float, col_mm: float) -> float:
@@ -173,9 +199,16 @@ def _dilate8(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _has_gap(lv: np.ndarray, myo: np.ndarray, la: np.ndarray, pixel_mm2: float) -> bool:
+def _has_gap(lv: np.ndarray, myo: np.ndarray, la: np.ndarray, pixel_mm2: float, connected: bool = False) -> bool:
+    """Whether a background pocket of the silhouette LV∪MYO∪LA touches both LV and MYO.
+
+    ``connected``: the silhouette is known to be one 8-connected component; then its Euler number
+    tells whether it encloses any (4-connected) background at all, without labelling.
+    """
     silhouette = lv | myo | la
     framed = _tight(silhouette)
+    if connected and _euler8(framed) == 1:
+        return False
     # 4-connected pockets, as the reference's gap count: a pocket sealed only diagonally still counts.
     regions, n = ndi.label(~framed)
     if n <= 1:
@@ -269,14 +302,17 @@ def _frame_criteria(
     n_components = {}
     for name, mask, present in (("lv", lv, has_lv), ("myo", myo, has_myo), ("la", la, has_la)):
         if present:
-            ok[_INDEX[f"{name}_no_holes"]] = not _has_holes(mask)
             n_components[name] = _n_components(mask)
             ok[_INDEX[f"{name}_one_component"]] = n_components[name] == 1
+            ok[_INDEX[f"{name}_no_holes"]] = not _has_holes(mask, n_components[name])
 
     if has_lv and has_myo:
         heart = lv | myo
-        ok[_INDEX["lv_myo_no_holes"]] = not _has_holes(heart)
-        ok[_INDEX["lv_myo_no_gap"]] = not _has_gap(lv, myo, la, row_mm * col_mm)
+        # Single LV and MYO sharing a border make one component (the Euler shortcut applies).
+        heart_connected = n_components["lv"] == 1 and n_components["myo"] == 1 and _touch(lv, myo)
+        ok[_INDEX["lv_myo_no_holes"]] = not _has_holes(heart, 1 if heart_connected else None)
+        connected = heart_connected and (not has_la or (n_components["la"] == 1 and (_touch(la, lv) or _touch(la, myo))))
+        ok[_INDEX["lv_myo_no_gap"]] = not _has_gap(lv, myo, la, row_mm * col_mm, connected)
         row_counts = heart.sum(axis=1)
         centre_row = int(round(float(row_counts @ np.arange(row_counts.size)) / row_counts.sum()))
         lv_width = np.count_nonzero(lv[centre_row]) * col_mm

@@ -217,3 +217,38 @@ def test_threshold_override() -> None:
     assert check_validity(wide_la, SPACING, thresholds={"myo_la_frontier": 0.5}).all()
     with pytest.raises(ConfigError, match="unknown_criterion|only finite overrides"):
         check_validity(wide_la, SPACING, thresholds={"unknown_criterion": 1.0})
+
+
+def test_euler_shortcuts_agree_with_labelling():
+    """The hole and gap shortcuts (Euler number of 2x2 quads) never change a verdict: random blobs
+    with and without holes, 4- and 8-connected, against plain labelling."""
+    from scipy import ndimage
+
+    from echotemporal.anatomy import _euler8, _has_gap, _has_holes, _n_components, _tight
+
+    rng = np.random.default_rng(0)
+    eight = np.ones((3, 3), dtype=bool)
+    seen_holes = seen_clean = 0
+    for _ in range(300):
+        noise = ndimage.gaussian_filter(rng.random((40, 50)), float(rng.uniform(0.8, 3.0)))
+        mask = noise > np.quantile(noise, float(rng.uniform(0.3, 0.8)))
+        if not mask.any():
+            continue
+        framed = _tight(mask)
+        n = _n_components(mask)
+        holes4 = ndimage.label(~framed)[1] - 1  # 4-connected complement regions other than the outside
+        assert _euler8(framed) == n - holes4
+        slow = _has_holes(mask)
+        assert _has_holes(mask, n) == slow
+        seen_holes += slow
+        seen_clean += not slow
+    assert seen_holes > 20 and seen_clean > 20  # both verdicts were exercised
+    # Gap: a one-component silhouette without enclosed background has no gap; with a pocket, it has.
+    lv = np.zeros((30, 30), dtype=bool)
+    lv[8:20, 10:20] = True
+    myo = ndimage.binary_dilation(lv, eight, iterations=3) & ~lv
+    la = np.zeros_like(lv)
+    assert not _has_gap(lv, myo, la, 1.0, connected=True) and not _has_gap(lv, myo, la, 1.0)
+    pocket = lv.copy()
+    pocket[8:10, 10:20] = False  # background between the LV and the MYO at the apex
+    assert _has_gap(pocket, myo, la, 1.0, connected=True) and _has_gap(pocket, myo, la, 1.0)
