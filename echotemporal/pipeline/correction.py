@@ -358,7 +358,7 @@ def _accept_replacements(
         (labels, measures).
     """
     replaced[~candidate] = out[~candidate]
-    measured = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape))
+    measured = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape), warm_clinical=True)
     accept = candidate & measured.valid
     flagged = shape.flags.any(axis=1)
     for _ in range(3):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -141,11 +142,15 @@ def measure_shape(
     *,
     reference: tuple[np.ndarray, ShapeMeasures] | None = None,
     validity: bool = True,
+    warm_clinical: bool = False,
 ) -> ShapeMeasures:
     """Attributes, consistency flags and (optionally) anatomical validity of every frame.
 
     Flags follow ``temporal.detect_inconsistent_frames``: an attribute that is NaN in a frame while
-    measurable in others (a structure vanishing for a frame) is flagged there.
+    measurable in others (a structure vanishing for a frame) is flagged there. The anatomical
+    criteria (numpy/scipy kernels that release the GIL) run in other threads while this one
+    measures the attributes (Python-bound), and, with ``warm_clinical``, the frames' clinical
+    measures, which :func:`measure_clinical` then finds remembered.
 
     Args:
         labels: (T, H, W) uint8.
@@ -154,6 +159,7 @@ def measure_shape(
         reference: (labels, measures) of another version of the sequence: frames identical to it
             reuse its per-frame attributes and criteria (only flags depend on the neighbours).
         validity: also run the anatomical criteria (the costly part); else criteria/valid are empty.
+        warm_clinical: also measure the new frames' clinical measures (for frames likely to be kept).
     """
     from echotemporal.anatomy import check_validity
     from echotemporal.attributes import ATTRIBUTE_NAMES, compute_attributes
@@ -167,25 +173,43 @@ def measure_shape(
         ref_labels, ref_shape = reference
         todo = (labels != ref_labels).reshape(n, -1).any(axis=1)
         attrs[~todo] = ref_shape.attributes[~todo]
+    # A label of the reference sequence must be present in every frame, measured or reused.
+    present = ref_shape.present if ref_shape is not None else present_labels(labels)
     crop = None
+    side = criteria_job = None
     if todo.any():
         sub = labels[todo] if not todo.all() else labels
         rows, cols = heart_box(sub)
         crop = np.ascontiguousarray(sub[:, rows, cols])
-        raw = compute_attributes(crop, spacing_mm, threads=measure_threads())
+        threads = measure_threads()
+        if validity and threads > 1:
+            side = ThreadPoolExecutor(1, thread_name_prefix="echotemporal-anatomy")
+            criteria_job = side.submit(check_validity, crop, spacing_mm, threads=threads, present=present)
+        try:
+            raw = compute_attributes(crop, spacing_mm, threads=1 if side else threads)
+            if warm_clinical:
+                from echotemporal.clinical import measure_frames
+
+                measure_frames(crop, spacing_mm, threads=1 if side else threads)
+        except BaseException:
+            if side is not None:
+                side.shutdown(wait=True)
+            raise
         raw = np.array(raw, dtype=np.float64).reshape(len(crop), -1)
         # Centroids are "mm from the image origin": undo the crop offset.
         raw[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
         raw[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
         attrs[todo] = raw[:, attribute_order(tuple(thresholds.names))]
     flags = np.asarray(detect_inconsistent_frames(attrs, thresholds), dtype=bool)
-    # A label of the reference sequence must be present in every frame, measured or reused.
-    present = ref_shape.present if ref_shape is not None else present_labels(labels)
     if not validity:
         return ShapeMeasures(attrs, flags, np.ones((n, 0), dtype=bool), np.ones(n, dtype=bool), False, present)
     parts = {}
     if crop is not None:
-        criteria = check_validity(crop, spacing_mm, threads=measure_threads(), present=present)
+        if criteria_job is not None:
+            criteria = criteria_job.result()
+            side.shutdown(wait=False)  # type: ignore[union-attr]
+        else:
+            criteria = check_validity(crop, spacing_mm, threads=measure_threads(), present=present)
         parts["new"] = np.asarray(criteria, dtype=bool).reshape(len(crop), -1)
     if ref_shape is not None and (~todo).any():
         if not ref_shape.checked:
