@@ -263,20 +263,32 @@ def _erosion_ratio_ok(
     depth = ndi.distance_transform_cdt(fine, metric="chessboard")
     # Largest inscribed radius (mm) from a Euclidean transform on a 2x coarser grid: as a normaliser it
     # needs no better than ~0.5 mm; chessboard depth never exceeds it and guards a MYO too thin to
-    # survive the coarser sampling.
+    # survive the coarser sampling. The coarse grid's chessboard depth m brackets that Euclidean
+    # maximum (m·min(step) <= max <= m·|step|): the exact transform runs only if the verdict falls
+    # inside the bracket.
     coarse = np.pad(inner[:: 2 * step_r, :: 2 * step_c], 1)
-    radius_mm = float(ndi.distance_transform_edt(coarse, sampling=(2 * g_row, 2 * g_col)).max())
-    radius_mm = max(radius_mm, float(depth.max()) * erosion_mm)
-    limit = min_ratio * radius_mm
+    floor_mm = float(depth.max()) * erosion_mm
+    m = float(ndi.distance_transform_cdt(coarse, metric="chessboard").max())
+    low_mm = max(floor_mm, m * min(2 * g_row, 2 * g_col))
+    high_mm = max(floor_mm, m * math.hypot(2 * g_row, 2 * g_col))
     min_px = _MIN_FRAGMENT_MM2 / (g_row * g_col)
+    # When the background is one 8-connected region, every eroded MYO has no enclosed background,
+    # so its component count is its Euler number (no labelling).
+    simple = ndi.label(~fine.astype(bool), structure=_EIGHT)[1] == 1
     k = 1
-    while k * erosion_mm < limit:
-        fragments, n = ndi.label(depth > k, structure=_EIGHT)
-        if n > 1:
-            sizes = np.bincount(fragments.ravel())[1:]
-            n = int(np.count_nonzero(sizes >= min_px))
+    while k * erosion_mm < min_ratio * high_mm:
+        kept = depth > k
+        n = _euler8(kept) if simple else -1
+        if n not in (0, 1):
+            fragments, n = ndi.label(kept, structure=_EIGHT)
+            if n > 1:
+                sizes = np.bincount(fragments.ravel())[1:]
+                n = int(np.count_nonzero(sizes >= min_px))
         if n != 1:
-            return False
+            if k * erosion_mm < min_ratio * low_mm:
+                return False
+            radius_mm = max(floor_mm, float(ndi.distance_transform_edt(coarse, sampling=(2 * g_row, 2 * g_col)).max()))
+            return not k * erosion_mm < min_ratio * radius_mm
         k += 1
     return True
 
