@@ -485,12 +485,12 @@ def smooth_sequence(
     notes: list[str] = []
     if reverse:
         notes.append("stored ES->ED: reversed for processing and reversed back")
-    # The input's clinical measures (mostly Python, holding the GIL) run beside the shape work
-    # (numpy/scipy/torch kernels, which release it). Should the shape work raise, the idle worker
-    # thread ends with the executor.
+    before = measure_shape(work, spacing, thresholds)
+    # The input's clinical measures (mostly Python, holding the GIL) run beside the encoding and
+    # decoding (torch/numpy kernels, which release it). Should those raise, the idle worker thread
+    # ends with the executor.
     background = ThreadPoolExecutor(1, thread_name_prefix="echotemporal-clinical")
     clin_before_job = background.submit(measure_clinical, work, spacing, ed, es)
-    before = measure_shape(work, spacing, thresholds)
     rounds, tolerances, kept = 0, None, np.zeros(n_frames, dtype=bool)
     n_denoised = 0
     weights_sha = None
