@@ -36,6 +36,7 @@ __all__ = [
     "probabilities_to_native",
     "probabilities_to_native_labels",
     "grid_to_native_coords",
+    "native_box",
     "BilinearTaps",
     "bilinear_taps",
 ]
@@ -235,26 +236,27 @@ def _grid_to_native_affine(alignment: SequenceAlignment) -> tuple[np.ndarray, np
     return A, b
 
 
-def _native_box(probs: np.ndarray, alignment: SequenceAlignment, threshold: float = 1e-3) -> tuple[int, int, int, int] | None:
-    """Native (r0, r1, c0, c1) box covering every grid pixel whose foreground probability > threshold."""
-    fg = (1.0 - probs[:, 0]).max(axis=0) > threshold
-    if not fg.any():
+def native_box(alignment: SequenceAlignment, mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
+    """Native (r0, r1, c0, c1) box covering the grid pixels of a (G, G) bool ``mask``, ``margin`` grid
+    pixels around them (within the grid), clipped to the native image; None if empty."""
+    if not mask.any():
         return None
     G = alignment.grid_size
-    ii = np.flatnonzero(fg.any(axis=1))
-    jj = np.flatnonzero(fg.any(axis=0))
-    i0, i1 = max(ii[0] - 1.5, -0.5), min(ii[-1] + 1.5, G - 0.5)
-    j0, j1 = max(jj[0] - 1.5, -0.5), min(jj[-1] + 1.5, G - 0.5)
-    corners = np.array([[i0, j0], [i0, j1], [i1, j0], [i1, j1]])
-    nat = grid_to_native_coords(alignment, corners)
+    ii, jj = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    i0, i1 = max(ii[0] - margin, -0.5), min(ii[-1] + margin, G - 0.5)
+    j0, j1 = max(jj[0] - margin, -0.5), min(jj[-1] + margin, G - 0.5)
+    nat = grid_to_native_coords(alignment, np.array([[i0, j0], [i0, j1], [i1, j0], [i1, j1]]))
     H, W = alignment.native_shape
     r0 = int(np.clip(np.floor(nat[:, 0].min()), 0, H))
     r1 = int(np.clip(np.ceil(nat[:, 0].max()) + 1, 0, H))
     c0 = int(np.clip(np.floor(nat[:, 1].min()), 0, W))
     c1 = int(np.clip(np.ceil(nat[:, 1].max()) + 1, 0, W))
-    if r1 <= r0 or c1 <= c0:
-        return None
-    return r0, r1, c0, c1
+    return None if r1 <= r0 or c1 <= c0 else (r0, r1, c0, c1)
+
+
+def _native_box(probs: np.ndarray, alignment: SequenceAlignment, threshold: float = 1e-3) -> tuple[int, int, int, int] | None:
+    """Native (r0, r1, c0, c1) box covering every grid pixel whose foreground probability > threshold."""
+    return native_box(alignment, (1.0 - probs[:, 0]).max(axis=0) > threshold, 1.5)
 
 
 def _sample_box(probs: np.ndarray, alignment: SequenceAlignment, box: tuple[int, int, int, int]):
@@ -399,20 +401,12 @@ def probabilities_to_native_labels(probs: np.ndarray, alignment: SequenceAlignme
     H, W = alignment.native_shape
     out = np.zeros((T, H, W), dtype=np.uint8)
     grid_lab = probs.argmax(axis=1).astype(np.uint8)  # (T, G, G)
-    fg = (grid_lab != 0).any(axis=0)
-    if not fg.any():
-        return out
     # Native box of the foreground grid pixels (+1 grid pixel: the blend reaches one pixel out).
-    ii, jj = np.flatnonzero(fg.any(axis=1)), np.flatnonzero(fg.any(axis=0))
-    corners = np.array([[ii[0] - 1, jj[0] - 1], [ii[0] - 1, jj[-1] + 1], [ii[-1] + 1, jj[0] - 1], [ii[-1] + 1, jj[-1] + 1]], float)
-    nat = grid_to_native_coords(alignment, corners)
-    r0 = int(np.clip(np.floor(nat[:, 0].min()), 0, H))
-    r1 = int(np.clip(np.ceil(nat[:, 0].max()) + 1, 0, H))
-    c0 = int(np.clip(np.floor(nat[:, 1].min()), 0, W))
-    c1 = int(np.clip(np.ceil(nat[:, 1].max()) + 1, 0, W))
-    if r1 <= r0 or c1 <= c0:
+    box = native_box(alignment, (grid_lab != 0).any(axis=0), 1.0)
+    if box is None:
         return out
-    taps = bilinear_taps(alignment, (r0, r1, c0, c1))
+    r0, r1, c0, c1 = box
+    taps = bilinear_taps(alignment, box)
     pix = np.flatnonzero(taps.inside)
     flat = grid_lab.reshape(T, G * G)
     l00, l01, l10, l11 = (flat[:, k] for k in taps.corners(pix))

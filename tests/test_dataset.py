@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from shapes import ellipse_heart
 
 from echotemporal.cli import main
 from echotemporal.config import AlignmentConfig
@@ -20,20 +21,6 @@ from echotemporal.dataset import (
     real_shape_spacing,
 )
 from echotemporal.errors import OutputExistsError
-
-
-def ellipse_heart(T=5, shape=(200, 160), spacing=(0.35, 0.5), scale=1.0):
-    H, W = shape
-    rr, cc = np.meshgrid(np.arange(H) * spacing[0], np.arange(W) * spacing[1], indexing="ij")
-    y, x = rr - 32.0, cc - 40.0
-    out = np.zeros((T, H, W), np.uint8)
-    for t in range(T):
-        s = scale * (1.0 - 0.25 * t / max(T - 1, 1))
-        epi = (y / (24 * s + 5)) ** 2 + (x / (10 * s + 5)) ** 2 < 1
-        out[t][epi & (y < 12 * s)] = 2
-        out[t][(y / (24 * s)) ** 2 + (x / (10 * s)) ** 2 < 1] = 1
-        out[t][(y > 14 * s) & (y < 30) & (np.abs(x) < 9) & (out[t] == 0)] = 3
-    return out
 
 
 def test_interpolation_reproduces_ends_and_keeps_nesting():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from shapes import ellipse_heart
 
 from echotemporal.cli import main
 from echotemporal.config import AlignmentConfig, ModelConfig, TrainingConfig
@@ -17,23 +18,10 @@ TINY = ModelConfig(grid_size=32, latent_dim=10, channels=(4, 8, 16))
 FAST = TrainingConfig(epochs=2, batch_size=8, num_threads=1, max_minutes=1.0, patience=5)
 
 
-def ellipse_heart(T=4, scale=1.0, shape=(160, 120), spacing=(0.4, 0.6)):
-    H, W = shape
-    rr, cc = np.meshgrid(np.arange(H) * spacing[0], np.arange(W) * spacing[1], indexing="ij")
-    y, x = rr - 30.0, cc - 36.0
-    out = np.zeros((T, H, W), np.uint8)
-    for t in range(T):
-        s = scale * (1.0 - 0.25 * t / max(T - 1, 1))
-        epi = (y / (22 * s + 5)) ** 2 + (x / (10 * s + 5)) ** 2 < 1
-        out[t][epi & (y < 11 * s)] = 2
-        out[t][(y / (22 * s)) ** 2 + (x / (10 * s)) ** 2 < 1] = 1
-    return out
-
-
 @pytest.fixture(scope="module")
 def tiny_h5(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    seqs = [AlignedSequence(ellipse_heart(scale=0.8 + 0.05 * i), (0.4, 0.6), f"p{i}", "4CH", "test", "val" if i < 2 else "train")
+    seqs = [AlignedSequence(ellipse_heart(T=4, scale=0.8 + 0.05 * i, shape=(160, 120), spacing=(0.4, 0.6)), (0.4, 0.6), f"p{i}", "4CH", "test", "val" if i < 2 else "train")
             for i in range(8)]
     prepare_dataset(seqs, path, config=AlignmentConfig(grid_size=32), progress=False)
     return path

@@ -64,19 +64,12 @@ _NO_FLIP = 1.0 / 6.0
 MAX_BORROW_FRAMES = 2
 
 
-def _grid_footprint_box(mask: np.ndarray, alignment: Any, shape: tuple[int, int]) -> tuple[slice, slice] | None:
+def _grid_footprint_box(mask: np.ndarray, alignment: Any) -> tuple[slice, slice] | None:
     """Native box covering the grid pixels of a (G, G) bool mask (+1.5 grid px), or None."""
-    from echotemporal.alignment import grid_to_native_coords
+    from echotemporal.alignment import native_box
 
-    if not mask.any():
-        return None
-    ii, jj = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    i0, i1, j0, j1 = ii[0] - 1.5, ii[-1] + 1.5, jj[0] - 1.5, jj[-1] + 1.5
-    nat = grid_to_native_coords(alignment, np.array([[i0, j0], [i0, j1], [i1, j0], [i1, j1]], dtype=np.float64))
-    r0, r1 = int(np.floor(nat[:, 0].min())), int(np.ceil(nat[:, 0].max())) + 1
-    c0, c1 = int(np.floor(nat[:, 1].min())), int(np.ceil(nat[:, 1].max())) + 1
-    r0, r1, c0, c1 = max(r0, 0), min(r1, shape[0]), max(c0, 0), min(c1, shape[1])
-    return None if r1 <= r0 or c1 <= c0 else (slice(r0, r1), slice(c0, c1))
+    box = native_box(alignment, mask, 1.5)
+    return None if box is None else (slice(box[0], box[1]), slice(box[2], box[3]))
 
 
 def _union_box(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None) -> tuple[slice, slice] | None:
@@ -243,7 +236,7 @@ class SequenceDecoder:
         if not flags:
             return
         footprint = np.logical_or.reduce(list(flags.values())).reshape(G, G)
-        box = _grid_footprint_box(footprint, self.alignment, out.shape[1:])
+        box = _grid_footprint_box(footprint, self.alignment)
         if borrowing or box is None:  # borrowing frames take their sources' labels over the heart's box
             box = _union_box(self.heart_box, box) or self.heart_box
         key = (box[0].start, box[0].stop, box[1].start, box[1].stop)
