@@ -246,6 +246,9 @@ def _full_decoding_fallback(
 
 #: Runs of at most this many residue frames are interpolated from their good neighbours.
 MAX_INTERPOLATED_RUN = 4
+#: Speeds (fractions of the last good frames' motion) tried in turn for a run at an end of the
+#: sequence: the motion carried on, slowed (ED and ES are turning points), stopped.
+END_SPEEDS = (1.0, 0.5, 0.25, 0.0)
 
 
 def _bad_runs(bad: np.ndarray) -> list[tuple[int, int]]:
@@ -267,11 +270,11 @@ def _interpolate_residue(
     the good frames (valid and consistent) around its run of residue frames (at most
     :data:`MAX_INTERPOLATED_RUN` frames): every label's signed distance (mm) is interpolated
     linearly in time, or extrapolated from the two last good frames for a run at an end of the
-    sequence, and each pixel takes the label of smallest distance. Borders move continuously, so
-    the in-between shapes are valid and consistent wherever their neighbours are. Proposals are
-    cleaned up like decoded frames and kept only if valid and making no frame newly inconsistent.
-    Should a run make a good neighbour inconsistent, the run is widened by that neighbour and tried
-    again; a run at an end that cannot be extrapolated repeats its last good frame.
+    sequence (at the speeds of :data:`END_SPEEDS` in turn: carried on, slowed, stopped), and each
+    pixel takes the label of smallest distance. Borders move continuously, so the in-between shapes
+    are valid and consistent wherever their neighbours are. Proposals are cleaned up like decoded
+    frames and kept only if valid and making no frame newly inconsistent. Should a run make a good
+    neighbour inconsistent, the run is widened by that neighbour and tried again.
 
     Args:
         out: (T, H, W) corrected labels; shape: their measures (with validity).
@@ -291,7 +294,7 @@ def _interpolate_residue(
 
     n = len(out)
     bad = ~shape.valid | shape.flags.any(axis=1)
-    for repeat_end in (False, True):
+    for end_speed in END_SPEEDS:
         for _ in range(2):  # the second pass widens the runs that flagged a good neighbour
             good = ~bad
             if not bad.any() or good.sum() < 2:
@@ -305,17 +308,19 @@ def _interpolate_residue(
                 before = np.flatnonzero(good[:first])
                 after = first + 1 + np.flatnonzero(good[first + 1 :])
                 if before.size and after.size:
-                    a, b = int(before[-1]), int(after[0])
-                elif repeat_end:
-                    a = b = int(before[-1]) if before.size else int(after[0])
+                    if end_speed != END_SPEEDS[0]:
+                        continue  # an interior run has only one proposal, tried already
+                    a, b, near = int(before[-1]), int(after[0]), None
                 elif before.size >= 2:
-                    a, b = int(before[-2]), int(before[-1])
+                    a, b, near = int(before[-2]), int(before[-1]), 1.0
                 elif after.size >= 2:
-                    a, b = int(after[0]), int(after[1])
+                    a, b, near = int(after[0]), int(after[1]), 0.0
                 else:
                     continue
                 for t in range(first, last + 1):
-                    w = 0.0 if a == b else (t - a) / (b - a)
+                    w = (t - a) / (b - a)
+                    if near is not None:  # beyond the good frames: extrapolated at end_speed
+                        w = near + end_speed * (w - near)
                     window[t] = labels_from_distances((1.0 - w) * distance(a) + w * distance(b))
                     candidate[t] = True
             if not candidate.any():
