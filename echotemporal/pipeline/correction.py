@@ -377,6 +377,10 @@ def _accept_replacements(
     return out, shape
 
 
+#: Denoising replaces only frames where it changes more than this fraction of the LV∪MYO pixels.
+DENOISE_MIN_CHANGE = 0.002
+
+
 def _denoise(
     out: np.ndarray,
     shape: ShapeMeasures,
@@ -391,7 +395,8 @@ def _denoise(
     correction, which leaves consistent frames alone, keeps. Once the sequence is consistent, a
     short temporal Gaussian (sigma = ``config.denoise_sigma_frames``) averages that
     flicker away. Each smoothed frame is cleaned up like a decoded one and kept only if it is
-    anatomically valid and makes no frame inconsistent; the ``anchors`` (ED, ES) keep their
+    anatomically valid and makes no frame inconsistent (and changes more than
+    :data:`DENOISE_MIN_CHANGE` of its LV∪MYO pixels); the ``anchors`` (ED, ES) keep their
     corrected borders, as averaging the volume curve's extremes with their neighbours biases EDV
     and ESV.
 
@@ -406,7 +411,11 @@ def _denoise(
     rows, cols = heart_box(out, margin=2)
     original = out[:, rows, cols]
     crop = gaussian_smooth_labels(original, float(config.denoise_sigma_frames))
-    candidate = (crop != original).reshape(n, -1).any(axis=1)
+    # Frames the filter barely touches are left alone: measuring them again would cost more than
+    # the few border pixels they would lose.
+    changed = (crop != original).reshape(n, -1).sum(axis=1)
+    heart = ((original == Label.LV) | (original == Label.MYO)).reshape(n, -1).sum(axis=1)
+    candidate = changed > DENOISE_MIN_CHANGE * np.maximum(heart, 1)
     candidate[[a for a in anchors if 0 <= a < n]] = False
     if not candidate.any():
         return out, shape

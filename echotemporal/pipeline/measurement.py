@@ -135,6 +135,37 @@ def attribute_order(names: tuple[str, ...]) -> np.ndarray:
     return np.array([ATTRIBUTE_NAMES.index(n) for n in names])
 
 
+def _criteria_beside(
+    crop: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...], work: Any
+) -> tuple[np.ndarray, Any]:
+    """Anatomical criteria of the (n, h, w) ``crop`` computed beside ``work(threads)``, and its result.
+
+    The criteria (numpy/scipy kernels that release the GIL) run in other threads while this one runs
+    ``work`` (Python-bound measures), which gets the thread count it may use itself.
+
+    Returns:
+        ((n, C) bool criteria, work's result).
+    """
+    from echotemporal.anatomy import check_validity
+
+    threads = measure_threads()
+    if threads <= 1:
+        result = work(threads)
+        criteria = check_validity(crop, spacing_mm, threads=1, present=present)
+        return np.asarray(criteria, dtype=bool).reshape(len(crop), -1), result
+    with ThreadPoolExecutor(1, thread_name_prefix="echotemporal-anatomy") as side:
+        job = side.submit(check_validity, crop, spacing_mm, threads=threads, present=present)
+        result = work(1)
+        return np.asarray(job.result(), dtype=bool).reshape(len(crop), -1), result
+
+
+def _warm_clinical(crop: np.ndarray, spacing_mm: tuple[float, float], threads: int) -> None:
+    """Measure the frames' clinical measures now, so that :func:`measure_clinical` finds them remembered."""
+    from echotemporal.clinical import measure_frames
+
+    measure_frames(crop, spacing_mm, threads=threads)
+
+
 def measure_shape(
     labels: np.ndarray,
     spacing_mm: tuple[float, float],
@@ -161,7 +192,6 @@ def measure_shape(
         validity: also run the anatomical criteria (the costly part); else criteria/valid are empty.
         warm_clinical: also measure the new frames' clinical measures (for frames likely to be kept).
     """
-    from echotemporal.anatomy import check_validity
     from echotemporal.attributes import ATTRIBUTE_NAMES, compute_attributes
     from echotemporal.temporal import detect_inconsistent_frames
 
@@ -175,26 +205,22 @@ def measure_shape(
         attrs[~todo] = ref_shape.attributes[~todo]
     # A label of the reference sequence must be present in every frame, measured or reused.
     present = ref_shape.present if ref_shape is not None else present_labels(labels)
-    crop = None
-    side = criteria_job = None
+    crop = criteria = None
     if todo.any():
         sub = labels[todo] if not todo.all() else labels
         rows, cols = heart_box(sub)
         crop = np.ascontiguousarray(sub[:, rows, cols])
-        threads = measure_threads()
-        if validity and threads > 1:
-            side = ThreadPoolExecutor(1, thread_name_prefix="echotemporal-anatomy")
-            criteria_job = side.submit(check_validity, crop, spacing_mm, threads=threads, present=present)
-        try:
-            raw = compute_attributes(crop, spacing_mm, threads=1 if side else threads)
-            if warm_clinical:
-                from echotemporal.clinical import measure_frames
 
-                measure_frames(crop, spacing_mm, threads=1 if side else threads)
-        except BaseException:
-            if side is not None:
-                side.shutdown(wait=True)
-            raise
+        def attributes(threads: int) -> np.ndarray:
+            raw = compute_attributes(crop, spacing_mm, threads=threads)
+            if warm_clinical:
+                _warm_clinical(crop, spacing_mm, threads)
+            return raw
+
+        if validity:
+            criteria, raw = _criteria_beside(crop, spacing_mm, present, attributes)
+        else:
+            raw = attributes(measure_threads())
         raw = np.array(raw, dtype=np.float64).reshape(len(crop), -1)
         # Centroids are "mm from the image origin": undo the crop offset.
         raw[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
@@ -204,13 +230,8 @@ def measure_shape(
     if not validity:
         return ShapeMeasures(attrs, flags, np.ones((n, 0), dtype=bool), np.ones(n, dtype=bool), False, present)
     parts = {}
-    if crop is not None:
-        if criteria_job is not None:
-            criteria = criteria_job.result()
-            side.shutdown(wait=False)  # type: ignore[union-attr]
-        else:
-            criteria = check_validity(crop, spacing_mm, threads=measure_threads(), present=present)
-        parts["new"] = np.asarray(criteria, dtype=bool).reshape(len(crop), -1)
+    if criteria is not None:
+        parts["new"] = criteria
     if ref_shape is not None and (~todo).any():
         if not ref_shape.checked:
             raise RuntimeError("reference measures without validity")  # internal misuse
