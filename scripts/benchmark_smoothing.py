@@ -153,6 +153,7 @@ def score(case: dict[str, Any], labels: np.ndarray, summary: dict[str, Any], tru
     row["inconsistent_frac"] = summary["n_inconsistent_after"] / n
     row["inconsistent_frames"] = summary["n_inconsistent_after"]
     row["invalid_frac"] = summary["n_invalid_after"] / n
+    row["invalid_frames"] = summary["n_invalid_after"]
     row["inconsistent_before"] = summary["n_inconsistent_before"]
     row["ef_abs_err"] = abs(_f(summary["ef_percent_after"]) - truth_ci.ef_percent)
     row["gls_abs_err"] = abs(_f(summary["gls_percent_after"]) - truth_ci.gls_percent)
@@ -328,7 +329,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     df = pd.DataFrame(rows)
     lines = [
         "| set | method | n | Dice LV | Dice MYO | Dice mean | HD LV (mm) | HD MYO (mm) | seqs with inconsistent frames | "
-        "inconsistent frames | invalid frames | median abs EF err (pp) | same, ED/ES detected | "
+        "inconsistent frames (count/frames) | invalid frames (count/frames) | median abs EF err (pp) | same, ED/ES detected | "
         "median abs GLS err (pp) | s/seq |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -337,8 +338,10 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {set_name} | {method} | {len(g)} | {g.dice_lv.mean():.3f} | {g.dice_myo.mean():.3f} | "
             f"{(g.dice_lv.mean() + g.dice_myo.mean()) / 2:.3f} | "
             f"{g.hd_lv_mm.mean():.2f} | {g.hd_myo_mm.mean():.2f} | "
-            f"{(g.inconsistent_frames > 0).mean():.0%} | {g.inconsistent_frac.mean():.1%} | "
-            f"{g.invalid_frac.mean():.1%} | {g.ef_abs_err.median():.2f} | {g.ef_abs_err_detected.median():.2f} | "
+            f"{(g.inconsistent_frames > 0).mean():.0%} | "
+            f"{g.inconsistent_frac.mean():.1%} ({g.inconsistent_frames.sum()}/{g.n_frames.sum()}) | "
+            f"{g.invalid_frac.mean():.1%} ({g.invalid_frames.sum()}/{g.n_frames.sum()}) | "
+            f"{g.ef_abs_err.median():.2f} | {g.ef_abs_err_detected.median():.2f} | "
             f"{g.gls_abs_err.median():.2f} | "
             f"{g.seconds.mean():.2f} |"
         )
