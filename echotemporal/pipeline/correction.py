@@ -295,7 +295,7 @@ def _interpolate_residue(
     n = len(out)
     bad = ~shape.valid | shape.flags.any(axis=1)
     for end_speed in END_SPEEDS:
-        for _ in range(2):  # the second pass widens the runs that flagged a good neighbour
+        for _ in range(2):  # a second pass for what the first left, or with widened runs
             good = ~bad
             if not bad.any() or good.sum() < 2:
                 return out, shape
@@ -330,11 +330,12 @@ def _interpolate_residue(
             if new_out is not out:
                 out, shape = new_out, new_shape
                 bad = ~shape.valid | shape.flags.any(axis=1)
+                distances.clear()  # replaced frames may now serve as good frames
                 continue
             # Rejected: widen each run by the good neighbours it would have made inconsistent.
-            near = np.convolve(candidate.astype(int), np.ones(3, dtype=int), mode="same") > 0
+            beside = np.convolve(candidate.astype(int), np.ones(3, dtype=int), mode="same") > 0
             trial = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape), validity=False)
-            widen = trial.flags.any(axis=1) & ~bad & near
+            widen = trial.flags.any(axis=1) & ~bad & beside
             if not widen.any():
                 break
             bad = bad | widen

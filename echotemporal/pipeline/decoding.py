@@ -96,12 +96,14 @@ class SequenceDecoder:
     returned bit-identical without resampling (and a frame whose latent is untouched is not even
     decoded). The same bound holds per native pixel for the bilinear blend of four grid pixels, so
     only pixels next to a grid pixel with ``max_c |P_c − P⁰_c| ≥ 1/6`` are interpolated: a band
-    along the moved borders, not the heart's box. Glitched input frames (anatomically invalid or flagged) cannot lend their own residual
-    Y − P⁰: it holds the glitch, which the model's reconstruction reproduces only in part. They take
-    the mean residual, and the carried-over labels (LA), of their nearest clean neighbours, whose
+    along the moved borders, not the heart's box.
+
+    Glitched input frames (anatomically invalid or flagged) cannot lend their own residual Y − P⁰:
+    it holds the glitch, which the model's reconstruction reproduces only in part. They take the
+    mean residual, and the carried-over labels (LA), of their nearest clean neighbours, whose
     borders the corrected shape interpolates (where the neighbours agree and
-    ``max_c |P_c − mean P⁰_c| < 1/2``, that is their shared label, without interpolation).
-    A frame decoded before from the same latent is not decoded again.
+    ``max_c |P_c − mean P⁰_c| < 1/2``, that is their shared label, without interpolation). A frame
+    decoded before from the same latent is not decoded again.
 
     ``full`` decoding returns argmax P for every frame (Painchaud et al. 2022).
     """
@@ -245,7 +247,7 @@ class SequenceDecoder:
         taps = self._taps
         width = taps.shape[1]
         n_classes = next(iter(p.values())).shape[0]
-        crop = self.labels[need][:, box[0], box[1]].reshape(len(need), -1)
+        crop = self.labels[:, box[0], box[1]][need].reshape(len(need), -1)
         crop = np.where(crop < n_classes, crop, 0).astype(np.intp)  # unmodelled (LA) = background
         cls = {t: crop[k] for k, t in enumerate(need)}
         classes = np.arange(n_classes)

@@ -12,7 +12,7 @@ import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -136,7 +136,7 @@ def attribute_order(names: tuple[str, ...]) -> np.ndarray:
 
 
 def _criteria_beside(
-    crop: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...], work: Any
+    crop: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...], work: Callable[[int], Any]
 ) -> tuple[np.ndarray, Any]:
     """Anatomical criteria of the (n, h, w) ``crop`` computed beside ``work(threads)``, and its result.
 
@@ -157,13 +157,6 @@ def _criteria_beside(
         job = side.submit(check_validity, crop, spacing_mm, threads=threads, present=present)
         result = work(1)
         return np.asarray(job.result(), dtype=bool).reshape(len(crop), -1), result
-
-
-def _warm_clinical(crop: np.ndarray, spacing_mm: tuple[float, float], threads: int) -> None:
-    """Measure the frames' clinical measures now, so that :func:`measure_clinical` finds them remembered."""
-    from echotemporal.clinical import measure_frames
-
-    measure_frames(crop, spacing_mm, threads=threads)
 
 
 def measure_shape(
@@ -213,8 +206,10 @@ def measure_shape(
 
         def attributes(threads: int) -> np.ndarray:
             raw = compute_attributes(crop, spacing_mm, threads=threads)
-            if warm_clinical:
-                _warm_clinical(crop, spacing_mm, threads)
+            if warm_clinical:  # measured now, found remembered by measure_clinical
+                from echotemporal.clinical import measure_frames
+
+                measure_frames(crop, spacing_mm, threads=threads)
             return raw
 
         if validity:
