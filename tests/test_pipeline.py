@@ -296,17 +296,21 @@ def test_residual_decoding_keeps_untouched_frames_bit_identical(phantom):
 @pytest.mark.parametrize("config", [
     SmoothingConfig(decoding="full", max_rounds=1),
     SmoothingConfig(whittaker_lambda=0.0, max_rounds=1),
+    SmoothingConfig(projection="sparse", max_rounds=1),
 ])
 def test_decoding_variants_run(corrupted, tiny_model, config):
     labels, _ = corrupted
     result = run(labels, model=tiny_model, config=config)
     assert result.labels.shape == labels.shape and result.labels.dtype == np.uint8
     assert result.summary["config"]["decoding"] == config.decoding
+    assert result.summary["config"]["projection"] == config.projection
 
 
 def test_unknown_decoding_is_a_config_error(phantom, tiny_model):
     with pytest.raises(ConfigError, match="decoding"):
         run(phantom.labels, model=tiny_model, config=SmoothingConfig(decoding="magic"))
+    with pytest.raises(ConfigError, match="projection"):
+        run(phantom.labels, model=tiny_model, config=SmoothingConfig(projection="l0"))
 
 
 def test_inpaint_latents_interpolates_and_extrapolates_linearly():

@@ -15,6 +15,7 @@ from echotemporal.temporal import (
     gradient_descent_smooth,
     load_thresholds,
     project_consistent,
+    project_consistent_sparse,
     search_smoothing_weight,
     whittaker_smooth,
 )
@@ -36,16 +37,17 @@ def _thresholds(k: int = 3) -> AttributeThresholds:
     )
 
 
-def _slsqp_projection(z0: np.ndarray, tol: np.ndarray) -> np.ndarray:
-    """The projection by a generic NLP solver, as an independent reference."""
+def _slsqp_projection(z0: np.ndarray, tol: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """The (weighted) projection by a generic NLP solver, as an independent reference."""
+    w = np.ones_like(z0) if weights is None else weights
     cons = [
         {"type": "ineq", "fun": lambda z: tol - consistency_residual(z)},
         {"type": "ineq", "fun": lambda z: tol + consistency_residual(z)},
     ]
     res = scipy.optimize.minimize(
-        lambda z: 0.5 * np.sum((z - z0) ** 2),
+        lambda z: 0.5 * np.sum(w * (z - z0) ** 2),
         z0.copy(),
-        jac=lambda z: z - z0,
+        jac=lambda z: w * (z - z0),
         constraints=cons,
         method="SLSQP",
         options={"ftol": 1e-15, "maxiter": 500},
@@ -192,6 +194,36 @@ def test_projection_is_feasible_and_optimal(seed):
         feasible = line + scale * (w - line)
         assert np.all(np.abs(consistency_residual(feasible)) <= tol_v + 1e-12)
         assert best <= np.linalg.norm(feasible - z0) + 1e-12
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_projection_is_feasible_and_optimal(seed):
+    rng = np.random.default_rng(100 + seed)
+    z0 = _jumpy_trajectory(rng, int(rng.integers(8, 25)))
+    weights = rng.uniform(0.3, 3.0, z0.size)
+    tol = np.full(z0.size - 2, 0.02)
+    z = project_consistent(z0, tol, weights=weights)
+    assert np.all(np.abs(consistency_residual(z)) <= tol + 1e-9)
+    np.testing.assert_allclose(z, _slsqp_projection(z0, tol, weights), atol=1e-6)
+    np.testing.assert_array_equal(project_consistent(z0, tol, weights=np.ones(z0.size)), project_consistent(z0, tol))
+    with pytest.raises(ValueError, match="weights"):
+        project_consistent(z0, tol, weights=np.zeros(z0.size))
+
+
+def test_sparse_projection_corrects_a_glitch_on_its_own_frame():
+    """Known answer: a straight trajectory with one frame knocked off. Least squares moves the
+    glitch's good neighbours by a fraction of the glitch; the sparse projection puts (nearly) the
+    whole correction on the glitched frame, and stays exactly feasible."""
+    z0 = np.linspace(0.0, 10.0, 20)
+    z0[9] -= 3.0
+    lsq, sparse = project_consistent(z0, 0.1), project_consistent_sparse(z0, 0.1)
+    assert np.abs(consistency_residual(sparse)).max() <= 0.1 + 1e-9
+    good = np.delete(np.arange(20), 9)
+    assert np.abs(lsq - z0)[good].max() > 0.5  # least squares damages the neighbours
+    assert np.abs(sparse - z0)[good].max() < 0.15
+    assert sparse[9] - z0[9] > 2.7  # the glitch itself is (almost) undone
+    clean = np.linspace(0.0, 1.0, 12)
+    np.testing.assert_array_equal(project_consistent_sparse(clean, 0.01), clean)
 
 
 def test_projection_columns_and_zero_tolerance():

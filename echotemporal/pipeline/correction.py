@@ -127,10 +127,14 @@ def _smooth_arvae(
     before: ShapeMeasures,
 ) -> _ArvaeOutcome:
     """DESIGN.md §4.3: align, encode, project/smooth latents, decode, un-align, verify, tighten."""
-    from echotemporal.temporal import project_consistent, whittaker_smooth
+    from echotemporal.temporal import project_consistent, project_consistent_sparse, whittaker_smooth
 
     if config.decoding not in ("residual", "full"):
         raise ConfigError(f"decoding={config.decoding!r} is not 'residual' or 'full'; pick one of them")
+    projections = {"sparse": project_consistent_sparse, "least_squares": project_consistent}
+    if config.projection not in projections:
+        raise ConfigError(f"projection={config.projection!r} is not 'sparse' or 'least_squares'; pick one of them")
+    project = projections[config.projection]
     # The model sees anatomically invalid frames cleaned up (largest component per label, holes
     # filled): a stray blob would otherwise stretch the sequence's alignment and mislead the encoder.
     # Decoding still works from the input itself.
@@ -174,7 +178,7 @@ def _smooth_arvae(
         for k, d in enumerate(dim_of):
             key = (int(d), float(tol[k]))
             if key not in projected:
-                projected[key] = np.asarray(project_consistent(z0[:, d], float(tol[k])), dtype=np.float64)
+                projected[key] = np.asarray(project(z0[:, d], float(tol[k])), dtype=np.float64)
             z[:, d] = projected[key]
         # Free dims are smoothed only where the frame is corrected anyway (glitched, or moved by the
         # projection): every other frame keeps its latent, hence comes back bit-identical, undecoded.

@@ -18,6 +18,7 @@ from echotemporal.temporal.solvers import (
     consistency_residual,
     gradient_descent_smooth,
     project_consistent,
+    project_consistent_sparse,
     search_smoothing_weight,
     whittaker_smooth,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "gradient_descent_smooth",
     "load_thresholds",
     "project_consistent",
+    "project_consistent_sparse",
     "search_smoothing_weight",
     "whittaker_smooth",
 ]
