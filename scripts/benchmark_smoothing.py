@@ -28,7 +28,7 @@ solver-only comparison on the encoded latent trajectories of the corrupted seque
 Usage::
 
     python scripts/benchmark_smoothing.py [--n-corrupt 100] [--n-clean 50] [--workers 2]
-        [--weights W] [--gd-iters 1000] [--csv rows.csv]
+        [--weights W] [--gd-iters 1000] [--csv rows.csv] [--projection least_squares|sparse]
 
 Prints one markdown table. Parallel-safe: each worker loads the model once and uses one thread;
 results do not depend on the number of workers.
@@ -203,7 +203,7 @@ def reference_gd_search(
     return decode_sequence(z, alignment, labels, model, input_latents=z0, borrow=glitched)
 
 
-def init_worker(weights: str | None, tiny: bool, real_split: str) -> None:
+def init_worker(weights: str | None, tiny: bool, real_split: str, projection: str = "least_squares") -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -211,6 +211,7 @@ def init_worker(weights: str | None, tiny: bool, real_split: str) -> None:
     from echotemporal.temporal import load_thresholds
 
     _STATE["thresholds"] = load_thresholds()
+    _STATE["projection"] = projection
     _STATE["model"] = _tiny_model() if tiny else _load(weights)
     try:
         from echotemporal.phantoms import load_real_shapes
@@ -269,7 +270,7 @@ def run_case(task: tuple[int, bool, str, int]) -> tuple[list[dict[str, Any]], tu
             result = smooth_sequence(out, spacing, config=SmoothingConfig(method="none"), **common)
             seconds = time.perf_counter() - t0
         else:
-            cfg = SmoothingConfig(method="arvae" if method == "arvae-exact" else method)
+            cfg = SmoothingConfig(method="arvae" if method == "arvae-exact" else method, projection=_STATE["projection"])
             result = smooth_sequence(labels, spacing, config=cfg, **common)
             out = result.labels
             seconds = time.perf_counter() - t0
@@ -358,6 +359,8 @@ def main() -> None:
     p.add_argument("--gd-iters", type=int, default=1000, help="gradient-descent iterations per dim and weight")
     p.add_argument("--csv", default=None, help="also write the per-sequence rows here")
     p.add_argument("--tiny-random", action="store_true", help="dry run with a random tiny model (meaningless numbers)")
+    p.add_argument("--projection", default="least_squares", choices=("least_squares", "sparse"),
+                   help="SmoothingConfig.projection of arvae-exact")
     args = p.parse_args()
 
     from echotemporal.config import SmoothingConfig
@@ -365,7 +368,7 @@ def main() -> None:
     tasks = [(i, True, args.real_split, args.gd_iters) for i in range(args.n_corrupt)]
     tasks += [(i, False, args.real_split, args.gd_iters) for i in range(args.n_clean)]
     start = time.perf_counter()
-    init = (args.weights, args.tiny_random, args.real_split)
+    init = (args.weights, args.tiny_random, args.real_split, args.projection)
     rows: list[dict[str, Any]] = []
     trajectories: list[tuple[np.ndarray, Any]] = []
     if args.workers <= 1:
