@@ -173,15 +173,21 @@ def _n_components(mask: np.ndarray) -> int:
     return int(ndi.label(_tight(mask), structure=_EIGHT)[1])
 
 
+def _side_pairs(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
+    """(vertically, horizontally) 4-adjacent pixel pairs between masks ``a`` and ``b``."""
+    vertical_pairs = np.count_nonzero(a[:-1] & b[1:]) + np.count_nonzero(b[:-1] & a[1:])
+    horizontal_pairs = np.count_nonzero(a[:, :-1] & b[:, 1:]) + np.count_nonzero(b[:, :-1] & a[:, 1:])
+    return int(vertical_pairs), int(horizontal_pairs)
+
+
 def _touch(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two masks share a pixel side (4-adjacent pixels)."""
-    return bool((a[:-1] & b[1:]).any() or (b[:-1] & a[1:]).any() or (a[:, :-1] & b[:, 1:]).any() or (b[:, :-1] & a[:, 1:]).any())
+    return sum(_side_pairs(a, b)) > 0
 
 
 def crack_length_mm(a: np.ndarray, b: np.ndarray, row_mm: float, col_mm: float) -> float:
     """Length (mm) of the frontier between masks ``a`` and ``b`` as shared pixel sides."""
-    vertical_pairs = np.count_nonzero(a[:-1] & b[1:]) + np.count_nonzero(b[:-1] & a[1:])
-    horizontal_pairs = np.count_nonzero(a[:, :-1] & b[:, 1:]) + np.count_nonzero(b[:, :-1] & a[:, 1:])
+    vertical_pairs, horizontal_pairs = _side_pairs(a, b)
     if vertical_pairs + horizontal_pairs <= 1:
         return 0.0
     return vertical_pairs * col_mm + horizontal_pairs * row_mm
@@ -274,7 +280,7 @@ def _erosion_ratio_ok(
     min_px = _MIN_FRAGMENT_MM2 / (g_row * g_col)
     # When the background is one 8-connected region, every eroded MYO has no enclosed background,
     # so its component count is its Euler number (no labelling).
-    simple = ndi.label(~fine.astype(bool), structure=_EIGHT)[1] == 1
+    simple = ndi.label(~fine, structure=_EIGHT)[1] == 1
     k = 1
     while k * erosion_mm < min_ratio * high_mm:
         kept = depth > k
