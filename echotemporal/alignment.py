@@ -21,6 +21,7 @@ the grid centre; ``p = centre + R @ u``; grid pixel ``(i, j) = u / scale + (G-1)
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -115,8 +116,18 @@ def fit_alignment(
     G = int(config.grid_size)
 
     # Work inside the bounding box of the heart: moments over a crop are the same, and 5-10x cheaper.
-    heart = (labels == Label.LV) | (labels == Label.MYO)
-    heart_any = heart.any(axis=0)
+    # The box of every label (one cheap max over time) bounds it; per-pixel counts of LV and MYO
+    # frames are taken inside that.
+    top = labels.max(axis=0)
+    rows_any, cols_any = np.flatnonzero(top.any(axis=1)), np.flatnonzero(top.any(axis=0))
+    if rows_any.size:
+        labels = labels[:, rows_any[0] : rows_any[-1] + 1, cols_any[0] : cols_any[-1] + 1]
+        base = (int(rows_any[0]), int(cols_any[0]))
+    else:
+        base = (0, 0)
+    lv_count = (labels == Label.LV).sum(axis=0, dtype=np.int32)
+    heart_count = lv_count + (labels == Label.MYO).sum(axis=0, dtype=np.int32)
+    heart_any = heart_count > 0
     if not heart_any.any():
         warnings.warn("fit_alignment: no LV or MYO in any frame; using the whole image unrotated", stacklevel=2)
         center = np.array([(H - 1) * spacing[0] / 2, (W - 1) * spacing[1] / 2])
@@ -132,14 +143,12 @@ def fit_alignment(
     rr = np.flatnonzero(heart_any.any(axis=1))
     cc = np.flatnonzero(heart_any.any(axis=0))
     r0, r1, c0, c1 = rr[0], rr[-1] + 1, cc[0], cc[-1] + 1
-    crop = labels[:, r0:r1, c0:c1]
-    heart_c = heart[:, r0:r1, c0:c1]
-    offset = np.array([r0 * spacing[0], c0 * spacing[1]])
+    offset = np.array([(base[0] + r0) * spacing[0], (base[1] + c0) * spacing[1]])
 
-    centroid, _ = _weighted_moments(heart_c.sum(axis=0, dtype=np.float64), spacing)
+    centroid, _ = _weighted_moments(heart_count[r0:r1, c0:c1].astype(np.float64), spacing)
     center = centroid + offset
 
-    lv_mom = _weighted_moments((crop == Label.LV).sum(axis=0, dtype=np.float64), spacing)
+    lv_mom = _weighted_moments(lv_count[r0:r1, c0:c1].astype(np.float64), spacing)
     if lv_mom is None:
         v = np.array([-1.0, 0.0])
     else:
@@ -216,16 +225,31 @@ def to_grid(labels: np.ndarray, alignment: SequenceAlignment) -> np.ndarray:
     c = np.rint(b[1] + A[1, 0] * sub[:, None] + A[1, 1] * sub[None, :]).astype(np.int64)
     inside = (r >= 0) & (r < H) & (c >= 0) & (c < W)
     flat = np.where(inside, r * W + c, 0)
-    # Reorder sub-samples so each grid pixel's k*k votes are contiguous: (G, k, G, k) -> (G, G, k*k).
-    flat = flat.reshape(G, k, G, k).transpose(0, 2, 1, 3).reshape(-1)
-    inside = inside.reshape(G, k, G, k).transpose(0, 2, 1, 3).reshape(-1)
-    vals = labels.reshape(T, H * W)[:, flat]  # (T, G*G*k*k)
-    vals[:, ~inside] = 0
-    n_labels = int(max(int(vals.max(initial=0)), 1)) + 1
-    # Majority vote per grid pixel by one bincount over (pixel, label) keys; ties go to the lower label.
-    keys = np.arange(T * G * G, dtype=np.int64).repeat(k * k) * n_labels + vals.reshape(-1)
-    counts = np.bincount(keys, minlength=T * G * G * n_labels).reshape(T, G, G, n_labels)
-    return counts.argmax(axis=-1).astype(np.uint8)
+    # Reorder sub-samples vote-major, (G, k, G, k) -> (k*k, G*G): the votes of one rank are contiguous.
+    flat = flat.reshape(G, k, G, k).transpose(1, 3, 0, 2).reshape(-1)
+    inside = inside.reshape(G, k, G, k).transpose(1, 3, 0, 2).reshape(-1)
+    vals = np.take(labels.reshape(T, H * W), flat, axis=1)  # (T, k*k*G*G)
+    if int(vals.max(initial=0)) >= len(_VOTE_UNIT):
+        raise ValueError(f"to_grid: label {int(vals.max())} is not a CAMUS label (0-3)")
+    # Majority vote: each vote adds one to its label's 4-bit counter of a uint16 (k*k = 9 < 16), and
+    # a table maps the packed counters to the label with most votes (ties to the lower label).
+    packed = _VOTE_UNIT[vals]
+    if not inside.all():
+        packed[:, ~inside] = _VOTE_UNIT[0]  # outside the image: background
+    counts = packed.reshape(T, k * k, G * G).sum(axis=1, dtype=np.uint16)
+    return _majority_table()[counts].reshape(T, G, G)
+
+
+#: One vote for label l of :func:`to_grid`: 1 in the l-th 4-bit counter of a uint16.
+_VOTE_UNIT = (1 << (4 * np.arange(4))).astype(np.uint16)
+
+
+@functools.cache
+def _majority_table() -> np.ndarray:
+    """(65536,) uint8: the label with the most votes for every uint16 of four 4-bit vote counters."""
+    packed = np.arange(1 << 16, dtype=np.uint32)
+    counts = np.stack([(packed >> (4 * label)) & 15 for label in range(len(_VOTE_UNIT))], axis=1)
+    return counts.argmax(axis=1).astype(np.uint8)
 
 
 def _grid_to_native_affine(alignment: SequenceAlignment) -> tuple[np.ndarray, np.ndarray]:

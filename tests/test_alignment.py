@@ -107,3 +107,33 @@ def test_empty_sequence_warns_and_survives():
     probs = np.zeros((3, 3, 32, 32), np.float32)
     probs[:, 0] = 1
     assert probabilities_to_native_labels(probs, al).max() == 0
+
+
+def test_to_grid_is_the_majority_of_its_sub_samples_with_ties_to_the_lower_label():
+    """Against a plain count of the 3x3 nearest-neighbour votes, on random labels and a transform
+    reaching outside the image (outside votes are background)."""
+    from echotemporal.alignment import _SUPERSAMPLE, _grid_to_native_affine
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 4, size=(2, 40, 30)).astype(np.uint8)
+    labels[:, 10:30, 8:22] = 1  # an LV so that fit_alignment has a heart
+    al = fit_alignment(labels, (0.5, 0.5), AlignmentConfig(grid_size=16, fill_fraction=1.3))
+    grid = to_grid(labels, al)
+    G, k = al.grid_size, _SUPERSAMPLE
+    A, b = _grid_to_native_affine(al)
+    sub = (np.arange(G * k) + 0.5) / k - 0.5
+    expected = np.zeros_like(grid)
+    n_outside = 0
+    for i in range(G):
+        for j in range(G):
+            votes = np.zeros((2, 4), dtype=int)
+            for si in sub[i * k : (i + 1) * k]:
+                for sj in sub[j * k : (j + 1) * k]:
+                    r, c = np.rint(A @ [si, sj] + b).astype(int)
+                    inside = 0 <= r < 40 and 0 <= c < 30
+                    n_outside += not inside
+                    for t in range(2):
+                        votes[t, labels[t, r, c] if inside else 0] += 1
+            expected[:, i, j] = votes.argmax(axis=1)  # first maximum: the lower label
+    assert n_outside > 0  # the outside rule was exercised
+    np.testing.assert_array_equal(grid, expected)
