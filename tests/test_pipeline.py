@@ -89,6 +89,23 @@ def test_gaussian_filter_smooths_an_outlier_frame():
     assert (out[:, :5] == 0).all()
 
 
+@pytest.mark.parametrize("sigma", [0.6, 1.0, 2.5])
+def test_gaussian_filter_equals_the_argmax_of_the_filtered_one_hot_maps(sigma):
+    """The window table (sigma 0.6, 1.0) and the direct filter (2.5: too many windows) both give
+    scipy's temporal Gaussian of the one-hot maps, argmax with ties to the lower label; the input,
+    whose heart box is the whole image, is left alone."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(7)
+    seq = rng.integers(0, 4, size=(13, 12, 15)).astype(np.uint8)
+    seq[:, 4:8] = rng.integers(1, 3, size=(1, 4, 15))  # pixels that never change keep their label
+    copy = seq.copy()
+    onehot = (seq[None] == np.arange(4)[:, None, None, None]).astype(np.float32)
+    expected = ndimage.gaussian_filter1d(onehot, sigma, axis=1, mode="nearest").argmax(axis=0)
+    np.testing.assert_array_equal(gaussian_smooth_labels(seq, sigma_frames=sigma), expected)
+    np.testing.assert_array_equal(seq, copy)
+
+
 def test_gaussian_corrects_a_contraction(corrupted):
     labels, corruptions = corrupted
     # sigma = 0.05*T is under a frame for T = 10 (the reference's setting changes nothing); widen it.
