@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from echotemporal.distances import label_distances, signed_distance
 from echotemporal.errors import OutputExistsError
 from echotemporal.phantoms import (
     CORRUPTION_KINDS,
@@ -24,7 +25,7 @@ from echotemporal.phantoms import (
     write_phantom_tree,
 )
 from echotemporal.phantoms.contour import disk_volume_ml, polygon_area
-from echotemporal.phantoms.raster import fill_polygon, label_distances, signed_distance
+from echotemporal.phantoms.raster import fill_polygon
 from echotemporal.phantoms.records import TEMPORAL_CORRUPTION_KINDS
 
 SMALL = (220, 180)  # about 0.7 x 1.0 mm pixels: fast, still ~5000 LV pixels

@@ -2,8 +2,8 @@
 
 Modules: `parametric` (analytic bullet-shaped hearts, ED -> ES), `real_shapes` (expert CAMUS ED/ES
 masks and signed-distance interpolation between them), `corruption` (annotation jitter and recorded
-corruptions), `tree` (CAMUS-layout folders of synthetic patients), `raster` (polygon filling, signed
-distances), `contour` (exact contour measures), `records` (result types).
+corruptions), `tree` (CAMUS-layout folders of synthetic patients), `raster` (polygon filling, mask
+surgery), `contour` (exact contour measures), `records` (result types).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from echotemporal.distances import label_distances, signed_distance
 from echotemporal.labels import validate_labels
-from echotemporal.phantoms.raster import enforce_single_components, label_distances, signed_distance
+from echotemporal.phantoms.raster import enforce_single_components
 from echotemporal.phantoms.records import CORRUPTION_KINDS, TEMPORAL_CORRUPTION_KINDS, Corruption
 
 __all__ = ["annotation_jitter", "corrupt_sequence", "smooth_random_field"]

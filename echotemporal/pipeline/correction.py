@@ -322,7 +322,7 @@ def _interpolate_residue(
     Returns:
         (labels, measures).
     """
-    from echotemporal.phantoms.raster import label_distances, labels_from_distances
+    from echotemporal.distances import label_distances, labels_from_distances
 
     rows, cols = heart_box(out, margin=2)
     distances: dict[int, np.ndarray] = {}
