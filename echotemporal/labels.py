@@ -8,7 +8,7 @@ import numpy as np
 
 from echotemporal.errors import ConfigError, InvalidLabelsError
 
-__all__ = ["Label", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "as_label_sequence", "check_spacing", "check_frame_index"]
+__all__ = ["Label", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "as_label_sequence", "check_spacing", "check_frame_index", "frame_indices"]
 
 
 class Label(IntEnum):
@@ -120,3 +120,8 @@ def check_frame_index(index: int | None, n_frames: int, name: str) -> int | None
             "ED/ES out to detect them from the volume curve"
         )
     return i
+
+
+def frame_indices(mask: np.ndarray) -> list[int]:
+    """0-based indices (plain ints, for JSON) of the True frames of a (T,) bool ``mask``."""
+    return [int(i) for i in np.flatnonzero(mask)]

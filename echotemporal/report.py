@@ -16,7 +16,7 @@ import numpy as np
 
 from echotemporal import __version__
 from echotemporal.errors import InputFileError
-from echotemporal.labels import check_frame_index, validate_labels
+from echotemporal.labels import check_frame_index, frame_indices, validate_labels
 
 __all__ = ["check_sequence", "check_file", "format_report"]
 
@@ -27,10 +27,6 @@ def _num(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def _frames(mask: np.ndarray) -> list[int]:
-    return [int(i) for i in np.flatnonzero(mask)]
 
 
 
@@ -123,11 +119,11 @@ def check_sequence(
         "n_frames": n_frames,
         "image_shape": [int(s) for s in arr.shape[1:]],
         "spacing_mm": list(spacing),
-        "flagged_frames": {name: _frames(flags[:, k]) for k, name in enumerate(thresholds.names)},
-        "inconsistent_frames": _frames(flags.any(axis=1)),
+        "flagged_frames": {name: frame_indices(flags[:, k]) for k, name in enumerate(thresholds.names)},
+        "inconsistent_frames": frame_indices(flags.any(axis=1)),
         "n_inconsistent_frames": int(flags.any(axis=1).sum()),
-        "failed_criteria": {name: _frames(~satisfied[:, k]) for k, name in enumerate(CRITERIA)},
-        "invalid_frames": _frames(invalid),
+        "failed_criteria": {name: frame_indices(~satisfied[:, k]) for k, name in enumerate(CRITERIA)},
+        "invalid_frames": frame_indices(invalid),
         "n_invalid_frames": int(invalid.sum()),
         "lv_volumes_ml": [_num(v) for v in volumes],
         "strain_percent": [_num(v) for v in strain],

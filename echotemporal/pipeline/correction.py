@@ -21,7 +21,7 @@ from scipy import ndimage
 from echotemporal import __version__
 from echotemporal.config import SmoothingConfig, config_to_dict
 from echotemporal.errors import ConfigError, InvalidLabelsError
-from echotemporal.labels import Label, as_label_sequence, check_frame_index, check_spacing
+from echotemporal.labels import Label, as_label_sequence, check_frame_index, check_spacing, frame_indices
 from echotemporal.pipeline.cleanup import cleanup_decoded, cleanup_labels
 from echotemporal.pipeline.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.pipeline.measurement import (
@@ -476,10 +476,6 @@ def _check_inputs(labels: np.ndarray, spacing_mm: Any) -> tuple[np.ndarray, tupl
 
 
 
-def _frame_list(mask: np.ndarray) -> list[int]:
-    return [int(i) for i in np.flatnonzero(mask)]
-
-
 def _num(x: Any) -> float | None:
     """Python float for JSON; NaN stays NaN (export writes it as null)."""
     return None if x is None else float(x)
@@ -605,7 +601,7 @@ def smooth_sequence(
 
     names = tuple(thresholds.names)
     frames = _frames_table(arr, out.reshape(arr.shape), names, before, after, clin_before, clin_after, kept)
-    residue_attrs = {n: _frame_list(after.flags[:, k]) for k, n in enumerate(names) if after.flags[:, k].any()}
+    residue_attrs = {n: frame_indices(after.flags[:, k]) for k, n in enumerate(names) if after.flags[:, k].any()}
     summary: dict[str, Any] = {
         "method": method,
         "n_frames": n_frames,
@@ -627,12 +623,12 @@ def smooth_sequence(
         "gls_percent_after": _num(clin_after.gls_percent),
         "n_inconsistent_before": int(before.flags.any(axis=1).sum()),
         "n_inconsistent_after": int(after.flags.any(axis=1).sum()),
-        "inconsistent_frames_before": _frame_list(before.flags.any(axis=1)),
-        "inconsistent_frames_after": _frame_list(after.flags.any(axis=1)),
+        "inconsistent_frames_before": frame_indices(before.flags.any(axis=1)),
+        "inconsistent_frames_after": frame_indices(after.flags.any(axis=1)),
         "n_invalid_before": int((~before.valid).sum()),
         "n_invalid_after": int((~after.valid).sum()),
-        "invalid_frames_before": _frame_list(~before.valid),
-        "invalid_frames_after": _frame_list(~after.valid),
+        "invalid_frames_before": frame_indices(~before.valid),
+        "invalid_frames_after": frame_indices(~after.valid),
         "n_changed_frames": int(frames["changed"].sum()),
         "n_kept_input_frames": int(kept.sum()),
         "n_denoised_frames": n_denoised,
@@ -641,7 +637,7 @@ def smooth_sequence(
         "residue": {
             "clean": not after.flags.any() and bool(after.valid.all()),
             "inconsistent_attributes": residue_attrs,
-            "invalid_frames": _frame_list(~after.valid),
+            "invalid_frames": frame_indices(~after.valid),
         },
         "notes": notes,
         "config": config_to_dict(config),
