@@ -258,3 +258,12 @@ def test_phantom_sequence_has_no_nan_attributes() -> None:
         out = compute_attributes(seq.labels, seq.spacing_mm)
     assert out.shape == (seq.labels.shape[0], 7)
     assert np.all(np.isfinite(out))
+
+
+def test_median_is_numpys():
+    from echotemporal.attributes import _median
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 4, 7, 100, 101):
+        values = rng.normal(size=n)
+        assert _median(values) == np.median(values)

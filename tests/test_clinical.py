@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -148,7 +149,7 @@ def test_biplane_pairs_views_on_normalized_time():
     four_fwd = np.stack([half_ellipsoid_frame(a, b) for a, b in ((50.0, 24.0), (46.0, 20.0), (42.0, 17.0))])
     four_rev = four_fwd[::-1].copy()
     t, vol = biplane_volumes_ml(two, CAMUS_SPACING, four_fwd, CAMUS_SPACING, ed_es_2ch=(0, 1), ed_es_4ch=(0, 2))
-    t_rev, vol_rev = biplane_volumes_ml(two, CAMUS_SPACING, four_rev, CAMUS_SPACING, ed_es_2ch=(0, 1), ed_es_4ch=(2, 0))
+    _, vol_rev = biplane_volumes_ml(two, CAMUS_SPACING, four_rev, CAMUS_SPACING, ed_es_2ch=(0, 1), ed_es_4ch=(2, 0))
     np.testing.assert_allclose(t, [0.0, 0.5, 1.0])
     np.testing.assert_allclose(vol_rev, vol, rtol=1e-12)
     # expected from the formula, with the 2CH diameters linearly interpolated at t = 0.5
@@ -160,7 +161,7 @@ def test_biplane_pairs_views_on_normalized_time():
     # ...and the ED volume is the one of an elliptic half-ellipsoid, 2/3·π·a·b2ch·b4ch
     assert vol[0] == pytest.approx(2 / 3 * np.pi * 50 * 20 * 24 / 1000, rel=0.03)
     # detection from the views' own curves (ED first, as detection assumes) gives the same pairing
-    t_det, vol_det = biplane_volumes_ml(two, CAMUS_SPACING, four_fwd, CAMUS_SPACING, n_samples=3)
+    _, vol_det = biplane_volumes_ml(two, CAMUS_SPACING, four_fwd, CAMUS_SPACING, n_samples=3)
     np.testing.assert_allclose(vol_det, vol, rtol=1e-12)
 
 
@@ -238,7 +239,7 @@ def test_boundary_polygon_is_the_marching_squares_contour():
     assert np.all(np.bincount(segments.ravel(), minlength=len(points)) == 2)
     # same edges, saddles resolved the same way (inside corners kept apart)
     edges = {frozenset((tuple(points[i]), tuple(points[j]))) for i, j in segments}
-    expected_edges = {frozenset((tuple(a), tuple(b))) for c in contours for a, b in zip(c[:-1], c[1:])}
+    expected_edges = {frozenset((tuple(a), tuple(b))) for c in contours for a, b in pairwise(c)}
     assert edges == expected_edges
 
 
@@ -268,9 +269,7 @@ def test_indices_from_frame_measures_equal_clinical_indices():
 def test_frame_measures_do_not_depend_on_the_crop():
     # Frame-local geometry: padding the images (another crop of the same frames) changes no bit,
     # which is what makes the reuse of measures across differently cropped versions exact.
-    from echotemporal.clinical import measure_frames
-
-    from echotemporal.clinical import indices
+    from echotemporal.clinical import indices, measure_frames
 
     seq = _five_frame_sequence()
     padded = np.pad(seq, ((0, 0), (7, 3), (11, 0)))
@@ -308,7 +307,11 @@ def test_frame_measures_are_remembered_by_content(monkeypatch):
 
 
 def test_frame_measures_reuse_only_identical_frames():
-    from echotemporal.clinical import FrameMeasures, indices_from_measures, measure_frames
+    from echotemporal.clinical import (
+        FrameMeasures,
+        indices_from_measures,
+        measure_frames,
+    )
 
     seq = _five_frame_sequence()
     corrected = seq.copy()
@@ -351,3 +354,22 @@ def test_biplane_from_measures_equals_biplane_from_labels():
         measure_frames(two, CAMUS_SPACING), measure_frames(four, CAMUS_SPACING), ed_es_2ch=(0, 4), ed_es_4ch=(0, 3)
     )
     np.testing.assert_array_equal(given[1], expected[1])
+
+
+def test_ordered_loop_walks_as_a_depth_first_search():
+    # The walk direction decides where the strain arc is cut: it must stay the one an undirected
+    # depth-first search of the segment graph takes.
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import depth_first_order
+
+    from echotemporal.clinical.geometry import _boundary_polygon
+    from echotemporal.clinical.strain import _ordered_loop
+
+    rng = np.random.default_rng(1)
+    mask = np.pad(rng.random((20, 25)) < 0.5, 1)  # many loops, saddles
+    points, segments = _boundary_polygon(mask)
+    n = len(points)
+    graph = coo_matrix((np.ones(len(segments)), (segments[:, 0], segments[:, 1])), shape=(n, n)).tocsr()
+    for start in range(n):
+        expected = depth_first_order(graph, start, directed=False, return_predecessors=False)
+        np.testing.assert_array_equal(_ordered_loop(n, segments, start), expected)

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from echotemporal.attributes import lv_landmarks
-from echotemporal.labels import Label
+from echotemporal.attributes import _LV, lv_landmarks
 
 # Pixels kept around the LV∪MYO bounding box when landmarks are looked for on a crop: hinge detection
 # looks at the immediate neighbours of LV boundary pixels, so a few pixels keep it identical.
@@ -53,49 +52,55 @@ def _boundary_polygon(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pixel centre, so this is the polygon ``skimage.measure.find_contours(mask, 0.5)`` returns (with
     its default ``fully_connected="low"``: diagonal inside pixels are not joined), but its segments are
     left unordered (the chords need no order; the strain arc is ordered by `_ordered_loop`), which
-    makes it several times faster than skimage's Python contour assembly.
+    makes it several times faster than skimage's Python contour assembly. Only the crossings and the
+    cells they bound are looked at, never the whole grid of cells.
 
     Args:
         mask: (H, W) bool, False on its whole border (so every polygon closes).
 
     Returns:
-        points: (N, 2) float64 (row, col) vertices, each on exactly two segments.
-        segments: (S, 2) int64 vertex indices.
+        points: (N, 2) float64 (row, col) vertices, each on exactly two segments: first the crossings
+            between vertically adjacent pixels, then between horizontally adjacent ones, each in
+            row-major order.
+        segments: (S, 2) int64 vertex indices: one per two-crossing cell (larger index first), cells in
+            row-major order, then the two of each saddle cell.
     """
-    h, w = mask.shape
+    w = mask.shape[1]
+    flat = mask.ravel()
     # Flat indices throughout: np.nonzero on 2D arrays is several times slower than flatnonzero.
-    cross_v = mask[:-1, :] != mask[1:, :]  # vertex (r + 0.5, c) between rows r and r+1, shape (h-1, w)
-    cross_h = mask[:, :-1] != mask[:, 1:]  # vertex (r, c + 0.5) between columns c and c+1, shape (h, w-1)
-    fv = np.flatnonzero(cross_v)
-    fh = np.flatnonzero(cross_h)
-    rv, cv = np.divmod(fv, w)
-    rh, ch = np.divmod(fh, w - 1)
-    points = np.empty((fv.size + fh.size, 2))
-    points[: fv.size, 0] = rv + 0.5
-    points[: fv.size, 1] = cv
-    points[fv.size :, 0] = rh
-    points[fv.size :, 1] = ch + 0.5
-    id_v = np.full((h - 1) * w, -1, dtype=np.int64)
-    id_v[fv] = np.arange(fv.size)
-    id_h = np.full(h * (w - 1), -1, dtype=np.int64)
-    id_h[fh] = fv.size + np.arange(fh.size)
-    # Cell (r, c) has corners (r, c), (r, c+1), (r+1, c), (r+1, c+1); only the few cells the boundary
-    # passes through are looked at.
-    n_cross = (
-        cross_h[:-1, :].view(np.uint8) + cross_h[1:, :].view(np.uint8)
-        + cross_v[:, :-1].view(np.uint8) + cross_v[:, 1:].view(np.uint8)
-    ).ravel()
-    cells = np.flatnonzero(n_cross)
-    r, c = np.divmod(cells, w - 1)
-    top = r * (w - 1) + c  # index into id_h
-    left = r * w + c  # index into id_v
-    edges = np.column_stack([id_h[top], id_h[top + (w - 1)], id_v[left], id_v[left + 1]])  # t, b, l, r
-    four = n_cross[cells] == 4
-    # Two crossings: one segment joining them (valid ids sort first when sorted descending).
-    two = -np.sort(-edges[~four], axis=1)[:, :2]
+    # Vertex (r + 0.5, c) between rows r and r+1: flat pixel index r*w + c of the upper pixel.
+    rv, cv = np.divmod(np.flatnonzero(flat[:-w] != flat[w:]), w)
+    # Vertex (r, c + 0.5) between columns c and c+1. Flat neighbours across a row end are border
+    # pixels, both False, so they never cross.
+    rh, ch = np.divmod(np.flatnonzero(flat[:-1] != flat[1:]), w)
+    n_v, n_h = rv.size, rh.size
+    points = np.empty((n_v + n_h, 2))
+    points[:n_v, 0] = rv + 0.5
+    points[:n_v, 1] = cv
+    points[n_v:, 0] = rh
+    points[n_v:, 1] = ch + 0.5
+    # Cell (r, c) has corners (r, c), (r, c+1), (r+1, c), (r+1, c+1) and flat index r*(w-1) + c. Each
+    # vertex is on the edge between two cells (the border is False, so both exist): the top (t) or
+    # bottom (b) edge for a horizontal crossing, the left (l) or right (r) edge for a vertical one.
+    cw = w - 1
+    cell_h, cell_v = rh * cw + ch, rv * cw + cv
+    ids_v, ids_h = np.arange(n_v), n_v + np.arange(n_h)
+    cells, entry_cell = np.unique(
+        np.concatenate([cell_h, cell_h - cw, cell_v, cell_v - 1]), return_inverse=True
+    )
+    edges = np.full((cells.size, 4), -1, dtype=np.int64)  # vertex on edge t, b, l, r; -1: none
+    edges[entry_cell, np.repeat(np.arange(4), (n_h, n_h, n_v, n_v))] = np.concatenate([ids_h, ids_h, ids_v, ids_v])
+    # Around a cell's corners the mask changes an even number of times: 2 or 4 (saddle) crossings.
+    four = np.bincount(entry_cell, minlength=cells.size) == 4
+    # Two crossings: one segment joining them, larger vertex index first.
+    pairs = edges[~four]
+    larger = pairs.max(axis=1)
+    smaller = np.where(pairs < 0, larger[:, None], pairs).min(axis=1)
+    two = np.column_stack([larger, smaller])
     # Four crossings (saddle): keep the two inside corners apart, as skimage's fully_connected="low".
+    r, c = np.divmod(cells[four], cw)
     t, b, lft, rgt = edges[four].T
-    tl_inside = mask[r[four], c[four]][:, None]
+    tl_inside = mask[r, c][:, None]
     first = np.where(tl_inside, np.column_stack([t, lft]), np.column_stack([t, rgt]))
     second = np.where(tl_inside, np.column_stack([b, rgt]), np.column_stack([b, lft]))
     return points, np.concatenate([two, first, second])
@@ -125,7 +130,7 @@ def _frame_geometry(frame: np.ndarray, spacing: np.ndarray) -> _FrameGeometry | 
 
 def _crop_geometry(crop: np.ndarray, spacing: np.ndarray) -> _FrameGeometry | str:
     """:func:`_frame_geometry` of a frame's :func:`_heart_crop`."""
-    lv = crop == Label.LV
+    lv = crop == _LV
     lv_rows = np.flatnonzero(lv.any(axis=1))
     if lv_rows.size == 0:
         return "no LV"
@@ -149,7 +154,9 @@ def _crop_geometry(crop: np.ndarray, spacing: np.ndarray) -> _FrameGeometry | st
     axis = axis_vec / apex_distance
 
     # Zero padding closes every polygon.
-    points, segments = _boundary_polygon(np.pad(lv[r0:r1, c0:c1], 1))
+    padded = np.zeros((r1 - r0 + 2, c1 - c0 + 2), dtype=bool)
+    padded[1:-1, 1:-1] = lv[r0:r1, c0:c1]
+    points, segments = _boundary_polygon(padded)
     points_mm = (points + np.array([r0 - 1, c0 - 1], dtype=np.float64)) * spacing
 
     # Where the axis line leaves the LV beyond the apex: the apex pixel centre is half a pixel short.

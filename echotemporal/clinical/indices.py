@@ -20,27 +20,36 @@ from typing import Any
 
 import numpy as np
 
-from echotemporal.labels import as_label_sequence, check_frame_index, check_spacing
 from echotemporal.clinical.geometry import (
     _crop_geometry,
     _geometries,
     _heart_crop,
 )
+from echotemporal.clinical.strain import (
+    STRAIN_POINTS,
+    _contour_length_mm,
+    _strain_from_lengths,
+)
+from echotemporal.clinical.volume import (
+    _MM3_PER_ML,
+    N_DISKS,
+    _diameters_and_lengths,
+    _monoplane_ml,
+)
 from echotemporal.errors import ConfigError
+from echotemporal.labels import as_label_sequence, check_frame_index, check_spacing
 from echotemporal.parallel import map_threads
-from echotemporal.clinical.strain import STRAIN_POINTS, _contour_length_mm, _strain_from_lengths
-from echotemporal.clinical.volume import _MM3_PER_ML, N_DISKS, _diameters_and_lengths, _monoplane_ml
 
 __all__ = [
     "ClinicalIndices",
     "FrameMeasures",
-    "measure_frames",
-    "indices_from_measures",
-    "clinical_indices",
-    "biplane_volumes_ml",
     "biplane_volumes_from_measures",
-    "ejection_fraction_percent",
+    "biplane_volumes_ml",
+    "clinical_indices",
     "detect_ed_es",
+    "ejection_fraction_percent",
+    "indices_from_measures",
+    "measure_frames",
 ]
 
 # Relative peak-to-peak below which a volume curve is "flat": ED and ES are then undefined.
@@ -149,7 +158,7 @@ def measure_frames(
         lengths[~todo] = ref.lengths_mm[~todo]
         reasons = [None if todo[t] else ref.unmeasurable[t] for t in range(n)]
     rows = [int(t) for t in np.flatnonzero(todo)]
-    frame = lambda t: _frame_measures(seq[t], spacing)  # noqa: E731
+    frame = lambda t: _frame_measures(seq[t], spacing)
     results = map_threads(frame, rows, threads)
     for t, (volume, length, reason, diameter, axis) in zip(rows, results):
         volumes[t], contour[t], reasons[t], diameters[t], lengths[t] = volume, length, reason, diameter, axis
@@ -174,8 +183,9 @@ def _frame_measures(frame: np.ndarray, spacing: np.ndarray) -> tuple[float, floa
     if crop is None:
         return np.nan, np.nan, "no LV", np.full(N_DISKS, np.nan), np.nan
     window = np.ascontiguousarray(crop)
+    # SHA-256: hardware-accelerated on current CPUs, about twice as fast as BLAKE2 on a heart window.
     key = (window.shape, window.dtype.str, np.asarray(spacing, dtype=np.float64).tobytes(),
-           hashlib.blake2b(window.data, digest_size=16).digest())
+           hashlib.sha256(window.data).digest())
     with _MEMO_LOCK:
         found = _MEMO.get(key)
         if found is not None:

@@ -11,11 +11,11 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.sparse import coo_matrix
+from scipy.sparse import csr_array
 from scipy.sparse.csgraph import depth_first_order
 
-from echotemporal.labels import as_label_sequence, check_frame_index, check_spacing
 from echotemporal.clinical.geometry import _FrameGeometry, _geometries
+from echotemporal.labels import as_label_sequence, check_frame_index, check_spacing
 
 __all__ = ["STRAIN_POINTS", "strain_curve_percent"]
 
@@ -26,12 +26,32 @@ STRAIN_POINTS = 64
 
 
 def _ordered_loop(n_points: int, segments: np.ndarray, start: int) -> np.ndarray:
-    """Vertex indices of the closed polygon through ``start``, in walking order (start first)."""
-    graph = coo_matrix(
-        (np.ones(len(segments)), (segments[:, 0], segments[:, 1])), shape=(n_points, n_points)
-    ).tocsr()
-    # Every vertex has exactly two neighbours, so a depth-first walk from ``start`` follows the loop.
-    return depth_first_order(graph, start, directed=False, return_predecessors=False)
+    """Vertex indices of the closed polygon through ``start``, in walking order (start first).
+
+    Args:
+        n_points: vertices of the polygon(s); each is on exactly two of ``segments``.
+        segments: (S, 2) int vertex-index pairs.
+        start: first vertex of the walk.
+
+    Returns:
+        (K,) int32 vertex indices. The walk leaves ``start`` towards the smallest vertex that follows it
+        in a segment, or if none, the smallest that precedes it (the direction an undirected
+        depth-first search of the segment graph takes).
+    """
+    # The two neighbours of every vertex (in either order), from the segments sorted by their vertices.
+    ends = np.argsort(segments.ravel())
+    neighbours = segments[:, ::-1].ravel()[ends].reshape(n_points, 2)
+    after = segments[segments[:, 0] == start, 1]
+    first = after.min() if after.size else segments[segments[:, 1] == start, 0].min()
+    last = neighbours[start].sum() - first  # the other neighbour of start, where the walk ends
+    # The loop cut between `last` and `start` (self-loops instead) is a path, so a depth-first search
+    # from `start` walks it in order.
+    neighbours[start] = (first, start)
+    neighbours[last][neighbours[last] == start] = last
+    graph = csr_array(
+        (np.ones(2 * n_points), neighbours.ravel(), np.arange(0, 2 * n_points + 1, 2)), shape=(n_points, n_points)
+    )
+    return depth_first_order(graph, start, directed=True, return_predecessors=False)
 
 
 def _endocardial_arc_mm(geom: _FrameGeometry) -> np.ndarray | None:
@@ -60,7 +80,7 @@ def _endocardial_arc_mm(geom: _FrameGeometry) -> np.ndarray | None:
     d = side(contour)
     if side(geom.apex_mm) < 0:
         d = -d  # positive on the apex side
-    d_next = np.roll(d, -1)
+    d_next = np.concatenate([d[1:], d[:1]])  # np.roll(d, -1), without its overhead
     edges = np.flatnonzero((d > 0) != (d_next > 0))  # boundary edges (i, i+1) crossing the line
     if edges.size < 2:
         return None

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from echotemporal.labels import as_label_sequence, check_spacing
 from echotemporal.clinical.geometry import (
     _edge_coordinates,
     _FrameGeometry,
     _geometries,
 )
+from echotemporal.labels import as_label_sequence, check_spacing
 
 __all__ = ["N_DISKS", "disk_diameters_mm", "lv_volumes_ml"]
 
@@ -37,19 +37,25 @@ def _disk_diameters(geom: _FrameGeometry, n_disks: int) -> np.ndarray:
     keep = np.maximum(s_a, s_b) > 0  # edges below the mitral plane never meet a disk line
     s_a, t_a, s_b, t_b = s_a[keep], t_a[keep], s_b[keep], t_b[keep]
     levels = (np.arange(n_disks) + 0.5) * (geom.length_mm / n_disks)
-    lv = levels[:, None]
     # Half-open test: a vertex exactly on a line counts once, so every line crosses a closed polygon
     # an even number of times.
-    crosses = (s_a <= lv) != (s_b <= lv)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = t_a + (lv - s_a) / (s_b - s_a) * (t_b - t_a)
-    t = np.sort(np.where(crosses, t, np.nan), axis=1)  # NaN sort last
-    n_max = int(crosses.sum(axis=1).max(initial=0))
+    crosses = (s_a <= levels[:, None]) != (s_b <= levels[:, None])
+    # Only the few crossing (disk, edge) pairs are intersected: flat indices in row-major order, so
+    # each disk's crossings are contiguous.
+    disk, edge = np.divmod(np.flatnonzero(crosses), crosses.shape[1])
+    s_a, t_a, s_b, t_b = s_a[edge], t_a[edge], s_b[edge], t_b[edge]
+    t = t_a + (levels[disk] - s_a) / (s_b - s_a) * (t_b - t_a)
+    counts = np.bincount(disk, minlength=n_disks)
+    n_max = int(counts.max(initial=0))
+    # (n_disks, n_max) crossings of each disk line, sorted, NaN-padded (NaN sort last).
+    table = np.full((n_disks, n_max), np.nan)
+    table[disk, np.arange(disk.size) - (np.cumsum(counts) - counts)[disk]] = t
+    table.sort(axis=1)
     n_max -= n_max % 2
     if n_max == 0:
         return np.zeros(n_disks)
-    t = t[:, :n_max]
-    return np.nansum(t[:, 1::2] - t[:, 0::2], axis=1)
+    table = table[:, :n_max]
+    return np.nansum(table[:, 1::2] - table[:, 0::2], axis=1)
 
 
 def _diameters_and_lengths(
