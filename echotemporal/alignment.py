@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from echotemporal.config import AlignmentConfig
-from echotemporal.labels import Label
+from echotemporal.labels import LV, MYO
 
 __all__ = [
     "SequenceAlignment",
@@ -125,8 +125,8 @@ def fit_alignment(
         base = (int(rows_any[0]), int(cols_any[0]))
     else:
         base = (0, 0)
-    lv_count = (labels == Label.LV).sum(axis=0, dtype=np.int32)
-    heart_count = lv_count + (labels == Label.MYO).sum(axis=0, dtype=np.int32)
+    lv_count = (labels == LV).sum(axis=0, dtype=np.int32)
+    heart_count = lv_count + (labels == MYO).sum(axis=0, dtype=np.int32)
     heart_any = heart_count > 0
     if not heart_any.any():
         warnings.warn("fit_alignment: no LV or MYO in any frame; using the whole image unrotated", stacklevel=2)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from echotemporal.errors import InvalidLabelsError
-from echotemporal.labels import Label, as_label_sequence, check_spacing
+from echotemporal.labels import BACKGROUND, LA, LV, MYO, as_label_sequence, check_spacing
 from echotemporal.parallel import map_threads
 
 __all__ = [
@@ -57,10 +57,6 @@ _I_LV_AREA, _I_LENGTH, _I_BASE, _I_ORIENT, _I_MYO_AREA, _I_CX, _I_CY = range(7)
 # Value given to pixels padded outside the image: neither MYO nor a "third region", so an LV
 # touching the image border does not create false mitral hinges there.
 _OUTSIDE = 255
-
-# Label values as numpy scalars: numpy compares an array with an IntEnum member through its slow
-# generic path (about ten times the cost of a comparison with a numpy scalar of the array's dtype).
-_BACKGROUND, _LV, _MYO, _LA = (np.uint8(v) for v in (Label.BACKGROUND, Label.LV, Label.MYO, Label.LA))
 
 
 @dataclass(frozen=True)
@@ -103,7 +99,7 @@ def _heart_boxes(labels: np.ndarray) -> list[tuple[int, int, int, int] | None]:
             continue
         cols = np.flatnonzero(cols_max[t])
         window = labels[t, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        heart = (window == _LV) | (window == _MYO)
+        heart = (window == LV) | (window == MYO)
         h_rows = np.flatnonzero(heart.any(axis=1))
         if h_rows.size == 0:
             boxes.append(None)
@@ -281,7 +277,7 @@ def _landmarks_in_crop(
     r0, r1 = int(rows[0]) - 1, int(rows[-1]) + 2
     width = crop.shape[1]
     band = crop[r0:r1]
-    third = (band == _BACKGROUND) | (band == _LA)
+    third = (band == BACKGROUND) | (band == LA)
     opening = lv[r0:r1].ravel()[width + 1 : band.size - width - 1] & _near(third)
     candidates = opening & _near(myo[r0:r1])
     first_pixel = (r0 + 1) * width + 1  # flat crop index of element 0 of `opening` and `candidates`
@@ -345,8 +341,8 @@ def lv_landmarks(frame: np.ndarray, spacing_mm: Sequence[float]) -> LvLandmarks 
     if box is None:
         return None
     crop, r_off, c_off = _padded_crop(frame, box)
-    lv_mask = crop == _LV
-    myo = crop == _MYO
+    lv_mask = crop == LV
+    myo = crop == MYO
     if not lv_mask.any() or not myo.any():
         return None
     lv = _marginals(lv_mask)
@@ -374,8 +370,8 @@ def _frame_attributes(
         out[_I_LV_AREA] = out[_I_MYO_AREA] = 0.0
         return out, "no LV and no MYO: areas are 0, all other attributes NaN"
     crop, r_off, c_off = _padded_crop(frame, box)
-    lv_mask = crop == _LV
-    myo_mask = crop == _MYO
+    lv_mask = crop == LV
+    myo_mask = crop == MYO
     lv = _marginals(lv_mask)
     myo = _marginals(myo_mask)
     n_lv = int(lv.rows.sum())

@@ -21,7 +21,7 @@ from scipy import ndimage
 from echotemporal import __version__
 from echotemporal.config import SmoothingConfig, config_to_dict
 from echotemporal.errors import ConfigError, InvalidLabelsError
-from echotemporal.labels import Label, as_label_sequence, check_frame_index, check_spacing, frame_indices
+from echotemporal.labels import LV, MYO, Label, as_label_sequence, check_frame_index, check_spacing, frame_indices
 from echotemporal.pipeline.cleanup import cleanup_decoded, cleanup_labels
 from echotemporal.pipeline.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.pipeline.measurement import (
@@ -455,7 +455,7 @@ def _denoise(
     # Frames the filter barely touches are left alone: measuring them again would cost more than
     # the few border pixels they would lose.
     changed = (crop != original).reshape(n, -1).sum(axis=1)
-    heart = ((original == Label.LV) | (original == Label.MYO)).reshape(n, -1).sum(axis=1)
+    heart = ((original == LV) | (original == MYO)).reshape(n, -1).sum(axis=1)
     candidate = changed > DENOISE_MIN_CHANGE * np.maximum(heart, 1)
     candidate[[a for a in anchors if 0 <= a < n]] = False
     if not candidate.any():

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from echotemporal.errors import ConfigError
-from echotemporal.labels import Label
+from echotemporal.labels import BACKGROUND
 from echotemporal.pipeline.cleanup import MAX_MODELLED, cleanup_decoded
 from echotemporal.pipeline.measurement import heart_box, present_labels
 
@@ -186,7 +186,7 @@ class SequenceDecoder:
         if not len(frames):
             return
         sub, source = out[frames], self.carry[frames]
-        carry = (sub == Label.BACKGROUND) & (source > MAX_MODELLED)
+        carry = (sub == BACKGROUND) & (source > MAX_MODELLED)
         sub[carry] = source[carry]
         if self.cleanup:
             rows, cols = heart_box(sub, margin=2)

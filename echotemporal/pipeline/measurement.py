@@ -246,7 +246,7 @@ def present_labels(labels: np.ndarray) -> tuple[int, ...]:
 
     rows, cols = heart_box(labels, margin=0)
     crop = labels[:, rows, cols]
-    return tuple(int(v) for v in Label if v != Label.BACKGROUND and (crop == v).any())
+    return tuple(int(v) for v in Label if v != Label.BACKGROUND and (crop == np.uint8(v)).any())
 
 
 def add_validity(
