@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from echotemporal.attributes import _LV, lv_landmarks
+from echotemporal.attributes import lv_landmarks
+from echotemporal.labels import LV
 
 # Pixels kept around the LV∪MYO bounding box when landmarks are looked for on a crop: hinge detection
 # looks at the immediate neighbours of LV boundary pixels, so a few pixels keep it identical.
@@ -130,7 +131,7 @@ def _frame_geometry(frame: np.ndarray, spacing: np.ndarray) -> _FrameGeometry | 
 
 def _crop_geometry(crop: np.ndarray, spacing: np.ndarray) -> _FrameGeometry | str:
     """:func:`_frame_geometry` of a frame's :func:`_heart_crop`."""
-    lv = crop == _LV
+    lv = crop == LV
     lv_rows = np.flatnonzero(lv.any(axis=1))
     if lv_rows.size == 0:
         return "no LV"
