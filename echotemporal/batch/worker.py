@@ -246,6 +246,7 @@ class _ViewData:
     after: np.ndarray  # (T, H, W) uint8 corrected
     spacing_mm: tuple[float, float]
     row: dict[str, Any]  # its sequences.csv row
+    measures: dict[str, Any] | None = None  # {"before", "after"}: clinical.FrameMeasures, if known
 
     def ed_es(self, when: str) -> tuple[int, int] | None:
         """The (ED, ES) the pipeline used for this view's "before" or "after" indices."""
@@ -303,7 +304,7 @@ def _smooth_view(
         table.insert(0, "view", view.view)
         table.insert(0, "patient", task.patient)
         frames = FramesPart.from_table(table)
-        data = _ViewData(before.labels, np.asarray(result.labels), before.spacing_mm, row)
+        data = _ViewData(before.labels, np.asarray(result.labels), before.spacing_mm, row, result.frame_measures)
         row["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - a batch records any failure of one case and goes on
         row["error"] = one_line(exc)
@@ -349,8 +350,12 @@ def _heart_crops(*sequences: np.ndarray) -> list[np.ndarray]:
 
 
 def _view_measures(view: _ViewData) -> dict[str, Any]:
-    """Per-frame clinical measures of a view before and after (frames left unchanged measured once)."""
+    """Per-frame clinical measures of a view before and after: the pipeline's, or measured again
+    (a view finished by an earlier run; frames left unchanged measured once)."""
     from echotemporal import clinical
+
+    if view.measures is not None:
+        return view.measures
 
     before, after = _heart_crops(view.before, view.after)
     measures = {"before": clinical.measure_frames(before, view.spacing_mm)}

@@ -55,12 +55,16 @@ class SmoothingResult:
         frames: one row per frame: attributes, flags, validity, LV volume and strain, before and after.
         summary: JSON-able dict: clinical indices before/after, inconsistent/invalid frames
             before/after, rounds, residue, config, package version, weights sha256, seconds.
+        frame_measures: {"before", "after"}: the per-frame clinical measures
+            (``clinical.FrameMeasures``: volumes, disk diameters, contour lengths) the indices came
+            from, e.g. for biplane volumes with another view.
     """
 
     labels: np.ndarray
     method: str
     frames: pd.DataFrame
     summary: dict[str, Any]
+    frame_measures: dict[str, Any] | None = None
 
 
 def gaussian_smooth_labels(labels: np.ndarray, sigma_frames: float) -> np.ndarray:
@@ -474,8 +478,6 @@ def _check_inputs(labels: np.ndarray, spacing_mm: Any) -> tuple[np.ndarray, tupl
     return as_label_sequence(labels), check_spacing(spacing_mm)
 
 
-
-
 def _num(x: Any) -> float | None:
     """Python float for JSON; NaN stays NaN (export writes it as null)."""
     return None if x is None else float(x)
@@ -649,7 +651,13 @@ def smooth_sequence(
         "weights_sha256": weights_sha,
         "seconds": time.perf_counter() - start,
     }
-    return SmoothingResult(labels=out, method=method, frames=frames, summary=summary)
+    return SmoothingResult(
+        labels=out,
+        method=method,
+        frames=frames,
+        summary=summary,
+        frame_measures={"before": clin_before.frames, "after": clin_after.frames},
+    )
 
 
 def _frames_table(
