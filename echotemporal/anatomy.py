@@ -100,8 +100,7 @@ _EROSION_GRID_MM = 0.25
 _EIGHT = np.ones((3, 3), dtype=bool)
 _OUTSIDE = 255  # padding outside the image: no label, not background
 _INDEX = {name: i for i, name in enumerate(CRITERIA)}
-
-
+_Box = tuple[slice, slice]  # (rows, columns) of a bounding box
 
 
 def _heart_crops(labels: np.ndarray) -> list[np.ndarray | None]:
@@ -130,12 +129,41 @@ def _heart_crops(labels: np.ndarray) -> list[np.ndarray | None]:
     return crops
 
 
-def _tight(mask: np.ndarray) -> np.ndarray:
-    """``mask`` cropped to its bounding box with a 1-px False frame (mask must be non-empty)."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    out = np.zeros((rows[-1] - rows[0] + 3, cols[-1] - cols[0] + 3), dtype=bool)
-    out[1:-1, 1:-1] = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+def _box(rows: np.ndarray, cols: np.ndarray) -> _Box | None:
+    """Bounding box from which rows (H,) and columns (W,) hold a structure (None if none does)."""
+    rows, cols = np.flatnonzero(rows), np.flatnonzero(cols)
+    if rows.size == 0:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def _label_boxes(crop: np.ndarray, labels: Sequence[int]) -> list[_Box | None]:
+    """Bounding box of each of ``labels`` (< 8) in the (h, w) uint8 ``crop``, from one pass over it."""
+    bits = np.left_shift(np.uint8(1), crop)  # bit v for label v (0 for labels >= 8, as _OUTSIDE)
+    row_bits, col_bits = np.bitwise_or.reduce(bits, axis=1), np.bitwise_or.reduce(bits, axis=0)
+    return [_box(row_bits & (1 << v), col_bits & (1 << v)) for v in labels]
+
+
+def _union(a: _Box, b: _Box) -> _Box:
+    return (
+        slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
+        slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)),
+    )
+
+
+def _around(box: _Box) -> _Box:
+    """``box`` grown by one pixel on every side: every pixel 8-adjacent to the box (in a crop's frame)."""
+    return slice(box[0].start - 1, box[0].stop + 1), slice(box[1].start - 1, box[1].stop + 1)
+
+
+def _tight(mask: np.ndarray, box: _Box | None = None) -> np.ndarray:
+    """``mask`` cropped to its bounding box ``box`` (found if not given) with a 1-px False frame.
+
+    The mask must be non-empty.
+    """
+    rows, cols = box or _box(mask.any(axis=1), mask.any(axis=0))
+    out = np.zeros((rows.stop - rows.start + 2, cols.stop - cols.start + 2), dtype=bool)
+    out[1:-1, 1:-1] = mask[rows, cols]
     return out
 
 
@@ -146,31 +174,31 @@ def _euler8(framed: np.ndarray) -> int:
     mask pixels and QD the diagonal pairs. A few array passes, no labelling.
     """
     m = framed.view(np.uint8)
-    top_left, bottom_right = m[:-1, :-1], m[1:, 1:]
-    count = top_left + m[:-1, 1:]  # mask pixels per quad, uint8
-    count += m[1:, :-1]
-    count += bottom_right
-    q1 = np.count_nonzero(count == 1)
+    pairs = m[:, :-1] + m[:, 1:]  # mask pixels per horizontal pair
+    count = pairs[:-1] + pairs[1:]  # ... per quad, uint8
+    q1_q3 = np.count_nonzero(count & 1)
     q3 = np.count_nonzero(count == 3)
-    qd = np.count_nonzero((count == 2) & (top_left == bottom_right))  # two pixels, on a diagonal
-    return (q1 - q3 - 2 * qd) // 4
+    diagonal = count == 2
+    diagonal &= framed[:-1, :-1] == framed[1:, 1:]  # two pixels, top-left and bottom-right alike
+    return (q1_q3 - 2 * q3 - 2 * np.count_nonzero(diagonal)) // 4
 
 
-def _has_holes(mask: np.ndarray, n_components: int | None = None) -> bool:
-    """Whether the non-empty ``mask`` encloses any region (8-connected complement, as the reference).
+def _has_holes(framed: np.ndarray, n_components: int | None = None) -> bool:
+    """Whether a non-empty mask encloses any region (8-connected complement, as the reference).
 
-    Given the mask's 8-connected component count, the Euler number tells the number of 4-connected
-    holes; when that is zero there is no 8-connected hole either, and no labelling is needed.
+    ``framed``: the mask with a False frame (see :func:`_tight`). Given its 8-connected component
+    count, the Euler number tells the number of 4-connected holes; when that is zero there is no
+    8-connected hole either, and no labelling is needed.
     """
-    framed = _tight(mask)
     if n_components is not None and n_components - _euler8(framed) == 0:
         return False
     # The False frame is one connected region; any other complement region is enclosed.
     return ndi.label(~framed, structure=_EIGHT)[1] > 1
 
 
-def _n_components(mask: np.ndarray) -> int:
-    return int(ndi.label(_tight(mask), structure=_EIGHT)[1])
+def _n_components(framed: np.ndarray) -> int:
+    """8-connected component count of a mask with a False frame (see :func:`_tight`)."""
+    return int(ndi.label(framed, structure=_EIGHT)[1])
 
 
 def _side_pairs(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
@@ -210,26 +238,20 @@ def _dilate8(mask: np.ndarray) -> np.ndarray:
 def _has_gap(lv: np.ndarray, myo: np.ndarray, la: np.ndarray, pixel_mm2: float, connected: bool = False) -> bool:
     """Whether a background pocket of the silhouette LV∪MYO∪LA touches both LV and MYO.
 
-    ``connected``: the silhouette is known to be one 8-connected component; then its Euler number
-    tells whether it encloses any (4-connected) background at all, without labelling.
+    The (h, w) masks have a False frame, as in a heart crop. ``connected``: the silhouette is known to
+    be one 8-connected component; then its Euler number tells whether it encloses any (4-connected)
+    background at all, without labelling.
     """
     silhouette = lv | myo | la
-    framed = _tight(silhouette)
-    if connected and _euler8(framed) == 1:
+    if connected and _euler8(silhouette) == 1:
         return False
     # 4-connected pockets, as the reference's gap count: a pocket sealed only diagonally still counts.
-    regions, n = ndi.label(~framed)
+    regions, n = ndi.label(~silhouette)
     if n <= 1:
         return False
-    rows = np.flatnonzero(silhouette.any(axis=1))
-    cols = np.flatnonzero(silhouette.any(axis=0))
-    window = (slice(rows[0] - 1, rows[-1] + 2), slice(cols[0] - 1, cols[-1] + 2))
-    # _tight framed the silhouette box with 1 px; the same window of the crop (the crop has a 1-px
-    # frame itself) aligns the structures with ``regions``.
-    lv_w, myo_w = lv[window], myo[window]
     enclosed = (regions > 0) & (regions != regions[0, 0])
-    near_lv = np.unique(regions[_dilate8(lv_w) & enclosed & ~lv_w])
-    near_myo = np.unique(regions[_dilate8(myo_w) & enclosed & ~myo_w])
+    near_lv = np.unique(regions[_dilate8(lv) & enclosed & ~lv])
+    near_myo = np.unique(regions[_dilate8(myo) & enclosed & ~myo])
     pockets = np.intersect1d(near_lv, near_myo)
     if pockets.size == 0:
         return False
@@ -248,42 +270,89 @@ def _square_steps(row_mm: float, col_mm: float, target_mm: float) -> tuple[int, 
     return step_r, max(1, round(step_r * row_mm / col_mm))
 
 
+def _erode(framed: np.ndarray, size: int) -> np.ndarray:
+    """Erosion of a bool mask by a ``size`` x ``size`` box, where the box fits in the array.
+
+    Output pixel (i, j) is the box whose top-left corner is input pixel (i, j): shape (h − size + 1,
+    w − size + 1), empty if the box does not fit. For odd ``size`` = 2k + 1 it is the k-fold 3x3-box
+    erosion shifted by k pixels; a mask with a False frame keeps one. Runs of doubling length make it
+    about 2·log2(size) array ANDs.
+    """
+    out = framed
+    for axis in (0, 1):
+        head = [slice(None), slice(None)]
+        tail = [slice(None), slice(None)]
+        span = 1  # out[i] is the AND of ``span`` consecutive input pixels along ``axis``
+        while span < size:
+            shift = min(span, size - span)
+            head[axis], tail[axis] = slice(None, max(out.shape[axis] - shift, 0)), slice(shift, None)
+            out = out[tuple(head)] & out[tuple(tail)]
+            span += shift
+    return out
+
+
+def _max_depth(framed: np.ndarray, low: int, high: int) -> int:
+    """Largest chessboard depth (distance to the nearest False pixel) of a mask with a False frame.
+
+    The caller guarantees it lies in [``low``, ``high``]; a depth of at least t means a
+    (2t − 1)-pixel box of True pixels, found by bisection on :func:`_erode`.
+    """
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _erode(framed, 2 * mid - 1).any():
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
 def _erosion_ratio_ok(
-    myo: np.ndarray, n_components: int, row_mm: float, col_mm: float, min_ratio: float
+    framed: np.ndarray, n_components: int, has_holes: bool, row_mm: float, col_mm: float, min_ratio: float
 ) -> bool:
     """Whether the MYO does not split before an erosion of ``min_ratio`` × its largest radius.
 
-    ``n_components`` is the MYO's 8-connected component count at full resolution (depth 0).
+    ``framed`` is the MYO's tight mask with a 1-px False frame (see :func:`_tight`); ``n_components``
+    and ``has_holes`` are its 8-connected component count and hole verdict at full resolution.
     """
     if n_components != 1:
         return False
-    inner = _tight(myo)[1:-1, 1:-1]
+    inner = framed[1:-1, 1:-1]
     # Work on nearly square pixels (every k-th row/column): a 3x3 erosion is then the same depth in mm
-    # in every direction, and the distance transforms, the costly steps, run on fewer pixels.
+    # in every direction, and the costly steps run on fewer pixels.
     step_r, step_c = _square_steps(row_mm, col_mm, _EROSION_GRID_MM)
-    fine = np.pad(inner[::step_r, ::step_c], 1)
+    fine = framed if (step_r, step_c) == (1, 1) else np.pad(inner[::step_r, ::step_c], 1)
     g_row, g_col = row_mm * step_r, col_mm * step_c
     erosion_mm = math.sqrt(g_row * g_col)
-    # k erosions by the 3x3 box (the reference's erosion) keep the pixels whose chessboard distance
-    # to the outside exceeds k.
-    depth = ndi.distance_transform_cdt(fine, metric="chessboard")
     # Largest inscribed radius (mm) from a Euclidean transform on a 2x coarser grid: as a normaliser it
-    # needs no better than ~0.5 mm; chessboard depth never exceeds it and guards a MYO too thin to
-    # survive the coarser sampling. The coarse grid's chessboard depth m brackets that Euclidean
-    # maximum (m·min(step) <= max <= m·|step|): the exact transform runs only if the verdict falls
-    # inside the bracket.
+    # needs no better than ~0.5 mm; the chessboard depth D of the fine grid (floor_mm = D·erosion_mm)
+    # never exceeds it and guards a MYO too thin to survive the coarser sampling. The coarse grid's
+    # chessboard depth m brackets that Euclidean maximum (m·min(step) <= max <= m·|step|): the exact
+    # transform runs only if the verdict falls inside the bracket.
     coarse = np.pad(inner[:: 2 * step_r, :: 2 * step_c], 1)
-    floor_mm = float(depth.max()) * erosion_mm
     m = float(ndi.distance_transform_cdt(coarse, metric="chessboard").max())
-    low_mm = max(floor_mm, m * min(2 * g_row, 2 * g_col))
-    high_mm = max(floor_mm, m * math.hypot(2 * g_row, 2 * g_col))
+    low_mm, high_mm = m * min(2 * g_row, 2 * g_col), m * math.hypot(2 * g_row, 2 * g_col)
+    # D enters only through floor_mm, and changes low_mm / high_mm only where floor_mm > low_mm
+    # (<= high_mm), i.e. where D >= ``least``, the smallest such depth. Every fine pixel lies within one
+    # pixel of a coarse one, so D <= 2m + 1. D is measured by box erosions (cheaper than a distance
+    # transform) only if it reaches ``least``, or below it if the exact radius is needed.
+    least = max(0, math.floor(low_mm / erosion_mm) - 1)
+    while least * erosion_mm <= low_mm:
+        least += 1
+    deepest = 2 * int(m) + 1
+    depth_max = None
+    if least <= deepest and _erode(fine, 2 * least - 1).any():
+        depth_max = _max_depth(fine, least, deepest)
+        low_mm, high_mm = max(depth_max * erosion_mm, low_mm), max(depth_max * erosion_mm, high_mm)
     min_px = _MIN_FRAGMENT_MM2 / (g_row * g_col)
-    # When the background is one 8-connected region, every eroded MYO has no enclosed background,
-    # so its component count is its Euler number (no labelling).
-    simple = ndi.label(~fine, structure=_EIGHT)[1] == 1
+    # When the background is one 8-connected region (at full resolution: the MYO has no holes), every
+    # eroded MYO has no enclosed background, so its component count is its Euler number (no labelling).
+    simple = not has_holes if fine is framed else ndi.label(~fine, structure=_EIGHT)[1] == 1
+    # k erosions by the 3x3 box (the reference's erosion) keep the pixels whose chessboard distance to
+    # the outside exceeds k; each is cropped by one more pixel on every side (all False there).
+    kept = fine
     k = 1
     while k * erosion_mm < min_ratio * high_mm:
-        kept = depth > k
+        kept = _erode(kept, 3)
         n = _euler8(kept) if simple else -1
         if n not in (0, 1):
             fragments, n = ndi.label(kept, structure=_EIGHT)
@@ -293,6 +362,9 @@ def _erosion_ratio_ok(
         if n != 1:
             if k * erosion_mm < min_ratio * low_mm:
                 return False
+            if depth_max is None:
+                depth_max = _max_depth(fine, 0, min(least - 1, deepest))
+            floor_mm = depth_max * erosion_mm
             radius_mm = max(floor_mm, float(ndi.distance_transform_edt(coarse, sampling=(2 * g_row, 2 * g_col)).max()))
             return not k * erosion_mm < min_ratio * radius_mm
         k += 1
@@ -313,43 +385,60 @@ def _frame_criteria(
         ok[_INDEX["myo_present"]] = not myo_seq
         ok[_INDEX["la_present"]] = not la_seq
         return ok
-    lv, myo, la = crop == Label.LV, crop == Label.MYO, crop == Label.LA
-    has_lv, has_myo, has_la = bool(lv.any()), bool(myo.any()), bool(la.any())
+    # Plain ints: comparing with the IntEnum itself converts the whole crop to int64 first (10x slower).
+    lv, myo, la = (crop == int(v) for v in (Label.LV, Label.MYO, Label.LA))
+    # The crop's 1-px frame holds no structure: boxes grown by a pixel (_around) stay inside it, and
+    # hold every pixel adjacent to the structure, so its frontiers are measured there alone.
+    box = dict(zip(("lv", "myo", "la"), _label_boxes(crop, (Label.LV, Label.MYO, Label.LA))))
+    near = {name: _around(b) for name, b in box.items() if b is not None}
+    has_lv, has_myo, has_la = (name in near for name in ("lv", "myo", "la"))
     ok[_INDEX["lv_present"]] = has_lv or not lv_seq
     ok[_INDEX["myo_present"]] = has_myo or not myo_seq
     ok[_INDEX["la_present"]] = has_la or not la_seq
 
-    n_components = {}
-    for name, mask, present in (("lv", lv, has_lv), ("myo", myo, has_myo), ("la", la, has_la)):
-        if present:
-            n_components[name] = _n_components(mask)
+    # Per structure: tight mask, component count and hole verdict, shared by the criteria below.
+    framed, n_components, holes = {}, {}, {}
+    for name, mask in (("lv", lv), ("myo", myo), ("la", la)):
+        if name in near:
+            framed[name] = _tight(mask, box[name])
+            n_components[name] = _n_components(framed[name])
+            holes[name] = _has_holes(framed[name], n_components[name])
             ok[_INDEX[f"{name}_one_component"]] = n_components[name] == 1
-            ok[_INDEX[f"{name}_no_holes"]] = not _has_holes(mask, n_components[name])
+            ok[_INDEX[f"{name}_no_holes"]] = not holes[name]
 
     if has_lv and has_myo:
-        heart = lv | myo
+        at_lv = near["lv"]
         # Single LV and MYO sharing a border make one component (the Euler shortcut applies).
-        heart_connected = n_components["lv"] == 1 and n_components["myo"] == 1 and _touch(lv, myo)
+        heart_connected = n_components["lv"] == 1 and n_components["myo"] == 1 and _touch(lv[at_lv], myo[at_lv])
+        heart_box = _union(box["lv"], box["myo"])
+        heart = _tight(lv | myo, heart_box)
         ok[_INDEX["lv_myo_no_holes"]] = not _has_holes(heart, 1 if heart_connected else None)
-        connected = heart_connected and (not has_la or (n_components["la"] == 1 and (_touch(la, lv) or _touch(la, myo))))
+        at_la = near.get("la")
+        connected = heart_connected and (
+            not has_la or (n_components["la"] == 1 and (_touch(la[at_la], lv[at_la]) or _touch(la[at_la], myo[at_la])))
+        )
         ok[_INDEX["lv_myo_no_gap"]] = not _has_gap(lv, myo, la, row_mm * col_mm, connected)
-        row_counts = heart.sum(axis=1)
-        centre_row = int(round(float(row_counts @ np.arange(row_counts.size)) / row_counts.sum()))
+        # Rows of ``heart`` are crop rows heart_box.start - 1 ...; pixel counts are exact integers.
+        row_counts = heart.view(np.uint8).sum(axis=1, dtype=np.int32)
+        rows = np.arange(heart_box[0].start - 1, heart_box[0].stop + 1)
+        centre_row = int(round(float(row_counts @ rows) / row_counts.sum()))
         lv_width = np.count_nonzero(lv[centre_row]) * col_mm
         myo_width = np.count_nonzero(myo[centre_row]) * col_mm
         ok[_INDEX["lv_myo_width_ratio"]] = (
             lv_width > 0 and myo_width > 0 and lv_width / myo_width <= limits["lv_myo_width_ratio"]
         )
     if has_lv and has_la:
-        background = crop == Label.BACKGROUND
-        ratio = crack_length_mm(lv, background, row_mm, col_mm) / width_mm(lv, col_mm)
+        at_lv = near["lv"]
+        background = crop[at_lv] == int(Label.BACKGROUND)
+        ratio = crack_length_mm(lv[at_lv], background, row_mm, col_mm) / width_mm(lv[box["lv"]], col_mm)
         ok[_INDEX["lv_background_frontier"]] = ratio <= limits["lv_background_frontier"]
     if has_myo and has_la:
-        ratio = crack_length_mm(myo, la, row_mm, col_mm) / width_mm(myo, col_mm)
+        at_la = near["la"]
+        ratio = crack_length_mm(myo[at_la], la[at_la], row_mm, col_mm) / width_mm(myo[box["myo"]], col_mm)
         ok[_INDEX["myo_la_frontier"]] = ratio <= limits["myo_la_frontier"]
     if has_myo:
         ok[_INDEX["myo_erosion_ratio"]] = _erosion_ratio_ok(
-            myo, n_components["myo"], row_mm, col_mm, limits["myo_erosion_ratio"]
+            framed["myo"], n_components["myo"], holes["myo"], row_mm, col_mm, limits["myo_erosion_ratio"]
         )
     return ok
 
@@ -405,7 +494,7 @@ def check_validity(
     crops = _heart_crops(seq)
     known = {int(v) for v in present}
     in_sequence = {
-        int(v): int(v) in known or any(c is not None and bool((c == v).any()) for c in crops)
+        int(v): int(v) in known or any(c is not None and bool((c == int(v)).any()) for c in crops)
         for v in (Label.LV, Label.MYO, Label.LA)
     }
     out = np.empty((seq.shape[0], len(CRITERIA)), dtype=bool)

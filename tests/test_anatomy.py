@@ -235,11 +235,11 @@ def test_euler_shortcuts_agree_with_labelling():
         if not mask.any():
             continue
         framed = _tight(mask)
-        n = _n_components(mask)
+        n = _n_components(framed)
         holes4 = ndimage.label(~framed)[1] - 1  # 4-connected complement regions other than the outside
         assert _euler8(framed) == n - holes4
-        slow = _has_holes(mask)
-        assert _has_holes(mask, n) == slow
+        slow = _has_holes(framed)
+        assert _has_holes(framed, n) == slow
         seen_holes += slow
         seen_clean += not slow
     assert seen_holes > 20 and seen_clean > 20  # both verdicts were exercised
@@ -252,3 +252,29 @@ def test_euler_shortcuts_agree_with_labelling():
     pocket = lv.copy()
     pocket[8:10, 10:20] = False  # background between the LV and the MYO at the apex
     assert _has_gap(pocket, myo, la, 1.0, connected=True) and _has_gap(pocket, myo, la, 1.0)
+
+
+def test_box_erosions_agree_with_the_chessboard_distance_transform():
+    """The erosion criterion reads its eroded levels and its depth floor from box erosions instead of a
+    chessboard distance transform: same levels, same maximum depth, and the depth of a grid is at most
+    2m + 1 for the maximum depth m of its 2x subsample (the bound that lets it skip the measurement)."""
+    from scipy import ndimage
+
+    from echotemporal.anatomy import _erode, _max_depth
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        shape = tuple(int(n) for n in rng.integers(1, 40, size=2))
+        noise = ndimage.gaussian_filter(rng.random(shape), float(rng.uniform(0.5, 4.0)))
+        inner = noise > np.quantile(noise, float(rng.uniform(0.05, 0.7)))
+        framed = np.pad(inner, 1)
+        depth = ndimage.distance_transform_cdt(framed, metric="chessboard")
+        kept = framed
+        for k in range(1, 6):
+            kept = _erode(kept, 3)  # one more 3x3 erosion, cropped by one more pixel
+            assert np.array_equal(kept, (depth > k)[k:-k, k:-k])
+            assert np.array_equal(_erode(framed, 2 * k + 1), kept)
+        deepest = int(depth.max())
+        assert _max_depth(framed, 0, max(shape)) == deepest
+        m = int(ndimage.distance_transform_cdt(np.pad(inner[::2, ::2], 1), metric="chessboard").max())
+        assert deepest <= 2 * m + 1
