@@ -28,7 +28,7 @@ def _lift_lv_base(frame: np.ndarray, mm: float) -> np.ndarray:
     """The LV's bottom ``mm`` turned to background: the strip a decoded LV leaves above a carried LA."""
     out = frame.copy()
     rows = np.flatnonzero((frame == Label.LV).any(axis=1))
-    cut = rows[-1] - int(round(mm / SPACING[0]))
+    cut = rows[-1] - round(mm / SPACING[0])
     out[cut:][out[cut:] == Label.LV] = Label.BACKGROUND
     return out
 
@@ -63,12 +63,12 @@ def test_a_gap_wider_than_the_radius_stays_open(frame: np.ndarray) -> None:
 
 
 def test_la_running_along_the_myo_is_trimmed_back(frame: np.ndarray) -> None:
+    from scipy import ndimage
+
     from echotemporal.pipeline.cleanup import trim_la_along_myo
 
     # An LA grown 12 mm outwards and wrapped 10 mm up the outside of both basal walls: the MYO-LA
     # frontier criterion fails.
-    from scipy import ndimage
-
     wide = frame.copy()
     la_top = np.flatnonzero((frame == Label.LA).any(axis=1))[0]
     near_la = ndimage.distance_transform_edt(frame != Label.LA, sampling=SPACING) <= 12.0
@@ -83,3 +83,47 @@ def test_la_running_along_the_myo_is_trimmed_back(frame: np.ndarray) -> None:
     assert set(np.unique(trimmed[trimmed != wide])) == {int(Label.BACKGROUND)}
     # A frame within the limit is left alone.
     np.testing.assert_array_equal(trim_la_along_myo(frame[None].copy(), SPACING)[0], frame)
+
+
+def _junction_strip() -> np.ndarray:
+    """(70, 240) labels at 1 mm: an LV above a 2 mm strip of background that runs 80 mm along the LA.
+
+    The strip reaches far past the LV's contact: :func:`close_lv_gaps` must widen its window to it.
+    """
+    frame = np.zeros((70, 240), dtype=np.uint8)
+    frame[10:41, 30:211] = Label.MYO
+    frame[20:41, 110:131] = Label.LV
+    frame[43:61, 20:221] = Label.LA
+    return frame
+
+
+def test_a_long_pocket_is_closed_whole_and_the_frame_margin_does_not_matter() -> None:
+    frame = _junction_strip()
+    closed = close_lv_gaps(frame[None].copy(), (1.0, 1.0))[0]
+    # The whole strip between the MYO and the LA joined a structure; the LV is untouched.
+    assert (closed[41:43, 30:211] != Label.BACKGROUND).all()
+    np.testing.assert_array_equal(closed == Label.LV, frame == Label.LV)
+    # Background beyond the frame's edge counts as background: extra margin changes nothing.
+    padded = np.pad(frame, ((15, 25), (40, 30)))
+    closed_padded = close_lv_gaps(padded[None].copy(), (1.0, 1.0))[0]
+    np.testing.assert_array_equal(closed_padded[15:-25, 40:-30], closed)
+    assert (closed_padded != padded)[15:-25, 40:-30].sum() == (closed_padded != padded).sum()
+    # A heart cut by the frame's edge closes as if the frame went on empty.
+    tight = frame[10:61, 20:221]
+    np.testing.assert_array_equal(close_lv_gaps(tight[None].copy(), (1.0, 1.0))[0], closed[10:61, 20:221])
+
+
+def test_holes_take_their_nearest_label_each() -> None:
+    from echotemporal.pipeline.cleanup import cleanup_labels, hole_mask
+
+    frame = np.zeros((60, 80), dtype=np.uint8)
+    frame[5:55, 5:75] = Label.MYO
+    frame[15:45, 15:65] = Label.LV
+    damaged = frame.copy()
+    damaged[25:28, 20:23] = Label.BACKGROUND  # hole in the LV
+    damaged[8, 40] = Label.BACKGROUND  # one-pixel hole in the MYO, far from the first
+    damaged[50:52, 70:72] = Label.LV  # stray LV piece in the MYO: removed, then filled as MYO
+    holes = hole_mask(damaged[None] != Label.BACKGROUND)[0]
+    assert holes.sum() == 9 + 1
+    cleaned = cleanup_labels(damaged[None].copy(), (0, 1, 2))[0]
+    np.testing.assert_array_equal(cleaned, frame)
