@@ -72,7 +72,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--measure-threads", type=int, default=None,
-                   help="threads of the per-frame measures (sets $ECHOTEMPORAL_THREADS; default: usable CPUs, at most 4)")
+                   help="threads of the per-frame measures (sets $ECHOTEMPORAL_THREADS; default 1)")
     p.add_argument("--no-cli", action="store_true", help="skip timing the command-line process")
     args = p.parse_args()
     warnings.simplefilter("ignore")

@@ -391,6 +391,8 @@ def test_measures_do_not_depend_on_the_thread_count(monkeypatch):
     monkeypatch.setenv(THREADS_ENV, "zero")
     with pytest.raises(ConfigError, match=THREADS_ENV):
         measure_threads()
+    monkeypatch.delenv(THREADS_ENV)
+    assert measure_threads() == 1  # the GIL-bound measures run in the calling thread by default
 
 
 def test_shipped_model_corrects_a_shifted_broken_sequence_into_valid_consistent_frames():
