@@ -52,7 +52,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from echotemporal.errors import ConfigError, InvalidLabelsError
-from echotemporal.labels import Label, check_spacing
+from echotemporal.labels import Label, check_spacing, frame_boxes
 from echotemporal.parallel import map_threads
 
 __all__ = ["CRITERIA", "THRESHOLDS", "check_validity", "valid_frames", "crack_length_mm", "width_mm"]
@@ -109,19 +109,13 @@ def _heart_crops(labels: np.ndarray) -> list[np.ndarray | None]:
     The frame holds the image's pixels where they exist and ``_OUTSIDE`` beyond the image border, so
     a structure cut by the border is neither closed there nor seen touching background.
     """
-    # Max over rows / columns: one pass over the full frames without temporaries.
-    rows_max = labels.max(axis=2)
-    cols_max = labels.max(axis=1)
     height, width = labels.shape[1:]
     crops: list[np.ndarray | None] = []
-    for t in range(labels.shape[0]):
-        rows = np.flatnonzero(rows_max[t])
-        if rows.size == 0:
+    for t, box in enumerate(frame_boxes(labels)):
+        if box is None:
             crops.append(None)
             continue
-        cols = np.flatnonzero(cols_max[t])
-        r0, r1 = int(rows[0]) - 1, int(rows[-1]) + 2
-        c0, c1 = int(cols[0]) - 1, int(cols[-1]) + 2
+        r0, r1, c0, c1 = box[0] - 1, box[1] + 1, box[2] - 1, box[3] + 1
         crop = np.full((r1 - r0, c1 - c0), _OUTSIDE, dtype=np.uint8)
         sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, height), max(c0, 0), min(c1, width)
         crop[sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0] = labels[t, sr0:sr1, sc0:sc1]

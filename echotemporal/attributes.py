@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from echotemporal.errors import InvalidLabelsError
-from echotemporal.labels import BACKGROUND, LA, LV, MYO, as_label_sequence, check_spacing
+from echotemporal.labels import BACKGROUND, LA, LV, MYO, as_label_sequence, check_spacing, frame_boxes
 from echotemporal.parallel import map_threads
 
 __all__ = [
@@ -86,27 +86,22 @@ class LvLandmarks:
 
 def _heart_boxes(labels: np.ndarray) -> list[tuple[int, int, int, int] | None]:
     """Per frame, the LV∪MYO bounding box (r0, r1, c0, c1) grown by 1 px, or None if empty."""
-    # A cheap pass over the full frames (max over rows/columns, no temporaries) finds the box of all
-    # labels; the exact LV∪MYO box is then searched inside that much smaller window.
-    rows_max = labels.max(axis=2)
-    cols_max = labels.max(axis=1)
+    # The box of all labels (one cheap pass); the exact LV∪MYO box is searched inside that window.
     height, width = labels.shape[1:]
     boxes: list[tuple[int, int, int, int] | None] = []
-    for t in range(labels.shape[0]):
-        rows = np.flatnonzero(rows_max[t])
-        if rows.size == 0:
+    for t, box in enumerate(frame_boxes(labels)):
+        if box is None:
             boxes.append(None)
             continue
-        cols = np.flatnonzero(cols_max[t])
-        window = labels[t, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        window = labels[t, box[0] : box[1], box[2] : box[3]]
         heart = (window == LV) | (window == MYO)
         h_rows = np.flatnonzero(heart.any(axis=1))
         if h_rows.size == 0:
             boxes.append(None)
             continue
         h_cols = np.flatnonzero(heart.any(axis=0))
-        r_first, r_last = int(rows[0] + h_rows[0]), int(rows[0] + h_rows[-1])
-        c_first, c_last = int(cols[0] + h_cols[0]), int(cols[0] + h_cols[-1])
+        r_first, r_last = box[0] + int(h_rows[0]), box[0] + int(h_rows[-1])
+        c_first, c_last = box[2] + int(h_cols[0]), box[2] + int(h_cols[-1])
         boxes.append(
             (max(r_first - 1, 0), min(r_last + 2, height), max(c_first - 1, 0), min(c_last + 2, width))
         )

@@ -8,7 +8,7 @@ import numpy as np
 
 from echotemporal.errors import ConfigError, InvalidLabelsError
 
-__all__ = ["Label", "BACKGROUND", "LV", "MYO", "LA", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "as_label_sequence", "check_spacing", "check_frame_index", "frame_indices"]
+__all__ = ["Label", "BACKGROUND", "LV", "MYO", "LA", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "as_label_sequence", "check_spacing", "check_frame_index", "frame_indices", "frame_boxes"]
 
 
 class Label(IntEnum):
@@ -130,3 +130,23 @@ def check_frame_index(index: int | None, n_frames: int, name: str) -> int | None
 def frame_indices(mask: np.ndarray) -> list[int]:
     """0-based indices (plain ints, for JSON) of the True frames of a (T,) bool ``mask``."""
     return [int(i) for i in np.flatnonzero(mask)]
+
+
+def frame_boxes(labels: np.ndarray) -> list[tuple[int, int, int, int] | None]:
+    """Per frame of a (T, H, W) label map, the box (r0, r1, c0, c1), end-exclusive, of its
+    non-background pixels; None for an empty frame.
+
+    One pass over the full frames (maxima over rows and columns, no large temporaries): the
+    measures then work inside these much smaller windows.
+    """
+    rows_max = labels.max(axis=2)
+    cols_max = labels.max(axis=1)
+    boxes: list[tuple[int, int, int, int] | None] = []
+    for t in range(labels.shape[0]):
+        rows = np.flatnonzero(rows_max[t])
+        if rows.size == 0:
+            boxes.append(None)
+            continue
+        cols = np.flatnonzero(cols_max[t])
+        boxes.append((int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1))
+    return boxes
