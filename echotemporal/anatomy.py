@@ -52,7 +52,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from echotemporal.errors import ConfigError, InvalidLabelsError
-from echotemporal.labels import Label, check_spacing, frame_boxes
+from echotemporal.labels import BACKGROUND, LA, LV, MYO, Label, check_spacing, frame_boxes
 from echotemporal.parallel import map_threads
 
 __all__ = ["CRITERIA", "THRESHOLDS", "check_validity", "valid_frames", "crack_length_mm", "width_mm"]
@@ -379,8 +379,7 @@ def _frame_criteria(
         ok[_INDEX["myo_present"]] = not myo_seq
         ok[_INDEX["la_present"]] = not la_seq
         return ok
-    # Plain ints: comparing with the IntEnum itself converts the whole crop to int64 first (10x slower).
-    lv, myo, la = (crop == int(v) for v in (Label.LV, Label.MYO, Label.LA))
+    lv, myo, la = crop == LV, crop == MYO, crop == LA
     # The crop's 1-px frame holds no structure: boxes grown by a pixel (_around) stay inside it, and
     # hold every pixel adjacent to the structure, so its frontiers are measured there alone.
     box = dict(zip(("lv", "myo", "la"), _label_boxes(crop, (Label.LV, Label.MYO, Label.LA))))
@@ -423,7 +422,7 @@ def _frame_criteria(
         )
     if has_lv and has_la:
         at_lv = near["lv"]
-        background = crop[at_lv] == int(Label.BACKGROUND)
+        background = crop[at_lv] == BACKGROUND
         ratio = crack_length_mm(lv[at_lv], background, row_mm, col_mm) / width_mm(lv[box["lv"]], col_mm)
         ok[_INDEX["lv_background_frontier"]] = ratio <= limits["lv_background_frontier"]
     if has_myo and has_la:

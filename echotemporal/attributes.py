@@ -394,6 +394,8 @@ def _frame_attributes(
     out[_I_BASE] = math.hypot((lr - rr) * row_mm, (lc - rc) * col_mm)
     out[_I_LENGTH] = math.hypot((0.5 * (lr + rr) - ar) * row_mm, (0.5 * (lc + rc) - ac) * col_mm)
     return out, None
+
+
 def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float], *, threads: int = 1) -> np.ndarray:
     """The seven shape attributes of every frame, in physical units (DESIGN §3).
 
