@@ -51,6 +51,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from echotemporal.boxes import Box, grow, union
 from echotemporal.errors import ConfigError, InvalidLabelsError
 from echotemporal.labels import BACKGROUND, LA, LV, MYO, Label, check_spacing, frame_boxes
 from echotemporal.parallel import map_threads
@@ -100,7 +101,6 @@ _EROSION_GRID_MM = 0.25
 _EIGHT = np.ones((3, 3), dtype=bool)
 _OUTSIDE = 255  # padding outside the image: no label, not background
 _INDEX = {name: i for i, name in enumerate(CRITERIA)}
-_Box = tuple[slice, slice]  # (rows, columns) of a bounding box
 
 
 def _heart_crops(labels: np.ndarray) -> list[np.ndarray | None]:
@@ -123,7 +123,7 @@ def _heart_crops(labels: np.ndarray) -> list[np.ndarray | None]:
     return crops
 
 
-def _box(rows: np.ndarray, cols: np.ndarray) -> _Box | None:
+def _box(rows: np.ndarray, cols: np.ndarray) -> Box | None:
     """Bounding box from which rows (H,) and columns (W,) hold a structure (None if none does)."""
     rows, cols = np.flatnonzero(rows), np.flatnonzero(cols)
     if rows.size == 0:
@@ -131,26 +131,14 @@ def _box(rows: np.ndarray, cols: np.ndarray) -> _Box | None:
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
-def _label_boxes(crop: np.ndarray, labels: Sequence[int]) -> list[_Box | None]:
+def _label_boxes(crop: np.ndarray, labels: Sequence[int]) -> list[Box | None]:
     """Bounding box of each of ``labels`` (< 8) in the (h, w) uint8 ``crop``, from one pass over it."""
     bits = np.left_shift(np.uint8(1), crop)  # bit v for label v (0 for labels >= 8, as _OUTSIDE)
     row_bits, col_bits = np.bitwise_or.reduce(bits, axis=1), np.bitwise_or.reduce(bits, axis=0)
     return [_box(row_bits & (1 << v), col_bits & (1 << v)) for v in labels]
 
 
-def _union(a: _Box, b: _Box) -> _Box:
-    return (
-        slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
-        slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)),
-    )
-
-
-def _around(box: _Box) -> _Box:
-    """``box`` grown by one pixel on every side: every pixel 8-adjacent to the box (in a crop's frame)."""
-    return slice(box[0].start - 1, box[0].stop + 1), slice(box[1].start - 1, box[1].stop + 1)
-
-
-def _tight(mask: np.ndarray, box: _Box | None = None) -> np.ndarray:
+def _tight(mask: np.ndarray, box: Box | None = None) -> np.ndarray:
     """``mask`` cropped to its bounding box ``box`` (found if not given) with a 1-px False frame.
 
     The mask must be non-empty.
@@ -380,10 +368,10 @@ def _frame_criteria(
         ok[_INDEX["la_present"]] = not la_seq
         return ok
     lv, myo, la = crop == LV, crop == MYO, crop == LA
-    # The crop's 1-px frame holds no structure: boxes grown by a pixel (_around) stay inside it, and
+    # The crop's 1-px frame holds no structure: boxes grown by a pixel stay inside it, and
     # hold every pixel adjacent to the structure, so its frontiers are measured there alone.
     box = dict(zip(("lv", "myo", "la"), _label_boxes(crop, (Label.LV, Label.MYO, Label.LA))))
-    near = {name: _around(b) for name, b in box.items() if b is not None}
+    near = {name: grow(b, (1, 1), crop.shape) for name, b in box.items() if b is not None}
     has_lv, has_myo, has_la = (name in near for name in ("lv", "myo", "la"))
     ok[_INDEX["lv_present"]] = has_lv or not lv_seq
     ok[_INDEX["myo_present"]] = has_myo or not myo_seq
@@ -403,7 +391,7 @@ def _frame_criteria(
         at_lv = near["lv"]
         # Single LV and MYO sharing a border make one component (the Euler shortcut applies).
         heart_connected = n_components["lv"] == 1 and n_components["myo"] == 1 and _touch(lv[at_lv], myo[at_lv])
-        heart_box = _union(box["lv"], box["myo"])
+        heart_box = union(box["lv"], box["myo"])
         heart = _tight(lv | myo, heart_box)
         ok[_INDEX["lv_myo_no_holes"]] = not _has_holes(heart, 1 if heart_connected else None)
         at_la = near.get("la")

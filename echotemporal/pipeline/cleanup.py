@@ -10,6 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from echotemporal.anatomy import THRESHOLDS, crack_length_mm, width_mm
+from echotemporal.boxes import Box, grow, within
 from echotemporal.labels import BACKGROUND, LA, LV, MODELLED_LABELS, MYO, Label
 from echotemporal.parallel import map_frame_chunks
 from echotemporal.pipeline.measurement import heart_box, measure_threads
@@ -32,9 +33,6 @@ INPLANE[1] = ndimage.generate_binary_structure(2, 1)
 #: In-plane 8-connectivity of a single (H, W) frame.
 _EIGHT = np.ones((3, 3), dtype=bool)
 
-#: (row, col) slices of a box in a frame.
-Box = tuple[slice, slice]
-
 
 def _reach_px(distance_mm: float, spacing_mm: tuple[float, float]) -> tuple[int, int]:
     """(rows, cols): pixel offsets along each axis that cover ``distance_mm``, plus one pixel.
@@ -45,18 +43,6 @@ def _reach_px(distance_mm: float, spacing_mm: tuple[float, float]) -> tuple[int,
     return int(np.ceil(distance_mm / spacing_mm[0])) + 1, int(np.ceil(distance_mm / spacing_mm[1])) + 1
 
 
-def _grow(box: Box, margin: tuple[int, int], shape: tuple[int, ...]) -> Box:
-    """``box`` (row, col slices) widened by ``margin`` (rows, cols) pixels, clipped to the (h, w) ``shape``."""
-    return tuple(
-        slice(max(part.start - m, 0), min(part.stop + m, size)) for part, m, size in zip(box, margin, shape[-2:])
-    )
-
-
-def _within(inner: Box, outer: Box) -> Box:
-    """Slices of the box ``inner`` relative to the box ``outer`` that contains it."""
-    return tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer))
-
-
 def _distance_near(targets: np.ndarray, box: Box, margin: tuple[int, int], sampling: tuple[float, float]) -> np.ndarray:
     """Distance (mm) from each pixel of ``box`` to the nearest True pixel of the (h, w) bool ``targets``.
 
@@ -65,8 +51,8 @@ def _distance_near(targets: np.ndarray, box: Box, margin: tuple[int, int], sampl
     frame; beyond it, some value larger than that distance (inf when the grown box holds no target).
     Returns the box's (h', w') float64.
     """
-    area = _grow(box, margin, targets.shape)
-    core = _within(box, area)
+    area = grow(box, margin, targets.shape)
+    core = within(box, area)
     crop = targets[area]
     if not crop.any():
         return np.full(crop[core].shape, np.inf)
@@ -268,12 +254,12 @@ def _junction_pockets(
     none does: the pieces are then whole.
     """
     shape = frame.shape
-    lv_box = _grow(heart_box(lv, margin=0), (1, 1), shape)
+    lv_box = grow(heart_box(lv, margin=0), (1, 1), shape)
     near_lv = np.zeros(shape, dtype=bool)
     near_lv[lv_box] = ndimage.binary_dilation(lv[lv_box], structure=_EIGHT) & ~heart[lv_box]
     reach = _reach_px(radius_mm, spacing_mm)
     step = (2 * reach[0], 2 * reach[1])
-    window = _grow(heart_box(near_lv, margin=0), step, shape)
+    window = grow(heart_box(near_lv, margin=0), step, shape)
     while True:
         pockets = _closing(heart, window, spacing_mm, radius_mm) & ~heart[window]
         regions, _ = ndimage.label(pockets, structure=_EIGHT)
@@ -290,8 +276,8 @@ def _junction_pockets(
         if grown == window:
             break
         window = grown
-    la_box = _grow(window, (1, 1), shape)
-    near_la = ndimage.binary_dilation(frame[la_box] == LA, structure=_EIGHT)[_within(window, la_box)]
+    la_box = grow(window, (1, 1), shape)
+    near_la = ndimage.binary_dilation(frame[la_box] == LA, structure=_EIGHT)[within(window, la_box)]
     between = np.intersect1d(touching, regions[near_la & pockets])
     if not between.size:
         return None

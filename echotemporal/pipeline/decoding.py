@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from echotemporal.boxes import union
 from echotemporal.errors import ConfigError
 from echotemporal.labels import BACKGROUND
 from echotemporal.pipeline.cleanup import MAX_MODELLED, cleanup_decoded
@@ -70,15 +71,6 @@ def _grid_footprint_box(mask: np.ndarray, alignment: Any) -> tuple[slice, slice]
 
     box = native_box(alignment, mask, 1.5)
     return None if box is None else (slice(box[0], box[1]), slice(box[2], box[3]))
-
-
-def _union_box(a: tuple[slice, slice] | None, b: tuple[slice, slice] | None) -> tuple[slice, slice] | None:
-    if a is None or b is None:
-        return a if b is None else b
-    return (
-        slice(min(a[0].start, b[0].start), max(a[0].stop, b[0].stop)),
-        slice(min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)),
-    )
 
 
 class SequenceDecoder:
@@ -240,7 +232,7 @@ class SequenceDecoder:
         footprint = np.logical_or.reduce(list(flags.values())).reshape(G, G)
         box = _grid_footprint_box(footprint, self.alignment)
         if borrowing or box is None:  # borrowing frames take their sources' labels over the heart's box
-            box = _union_box(self.heart_box, box) or self.heart_box
+            box = union(self.heart_box, box) or self.heart_box
         key = (box[0].start, box[0].stop, box[1].start, box[1].stop)
         if self._taps is None or self._taps.box != key:  # rounds usually share the box
             self._taps = bilinear_taps(self.alignment, key)
