@@ -22,6 +22,8 @@ __all__ = [
     "load_config",
     "config_from_dict",
     "config_to_dict",
+    "model_config_from_dict",
+    "checkpoint_alignment_config",
 ]
 
 C = TypeVar("C")
@@ -188,3 +190,18 @@ def config_to_dict(config: Any) -> dict[str, Any]:
         v = getattr(config, f.name)
         out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
+
+
+def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Rebuild the ModelConfig stored in a checkpoint (``config_to_dict`` wrote it)."""
+    d = dict(data)
+    if "channels" in d:
+        d["channels"] = tuple(int(c) for c in d["channels"])
+    return ModelConfig(**d)
+
+
+def checkpoint_alignment_config(metadata: dict[str, Any], grid_size: int) -> AlignmentConfig:
+    """The alignment a model was trained with, from its checkpoint metadata (defaults on its grid otherwise)."""
+    stored = dict(metadata.get("alignment_config") or {})
+    stored["grid_size"] = int(grid_size)
+    return AlignmentConfig(**stored)

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from echotemporal.config import AlignmentConfig, ModelConfig
+from echotemporal.config import AlignmentConfig, ModelConfig, checkpoint_alignment_config, model_config_from_dict
+from echotemporal.config import config_to_dict as model_config_to_dict
 
 __all__ = [
     "ARVAE",
@@ -38,20 +39,6 @@ __all__ = [
     "latent_traversal",
     "plot_traversal",
 ]
-
-
-def model_config_to_dict(config: ModelConfig) -> dict[str, Any]:
-    """Plain-type dict of a ModelConfig (tuples as lists), as stored in checkpoints."""
-    d = asdict(config)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-
-def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Rebuild a ModelConfig from a checkpoint dict."""
-    d = dict(data)
-    if "channels" in d:
-        d["channels"] = tuple(int(c) for c in d["channels"])
-    return ModelConfig(**d)
 
 
 def labels_to_onehot(labels: torch.Tensor, n_classes: int = 3) -> torch.Tensor:
@@ -209,7 +196,11 @@ class ShapeModel:
         latent_std: (D,) std of the posterior means over the training set.
         sha256: hex digest of the weights file ("" for an in-memory model).
         checkpoint: the remaining checkpoint metadata (provenance, metrics, attribute stats).
+        backend: "torch" (:class:`echotemporal.onnx_model.OnnxShapeModel` runs the same graphs with
+            ONNX Runtime).
     """
+
+    backend = "torch"
 
     def __init__(
         self,
@@ -244,9 +235,7 @@ class ShapeModel:
     @property
     def alignment_config(self) -> AlignmentConfig:
         """The alignment the model was trained with (from its checkpoint; defaults on its grid otherwise)."""
-        stored = dict(self.checkpoint.get("alignment_config") or {})
-        stored["grid_size"] = self.grid_size
-        return AlignmentConfig(**stored)
+        return checkpoint_alignment_config(self.checkpoint, self.grid_size)
 
     def _threads(self):
         """Context manager applying ``inference_threads`` for one call."""

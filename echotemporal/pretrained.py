@@ -26,6 +26,8 @@ __all__ = [
     "load_checkpoint",
     "model_from_checkpoint",
     "load_model",
+    "BACKEND_ENV",
+    "BACKENDS",
 ]
 
 #: File name of the default shipped model.
@@ -34,11 +36,14 @@ DEFAULT_WEIGHTS = "arvae-camus-v1.pt"
 #: Registered weight files: file name -> sha256 of its bytes.
 REGISTRY: dict[str, str] = {
     "arvae-camus-v1.pt": "8c2aee131cdee8206d6f0f725c87d85d48bfb79da146a207f9d66f28ea5636aa",
+    # Its ONNX export (scripts/export_onnx.py), run by ONNX Runtime when available (see load_model).
+    "arvae-camus-v1.encoder.onnx": "6d753a148f7eb2f99338425b242755827b248072a0f1d8a4d2cf01f3750de15e",
+    "arvae-camus-v1.decoder.onnx": "c818dbd1217b3c4bb4e5dce72d9e699a39082ca1548450bf82b8c31cb1895d0b",
 }
 
 _SUPPORTED_FORMATS = (1,)
 _REQUIRED_KEYS = ("format_version", "model_config", "attribute_names", "latent_bounds", "state_dict")
-_CACHE: dict[tuple[str, int, int], Any] = {}
+_CACHE: dict[tuple[str, int, int, str], Any] = {}
 
 
 def weights_dir() -> Path:
@@ -159,24 +164,86 @@ def model_from_checkpoint(ckpt: dict[str, Any], *, sha256: str = "", source: str
     )
 
 
-def load_model(name_or_path: str | Path | None = None):
-    """Load a ShapeModel: the shipped default, a registered name, or a checkpoint path.
+#: Environment variable choosing the inference backend: "auto" (default), "onnx" or "torch".
+BACKEND_ENV = "ECHOTEMPORAL_BACKEND"
+BACKENDS = ("auto", "onnx", "torch")
+
+
+def _onnx_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _onnx_twins(path: Path, digest: str, backend: str) -> tuple[Path, Path] | None:
+    """The ONNX graphs exported from checkpoint ``path`` (sha256 ``digest``) if they are to be used."""
+    from echotemporal.onnx_model import onnx_paths, onnx_source_sha256
+
+    twins = onnx_paths(path)
+    fix = f"export them with `python scripts/export_onnx.py {path}`, or use --backend torch"
+    if not all(p.is_file() for p in twins):
+        if backend == "onnx":
+            raise WeightsError(f"{twins[0]}: no ONNX export of {path.name}; {fix}")
+        return None
+    if backend == "onnx" and not _onnx_available():
+        raise WeightsError(f"{path}: backend 'onnx' needs onnxruntime; pip install onnxruntime, or use --backend torch")
+    if not _onnx_available():
+        return None
+    for twin in twins:
+        expected = REGISTRY.get(twin.name)
+        if expected and file_sha256(twin) != expected:
+            raise WeightsError(
+                f"{twin}: sha256 does not match the registered one for '{twin.name}'; the file is corrupted "
+                "or was modified - reinstall echotemporal"
+            )
+    if onnx_source_sha256(twins[0]) != digest:
+        if backend == "onnx":
+            raise WeightsError(f"{twins[0]}: exported from another version of {path.name}; re-{fix[1:]}")
+        return None  # stale export beside a retrained checkpoint: the checkpoint itself is the truth
+    return twins
+
+
+def load_model(name_or_path: str | Path | None = None, *, backend: str | None = None):
+    """Load a shape model: the shipped default, a registered name, or a checkpoint path.
+
+    Backends (``backend``, else ``$ECHOTEMPORAL_BACKEND``, else "auto"): "onnx" runs the ONNX graphs
+    exported beside the checkpoint with ONNX Runtime (:class:`echotemporal.onnx_model.OnnxShapeModel`:
+    no torch import, the 2-3 s that dominate a one-sequence command); "torch" rebuilds the network
+    from the checkpoint; "auto" takes "onnx" where onnxruntime is installed and an up-to-date export
+    (same checkpoint sha256) lies beside the checkpoint, "torch" otherwise. Both give the same
+    latents and probabilities to float32 rounding and report the checkpoint's sha256.
 
     Args:
         name_or_path: None for :data:`DEFAULT_WEIGHTS`, a registered file name, or a path.
+        backend: "auto", "onnx" or "torch".
 
     Returns:
-        A ShapeModel (eval mode, CPU) with ``sha256`` set. Loaded models are cached per file
-        (path, size, mtime), so repeated calls in a batch cost nothing.
+        A ShapeModel or OnnxShapeModel (CPU, inference) with ``sha256`` and ``backend`` set. Loaded
+        models are cached per file (path, size, mtime) and backend, so repeated calls in a batch cost
+        nothing.
 
     Raises:
-        WeightsError: missing, unknown, tampered or incompatible weights.
+        WeightsError: missing, unknown, tampered or incompatible weights, or an unavailable backend.
     """
+    import os
+
+    backend = (backend or os.environ.get(BACKEND_ENV) or "auto").lower()
+    if backend not in BACKENDS:
+        raise WeightsError(f"backend {backend!r} is not one of {', '.join(BACKENDS)} (${BACKEND_ENV}); pick one of them")
     path = resolve_weights(name_or_path)
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, backend)
     if key not in _CACHE:
-        ckpt, digest = load_checkpoint(path)
+        digest = file_sha256(path)
+        expected = REGISTRY.get(path.name)
+        twins = None if backend == "torch" else _onnx_twins(path, digest, backend)
+        if twins is not None and (not expected or digest == expected):
+            from echotemporal.onnx_model import OnnxShapeModel
+
+            model = OnnxShapeModel(*twins)
+        else:
+            ckpt, digest = load_checkpoint(path)
+            model = model_from_checkpoint(ckpt, sha256=digest, source=str(path))
         _CACHE.clear()  # one model at a time is what every caller needs; keeps memory flat
-        _CACHE[key] = model_from_checkpoint(ckpt, sha256=digest, source=str(path))
+        _CACHE[key] = model
     return _CACHE[key]

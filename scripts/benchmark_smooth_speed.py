@@ -9,7 +9,7 @@ wall-clock times (median and best of ``--repeats``), then the time per pipeline 
 
 Usage::
 
-    python scripts/benchmark_smooth_speed.py [--weights W] [--repeats 5] [--threads 2] [--method arvae]
+    python scripts/benchmark_smooth_speed.py [--weights W] [--repeats 5] [--backend auto|onnx|torch] [--method arvae]
 """
 
 from __future__ import annotations
@@ -70,16 +70,20 @@ def main() -> None:
     p.add_argument("--weights", default=None, help="weights file or name (default: shipped model)")
     p.add_argument("--method", default="arvae", choices=("arvae", "gaussian", "none"))
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--backend", default=None, choices=("auto", "onnx", "torch"),
+                   help="inference backend (sets $ECHOTEMPORAL_BACKEND for the CLI too; default auto: ONNX Runtime)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads, with --backend torch (default: torch's choice)")
     p.add_argument("--measure-threads", type=int, default=None,
                    help="threads of the per-frame measures (sets $ECHOTEMPORAL_THREADS; default 1)")
     p.add_argument("--no-cli", action="store_true", help="skip timing the command-line process")
     args = p.parse_args()
     warnings.simplefilter("ignore")
 
-    import torch
-
+    if args.backend:
+        os.environ["ECHOTEMPORAL_BACKEND"] = args.backend  # the CLI child inherits it too
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
     if args.measure_threads:
         os.environ["ECHOTEMPORAL_THREADS"] = str(args.measure_threads)  # the CLI child inherits it too
@@ -161,7 +165,8 @@ def main() -> None:
 
     from echotemporal.pipeline.measurement import measure_threads
 
-    print(f"torch threads: {torch.get_num_threads()}, per-frame measure threads: {measure_threads()} "
+    print(f"inference backend: {getattr(model, 'backend', None)}, torch imported: {'torch' in sys.modules}, "
+          f"per-frame measure threads: {measure_threads()} "
           f"(${THREADS_ENV}), CPU count: {os.cpu_count()}, 1-min load average: {os.getloadavg()[0]:.1f}, "
           f"rounds: {result.summary['rounds']}, inconsistent {result.summary['n_inconsistent_before']} -> "
           f"{result.summary['n_inconsistent_after']}, invalid {result.summary['n_invalid_before']} -> "

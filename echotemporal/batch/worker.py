@@ -149,7 +149,9 @@ def _prepare_worker(method: str) -> None:
         return
     os.environ.update(WORKER_ENV)  # a Dask worker was not spawned by us: at least the later imports
     _tune_allocator()
-    if method == "arvae" or "torch" in sys.modules:  # the other methods need no torch: skip its import
+    # The shipped model runs with ONNX Runtime (one thread per session) and needs no torch; a torch
+    # already imported, or imported later for a checkpoint without ONNX export, reads WORKER_ENV.
+    if "torch" in sys.modules:
         import torch
 
         torch.set_num_threads(1)

@@ -649,6 +649,7 @@ def smooth_sequence(
         },
         "package_version": __version__,
         "weights_sha256": weights_sha,
+        "inference_backend": getattr(model, "backend", None) if method == "arvae" else None,
         "seconds": time.perf_counter() - start,
     }
     return SmoothingResult(
