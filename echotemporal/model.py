@@ -14,7 +14,6 @@ The network is sized for CPU training and inference: stride-2 convolutions (one 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 

@@ -12,7 +12,8 @@ Usage:
   python scripts/train_default_weights.py --workdir runs/default [--minutes 55] [--phantoms 400]
   python scripts/train_default_weights.py --workdir runs/default --resume
 The best checkpoint is written to <workdir>/arvae.pt while training; ``--install`` copies it to
-echotemporal/weights/arvae-camus-v1.pt at the end.
+echotemporal/weights/arvae-camus-v1.pt at the end, exports its ONNX graphs beside it and prints the
+sha256 values for ``pretrained.REGISTRY``.
 """
 
 from __future__ import annotations
@@ -84,7 +85,14 @@ def main() -> int:
     if args.install:
         target = REPO / "echotemporal" / "weights" / "arvae-camus-v1.pt"
         shutil.copyfile(out, target)
-        print(f"installed {target}", flush=True)
+        from echotemporal.onnx_model import export_onnx
+        from echotemporal.pretrained import file_sha256
+
+        graphs = export_onnx(target, overwrite=True)  # the ONNX Runtime backend's copy of the new weights
+        print(f"installed {target} and {', '.join(g.name for g in graphs)}; set their sha256 in "
+              "echotemporal.pretrained.REGISTRY:", flush=True)
+        for path in (target, *graphs):
+            print(f'    "{path.name}": "{file_sha256(path)}",', flush=True)
     return 0
 
 
