@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from echotemporal.config import AlignmentConfig, ModelConfig, checkpoint_alignment_config, model_config_from_dict
+from echotemporal.config import ModelConfig, model_config_from_dict
 from echotemporal.config import config_to_dict as model_config_to_dict
+from echotemporal.inference import TrainedShapeModel
 
 __all__ = [
     "ARVAE",
@@ -182,21 +183,15 @@ def arvae_loss(
     return LossTerms(total=total, ce=ce, dice=dice, kl=kl, ar=ar)
 
 
-class ShapeModel:
-    """A trained AR-VAE with everything the pipeline needs, numpy in and out (CPU, eval mode).
+class ShapeModel(TrainedShapeModel):
+    """A trained AR-VAE run with torch (see :class:`echotemporal.inference.TrainedShapeModel` for the
+    interface and attributes; :class:`echotemporal.onnx_model.OnnxShapeModel` runs its ONNX export).
 
     Attributes:
         network: the ARVAE module (eval mode).
-        config: its ModelConfig.
-        attribute_names: names of the regularized dims, in latent order.
-        latent_bounds: (K, 2) robust (1st, 99th) percentiles of the posterior means of the regularized dims
-            over the training set.
-        latent_mean: (D,) mean posterior mean over the training set.
-        latent_std: (D,) std of the posterior means over the training set.
-        sha256: hex digest of the weights file ("" for an in-memory model).
-        checkpoint: the remaining checkpoint metadata (provenance, metrics, attribute stats).
-        backend: "torch" (:class:`echotemporal.onnx_model.OnnxShapeModel` runs the same graphs with
-            ONNX Runtime).
+        inference_threads: torch intra-op threads used inside encode/decode (restored afterwards). One
+            thread: a 20-frame pass takes ~45 ms either way, and two threads on a shared 2-core machine
+            stalled at 0.1-0.7 s (measured). None keeps the process setting.
     """
 
     backend = "torch"
@@ -212,29 +207,17 @@ class ShapeModel:
         sha256: str = "",
         checkpoint: dict[str, Any] | None = None,
     ):
+        super().__init__(
+            network.config,
+            attribute_names,
+            latent_bounds,
+            latent_mean=latent_mean,
+            latent_std=latent_std,
+            sha256=sha256,
+            checkpoint=checkpoint,
+        )
         self.network = network.eval()
-        self.config: ModelConfig = network.config
-        self.attribute_names = tuple(attribute_names)
-        self.latent_bounds = np.asarray(latent_bounds, dtype=np.float64)
-        D = self.config.latent_dim
-        self.latent_mean = np.zeros(D) if latent_mean is None else np.asarray(latent_mean, dtype=np.float64)
-        self.latent_std = np.ones(D) if latent_std is None else np.asarray(latent_std, dtype=np.float64)
-        self.sha256 = sha256
-        self.checkpoint = checkpoint or {}
-        #: torch intra-op threads used inside encode/decode (restored afterwards). One thread: a 20-frame
-        #: pass takes ~45 ms either way, and two threads on a shared 2-core machine stalled at 0.1-0.7 s
-        #: (measured). None keeps the process setting.
         self.inference_threads: int | None = 1
-
-    @property
-    def grid_size(self) -> int:
-        """Side G of the model grid."""
-        return int(self.config.grid_size)
-
-    @property
-    def alignment_config(self) -> AlignmentConfig:
-        """The alignment the model was trained with (from its checkpoint; defaults on its grid otherwise)."""
-        return checkpoint_alignment_config(self.checkpoint, self.grid_size)
 
     def _threads(self):
         """Context manager applying ``inference_threads`` for one call."""
@@ -256,15 +239,6 @@ class ShapeModel:
 
     @torch.no_grad()
     def encode(self, grid_labels: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Posterior means of aligned frames.
-
-        Args:
-            grid_labels: (T, G, G) uint8 labels on the model grid (LA is treated as background).
-            batch_size: frames per forward pass.
-
-        Returns:
-            (T, D) float64 latents.
-        """
         x = torch.from_numpy(np.ascontiguousarray(grid_labels, dtype=np.uint8))
         if x.ndim == 2:
             x = x[None]
@@ -274,23 +248,10 @@ class ShapeModel:
 
     @torch.no_grad()
     def decode(self, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities of latents.
-
-        Args:
-            latents: (T, D) latents.
-            batch_size: frames per forward pass.
-
-        Returns:
-            (T, C, G, G) float32 softmax probabilities (C = background, LV, MYO).
-        """
         z = torch.as_tensor(np.atleast_2d(np.asarray(latents)), dtype=torch.float32)
         with self._threads():
             out = [torch.softmax(self.network.decode(z[i : i + batch_size]), dim=1) for i in range(0, z.shape[0], batch_size)]
         return torch.cat(out).numpy()
-
-    def reconstruct(self, grid_labels: np.ndarray) -> np.ndarray:
-        """(T, G, G) labels -> (T, G, G) uint8 argmax of decode(encode(.))."""
-        return self.decode(self.encode(grid_labels)).argmax(axis=1).astype(np.uint8)
 
 
 def latent_traversal(model: ShapeModel, n_steps: int = 7, span: float = 3.0) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from echotemporal.config import AlignmentConfig, ModelConfig, checkpoint_alignment_config, model_config_from_dict
+from echotemporal.config import model_config_from_dict
 from echotemporal.errors import WeightsError
+from echotemporal.inference import TrainedShapeModel
 
 __all__ = ["ENCODER_SUFFIX", "DECODER_SUFFIX", "onnx_paths", "onnx_source_sha256", "OnnxShapeModel", "export_onnx"]
 
@@ -71,11 +72,10 @@ def onnx_source_sha256(path: str | Path) -> str:
     return str(_metadata(_session(path), path).get("source_sha256", ""))
 
 
-class OnnxShapeModel:
-    """A trained AR-VAE run by ONNX Runtime (CPU, one thread), with :class:`echotemporal.model.ShapeModel`'s
-    inference interface: ``encode``, ``decode``, ``reconstruct``, ``config``, ``grid_size``,
-    ``alignment_config``, ``attribute_names``, ``latent_bounds``, ``latent_mean``, ``latent_std``,
-    ``sha256`` (of the source checkpoint) and ``checkpoint`` (its metadata).
+class OnnxShapeModel(TrainedShapeModel):
+    """A trained AR-VAE run by ONNX Runtime (CPU, one thread): the interface and attributes of
+    :class:`echotemporal.inference.TrainedShapeModel`, ``sha256`` being the source checkpoint's and
+    ``checkpoint`` its metadata.
 
     Args:
         encoder_path, decoder_path: graphs written by :func:`export_onnx`.
@@ -96,36 +96,17 @@ class OnnxShapeModel:
                 f"{self.decoder_path}: exported from another checkpoint than {self.encoder_path.name}; "
                 "re-export both with scripts/export_onnx.py"
             )
-        self.config: ModelConfig = model_config_from_dict(meta["model_config"])
-        self.attribute_names = tuple(meta["attribute_names"])
-        D = self.config.latent_dim
-        array = lambda key, default: np.asarray(meta[key] if meta.get(key) is not None else default, dtype=np.float64)  # noqa: E731
-        self.latent_bounds = array("latent_bounds", np.zeros((0, 2)))
-        self.latent_mean = array("latent_mean", np.zeros(D))
-        self.latent_std = array("latent_std", np.ones(D))
-        self.sha256 = str(meta.get("source_sha256", ""))
-        self.checkpoint = {k: v for k, v in meta.items() if k not in ("source_sha256", "source")}
-
-    @property
-    def grid_size(self) -> int:
-        """Side G of the model grid."""
-        return int(self.config.grid_size)
-
-    @property
-    def alignment_config(self) -> AlignmentConfig:
-        """The alignment the model was trained with."""
-        return checkpoint_alignment_config(self.checkpoint, self.grid_size)
+        super().__init__(
+            model_config_from_dict(meta["model_config"]),
+            tuple(meta["attribute_names"]),
+            meta["latent_bounds"],
+            latent_mean=meta.get("latent_mean"),
+            latent_std=meta.get("latent_std"),
+            sha256=str(meta.get("source_sha256", "")),
+            checkpoint={k: v for k, v in meta.items() if k not in ("source_sha256", "source")},
+        )
 
     def encode(self, grid_labels: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Posterior means of aligned frames.
-
-        Args:
-            grid_labels: (T, G, G) uint8 labels on the model grid (LA and other labels >= C are background).
-            batch_size: frames per forward pass.
-
-        Returns:
-            (T, D) float64 latents.
-        """
         lab = np.asarray(grid_labels)
         if lab.ndim == 2:
             lab = lab[None]
@@ -139,21 +120,8 @@ class OnnxShapeModel:
         return np.concatenate(out).astype(np.float64)
 
     def decode(self, latents: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities of latents.
-
-        Args:
-            latents: (T, D) latents.
-            batch_size: frames per forward pass.
-
-        Returns:
-            (T, C, G, G) float32 softmax probabilities (C = background, LV, MYO).
-        """
         z = np.ascontiguousarray(np.atleast_2d(np.asarray(latents)), dtype=np.float32)
         return np.concatenate([self._decoder.run(None, {"z": z[i : i + batch_size]})[0] for i in range(0, len(z), batch_size)])
-
-    def reconstruct(self, grid_labels: np.ndarray) -> np.ndarray:
-        """(T, G, G) labels -> (T, G, G) uint8 argmax of decode(encode(.))."""
-        return self.decode(self.encode(grid_labels)).argmax(axis=1).astype(np.uint8)
 
 
 def _plain(value: Any) -> Any:

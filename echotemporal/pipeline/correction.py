@@ -37,7 +37,7 @@ from echotemporal.pipeline.measurement import (
 if TYPE_CHECKING:  # pragma: no cover - typing only; keeps pandas/torch off the import path
     import pandas as pd
 
-    from echotemporal.model import ShapeModel
+    from echotemporal.inference import TrainedShapeModel
     from echotemporal.temporal import AttributeThresholds
 
 __all__ = ["METHODS", "SmoothingResult", "smooth_sequence", "gaussian_smooth_labels"]
@@ -487,7 +487,7 @@ def smooth_sequence(
     labels: np.ndarray,
     spacing_mm: tuple[float, float],
     *,
-    model: ShapeModel | None = None,
+    model: TrainedShapeModel | None = None,
     config: SmoothingConfig = SmoothingConfig(),
     thresholds: AttributeThresholds | None = None,
     ed_frame: int | None = None,
@@ -508,7 +508,7 @@ def smooth_sequence(
         labels: (T, H, W) uint8 label map (0 bg, 1 LV, 2 MYO, 3 LA), frame 0 first, apex towards
             row 0; an (H, W) frame is treated as T = 1.
         spacing_mm: (row_mm, col_mm) pixel spacing.
-        model: trained ShapeModel for ``method="arvae"``; ``None`` loads the shipped default.
+        model: trained shape model (torch or ONNX Runtime) for ``method="arvae"``; ``None`` loads the shipped default.
         config: smoothing settings; ``config.method`` picks "arvae", "gaussian" or "none".
         thresholds: consistency thresholds; ``None`` loads the packaged ones.
         ed_frame, es_frame: 0-based ED/ES (e.g. from the Info cfg). ``None`` detects them from each

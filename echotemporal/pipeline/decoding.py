@@ -20,7 +20,7 @@ from echotemporal.pipeline.cleanup import MAX_MODELLED, cleanup_decoded
 from echotemporal.pipeline.measurement import heart_box, present_labels
 
 if TYPE_CHECKING:  # pragma: no cover
-    from echotemporal.model import ShapeModel
+    from echotemporal.inference import TrainedShapeModel
     from echotemporal.temporal import AttributeThresholds
 
 __all__ = ["alignment_config", "encode_sequence", "SequenceDecoder", "decode_sequence", "latent_tolerances"]
@@ -39,14 +39,14 @@ def alignment_config(model: Any) -> Any:
 
 
 def encode_sequence(
-    labels: np.ndarray, spacing_mm: tuple[float, float], model: ShapeModel
+    labels: np.ndarray, spacing_mm: tuple[float, float], model: TrainedShapeModel
 ) -> tuple[np.ndarray, Any]:
     """Align a sequence on the model grid and encode every frame (DESIGN.md §4.2, §4.3.1).
 
     Args:
         labels: (T, H, W) uint8 CAMUS labels; the model reads LA as background.
         spacing_mm: (row_mm, col_mm).
-        model: the ShapeModel.
+        model: the trained shape model.
 
     Returns:
         (latents (T, D) float64 posterior means, the sequence's alignment).
@@ -273,7 +273,7 @@ def decode_sequence(
     latents: np.ndarray,
     alignment: Any,
     labels: np.ndarray,
-    model: ShapeModel,
+    model: TrainedShapeModel,
     *,
     cleanup: bool = True,
     input_latents: np.ndarray | None = None,
@@ -288,7 +288,7 @@ def decode_sequence(
         latents: (T, D) latents.
         alignment: from :func:`encode_sequence`.
         labels: (T, H, W) uint8 input sequence (source of the carried-over labels).
-        model: the ShapeModel.
+        model: the trained shape model.
         cleanup: keep the largest component of each label and fill holes, per decoded frame.
         input_latents: (T, D) encoding of ``labels``; given, the decoding is residual (only the change
             decode(latents) − decode(input_latents) is applied to the input; see SequenceDecoder),
@@ -302,7 +302,7 @@ def decode_sequence(
     return SequenceDecoder(labels, alignment, model, input_latents, cleanup=cleanup, borrow=borrow)(latents)
 
 
-def latent_tolerances(model: ShapeModel, thresholds: AttributeThresholds) -> tuple[np.ndarray, np.ndarray]:
+def latent_tolerances(model: TrainedShapeModel, thresholds: AttributeThresholds) -> tuple[np.ndarray, np.ndarray]:
     """Latent dim and tolerance of each threshold attribute: ``tol_k = tau_k·(u_hi − u_lo)``.
 
     Returns:

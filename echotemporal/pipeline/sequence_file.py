@@ -17,7 +17,7 @@ from echotemporal.pipeline.correction import METHODS, SmoothingResult, smooth_se
 
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.io import LabelSequence
-    from echotemporal.model import ShapeModel
+    from echotemporal.inference import TrainedShapeModel
     from echotemporal.temporal import AttributeThresholds
 
 __all__ = ["default_output_path", "smooth_file", "run_demo"]
@@ -44,7 +44,7 @@ def smooth_file(
     output_path: str | Path | None = None,
     *,
     method: str | None = None,
-    model: ShapeModel | str | Path | None = None,
+    model: TrainedShapeModel | str | Path | None = None,
     config: SmoothingConfig | None = None,
     info_path: str | Path | None = None,
     report_dir: str | Path | None = None,
@@ -59,7 +59,7 @@ def smooth_file(
         input_path: segmented sequence (.nii.gz, .nii or .mhd).
         output_path: corrected sequence; default ``<stem>_smoothed.nii.gz`` beside the input.
         method: overrides ``config.method`` when given.
-        model: a loaded ShapeModel, a weights path/name, or ``None`` for the shipped default
+        model: a loaded TrainedShapeModel, a weights path/name, or ``None`` for the shipped default
             (only loaded for ``arvae``).
         config: smoothing settings (default: the shipped defaults).
         info_path: CAMUS Info cfg giving ED/ES (1-based in the file); a sequence stored ES→ED is
@@ -126,7 +126,7 @@ def run_demo(
     *,
     seed: int = 0,
     overwrite: bool = False,
-    model: ShapeModel | str | Path | None = None,
+    model: TrainedShapeModel | str | Path | None = None,
     view: str = "4CH",
 ) -> tuple[SmoothingResult, dict[str, Path]]:
     """Generate a corrupted phantom, smooth it with the shipped model, write outputs and figures.
@@ -135,7 +135,7 @@ def run_demo(
         out_dir: folder to write into (created).
         seed: phantom and corruption seed.
         overwrite: replace existing demo files.
-        model: ShapeModel or weights path; ``None`` = shipped default.
+        model: TrainedShapeModel or weights path; ``None`` = shipped default.
         view: "2CH" or "4CH".
 
     Returns:
