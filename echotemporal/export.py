@@ -6,6 +6,7 @@ so a result can be traced to the exact code, settings and model that produced it
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -113,8 +114,22 @@ def write_frames_csv(result: SmoothingResult, path: str | Path, *, overwrite: bo
     """Per-frame table (one row per frame, attributes/flags/validity/volume/strain before and after)."""
     path = Path(path)
     _guard(path, overwrite)
-    result.frames.to_csv(path, index=False, float_format="%.6g")
+    columns = result.columns
+    rows = zip(*(columns[name] for name in columns))
+    with open(path, "w", newline="") as fh:  # as pandas' to_csv(index=False, float_format="%.6g")
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(list(columns))
+        writer.writerows([_csv_cell(v) for v in row] for row in rows)
     return path
+
+
+def _csv_cell(value: Any) -> str:
+    """One CSV cell: floats as %.6g and NaN as empty, booleans as True/False, the rest as str."""
+    if isinstance(value, (bool, np.bool_)):
+        return "True" if value else "False"
+    if isinstance(value, (float, np.floating)):
+        return "" if math.isnan(value) else "%.6g" % value
+    return str(value)
 
 
 def write_summary(result: SmoothingResult, path: str | Path, *, overwrite: bool = False) -> Path:

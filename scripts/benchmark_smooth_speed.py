@@ -40,7 +40,7 @@ STAGES = {
     "anatomical validity": "check_validity",
     "clinical indices (per-frame measures, ED/ES, EF, GLS)": "measure_clinical",
     "gaussian filter": "gaussian_smooth_labels",
-    "per-frame table": "_frames_table",
+    "per-frame table": "_frame_columns",
 }
 
 

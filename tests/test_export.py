@@ -155,3 +155,24 @@ def test_figure_contents(sequence_file):
     thresholds = load_thresholds()
     fig = attributes_figure(result.frames, thresholds)
     assert len(fig.axes) == 2 * len(thresholds.names)
+
+
+def test_frames_csv_is_the_csv_pandas_writes_including_nan_and_text(tmp_path, phantom):
+    """The per-frame CSV is written without pandas; it must be byte for byte what
+    ``DataFrame.to_csv(index=False, float_format="%.6g")`` writes: NaN cells (a frame without LV),
+    booleans, integers, and the failed-criteria text with its separators."""
+    from echotemporal.export import write_frames_csv
+    from echotemporal.pipeline import smooth_sequence
+
+    labels = phantom.labels.copy()
+    labels[3][labels[3] == 1] = 0  # no LV: NaN attributes and volume, failed criteria
+    labels[3, 2:5, 2:5] = 2  # and a stray MYO island: two failed criteria, joined by ";"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smooth_sequence(labels, phantom.spacing_mm, config=SmoothingConfig(method="none"))
+    assert np.isnan(result.frames["lv_volume_ml_before"][3]) and result.frames["failed_criteria_before"][3]
+    assert ";" in result.frames["failed_criteria_before"][3]
+    ours = write_frames_csv(result, tmp_path / "ours.csv").read_text()
+    result.frames.to_csv(tmp_path / "pandas.csv", index=False, float_format="%.6g")
+    assert ours == (tmp_path / "pandas.csv").read_text()
+    assert ours.count("\n") == len(labels) + 1

@@ -9,6 +9,7 @@ and verification of the decoded masks with bounded tightening.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +53,7 @@ class SmoothingResult:
     Attributes:
         labels: (T, H, W) uint8 corrected label map, same shape as the input.
         method: "arvae", "gaussian" or "none".
-        frames: one row per frame: attributes, flags, validity, LV volume and strain, before and after.
+        columns: the per-frame table as {column: (T,) values}, in column order (see ``frames``).
         summary: JSON-able dict: clinical indices before/after, inconsistent/invalid frames
             before/after, rounds, residue, config, package version, weights sha256, seconds.
         frame_measures: {"before", "after"}: the per-frame clinical measures
@@ -62,9 +63,20 @@ class SmoothingResult:
 
     labels: np.ndarray
     method: str
-    frames: pd.DataFrame
+    columns: dict[str, Any]
     summary: dict[str, Any]
     frame_measures: dict[str, Any] | None = None
+
+    @functools.cached_property
+    def frames(self) -> pd.DataFrame:
+        """One row per frame: attributes, flags, validity, LV volume and strain, before and after.
+
+        Built from ``columns`` on first use: writing the outputs needs no pandas, whose import takes
+        a quarter of a second.
+        """
+        import pandas as pd
+
+        return pd.DataFrame(self.columns)
 
 
 def gaussian_smooth_labels(labels: np.ndarray, sigma_frames: float) -> np.ndarray:
@@ -602,7 +614,7 @@ def smooth_sequence(
         out = out[0]
 
     names = tuple(thresholds.names)
-    frames = _frames_table(arr, out.reshape(arr.shape), names, before, after, clin_before, clin_after, kept)
+    columns = _frame_columns(arr, out.reshape(arr.shape), names, before, after, clin_before, clin_after, kept)
     residue_attrs = {n: frame_indices(after.flags[:, k]) for k, n in enumerate(names) if after.flags[:, k].any()}
     summary: dict[str, Any] = {
         "method": method,
@@ -631,7 +643,7 @@ def smooth_sequence(
         "n_invalid_after": int((~after.valid).sum()),
         "invalid_frames_before": frame_indices(~before.valid),
         "invalid_frames_after": frame_indices(~after.valid),
-        "n_changed_frames": int(frames["changed"].sum()),
+        "n_changed_frames": int(columns["changed"].sum()),
         "n_kept_input_frames": int(kept.sum()),
         "n_denoised_frames": n_denoised,
         "rounds": int(rounds),
@@ -655,13 +667,13 @@ def smooth_sequence(
     return SmoothingResult(
         labels=out,
         method=method,
-        frames=frames,
+        columns=columns,
         summary=summary,
         frame_measures={"before": clin_before.frames, "after": clin_after.frames},
     )
 
 
-def _frames_table(
+def _frame_columns(
     before_labels: np.ndarray,
     after_labels: np.ndarray,
     names: tuple[str, ...],
@@ -670,9 +682,8 @@ def _frames_table(
     clin_before: ClinicalMeasures,
     clin_after: ClinicalMeasures,
     kept: np.ndarray,
-) -> pd.DataFrame:
-    import pandas as pd
-
+) -> dict[str, Any]:
+    """The per-frame table's columns: {name: (T,) array or list}, in column order."""
     from echotemporal.anatomy import CRITERIA
 
     def failed(shape: ShapeMeasures) -> list[str]:
@@ -701,4 +712,4 @@ def _frames_table(
     cols["strain_percent_after"] = clin_after.strain_percent
     cols["changed"] = (before_labels != after_labels).any(axis=(1, 2))
     cols["kept_input"] = kept
-    return pd.DataFrame(cols)
+    return cols
