@@ -175,19 +175,20 @@ def _onnx_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def _onnx_twins(path: Path, digest: str, backend: str) -> tuple[Path, Path] | None:
-    """The ONNX graphs exported from checkpoint ``path`` (sha256 ``digest``) if they are to be used."""
-    from echotemporal.onnx_model import onnx_paths, onnx_source_sha256
+def _onnx_model(path: Path, digest: str, backend: str) -> Any:
+    """The ONNX Runtime model exported from checkpoint ``path`` (sha256 ``digest``), or None where the
+    checkpoint is to run with torch (``backend`` "auto" with no usable export)."""
+    from echotemporal.onnx_model import OnnxShapeModel, onnx_paths
 
     twins = onnx_paths(path)
-    fix = f"export them with `python scripts/export_onnx.py {path}`, or use --backend torch"
+    fix = f"export them with `python scripts/export_onnx.py {path}`, or set {BACKEND_ENV}=torch"
     if not all(p.is_file() for p in twins):
         if backend == "onnx":
             raise WeightsError(f"{twins[0]}: no ONNX export of {path.name}; {fix}")
         return None
-    if backend == "onnx" and not _onnx_available():
-        raise WeightsError(f"{path}: backend 'onnx' needs onnxruntime; pip install onnxruntime, or use --backend torch")
     if not _onnx_available():
+        if backend == "onnx":
+            raise WeightsError(f"{path}: backend 'onnx' needs onnxruntime; pip install onnxruntime, or set {BACKEND_ENV}=torch")
         return None
     for twin in twins:
         expected = REGISTRY.get(twin.name)
@@ -196,11 +197,12 @@ def _onnx_twins(path: Path, digest: str, backend: str) -> tuple[Path, Path] | No
                 f"{twin}: sha256 does not match the registered one for '{twin.name}'; the file is corrupted "
                 "or was modified - reinstall echotemporal"
             )
-    if onnx_source_sha256(twins[0]) != digest:
+    model = OnnxShapeModel(*twins)
+    if model.sha256 != digest:
         if backend == "onnx":
             raise WeightsError(f"{twins[0]}: exported from another version of {path.name}; re-{fix[1:]}")
         return None  # stale export beside a retrained checkpoint: the checkpoint itself is the truth
-    return twins
+    return model
 
 
 def load_model(name_or_path: str | Path | None = None, *, backend: str | None = None):
@@ -236,12 +238,10 @@ def load_model(name_or_path: str | Path | None = None, *, backend: str | None = 
     if key not in _CACHE:
         digest = file_sha256(path)
         expected = REGISTRY.get(path.name)
-        twins = None if backend == "torch" else _onnx_twins(path, digest, backend)
-        if twins is not None and (not expected or digest == expected):
-            from echotemporal.onnx_model import OnnxShapeModel
-
-            model = OnnxShapeModel(*twins)
-        else:
+        model = None
+        if backend != "torch" and (not expected or digest == expected):
+            model = _onnx_model(path, digest, backend)
+        if model is None:
             ckpt, digest = load_checkpoint(path)
             model = model_from_checkpoint(ckpt, sha256=digest, source=str(path))
         _CACHE.clear()  # one model at a time is what every caller needs; keeps memory flat
