@@ -256,9 +256,12 @@ def prepare(source: str, output: Path, phantoms: int | None, copies: int, suffix
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Override training.num_threads.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT's .last.pt state.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint.")
+@click.option("--onnx", "export", is_flag=True,
+              help="Also export the model as ONNX graphs beside the checkpoint (needs `pip install onnx`): "
+                   "smoothing with it then runs on ONNX Runtime, without importing torch.")
 @_friendly_errors
 def train(data: Path, output: Path, config_path: Path | None, epochs: int | None, max_minutes: float | None,
-          threads: int | None, resume: bool, overwrite: bool) -> None:
+          threads: int | None, resume: bool, overwrite: bool, export: bool) -> None:
     """Train the AR-VAE on a training set from `echotemporal prepare`; writes the best checkpoint."""
     import dataclasses
 
@@ -273,6 +276,12 @@ def train(data: Path, output: Path, config_path: Path | None, epochs: int | None
     best = summary["best_validation"]
     click.echo(f"{summary['epochs']} epochs, {summary['minutes']:.1f} min; best validation Dice LV "
                f"{best.get('dice_lv', float('nan')):.4f} MYO {best.get('dice_myo', float('nan')):.4f}; written to {output}")
+    if export:
+        from echotemporal.onnx_model import export_onnx
+
+        # Graphs beside a checkpoint just written can only be stale ones: they are replaced.
+        graphs = export_onnx(output, overwrite=True)
+        click.echo(f"ONNX graphs written to {', '.join(str(g) for g in graphs)}")
 
 
 @main.command()

@@ -153,7 +153,10 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path | None = None, *, ov
     Raises:
         WeightsError: unloadable checkpoint; OutputExistsError: graphs exist and not ``overwrite``.
     """
-    import onnx
+    try:
+        import onnx
+    except ImportError as exc:
+        raise WeightsError(f"{checkpoint}: exporting ONNX graphs needs the onnx package; pip install onnx") from exc
     import torch
 
     from echotemporal.errors import OutputExistsError

@@ -62,6 +62,17 @@ def test_train_cli(tiny_h5, tmp_path):
     res = CliRunner().invoke(main, ["train", str(tiny_h5), "-o", str(out), "--config", str(cfg)])
     assert res.exit_code == 0, res.output
     assert out.is_file() and "best validation Dice" in res.output
+    assert not (tmp_path / "cli.encoder.onnx").exists()
+    pytest.importorskip("onnx")
+    res = CliRunner().invoke(main, ["train", str(tiny_h5), "-o", str(out), "--config", str(cfg), "--overwrite", "--onnx"])
+    assert res.exit_code == 0, res.output
+    from echotemporal.onnx_model import OnnxShapeModel
+    from echotemporal.pretrained import _CACHE, file_sha256, load_model
+
+    _CACHE.clear()
+    model = load_model(out)  # the new graphs, exported from the checkpoint just written
+    assert isinstance(model, OnnxShapeModel) and model.sha256 == file_sha256(out)
+    assert "cli.encoder.onnx" in res.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  epoch: 1\n")
     res = CliRunner().invoke(main, ["train", str(tiny_h5), "-o", str(tmp_path / "x.pt"), "--config", str(bad)])
