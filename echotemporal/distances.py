@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from echotemporal.boxes import grow
+
 __all__ = ["signed_distance", "label_distances", "labels_from_distances"]
 
 _N_LABELS = 4
@@ -69,10 +71,9 @@ def label_distances(labels: np.ndarray, sampling: tuple[float, float] | None = N
         if cap is None:
             box = (slice(None), slice(None))
         else:
-            rows, cols = np.nonzero(mask)
-            mr, mc = int(np.ceil(cap / step[0])) + 1, int(np.ceil(cap / step[1])) + 1
-            box = (slice(max(int(rows.min()) - mr, 0), min(int(rows.max()) + mr + 1, h)),
-                   slice(max(int(cols.min()) - mc, 0), min(int(cols.max()) + mc + 1, w)))
+            rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+            tight = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+            box = grow(tight, (int(np.ceil(cap / step[0])) + 1, int(np.ceil(cap / step[1])) + 1), (h, w))
         dist = ndimage.distance_transform_edt(~mask[box], sampling=sampling)
         outside[(k, *box)] = dist if cap is None else np.minimum(dist, big)
     # Half the smallest pixel step puts the zero level between pixel centres (see signed_distance).

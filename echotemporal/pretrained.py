@@ -236,14 +236,15 @@ def load_model(name_or_path: str | Path | None = None, *, backend: str | None = 
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, backend)
     if key not in _CACHE:
-        digest = file_sha256(path)
-        expected = REGISTRY.get(path.name)
         model = None
-        if backend != "torch" and (not expected or digest == expected):
-            model = _onnx_model(path, digest, backend)
+        if backend != "torch":  # the torch path hashes the checkpoint in load_checkpoint
+            digest = file_sha256(path)
+            expected = REGISTRY.get(path.name)
+            if not expected or digest == expected:
+                model = _onnx_model(path, digest, backend)
         if model is None:
-            ckpt, digest = load_checkpoint(path)
-            model = model_from_checkpoint(ckpt, sha256=digest, source=str(path))
+            ckpt, checkpoint_sha = load_checkpoint(path)
+            model = model_from_checkpoint(ckpt, sha256=checkpoint_sha, source=str(path))
         _CACHE.clear()  # one model at a time is what every caller needs; keeps memory flat
         _CACHE[key] = model
     return _CACHE[key]

@@ -29,8 +29,6 @@ def _num(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-
-
 def check_sequence(
     labels: np.ndarray,
     spacing_mm: tuple[float, float],

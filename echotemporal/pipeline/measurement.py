@@ -41,6 +41,8 @@ __all__ = [
 CROP_MARGIN_PX = 4
 #: Environment variable: threads for the per-frame measures (batch workers set 1).
 THREADS_ENV = "ECHOTEMPORAL_THREADS"
+
+
 def measure_threads() -> int:
     """Threads measuring frames in parallel: ``$ECHOTEMPORAL_THREADS``, else 1.
 
