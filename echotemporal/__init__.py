@@ -6,7 +6,7 @@ IEEE TMI 2022. The top-level package imports no torch, so the CLI's ``--help`` s
 
 from __future__ import annotations
 
-from echotemporal.labels import Label
+from echotemporal.core.labels import Label
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import click
 
 from echotemporal import __version__
-from echotemporal.errors import EchoTemporalError
+from echotemporal.core.errors import EchoTemporalError
 
 
 def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,9 +76,9 @@ def _one_line_warnings() -> Any:
 def smooth(seq: Path, output: Path | None, method: str | None, weights: str | None, info_path: Path | None,
            config_path: Path | None, report_dir: Path | None, plot: bool, overwrite: bool) -> None:
     """Correct the temporal and anatomical glitches of one segmented sequence SEQ."""
-    from echotemporal.config import SmoothingConfig, load_config
-    from echotemporal.export import summary_line
-    from echotemporal.pipeline import smooth_file
+    from echotemporal.core.config import SmoothingConfig, load_config
+    from echotemporal.outputs.files import summary_line
+    from echotemporal.outputs.sequence_file import smooth_file
 
     config = load_config(config_path, SmoothingConfig) if config_path is not None else None
     with _one_line_warnings():
@@ -97,7 +97,7 @@ def check(seq: Path, as_json: bool, info_path: Path | None) -> None:
     """Report inconsistent frames, anatomical validity and clinical indices of SEQ (no model)."""
     import json
 
-    from echotemporal.report import check_file, format_report
+    from echotemporal.measure.check import check_file, format_report
 
     report = check_file(seq, info_path)
     for message in report["warnings"]:
@@ -114,8 +114,8 @@ def check(seq: Path, as_json: bool, info_path: Path | None) -> None:
 @_friendly_errors
 def demo(output_dir: Path, seed: int, weights: str | None, overwrite: bool) -> None:
     """Smooth a generated, corrupted phantom with the shipped model and write everything to a folder."""
-    from echotemporal.export import summary_line
-    from echotemporal.pipeline import run_demo
+    from echotemporal.outputs.files import summary_line
+    from echotemporal.outputs.sequence_file import run_demo
 
     with _one_line_warnings():
         result, files = run_demo(output_dir, seed=seed, overwrite=overwrite, model=weights)
@@ -148,7 +148,7 @@ def batch(camus_root: Path, out_dir: Path, suffix: str, views: str, method: str 
           progress: bool) -> None:
     """Smooth every sequence of a CAMUS tree CAMUS_ROOT; per-sequence, per-frame and patient tables in OUT."""
     from echotemporal.batch import run_batch
-    from echotemporal.config import SmoothingConfig, load_config
+    from echotemporal.core.config import SmoothingConfig, load_config
 
     config = load_config(config_path, SmoothingConfig) if config_path is not None else None
     view_list = tuple(v.strip() for v in views.split(",") if v.strip())
@@ -176,7 +176,7 @@ def batch(camus_root: Path, out_dir: Path, suffix: str, views: str, method: str 
 @_friendly_errors
 def plot(out_dir: Path, patient: str | None, output: Path | None, overwrite: bool) -> None:
     """Review figures of a batch OUT: a cohort page and one page per patient (volume curves, EF, GLS)."""
-    from echotemporal.plotting.review import write_review
+    from echotemporal.batch.review import write_review
 
     path, n_pages = write_review(out_dir, output, patient=patient, overwrite=overwrite)
     click.echo(f"{n_pages} page(s) written to {path}")
@@ -224,8 +224,8 @@ def prepare(source: str, output: Path, phantoms: int | None, copies: int, suffix
     """Build an HDF5 training set: SOURCE is a CAMUS tree, 'real-shapes' or 'phantoms'."""
     import itertools
 
-    from echotemporal.config import AlignmentConfig, load_config
-    from echotemporal.dataset import camus_sequences, phantom_sequences, prepare_dataset, real_shape_sequences
+    from echotemporal.core.config import AlignmentConfig, load_config
+    from echotemporal.training.dataset import camus_sequences, phantom_sequences, prepare_dataset, real_shape_sequences
 
     cfg = load_config(config_path, AlignmentConfig, "alignment") if config_path else AlignmentConfig()
     if output.exists() and not overwrite:
@@ -265,8 +265,8 @@ def train(data: Path, output: Path, config_path: Path | None, epochs: int | None
     """Train the AR-VAE on a training set from `echotemporal prepare`; writes the best checkpoint."""
     import dataclasses
 
-    from echotemporal.config import ModelConfig, TrainingConfig, load_config
-    from echotemporal.training import train_model
+    from echotemporal.core.config import ModelConfig, TrainingConfig, load_config
+    from echotemporal.training.loop import train_model
 
     model_cfg = load_config(config_path, ModelConfig, "model") if config_path else ModelConfig()
     train_cfg = load_config(config_path, TrainingConfig, "training") if config_path else TrainingConfig()
@@ -277,7 +277,7 @@ def train(data: Path, output: Path, config_path: Path | None, epochs: int | None
     click.echo(f"{summary['epochs']} epochs, {summary['minutes']:.1f} min; best validation Dice LV "
                f"{best.get('dice_lv', float('nan')):.4f} MYO {best.get('dice_myo', float('nan')):.4f}; written to {output}")
     if export:
-        from echotemporal.onnx_model import export_onnx
+        from echotemporal.model.export import export_onnx
 
         # Graphs beside a checkpoint just written can only be stale ones: they are replaced.
         graphs = export_onnx(output, overwrite=True)
@@ -293,8 +293,8 @@ def train(data: Path, output: Path, config_path: Path | None, epochs: int | None
 @_friendly_errors
 def traverse(weights: str | None, output: Path, steps: int, span: float, overwrite: bool) -> None:
     """Figure: decode a sweep of each attribute dim around the mean shape, with measured attributes."""
-    from echotemporal.model import latent_traversal, plot_traversal
-    from echotemporal.pretrained import load_model
+    from echotemporal.model.network import latent_traversal, plot_traversal
+    from echotemporal.model.registry import load_model
 
     if output.exists() and not overwrite:
         raise click.ClickException(f"{output}: exists; pass --overwrite or choose another -o path")

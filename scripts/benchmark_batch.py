@@ -60,10 +60,10 @@ def _random_model(path: Path) -> Path:
     import numpy as np
     import torch
 
-    from echotemporal.attributes import ATTRIBUTE_NAMES
-    from echotemporal.config import ModelConfig
-    from echotemporal.model import ARVAE
-    from echotemporal.training import make_checkpoint, save_checkpoint
+    from echotemporal.measure.attributes import ATTRIBUTE_NAMES
+    from echotemporal.core.config import ModelConfig
+    from echotemporal.model.network import ARVAE
+    from echotemporal.training.loop import make_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     network = ARVAE(ModelConfig())
@@ -106,7 +106,7 @@ def _model_description(args: argparse.Namespace) -> str:
         return "no model"
     if args.random_model:
         return "UNTRAINED model of the default architecture (not the target's configuration)"
-    from echotemporal.pretrained import DEFAULT_WEIGHTS, file_sha256, resolve_weights
+    from echotemporal.model.registry import DEFAULT_WEIGHTS, file_sha256, resolve_weights
 
     path = resolve_weights(args.weights)
     shipped = args.weights is None or Path(args.weights).name == DEFAULT_WEIGHTS

@@ -39,7 +39,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from echotemporal.attributes import compute_attributes  # noqa: E402
+from echotemporal.measure.attributes import compute_attributes  # noqa: E402
 from echotemporal.phantoms import (  # noqa: E402
     CORRUPTION_KINDS,
     generate_sequence,
@@ -49,7 +49,8 @@ from echotemporal.phantoms import (  # noqa: E402
 )
 from echotemporal.phantoms.corruption import annotation_jitter, corrupt_sequence  # noqa: E402
 from echotemporal.phantoms.records import TEMPORAL_CORRUPTION_KINDS  # noqa: E402
-from echotemporal.temporal import consistency_metric, detect_inconsistent_frames, load_thresholds  # noqa: E402
+from echotemporal.measure.temporal import consistency_metric, detect_inconsistent_frames
+from echotemporal.correct.solvers import load_thresholds  # noqa: E402
 
 PARAMETRIC_SEED0 = 7_000_000
 REAL_SEED0 = 8_000_000

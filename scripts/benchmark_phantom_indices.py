@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from echotemporal.clinical import clinical_indices, detect_ed_es
+from echotemporal.measure.clinical import clinical_indices, detect_ed_es
 from echotemporal.phantoms import generate_sequence
 
 

@@ -87,23 +87,23 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.measure_threads:
         os.environ["ECHOTEMPORAL_THREADS"] = str(args.measure_threads)  # the CLI child inherits it too
-    from echotemporal.config import SmoothingConfig
+    from echotemporal.core.config import SmoothingConfig
     from echotemporal.io import write_sequence
     from echotemporal.pipeline import smooth_sequence
-    from echotemporal.pipeline.measurement import THREADS_ENV
-    from echotemporal.temporal import load_thresholds
+    from echotemporal.measure.sequence import THREADS_ENV
+    from echotemporal.measure.temporal import load_thresholds
 
     labels, spacing, ed, es = make_sequence()
     thresholds = load_thresholds()
     model = None
     t0 = time.perf_counter()
     if args.method == "arvae":
-        from echotemporal.pretrained import load_model
+        from echotemporal.model.registry import load_model
 
         model = load_model(args.weights)
     load_s = time.perf_counter() - t0
     config = SmoothingConfig(method=args.method)
-    from echotemporal.clinical import indices
+    from echotemporal.measure.clinical import indices
 
     def run():  # noqa: ANN202
         # Per-frame clinical measures are remembered by frame content; a real call never meets this
@@ -163,7 +163,7 @@ def main() -> None:
                          statistics.median(cli_times), min(cli_times), statistics.median(cli_cpu), "<= 3"))
             print(f"CLI output: {proc.stdout.strip()}", file=sys.stderr)
 
-    from echotemporal.pipeline.measurement import measure_threads
+    from echotemporal.measure.sequence import measure_threads
 
     print(f"inference backend: {getattr(model, 'backend', None)}, torch imported: {'torch' in sys.modules}, "
           f"per-frame measure threads: {measure_threads()} "

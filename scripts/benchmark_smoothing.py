@@ -146,7 +146,7 @@ def hausdorff_per_frame_mm(a: np.ndarray, b: np.ndarray, spacing_mm: tuple[float
 
 
 def score(case: dict[str, Any], labels: np.ndarray, summary: dict[str, Any], truth_ci: Any) -> dict[str, Any]:
-    from echotemporal.labels import Label
+    from echotemporal.core.labels import Label
 
     truth, spacing = case["truth"], case["spacing_mm"]
     row: dict[str, Any] = {}
@@ -163,7 +163,7 @@ def score(case: dict[str, Any], labels: np.ndarray, summary: dict[str, Any], tru
     row["ef_abs_err"] = abs(_f(summary["ef_percent_after"]) - truth_ci.ef_percent)
     row["gls_abs_err"] = abs(_f(summary["gls_percent_after"]) - truth_ci.gls_percent)
     # Without an Info cfg, ED/ES come from the volume curve: a glitch can move them.
-    from echotemporal.clinical import clinical_indices
+    from echotemporal.measure.clinical import clinical_indices
 
     detected = clinical_indices(labels, spacing)
     row["ef_abs_err_detected"] = abs(detected.ef_percent - truth_ci.ef_percent)
@@ -194,7 +194,7 @@ def reference_gd_search(
     verification loop.
     """
     from echotemporal.pipeline import decode_sequence, encode_sequence, latent_tolerances
-    from echotemporal.temporal import consistency_residual, gradient_descent_smooth, search_smoothing_weight
+    from echotemporal.correct.solvers import consistency_residual, gradient_descent_smooth, search_smoothing_weight
 
     z0, alignment = encode_sequence(labels, spacing_mm, model)
     dims, tol = latent_tolerances(model, thresholds)
@@ -215,7 +215,7 @@ def init_worker(
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")  # degenerate frames warn by design; the table records them
-    from echotemporal.temporal import load_thresholds
+    from echotemporal.measure.temporal import load_thresholds
 
     _STATE["thresholds"] = load_thresholds()
     _STATE["overrides"] = overrides
@@ -238,7 +238,7 @@ def init_worker(
 
 
 def _load(weights: str | None) -> Any:
-    from echotemporal.pretrained import load_model
+    from echotemporal.model.registry import load_model
 
     return load_model(weights)
 
@@ -247,9 +247,9 @@ def _tiny_model() -> Any:
     """Random tiny model: for a dry run of this script only (numbers meaningless)."""
     import torch
 
-    from echotemporal.attributes import ATTRIBUTE_NAMES
-    from echotemporal.config import ModelConfig
-    from echotemporal.model import ARVAE, ShapeModel
+    from echotemporal.measure.attributes import ATTRIBUTE_NAMES
+    from echotemporal.core.config import ModelConfig
+    from echotemporal.model.network import ARVAE, ShapeModel
 
     torch.manual_seed(0)
     net = ARVAE(ModelConfig(grid_size=32, latent_dim=10, channels=(4, 8)))
@@ -257,8 +257,8 @@ def _tiny_model() -> Any:
 
 
 def run_case(task: tuple[int, bool, str, int]) -> tuple[list[dict[str, Any]], tuple[np.ndarray, Any] | None]:
-    from echotemporal.clinical import clinical_indices
-    from echotemporal.config import SmoothingConfig
+    from echotemporal.measure.clinical import clinical_indices
+    from echotemporal.core.config import SmoothingConfig
     from echotemporal.pipeline import encode_sequence, smooth_sequence
 
     index, corrupt, real_split, gd_iters = task
@@ -306,7 +306,7 @@ def run_case(task: tuple[int, bool, str, int]) -> tuple[list[dict[str, Any]], tu
 
 def solver_ratio(trajectories: list[tuple[np.ndarray, Any]], lam: float, gd_iters: int) -> dict[str, float]:
     """Whittaker (exact) vs gradient descent of the same energy on the same latent trajectories."""
-    from echotemporal.temporal import gradient_descent_smooth, project_consistent, whittaker_smooth
+    from echotemporal.correct.solvers import gradient_descent_smooth, project_consistent, whittaker_smooth
 
     t_exact = t_gd = t_proj = 0.0
     max_diff = 0.0
@@ -376,7 +376,7 @@ def main() -> None:
     args = p.parse_args()
     import yaml
 
-    from echotemporal.config import SmoothingConfig
+    from echotemporal.core.config import SmoothingConfig
 
     methods = tuple(m for m in args.methods.split(",") if m)
     unknown = [m for m in methods if m not in METHODS]

@@ -2,7 +2,7 @@
 
 A validity criterion that rejects expert ground truth is miscalibrated: the corrected output cannot be
 asked to be "100 % valid" by a rule that 1 expert mask in 10 breaks. This script measures, for every
-ratio criterion of ``echotemporal.anatomy.THRESHOLDS``, which fraction of the expert masks passes at a
+ratio criterion of ``echotemporal.measure.anatomy.THRESHOLDS``, which fraction of the expert masks passes at a
 ladder of candidate limits, on:
 
 * the 1980 repaired CAMUS ED/ES masks (2023 release, 224x224; ``load_real_shapes``), drawn with the
@@ -38,7 +38,7 @@ CANDIDATES: dict[str, tuple[float, ...]] = {
 
 def pass_fraction(masks: list[tuple[np.ndarray, tuple[float, float]]], name: str, limit: float) -> float:
     """Fraction of (labels (N, H, W), spacing) masks satisfying criterion ``name`` at ``limit``."""
-    from echotemporal.anatomy import CRITERIA, check_validity
+    from echotemporal.measure.anatomy import CRITERIA, check_validity
 
     j = CRITERIA.index(name)
     ok = [np.asarray(check_validity(lab, sp, thresholds={name: limit}), dtype=bool)[:, j] for lab, sp in masks]
@@ -50,7 +50,7 @@ def main() -> None:
     p.add_argument("--coverage", type=float, default=0.995, help="fraction of expert masks to accept")
     args = p.parse_args()
     warnings.simplefilter("ignore")
-    from echotemporal.anatomy import THRESHOLDS
+    from echotemporal.measure.anatomy import THRESHOLDS
     from echotemporal.phantoms import load_full_resolution_camus, load_real_shapes, real_shape_spacing_mm
 
     real = load_real_shapes()

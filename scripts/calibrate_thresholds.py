@@ -10,7 +10,7 @@ jitter (``annotation_jitter``, ~1 native pixel of smooth border noise, every fra
   to a 448x448 grid (~0.3-0.4 mm pixels, native-like, so that "1 pixel" of jitter means what it
   means on native CAMUS masks).
 
-For every attribute (``echotemporal.attributes.ATTRIBUTE_NAMES``):
+For every attribute (``echotemporal.measure.attributes.ATTRIBUTE_NAMES``):
 
 * ``lo, hi``: 1st-99th percentile of all frames' values, widened by ``--widen`` × that range on
   each side (normalization only: the physical tolerance ``tau·(hi − lo)`` does not depend on it);
@@ -38,7 +38,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from echotemporal.attributes import ATTRIBUTE_NAMES, compute_attributes  # noqa: E402
+from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes  # noqa: E402
 from echotemporal.phantoms import (  # noqa: E402
     generate_sequence,
     load_real_shapes,
@@ -46,7 +46,8 @@ from echotemporal.phantoms import (  # noqa: E402
     real_shape_spacing_mm,
 )
 from echotemporal.phantoms.corruption import annotation_jitter  # noqa: E402
-from echotemporal.temporal import consistency_metric, default_thresholds_path, load_thresholds  # noqa: E402
+from echotemporal.measure.temporal import consistency_metric, default_thresholds_path
+from echotemporal.correct.solvers import load_thresholds  # noqa: E402
 
 REAL_SHAPE_GRID = (448, 448)
 LV_AREA_SANITY_MM2 = 70.0  # DESIGN §4.1: the reference's LV-area threshold, in physical terms

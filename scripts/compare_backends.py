@@ -46,7 +46,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
 
     from echotemporal import pretrained
-    from echotemporal.clinical import indices
+    from echotemporal.measure.clinical import indices
     from echotemporal.pipeline import smooth_sequence
 
     models = {}

@@ -28,9 +28,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from echotemporal.alignment import fit_alignment, probabilities_to_native_labels, to_grid  # noqa: E402
-from echotemporal.config import AlignmentConfig  # noqa: E402
-from echotemporal.dataset import (  # noqa: E402
+from echotemporal.model.alignment import fit_alignment, probabilities_to_native_labels, to_grid  # noqa: E402
+from echotemporal.core.config import AlignmentConfig  # noqa: E402
+from echotemporal.training.dataset import (  # noqa: E402
     NO_AUGMENTATION,
     AlignedSequence,
     Augmentation,
@@ -40,7 +40,7 @@ from echotemporal.dataset import (  # noqa: E402
     real_shape_sequences,
     real_shape_spacing,
 )
-from echotemporal.pretrained import load_model  # noqa: E402
+from echotemporal.model.registry import load_model  # noqa: E402
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,6 +1,6 @@
 """Export a checkpoint's encoder and decoder as ONNX graphs beside it (or into ``--out-dir``).
 
-``echotemporal.pretrained.load_model`` then runs them with ONNX Runtime instead of torch (no torch
+``echotemporal.model.registry.load_model`` then runs them with ONNX Runtime instead of torch (no torch
 import: the whole ``echotemporal smooth`` command starts ~2.5 s sooner). Prints the graphs, their
 sha256 (for ``pretrained.REGISTRY`` when they are shipped) and the largest difference to the torch
 model on a phantom sequence. Needs torch and ``pip install onnx``.
@@ -24,10 +24,11 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing graphs")
     args = parser.parse_args()
 
-    from echotemporal.alignment import fit_alignment, to_grid
-    from echotemporal.onnx_model import OnnxShapeModel, export_onnx
+    from echotemporal.model.alignment import fit_alignment, to_grid
+    from echotemporal.model.export import export_onnx
+    from echotemporal.model.onnx_runtime import OnnxShapeModel
     from echotemporal.phantoms import generate_sequence
-    from echotemporal.pretrained import file_sha256, load_model
+    from echotemporal.model.registry import file_sha256, load_model
 
     encoder, decoder = export_onnx(args.checkpoint, args.out_dir, overwrite=args.overwrite)
     for path in (encoder, decoder):

@@ -6,7 +6,7 @@ Recipe (configs/default_model.yaml):
         ``test`` patients never touched), two ED→ES signed-distance-interpolated sequences per patient
         and view, depth stretch compensated with an aspect drawn in 1.2-1.4; plus parametric phantom
         sequences; each sequence aligned once, each frame perturbed (shift/rotation/scale);
-  model: AR-VAE of echotemporal.model; training: echotemporal.training.train_model.
+  model: AR-VAE of echotemporal.model.network; training: echotemporal.training.loop.train_model.
 
 Usage:
   python scripts/train_default_weights.py --workdir runs/default [--minutes 55] [--phantoms 400]
@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from echotemporal.config import AlignmentConfig, ModelConfig, TrainingConfig, load_config  # noqa: E402
+from echotemporal.core.config import AlignmentConfig, ModelConfig, TrainingConfig, load_config  # noqa: E402
 
 
 def main() -> int:
@@ -56,7 +56,7 @@ def main() -> int:
 
     t0 = time.time()
     if not data.exists():
-        from echotemporal.dataset import phantom_sequences, prepare_dataset, real_shape_sequences
+        from echotemporal.training.dataset import phantom_sequences, prepare_dataset, real_shape_sequences
 
         sources = [real_shape_sequences(("train", "val"), copies=args.copies, seed=train_cfg.seed, limit=args.limit)]
         if args.phantoms > 0:
@@ -67,7 +67,7 @@ def main() -> int:
         )
         print(f"prepared {data} in {time.time() - t0:.0f} s: {counts}", file=sys.stderr, flush=True)
 
-    from echotemporal.training import train_model
+    from echotemporal.training.loop import train_model
 
     summary = train_model(
         data, out, model_config=model_cfg, config=train_cfg, resume=args.resume, overwrite=not args.resume,
@@ -85,12 +85,12 @@ def main() -> int:
     if args.install:
         target = REPO / "echotemporal" / "weights" / "arvae-camus-v1.pt"
         shutil.copyfile(out, target)
-        from echotemporal.onnx_model import export_onnx
-        from echotemporal.pretrained import file_sha256
+        from echotemporal.model.export import export_onnx
+        from echotemporal.model.registry import file_sha256
 
         graphs = export_onnx(target, overwrite=True)  # the ONNX Runtime backend's copy of the new weights
         print(f"installed {target} and {', '.join(g.name for g in graphs)}; set their sha256 in "
-              "echotemporal.pretrained.REGISTRY:", flush=True)
+              "echotemporal.model.registry.REGISTRY:", flush=True)
         for path in (target, *graphs):
             print(f'    "{path.name}": "{file_sha256(path)}",', flush=True)
     return 0

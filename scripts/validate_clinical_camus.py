@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echotemporal.clinical import biplane_volumes_ml, ejection_fraction_percent, lv_volumes_ml
+from echotemporal.measure.clinical import biplane_volumes_ml, ejection_fraction_percent, lv_volumes_ml
 from echotemporal.io import read_info_cfg, read_sequence
 
 DEFAULT_ROOT = (

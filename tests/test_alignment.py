@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from echotemporal.alignment import (
+from echotemporal.model.alignment import (
     fit_alignment,
     probabilities_to_native,
     probabilities_to_native_labels,
     to_grid,
 )
-from echotemporal.config import AlignmentConfig
+from echotemporal.core.config import AlignmentConfig
 
 
 def ellipse_heart(T: int = 6, shape=(260, 200), spacing=(0.3, 0.45), tilt_deg: float = 0.0, center_mm=(36.0, 45.0)):
@@ -112,7 +112,7 @@ def test_empty_sequence_warns_and_survives():
 def test_to_grid_is_the_majority_of_its_sub_samples_with_ties_to_the_lower_label():
     """Against a plain count of the 3x3 nearest-neighbour votes, on random labels and a transform
     reaching outside the image (outside votes are background)."""
-    from echotemporal.alignment import _SUPERSAMPLE, _grid_to_native_affine
+    from echotemporal.model.alignment import _SUPERSAMPLE, _grid_to_native_affine
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 4, size=(2, 40, 30)).astype(np.uint8)

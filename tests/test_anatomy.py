@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from echotemporal.anatomy import CRITERIA, THRESHOLDS, check_validity, valid_frames
-from echotemporal.errors import ConfigError, InvalidLabelsError
+from echotemporal.measure.anatomy import CRITERIA, THRESHOLDS, check_validity, valid_frames
+from echotemporal.core.errors import ConfigError, InvalidLabelsError
 
 SPACING = (0.1, 0.15)  # (row_mm, col_mm), anisotropic on purpose
 RADIUS, BODY, CAP = 8.0, 10.0, 16.0  # LV half-width, straight part, apical cap (mm)
@@ -224,7 +224,7 @@ def test_euler_shortcuts_agree_with_labelling():
     with and without holes, 4- and 8-connected, against plain labelling."""
     from scipy import ndimage
 
-    from echotemporal.anatomy import _euler8, _has_gap, _has_holes, _n_components, _tight
+    from echotemporal.measure.anatomy import _euler8, _has_gap, _has_holes, _n_components, _tight
 
     rng = np.random.default_rng(0)
     eight = np.ones((3, 3), dtype=bool)
@@ -260,7 +260,7 @@ def test_box_erosions_agree_with_the_chessboard_distance_transform():
     2m + 1 for the maximum depth m of its 2x subsample (the bound that lets it skip the measurement)."""
     from scipy import ndimage
 
-    from echotemporal.anatomy import _erode, _max_depth
+    from echotemporal.measure.anatomy import _erode, _max_depth
 
     rng = np.random.default_rng(1)
     for _ in range(200):

@@ -8,14 +8,14 @@ import warnings
 import numpy as np
 import pytest
 
-from echotemporal.attributes import (
+from echotemporal.measure.attributes import (
     ATTRIBUTE_NAMES,
     LvLandmarks,
     compute_attributes,
     lv_landmarks,
     lv_orientation_deg,
 )
-from echotemporal.errors import ConfigError, InvalidLabelsError
+from echotemporal.core.errors import ConfigError, InvalidLabelsError
 
 IDX = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
 SPACING = (0.09, 0.13)  # (row_mm, col_mm): anisotropic on purpose
@@ -261,7 +261,7 @@ def test_phantom_sequence_has_no_nan_attributes() -> None:
 
 
 def test_median_is_numpys():
-    from echotemporal.attributes import _median
+    from echotemporal.measure.attributes import _median
 
     rng = np.random.default_rng(3)
     for n in (1, 2, 3, 4, 7, 100, 101):

@@ -20,7 +20,7 @@ from echotemporal.batch import (
     run_batch,
 )
 from echotemporal.cli import main
-from echotemporal.errors import OutputExistsError
+from echotemporal.core.errors import OutputExistsError
 from echotemporal.io import InfoCfg, geometry_from_spacing, read_sequence, write_info_cfg, write_sequence
 from echotemporal.phantoms import generate_sequence
 
@@ -226,7 +226,7 @@ def test_resume_refuses_other_settings(
 ) -> None:
     import shutil
 
-    from echotemporal.errors import ConfigError
+    from echotemporal.core.errors import ConfigError
 
     out = tmp_path / "out"
     shutil.copytree(pool_out[0], out)
@@ -280,10 +280,10 @@ def test_missing_root_or_no_sequences_is_one_line_error(tmp_path: Path) -> None:
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random shape model: exercises the arvae path without trained weights."""
     torch = pytest.importorskip("torch")
-    from echotemporal.attributes import ATTRIBUTE_NAMES
-    from echotemporal.config import ModelConfig
-    from echotemporal.model import ARVAE
-    from echotemporal.training import make_checkpoint, save_checkpoint
+    from echotemporal.measure.attributes import ATTRIBUTE_NAMES
+    from echotemporal.core.config import ModelConfig
+    from echotemporal.model.network import ARVAE
+    from echotemporal.training.loop import make_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     net = ARVAE(ModelConfig(grid_size=32, latent_dim=10, channels=(4, 8)))
@@ -293,7 +293,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_arvae_in_a_pool_worker_records_the_weights_hash(camus_root: Path, tiny_weights: Path, tmp_path: Path) -> None:
-    from echotemporal.pretrained import file_sha256
+    from echotemporal.model.registry import file_sha256
 
     summary = run_batch(camus_root, tmp_path / "out", method="arvae", weights=tiny_weights, workers=1, progress=False)
     assert (summary.n_ok, summary.n_failed) == (4, 2)
@@ -304,7 +304,7 @@ def test_arvae_in_a_pool_worker_records_the_weights_hash(camus_root: Path, tiny_
 
 
 def test_unloadable_weights_stop_the_batch_with_one_error(camus_root: Path, tmp_path: Path) -> None:
-    from echotemporal.errors import WeightsError
+    from echotemporal.core.errors import WeightsError
 
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

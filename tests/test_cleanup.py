@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from echotemporal.anatomy import CRITERIA, check_validity
-from echotemporal.labels import Label
-from echotemporal.pipeline.cleanup import close_lv_gaps
+from echotemporal.measure.anatomy import CRITERIA, check_validity
+from echotemporal.core.labels import Label
+from echotemporal.correct.cleanup import close_lv_gaps
 
 SPACING = (0.3, 0.4)  # anisotropic, CAMUS-like
 
@@ -65,7 +65,7 @@ def test_a_gap_wider_than_the_radius_stays_open(frame: np.ndarray) -> None:
 def test_la_running_along_the_myo_is_trimmed_back(frame: np.ndarray) -> None:
     from scipy import ndimage
 
-    from echotemporal.pipeline.cleanup import trim_la_along_myo
+    from echotemporal.correct.cleanup import trim_la_along_myo
 
     # An LA grown 12 mm outwards and wrapped 10 mm up the outside of both basal walls: the MYO-LA
     # frontier criterion fails.
@@ -114,7 +114,7 @@ def test_a_long_pocket_is_closed_whole_and_the_frame_margin_does_not_matter() ->
 
 
 def test_holes_take_their_nearest_label_each() -> None:
-    from echotemporal.pipeline.cleanup import cleanup_labels, hole_mask
+    from echotemporal.correct.cleanup import cleanup_labels, hole_mask
 
     frame = np.zeros((60, 80), dtype=np.uint8)
     frame[5:55, 5:75] = Label.MYO

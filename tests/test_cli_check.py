@@ -37,8 +37,8 @@ def _run(*args: str):
 
 
 def test_check_json_on_clean_phantom(phantom, phantom_file: Path) -> None:
-    from echotemporal.anatomy import CRITERIA
-    from echotemporal.attributes import ATTRIBUTE_NAMES
+    from echotemporal.measure.anatomy import CRITERIA
+    from echotemporal.measure.attributes import ATTRIBUTE_NAMES
 
     result = _run(str(phantom_file), "--json")
     assert result.exit_code == 0, result.output
@@ -114,7 +114,7 @@ def test_check_finds_the_corrupted_frame(tmp_path: Path, phantom, kind: str, key
 
 
 def test_check_sequence_library_call_is_json_able(phantom) -> None:
-    from echotemporal.report import check_sequence
+    from echotemporal.measure.check import check_sequence
 
     report = check_sequence(phantom.labels, phantom.spacing_mm, ed_frame=0, es_frame=len(phantom.labels) - 1)
     json.dumps(report, allow_nan=False)  # strict JSON: no NaN
@@ -162,7 +162,7 @@ def test_check_help_is_instant_and_lists_options() -> None:
 
 
 def test_check_sequence_survives_an_empty_sequence() -> None:
-    from echotemporal.report import check_sequence
+    from echotemporal.measure.check import check_sequence
 
     report = check_sequence(np.zeros((3, 40, 30), np.uint8), (0.3, 0.3))
     json.dumps(report, allow_nan=False)

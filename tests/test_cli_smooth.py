@@ -32,10 +32,10 @@ def seq_path(tmp_path, phantom):
 def tiny_weights(tmp_path_factory):
     """A tiny random model saved as a checkpoint, loadable with --weights."""
     torch = pytest.importorskip("torch")
-    from echotemporal.attributes import ATTRIBUTE_NAMES
-    from echotemporal.config import ModelConfig
-    from echotemporal.model import ARVAE
-    from echotemporal.training import make_checkpoint, save_checkpoint
+    from echotemporal.measure.attributes import ATTRIBUTE_NAMES
+    from echotemporal.core.config import ModelConfig
+    from echotemporal.model.network import ARVAE
+    from echotemporal.training.loop import make_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     net = ARVAE(ModelConfig(grid_size=32, latent_dim=10, channels=(4, 8)))
@@ -133,7 +133,7 @@ def test_demo_with_tiny_weights(tmp_path, tiny_weights, monkeypatch):
 
 @pytest.mark.slow
 def test_demo_with_shipped_weights(tmp_path):
-    from echotemporal.pretrained import DEFAULT_WEIGHTS, weights_dir
+    from echotemporal.model.registry import DEFAULT_WEIGHTS, weights_dir
 
     if not (weights_dir() / DEFAULT_WEIGHTS).is_file():
         pytest.skip("shipped weights not present")

@@ -1,4 +1,4 @@
-"""Known-answer tests for echotemporal.clinical: Simpson volumes, EF, strain, biplane pairing, ED/ES."""
+"""Known-answer tests for echotemporal.measure.clinical: Simpson volumes, EF, strain, biplane pairing, ED/ES."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from echotemporal.clinical import (
+from echotemporal.measure.clinical import (
     N_DISKS,
     biplane_volumes_ml,
     clinical_indices,
@@ -18,7 +18,7 @@ from echotemporal.clinical import (
     lv_volumes_ml,
     strain_curve_percent,
 )
-from echotemporal.errors import ConfigError
+from echotemporal.core.errors import ConfigError
 
 CAMUS_SPACING = (0.154, 0.308)  # (row_mm, col_mm): CAMUS depth x lateral, anisotropic
 FOV_MM = (125.0, 100.0)
@@ -129,8 +129,8 @@ def test_strain_excludes_the_mitral_plane():
     assert np.all(strain_curve_percent(seq, CAMUS_SPACING) == 0.0)
     h = ((a - b) / (a + b)) ** 2
     half_perimeter = np.pi * (a + b) * (1 + 3 * h / (10 + np.sqrt(4 - 3 * h))) / 2  # Ramanujan
-    from echotemporal.clinical.geometry import _frame_geometry
-    from echotemporal.clinical.strain import _contour_length_mm
+    from echotemporal.measure.clinical.geometry import _frame_geometry
+    from echotemporal.measure.clinical.strain import _contour_length_mm
 
     geom = _frame_geometry(frame, np.asarray(CAMUS_SPACING))
     assert _contour_length_mm(geom, 64) == pytest.approx(half_perimeter, rel=0.02)
@@ -228,7 +228,7 @@ def test_user_errors_name_the_value():
 def test_boundary_polygon_is_the_marching_squares_contour():
     from skimage.measure import find_contours
 
-    from echotemporal.clinical.geometry import _boundary_polygon
+    from echotemporal.measure.clinical.geometry import _boundary_polygon
 
     rng = np.random.default_rng(0)
     mask = np.pad(rng.random((30, 40)) < 0.45, 1)  # many saddles and islands
@@ -248,7 +248,7 @@ def _five_frame_sequence() -> np.ndarray:
 
 
 def test_indices_from_frame_measures_equal_clinical_indices():
-    from echotemporal.clinical import indices_from_measures, measure_frames
+    from echotemporal.measure.clinical import indices_from_measures, measure_frames
 
     seq = _five_frame_sequence()
     measures = measure_frames(seq, CAMUS_SPACING)
@@ -269,7 +269,7 @@ def test_indices_from_frame_measures_equal_clinical_indices():
 def test_frame_measures_do_not_depend_on_the_crop():
     # Frame-local geometry: padding the images (another crop of the same frames) changes no bit,
     # which is what makes the reuse of measures across differently cropped versions exact.
-    from echotemporal.clinical import indices, measure_frames
+    from echotemporal.measure.clinical import indices, measure_frames
 
     seq = _five_frame_sequence()
     padded = np.pad(seq, ((0, 0), (7, 3), (11, 0)))
@@ -283,7 +283,7 @@ def test_frame_measures_do_not_depend_on_the_crop():
 
 
 def test_frame_measures_are_remembered_by_content(monkeypatch):
-    from echotemporal.clinical import indices, measure_frames
+    from echotemporal.measure.clinical import indices, measure_frames
 
     seq = _five_frame_sequence()
     indices._MEMO.clear()
@@ -307,7 +307,7 @@ def test_frame_measures_are_remembered_by_content(monkeypatch):
 
 
 def test_frame_measures_reuse_only_identical_frames():
-    from echotemporal.clinical import (
+    from echotemporal.measure.clinical import (
         FrameMeasures,
         indices_from_measures,
         measure_frames,
@@ -341,7 +341,7 @@ def test_frame_measures_reuse_only_identical_frames():
 
 
 def test_biplane_from_measures_equals_biplane_from_labels():
-    from echotemporal.clinical import biplane_volumes_from_measures, measure_frames
+    from echotemporal.measure.clinical import biplane_volumes_from_measures, measure_frames
 
     two = _five_frame_sequence()
     four = np.stack([half_ellipsoid_frame(a, b) for a, b in ((50, 24), (47, 21), (44, 18), (42, 17))])
@@ -362,8 +362,8 @@ def test_ordered_loop_walks_as_a_depth_first_search():
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import depth_first_order
 
-    from echotemporal.clinical.geometry import _boundary_polygon
-    from echotemporal.clinical.strain import _ordered_loop
+    from echotemporal.measure.clinical.geometry import _boundary_polygon
+    from echotemporal.measure.clinical.strain import _ordered_loop
 
     rng = np.random.default_rng(1)
     mask = np.pad(rng.random((20, 25)) < 0.5, 1)  # many loops, saddles

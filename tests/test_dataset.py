@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from shapes import ellipse_heart
 
 from echotemporal.cli import main
-from echotemporal.config import AlignmentConfig
-from echotemporal.dataset import (
+from echotemporal.core.config import AlignmentConfig
+from echotemporal.training.dataset import (
     NO_AUGMENTATION,
     AlignedSequence,
     Augmentation,
@@ -20,7 +20,7 @@ from echotemporal.dataset import (
     prepare_dataset,
     real_shape_spacing,
 )
-from echotemporal.errors import OutputExistsError
+from echotemporal.core.errors import OutputExistsError
 
 
 def test_interpolation_reproduces_ends_and_keeps_nesting():

@@ -1,4 +1,4 @@
-"""Tests of echotemporal.export and pipeline.smooth_file: files, geometry, overwrite, figures."""
+"""Tests of echotemporal.outputs.files and pipeline.smooth_file: files, geometry, overwrite, figures."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echotemporal.config import SmoothingConfig, load_config
-from echotemporal.errors import InputFileError, OutputExistsError
-from echotemporal.export import output_paths, sequence_stem, to_jsonable
+from echotemporal.core.config import SmoothingConfig, load_config
+from echotemporal.core.errors import InputFileError, OutputExistsError
+from echotemporal.core.jsonable import to_jsonable
+from echotemporal.outputs.files import output_paths, sequence_stem
 from echotemporal.io import ImageGeometry, InfoCfg, read_sequence, write_info_cfg, write_sequence
 from echotemporal.pipeline import default_output_path, smooth_file
 
@@ -145,7 +146,7 @@ def test_figures_are_written(sequence_file, tmp_path):
 
 def test_figure_contents(sequence_file):
     from echotemporal.plotting import attributes_figure, volume_figure
-    from echotemporal.temporal import load_thresholds
+    from echotemporal.measure.temporal import load_thresholds
 
     result = smooth_quiet(sequence_file, method="none")
     fig = volume_figure(result.frames, result.summary)
@@ -161,7 +162,7 @@ def test_frames_csv_is_the_csv_pandas_writes_including_nan_and_text(tmp_path, ph
     """The per-frame CSV is written without pandas; it must be byte for byte what
     ``DataFrame.to_csv(index=False, float_format="%.6g")`` writes: NaN cells (a frame without LV),
     booleans, integers, and the failed-criteria text with its separators."""
-    from echotemporal.export import write_frames_csv
+    from echotemporal.outputs.files import write_frames_csv
     from echotemporal.pipeline import smooth_sequence
 
     labels = phantom.labels.copy()

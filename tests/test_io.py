@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from echotemporal.errors import InputFileError, InvalidLabelsError, OutputExistsError
+from echotemporal.core.errors import InputFileError, InvalidLabelsError, OutputExistsError
 from echotemporal.io import (
     CamusCase,
     ImageGeometry,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from echotemporal.config import ModelConfig
-from echotemporal.model import (
+from echotemporal.core.config import ModelConfig
+from echotemporal.model.network import (
     ARVAE,
     ShapeModel,
     arvae_loss,

@@ -13,11 +13,12 @@ pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from echotemporal import pretrained  # noqa: E402
-from echotemporal.errors import OutputExistsError, WeightsError  # noqa: E402
-from echotemporal.model import ShapeModel  # noqa: E402
-from echotemporal.onnx_model import OnnxShapeModel, export_onnx, onnx_paths, onnx_source_sha256  # noqa: E402
-from echotemporal.pretrained import DEFAULT_WEIGHTS, REGISTRY, file_sha256, load_model, weights_dir  # noqa: E402
+from echotemporal.model import registry as pretrained  # noqa: E402
+from echotemporal.core.errors import OutputExistsError, WeightsError  # noqa: E402
+from echotemporal.model.network import ShapeModel  # noqa: E402
+from echotemporal.model.export import export_onnx  # noqa: E402
+from echotemporal.model.onnx_runtime import OnnxShapeModel, onnx_paths, onnx_source_sha256  # noqa: E402
+from echotemporal.model.registry import DEFAULT_WEIGHTS, REGISTRY, file_sha256, load_model, weights_dir  # noqa: E402
 from tests.test_pretrained import NAMES, TINY, frames, tiny_checkpoint  # noqa: E402
 
 
@@ -77,8 +78,8 @@ def test_backend_choice_and_stale_exports(exported, tmp_path, monkeypatch):
     monkeypatch.delenv(pretrained.BACKEND_ENV)
     # The checkpoint retrained under the same name: its old export is not used, and asking for it fails.
     torch.manual_seed(1)
-    from echotemporal.model import ARVAE
-    from echotemporal.training import make_checkpoint, save_checkpoint
+    from echotemporal.model.network import ARVAE
+    from echotemporal.training.loop import make_checkpoint, save_checkpoint
 
     bounds = np.stack([-np.arange(1, 8), np.arange(1, 8)], axis=1).astype(float)
     save_checkpoint(make_checkpoint(ARVAE(TINY).eval(), NAMES, bounds), exported)
@@ -112,7 +113,7 @@ def test_a_damaged_graph_is_a_weights_error(exported):
 
 
 def test_shipped_graphs_are_registered_and_equal_the_shipped_checkpoint():
-    from echotemporal.alignment import fit_alignment, to_grid
+    from echotemporal.model.alignment import fit_alignment, to_grid
     from echotemporal.phantoms import generate_sequence
 
     checkpoint = weights_dir() / DEFAULT_WEIGHTS

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from echotemporal.parallel import map_frame_chunks, map_threads
-from echotemporal.pipeline.cleanup import cleanup_labels
+from echotemporal.core.parallel import map_frame_chunks, map_threads
+from echotemporal.correct.cleanup import cleanup_labels
 
 
 def test_map_threads_keeps_order():

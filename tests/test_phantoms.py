@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from echotemporal.distances import label_distances, signed_distance
-from echotemporal.errors import OutputExistsError
+from echotemporal.core.distances import label_distances, signed_distance
+from echotemporal.core.errors import OutputExistsError
 from echotemporal.phantoms import (
     CORRUPTION_KINDS,
     annotation_jitter,

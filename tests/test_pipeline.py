@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import pytest
 
-from echotemporal.config import SmoothingConfig
-from echotemporal.errors import ConfigError, InvalidLabelsError
-from echotemporal.labels import Label
+from echotemporal.core.config import SmoothingConfig
+from echotemporal.core.errors import ConfigError, InvalidLabelsError
+from echotemporal.core.labels import Label
 from echotemporal.pipeline import METHODS, gaussian_smooth_labels, smooth_sequence
 
 SPACING = (0.8, 0.8)  # coarse pixels keep the phantoms ~170x210: fast tests
@@ -40,9 +40,9 @@ def corrupted(phantom):
 def tiny_model():
     """A tiny random ShapeModel (32x32 grid): right shapes and types, meaningless shapes."""
     torch = pytest.importorskip("torch")
-    from echotemporal.attributes import ATTRIBUTE_NAMES
-    from echotemporal.config import ModelConfig
-    from echotemporal.model import ARVAE, ShapeModel
+    from echotemporal.measure.attributes import ATTRIBUTE_NAMES
+    from echotemporal.core.config import ModelConfig
+    from echotemporal.model.network import ARVAE, ShapeModel
 
     torch.manual_seed(0)
     net = ARVAE(ModelConfig(grid_size=32, latent_dim=10, channels=(4, 8)))
@@ -56,7 +56,7 @@ def run(labels, spacing=SPACING, **kwargs):
 
 
 def test_none_returns_the_input_and_measures_it(corrupted, phantom):
-    from echotemporal.clinical import clinical_indices
+    from echotemporal.measure.clinical import clinical_indices
 
     labels, corruptions = corrupted
     result = run(labels, config=SmoothingConfig(method="none"), ed_frame=0, es_frame=len(labels) - 1)
@@ -135,7 +135,7 @@ def test_single_2d_frame_keeps_its_shape(phantom):
 
 
 def test_arvae_tiny_model_shapes_dtypes_and_carries_la(phantom, tiny_model):
-    from echotemporal.temporal import load_thresholds
+    from echotemporal.measure.temporal import load_thresholds
 
     labels = phantom.labels
     result = run(labels, model=tiny_model, config=SmoothingConfig(max_rounds=2, cleanup=False, denoise_sigma_frames=0.0),
@@ -229,7 +229,7 @@ def test_keep_unflagged_frames_keeps_them_bit_identical(corrupted, tiny_model):
 
 
 def test_frames_table_and_summary_are_complete(corrupted):
-    from echotemporal.attributes import ATTRIBUTE_NAMES
+    from echotemporal.measure.attributes import ATTRIBUTE_NAMES
 
     labels, _ = corrupted
     result = run(labels, config=SmoothingConfig(method="gaussian"))
@@ -271,8 +271,8 @@ class DiskModel:
     sha256 = ""
 
     def __init__(self, grid: int = 32):
-        from echotemporal.attributes import ATTRIBUTE_NAMES
-        from echotemporal.config import ModelConfig
+        from echotemporal.measure.attributes import ATTRIBUTE_NAMES
+        from echotemporal.core.config import ModelConfig
 
         self.config = ModelConfig(grid_size=grid)
         self.attribute_names = ATTRIBUTE_NAMES
@@ -289,8 +289,8 @@ class DiskModel:
 
 
 def test_residual_decoding_keeps_untouched_frames_bit_identical(phantom):
-    from echotemporal.alignment import fit_alignment
-    from echotemporal.config import AlignmentConfig
+    from echotemporal.model.alignment import fit_alignment
+    from echotemporal.core.config import AlignmentConfig
     from echotemporal.pipeline import decode_sequence
 
     model = DiskModel()
@@ -331,7 +331,7 @@ def test_unknown_decoding_is_a_config_error(phantom, tiny_model):
 
 
 def test_inpaint_latents_interpolates_and_extrapolates_linearly():
-    from echotemporal.pipeline.correction import _inpaint_latents
+    from echotemporal.correct.smoothing import _inpaint_latents
 
     t = np.arange(6, dtype=float)
     z = np.stack([2.0 * t + 1.0, -t], axis=1)
@@ -342,7 +342,7 @@ def test_inpaint_latents_interpolates_and_extrapolates_linearly():
 
 
 def test_cleanup_keeps_the_largest_component_per_frame_and_fills_holes():
-    from echotemporal.pipeline.cleanup import cleanup_labels, hole_mask, largest_component
+    from echotemporal.correct.cleanup import cleanup_labels, hole_mask, largest_component
 
     frames = np.zeros((3, 12, 14), np.uint8)
     frames[0, 1:5, 1:5] = 1  # 16 px
@@ -366,8 +366,8 @@ def test_cleanup_keeps_the_largest_component_per_frame_and_fills_holes():
 
 
 def test_measures_do_not_depend_on_the_thread_count(monkeypatch):
-    from echotemporal.pipeline.measurement import THREADS_ENV, measure_clinical, measure_shape, measure_threads
-    from echotemporal.temporal import load_thresholds
+    from echotemporal.measure.sequence import THREADS_ENV, measure_clinical, measure_shape, measure_threads
+    from echotemporal.measure.temporal import load_thresholds
 
     from echotemporal.phantoms import generate_sequence
 
@@ -377,7 +377,7 @@ def test_measures_do_not_depend_on_the_thread_count(monkeypatch):
     for threads in ("1", "3"):
         monkeypatch.setenv(THREADS_ENV, threads)
         assert measure_threads() == int(threads)
-        from echotemporal.clinical import indices
+        from echotemporal.measure.clinical import indices
 
         indices._MEMO.clear()
         shape = measure_shape(seq.labels, seq.spacing_mm, thresholds)
@@ -401,7 +401,7 @@ def test_shipped_model_corrects_a_shifted_broken_sequence_into_valid_consistent_
     (the decoded LV/MYO meet the carried-over LA with no gap), and its corrupted frames closer to the truth."""
     pytest.importorskip("torch")
     from echotemporal.phantoms import annotation_jitter, corrupt_sequence, generate_sequence
-    from echotemporal.pretrained import load_model
+    from echotemporal.model.registry import load_model
 
     truth = generate_sequence(10_000_004, view="4CH", n_frames=16)
     rng = np.random.default_rng(4)
@@ -425,7 +425,7 @@ def test_denoise_averages_border_flicker_without_breaking_validity_or_ed_es():
     to the truth than the plain one, stays valid and consistent, and leaves ED and ES alone."""
     pytest.importorskip("torch")
     from echotemporal.phantoms import annotation_jitter, generate_sequence
-    from echotemporal.pretrained import load_model
+    from echotemporal.model.registry import load_model
 
     truth = generate_sequence(10_000_011, view="2CH", n_frames=14)
     labels = annotation_jitter(truth.labels, truth.spacing_mm, np.random.default_rng(11))
@@ -444,9 +444,9 @@ def test_denoise_averages_border_flicker_without_breaking_validity_or_ed_es():
 
 
 def test_glitched_frames_borrow_detail_only_from_near_clean_frames(phantom):
-    from echotemporal.alignment import fit_alignment
-    from echotemporal.config import AlignmentConfig
-    from echotemporal.pipeline.decoding import MAX_BORROW_FRAMES, SequenceDecoder
+    from echotemporal.model.alignment import fit_alignment
+    from echotemporal.core.config import AlignmentConfig
+    from echotemporal.correct.decoding import MAX_BORROW_FRAMES, SequenceDecoder
 
     labels = phantom.labels[:10]
     alignment = fit_alignment(labels, SPACING, AlignmentConfig(grid_size=32))
@@ -462,9 +462,9 @@ def test_glitched_frames_borrow_detail_only_from_near_clean_frames(phantom):
 def test_residual_decoding_equals_the_dense_formula(phantom):
     """The decoder interpolates only where a label can flip; the result is the class docstring's
     dense formula evaluated on every pixel (plain frames, borrowing frames, repeated calls)."""
-    from echotemporal.alignment import fit_alignment, probabilities_to_native
-    from echotemporal.config import AlignmentConfig
-    from echotemporal.pipeline.decoding import SequenceDecoder
+    from echotemporal.model.alignment import fit_alignment, probabilities_to_native
+    from echotemporal.core.config import AlignmentConfig
+    from echotemporal.correct.decoding import SequenceDecoder
 
     class SoftDiskModel(DiskModel):  # soft borders: no exact ties between classes
         def decode(self, latents):
@@ -520,9 +520,9 @@ def test_residue_frames_take_the_shape_between_their_good_neighbours(phantom, br
     """Known answer: frames left invalid by the correction (the lateral wall cut through, the LV
     open to the background) become the signed-distance interpolation of their good neighbours,
     close to the truth; the other frames are untouched."""
-    from echotemporal.pipeline.correction import _interpolate_residue
-    from echotemporal.pipeline.measurement import measure_shape
-    from echotemporal.temporal import load_thresholds
+    from echotemporal.correct.smoothing import _interpolate_residue
+    from echotemporal.measure.sequence import measure_shape
+    from echotemporal.measure.temporal import load_thresholds
 
     thresholds = load_thresholds()
     truth = phantom.labels

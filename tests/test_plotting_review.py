@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from echotemporal.batch import read_tables, run_batch
 from echotemporal.cli import main
-from echotemporal.errors import ConfigError, OutputExistsError
+from echotemporal.core.errors import ConfigError, OutputExistsError
 from echotemporal.io import InfoCfg, geometry_from_spacing, write_info_cfg, write_sequence
 from echotemporal.phantoms import generate_sequence
-from echotemporal.plotting.review import cohort_figure, patient_figure, write_review
+from echotemporal.batch.review import cohort_figure, patient_figure, write_review
 
 PATIENTS = ("patient0001", "patient0002", "patient0003")
 

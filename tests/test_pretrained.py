@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from echotemporal import pretrained
-from echotemporal.config import ModelConfig
-from echotemporal.errors import WeightsError
-from echotemporal.model import ARVAE
-from echotemporal.pretrained import DEFAULT_WEIGHTS, REGISTRY, file_sha256, load_model, weights_dir
-from echotemporal.training import make_checkpoint, save_checkpoint
+from echotemporal.model import registry as pretrained
+from echotemporal.core.config import ModelConfig
+from echotemporal.core.errors import WeightsError
+from echotemporal.model.network import ARVAE
+from echotemporal.model.registry import DEFAULT_WEIGHTS, REGISTRY, file_sha256, load_model, weights_dir
+from echotemporal.training.loop import make_checkpoint, save_checkpoint
 
 TINY = ModelConfig(grid_size=32, latent_dim=10, channels=(4, 8, 16))
 NAMES = ("lv_area_mm2", "lv_length_mm", "lv_base_width_mm", "lv_orientation_deg", "myo_area_mm2",
@@ -40,7 +40,7 @@ def test_round_trip_is_strict_and_exact(tmp_path):
     np.testing.assert_array_equal(model.latent_bounds[:, 1], np.arange(1, 8))
     assert model.sha256 == file_sha256(path) and len(model.sha256) == 64
     assert model.checkpoint["provenance"]["note"] == "test"
-    from echotemporal.model import labels_to_onehot
+    from echotemporal.model.network import labels_to_onehot
 
     with torch.no_grad():
         ref = net.encode(labels_to_onehot(torch.from_numpy(frames())))[0].double().numpy()

@@ -6,19 +6,9 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from echotemporal.errors import ConfigError, InputFileError
-from echotemporal.temporal import (
-    AttributeThresholds,
-    consistency_metric,
-    consistency_residual,
-    detect_inconsistent_frames,
-    gradient_descent_smooth,
-    load_thresholds,
-    project_consistent,
-    project_consistent_sparse,
-    search_smoothing_weight,
-    whittaker_smooth,
-)
+from echotemporal.core.errors import ConfigError, InputFileError
+from echotemporal.measure.temporal import AttributeThresholds, consistency_metric, detect_inconsistent_frames, load_thresholds
+from echotemporal.correct.solvers import consistency_residual, gradient_descent_smooth, project_consistent, project_consistent_sparse, search_smoothing_weight, whittaker_smooth
 
 ATTRIBUTE_NAMES = (
     "lv_area_mm2",
@@ -109,7 +99,7 @@ def test_packaged_thresholds_load_with_the_seven_attributes():
 
 
 def test_thresholds_attribute_names_match_attributes_module():
-    attributes = pytest.importorskip("echotemporal.attributes")
+    attributes = pytest.importorskip("echotemporal.measure.attributes")
     assert load_thresholds().names == tuple(attributes.ATTRIBUTE_NAMES)
 
 
@@ -277,7 +267,7 @@ def test_search_smoothing_weight_finds_first_accepted_weight():
 
 
 def test_bvls_fallback_agrees_with_active_set():
-    from echotemporal.temporal.solvers import _dual_active_set, _dual_bvls
+    from echotemporal.correct.solvers import _dual_active_set, _dual_bvls
 
     rng = np.random.default_rng(11)
     z0 = _jumpy_trajectory(rng, 25) + rng.normal(0, 0.1, 25)  # noisy: many active constraints

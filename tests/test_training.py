@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from shapes import ellipse_heart
 
 from echotemporal.cli import main
-from echotemporal.config import AlignmentConfig, ModelConfig, TrainingConfig
-from echotemporal.dataset import AlignedSequence, prepare_dataset
-from echotemporal.errors import OutputExistsError
-from echotemporal.training import train_model
+from echotemporal.core.config import AlignmentConfig, ModelConfig, TrainingConfig
+from echotemporal.training.dataset import AlignedSequence, prepare_dataset
+from echotemporal.core.errors import OutputExistsError
+from echotemporal.training.loop import train_model
 
 TINY = ModelConfig(grid_size=32, latent_dim=10, channels=(4, 8, 16))
 FAST = TrainingConfig(epochs=2, batch_size=8, num_threads=1, max_minutes=1.0, patience=5)
@@ -66,8 +66,8 @@ def test_train_cli(tiny_h5, tmp_path):
     pytest.importorskip("onnx")
     res = CliRunner().invoke(main, ["train", str(tiny_h5), "-o", str(out), "--config", str(cfg), "--overwrite", "--onnx"])
     assert res.exit_code == 0, res.output
-    from echotemporal.onnx_model import OnnxShapeModel
-    from echotemporal.pretrained import _CACHE, file_sha256, load_model
+    from echotemporal.model.onnx_runtime import OnnxShapeModel
+    from echotemporal.model.registry import _CACHE, file_sha256, load_model
 
     _CACHE.clear()
     model = load_model(out)  # the new graphs, exported from the checkpoint just written

@@ -43,10 +43,10 @@ from echotemporal.batch.worker import (
     process_patient_on_dask,
     worker_environment,
 )
-from echotemporal.config import SmoothingConfig, config_to_dict
-from echotemporal.errors import ConfigError, EchoTemporalError, InputFileError, OutputExistsError
-from echotemporal.pipeline import METHODS
-from echotemporal.pretrained import file_sha256
+from echotemporal.core.config import SmoothingConfig, config_to_dict
+from echotemporal.core.errors import ConfigError, EchoTemporalError, InputFileError, OutputExistsError
+from echotemporal.correct.smoothing import METHODS
+from echotemporal.model.registry import file_sha256
 
 __all__ = ["BatchSummary", "run_batch"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from echotemporal.errors import InputFileError
+from echotemporal.core.errors import InputFileError
 
 __all__ = [
     "SEQUENCES_CSV",

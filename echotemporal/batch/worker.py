@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from echotemporal.batch.tables import PATIENT_COLUMNS, SUMMARY_COLUMNS, FramesPart
-from echotemporal.config import SmoothingConfig
-from echotemporal.errors import EchoTemporalError
-from echotemporal.pipeline.measurement import THREADS_ENV
+from echotemporal.core.config import SmoothingConfig
+from echotemporal.core.errors import EchoTemporalError
+from echotemporal.measure.sequence import THREADS_ENV
 
 __all__ = [
     "ViewTask",
@@ -160,7 +160,7 @@ def _prepare_worker(method: str) -> None:
 
 def _thresholds() -> Any:
     if not _THRESHOLDS:
-        from echotemporal.temporal import load_thresholds
+        from echotemporal.measure.temporal import load_thresholds
 
         _THRESHOLDS.append(load_thresholds())
     return _THRESHOLDS[0]
@@ -173,7 +173,7 @@ def _load_model(method: str, weights: str | None) -> Any:
     key = (method, weights)
     with _MODELS_LOCK:  # Dask workers may run several tasks in threads of one process
         if key not in _MODELS:
-            from echotemporal.pretrained import load_model
+            from echotemporal.model.registry import load_model
 
             _MODELS[key] = load_model(weights)
         return _MODELS[key]
@@ -276,7 +276,7 @@ def _smooth_view(
     task: PatientTask, view: ViewTask, model: Any
 ) -> tuple[dict[str, Any], FramesPart | None, _ViewData | None]:
     """One sequence through ``pipeline.smooth_file``; any failure becomes a failed row with its message."""
-    from echotemporal import pipeline
+    from echotemporal.outputs import sequence_file
     from echotemporal.io import read_sequence
 
     start = time.perf_counter()
@@ -288,7 +288,7 @@ def _smooth_view(
             # Degenerate frames warn inside the pipeline; in a batch the tables record them instead.
             warnings.simplefilter("ignore")
             before = read_sequence(view.input)  # read once: smooth_file takes it, the biplane needs it
-            result = pipeline.smooth_file(
+            result = sequence_file.smooth_file(
                 view.input,
                 view.output,
                 method=task.config.method,
@@ -354,7 +354,7 @@ def _heart_crops(*sequences: np.ndarray) -> list[np.ndarray]:
 def _view_measures(view: _ViewData) -> dict[str, Any]:
     """Per-frame clinical measures of a view before and after: the pipeline's, or measured again
     (a view finished by an earlier run; frames left unchanged measured once)."""
-    from echotemporal import clinical
+    from echotemporal.measure import clinical
 
     if view.measures is not None:
         return view.measures
@@ -378,7 +378,7 @@ def _patient_indices(
         data: view -> labels and row of the views that finished ok.
         info: Info cfg reference values (info_ef_percent, info_edv_ml, info_esv_ml), NaN if absent.
     """
-    from echotemporal import clinical
+    from echotemporal.measure import clinical
 
     row: dict[str, Any] = {name: nan() for name in PATIENT_COLUMNS}
     row.update(info)

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from echotemporal.errors import OutputExistsError
+from echotemporal.core.errors import OutputExistsError
 
 __all__ = ["write_atomic", "check_overwrite"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from echotemporal.errors import InputFileError
+from echotemporal.core.errors import InputFileError
 from echotemporal.io.sequence import SEQUENCE_SUFFIXES
 
 __all__ = ["CamusCase", "discover_camus"]

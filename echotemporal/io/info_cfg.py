@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from echotemporal.errors import InputFileError
+from echotemporal.core.errors import InputFileError
 from echotemporal.io.atomic import write_atomic
 
 __all__ = ["InfoCfg", "read_info_cfg", "write_info_cfg"]

@@ -21,7 +21,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from echotemporal.errors import InputFileError
+from echotemporal.core.errors import InputFileError
 
 __all__ = ["METAIO_INCOMPLETE", "check_nifti_complete", "metaimage_data_file", "truncated_file_error"]
 

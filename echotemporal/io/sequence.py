@@ -24,10 +24,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from echotemporal.errors import InputFileError
+from echotemporal.core.errors import InputFileError
 from echotemporal.io.atomic import check_overwrite, write_atomic
 from echotemporal.io.integrity import METAIO_INCOMPLETE, check_nifti_complete, metaimage_data_file, truncated_file_error
-from echotemporal.labels import VALID_LABELS, validate_labels
+from echotemporal.core.labels import VALID_LABELS, validate_labels
 
 __all__ = [
     "SEQUENCE_SUFFIXES",

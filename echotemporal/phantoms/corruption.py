@@ -14,8 +14,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from echotemporal.distances import label_distances, signed_distance
-from echotemporal.labels import validate_labels
+from echotemporal.core.distances import label_distances, signed_distance
+from echotemporal.core.labels import validate_labels
 from echotemporal.phantoms.raster import enforce_single_components
 from echotemporal.phantoms.records import CORRUPTION_KINDS, TEMPORAL_CORRUPTION_KINDS, Corruption
 

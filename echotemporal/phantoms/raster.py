@@ -1,4 +1,4 @@
-"""Rasterisation and mask surgery used by the phantom generators (signed distances: ``echotemporal.distances``).
+"""Rasterisation and mask surgery used by the phantom generators (signed distances: ``echotemporal.core.distances``).
 
 Pure numpy/scipy. Pixel (r, c) has its centre at physical (y_mm, x_mm) = (r*row_mm, c*col_mm), so a
 polygon given in pixel units (rows, cols) is sampled at integer positions.

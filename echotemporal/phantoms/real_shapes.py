@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from echotemporal.distances import label_distances
-from echotemporal.errors import InputFileError
-from echotemporal.labels import validate_labels
+from echotemporal.core.distances import label_distances
+from echotemporal.core.errors import InputFileError
+from echotemporal.core.labels import validate_labels
 from echotemporal.phantoms.raster import enforce_single_components, smooth_time_profile
 from echotemporal.phantoms.records import PhantomSequence
 

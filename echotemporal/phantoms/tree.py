@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from echotemporal.errors import OutputExistsError
+from echotemporal.core.errors import OutputExistsError
 from echotemporal.phantoms.corruption import annotation_jitter, corrupt_sequence
 from echotemporal.phantoms.parametric import VIEWS, _generate_patient_views
 from echotemporal.phantoms.records import CORRUPTION_KINDS, Corruption

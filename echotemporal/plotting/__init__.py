@@ -9,7 +9,6 @@ from echotemporal.plotting.sequence import (
     save_sequence_figures,
     volume_figure,
 )
-from echotemporal.plotting.review import cohort_figure, patient_figure, write_review  # noqa: F401 - batch review
 
 __all__ = [
     "attributes_figure",

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from echotemporal.errors import OutputExistsError
+from echotemporal.core.errors import OutputExistsError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from echotemporal.pipeline import SmoothingResult
-    from echotemporal.temporal import AttributeThresholds
+    from echotemporal.correct.smoothing import SmoothingResult
+    from echotemporal.measure.temporal import AttributeThresholds
 
 __all__ = [
     "plot_volume_curve",
@@ -97,7 +97,7 @@ def plot_volume_curve(ax: Axes, frames: pd.DataFrame, summary: Mapping[str, Any]
 
 
 def _consistency(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    from echotemporal.temporal import consistency_metric
+    from echotemporal.measure.temporal import consistency_metric
 
     return np.asarray(consistency_metric(values, lo, hi), dtype=float)
 
@@ -188,7 +188,7 @@ def save_sequence_figures(
         role ("volume_figure", "attributes_figure") -> path written.
     """
     if thresholds is None:
-        from echotemporal.temporal import load_thresholds
+        from echotemporal.measure.temporal import load_thresholds
 
         thresholds = load_thresholds()
     title = Path(str(result.summary.get("input", ""))).name or None

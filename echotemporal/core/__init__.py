@@ -1,0 +1,1 @@
+"""Stage 0, shared by every stage: label constants, configuration, errors, boxes, distances, threads."""

@@ -1,0 +1,345 @@
+"""Per-frame morphological clean-up of decoded label maps (largest component, hole filling).
+
+Distance transforms and closings run on boxes around the pixels they decide, grown by the distance
+that can reach them: the results are those of whole-frame computations, nearest-pixel ties included.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from echotemporal.measure.anatomy import THRESHOLDS, crack_length_mm, width_mm
+from echotemporal.core.boxes import Box, grow, within
+from echotemporal.core.labels import BACKGROUND, LA, LV, MODELLED_LABELS, MYO, Label
+from echotemporal.core.parallel import map_frame_chunks
+from echotemporal.measure.sequence import heart_box, measure_threads
+
+__all__ = [
+    "INPLANE",
+    "JUNCTION_RADIUS_MM",
+    "MAX_MODELLED",
+    "cleanup_decoded",
+    "cleanup_labels",
+    "close_lv_gaps",
+    "hole_mask",
+    "largest_component",
+    "trim_la_along_myo",
+]
+
+#: In-plane 4-connectivity, no connection across frames: morphology stays per frame on a (T,H,W) stack.
+INPLANE = np.zeros((3, 3, 3), dtype=bool)
+INPLANE[1] = ndimage.generate_binary_structure(2, 1)
+#: In-plane 8-connectivity of a single (H, W) frame.
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def _reach_px(distance_mm: float, spacing_mm: tuple[float, float]) -> tuple[int, int]:
+    """(rows, cols): pixel offsets along each axis that cover ``distance_mm``, plus one pixel.
+
+    Every pixel within ``distance_mm`` of a pixel (and a float rounding or a pixel beyond) lies within
+    these offsets of it along both axes; any pixel outside them is farther than ``distance_mm``.
+    """
+    return int(np.ceil(distance_mm / spacing_mm[0])) + 1, int(np.ceil(distance_mm / spacing_mm[1])) + 1
+
+
+def _distance_near(targets: np.ndarray, box: Box, margin: tuple[int, int], sampling: tuple[float, float]) -> np.ndarray:
+    """Distance (mm) from each pixel of ``box`` to the nearest True pixel of the (h, w) bool ``targets``.
+
+    Computed on the box grown by ``margin`` (rows, cols) pixels: exact up to the distance that the
+    margin covers (:func:`_reach_px`), where the nearest target is the same pixel as over the whole
+    frame; beyond it, some value larger than that distance (inf when the grown box holds no target).
+    Returns the box's (h', w') float64.
+    """
+    area = grow(box, margin, targets.shape)
+    core = within(box, area)
+    crop = targets[area]
+    if not crop.any():
+        return np.full(crop[core].shape, np.inf)
+    return ndimage.distance_transform_edt(~crop, sampling=sampling)[core]
+
+
+def _nearest_labels(
+    frame: np.ndarray, rows: np.ndarray, cols: np.ndarray, margin: tuple[int, int], sampling: tuple[float, float] | None
+) -> np.ndarray:
+    """Value of the nearest non-background pixel of the (h, w) uint8 ``frame`` for each pixel (rows, cols).
+
+    Returns (n,) uint8. The lookup runs on the pixels' box grown by ``margin`` (rows, cols) pixels:
+    the caller guarantees that each pixel's nearest labelled pixel lies nearer than any pixel outside
+    that box. On ties it then picks the same pixel as a lookup over the whole frame (the ties of the
+    Euclidean feature transform only involve the tied pixels).
+    """
+    top, left = max(rows.min() - margin[0], 0), max(cols.min() - margin[1], 0)
+    crop = frame[top : rows.max() + 1 + margin[0], left : cols.max() + 1 + margin[1]]
+    ri, ci = ndimage.distance_transform_edt(
+        crop == BACKGROUND, sampling=sampling, return_distances=False, return_indices=True
+    )
+    rows, cols = rows - top, cols - left
+    return crop[ri[rows, cols], ci[rows, cols]]
+
+
+def _stray_components(mask: np.ndarray) -> tuple[Box, dict[int, np.ndarray]]:
+    """Per frame of a (T, H, W) bool mask, the pixels outside its largest 4-connected component.
+
+    Returns the box the masks refer to and {frame: (h, w) bool stray pixels of the box} for the frames
+    with more than one component (usually none: the common case costs one labelling).
+    """
+    rows, cols = heart_box(mask, margin=0)
+    crop = mask[:, rows, cols]
+    lab, n = ndimage.label(crop, structure=INPLANE)
+    if n == 0:
+        return (rows, cols), {}
+    # No connection across frames and raster-order numbering: each frame's labels are one run that
+    # follows the previous frame's, so the running maximum tells how many components each frame has.
+    last = np.maximum.accumulate(lab.reshape(len(crop), -1).max(axis=1))
+    first = np.concatenate([[0], last[:-1]])
+    stray: dict[int, np.ndarray] = {}
+    for t in np.flatnonzero(last - first > 1):
+        sizes = np.bincount(lab[t].ravel(), minlength=last[t] + 1)[first[t] + 1 : last[t] + 1]
+        # The largest component; of equal sizes, the last numbered one.
+        biggest = first[t] + len(sizes) - int(np.argmax(sizes[::-1]))
+        stray[int(t)] = (lab[t] != biggest) & crop[t]
+    return (rows, cols), stray
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """(T, H, W) bool -> the largest in-plane 4-connected component of each frame."""
+    box, stray = _stray_components(mask)
+    if not stray:
+        return mask  # at most one component per frame: the usual case, no relabelling needed
+    out = mask.copy()
+    for t, pixels in stray.items():
+        out[t, box[0], box[1]] &= ~pixels
+    return out
+
+
+def _holes(mask: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Holes of each frame of a (T, H, W) bool mask: non-mask 4-connected regions not touching the border.
+
+    One (frame, (n,) rows, (n,) cols of the hole's pixels) per hole; usually none.
+    """
+    lab, n = ndimage.label(~mask, structure=INPLANE)
+    open_ = np.zeros(n + 1, dtype=bool)
+    open_[0] = True  # label 0: the mask itself
+    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
+        open_[edge.ravel()] = True
+    if open_.all():
+        return []  # every region reaches the border: no hole (the usual case)
+    # Raster-order numbering, no connection across frames: frame t holds the labels in (first[t], last[t]].
+    last = np.maximum.accumulate(lab.reshape(len(lab), -1).max(axis=1))
+    first = np.concatenate([[0], last[:-1]])
+    holes = []
+    for t in np.unique(np.searchsorted(last, np.flatnonzero(~open_), side="left")):
+        # Few regions reach the border: testing against each is cheaper than a lookup per pixel.
+        inside = lab[t] != 0
+        for region in first[t] + 1 + np.flatnonzero(open_[first[t] + 1 : last[t] + 1]):
+            inside &= lab[t] != region
+        rows, cols = np.nonzero(inside)
+        ids = lab[t][rows, cols]
+        order = np.argsort(ids, kind="stable")
+        cuts = np.flatnonzero(np.diff(ids[order])) + 1
+        holes += [(int(t), rows[part], cols[part]) for part in np.split(order, cuts)]
+    return holes
+
+
+def hole_mask(mask: np.ndarray) -> np.ndarray:
+    """(T, H, W) bool -> per-frame holes: non-mask 4-connected regions not touching the frame border."""
+    out = np.zeros_like(mask)
+    for t, rows, cols in _holes(mask):
+        out[t, rows, cols] = True
+    return out
+
+
+def cleanup_labels(out: np.ndarray, present: tuple[int, ...]) -> np.ndarray:
+    """Largest component per label and hole filling, per frame, in place on ``out`` (T, h, w).
+
+    Every label (LV, MYO, and LA when the input has it) keeps its largest component per frame;
+    background enclosed by the remaining structures (holes, cut-off pieces) takes the nearest label.
+    """
+    structures = [LV, MYO] + [v for v in present if v not in (BACKGROUND, LV, MYO)]
+    for value in structures:
+        (rows, cols), stray = _stray_components(out == value)
+        for t, pixels in stray.items():
+            out[t, rows, cols][pixels] = Label.BACKGROUND
+    # A hole is a whole 4-connected background region: the straight walk from a hole pixel out of
+    # its box meets a labelled pixel at most one pixel past the box, nearer than any pixel two or
+    # more pixels past it. Every hole looks its labels up before any is filled.
+    holes = _holes(out != BACKGROUND)
+    values = [_nearest_labels(out[t], rows, cols, (2, 2), None) for t, rows, cols in holes]
+    for (t, rows, cols), value in zip(holes, values):
+        out[t, rows, cols] = value
+    return out
+
+
+#: Background pockets up to this far (mm) inside the heart's silhouette are closed by
+#: :func:`close_lv_gaps` (a decoded LV base that moved away from the carried-over LA leaves a strip
+#: of a few mm at the mitral plane).
+JUNCTION_RADIUS_MM = 5.0
+#: LV-background contact (fraction of the LV width) left alone: expert masks reach 0.05 at the
+#: mitral hinges (``scripts/calibrate_anatomy.py``).
+MAX_LV_CONTACT = 0.1
+
+
+def close_lv_gaps(out: np.ndarray, spacing_mm: tuple[float, float], radius_mm: float = JUNCTION_RADIUS_MM) -> np.ndarray:
+    """Close background pockets that the LV touches inside the heart, in place on ``out`` (T, h, w).
+
+    The LV is enclosed by the MYO and, at the base, the LA: it never borders background in a valid
+    frame (``anatomy``'s ``lv_background_frontier``). When the decoded LV and MYO meet an LA carried
+    over from the input, the two can miss each other by a few mm. Pockets of background inside the
+    morphological closing (disk of ``radius_mm``, Euclidean in mm) of LV∪MYO∪LA that touch both the
+    LV and the LA join their nearest structure, LV pixels counting as LA (the LV, hence its
+    attributes, stays as decoded). Frames with no LA, or whose LV touches background over at most
+    ``MAX_LV_CONTACT`` of its width (hinge pixels), are left alone.
+
+    Args:
+        out: (T, h, w) uint8 labels, cropped to the heart with some margin.
+        spacing_mm: (row_mm, col_mm).
+        radius_mm: closing radius in mm.
+
+    Returns:
+        ``out``, modified in place.
+    """
+    for t in range(len(out)):
+        frame = out[t]
+        lv = frame == LV
+        if not (frame == LA).any() or not lv.any():
+            continue
+        heart = frame != BACKGROUND
+        if crack_length_mm(lv, ~heart, *spacing_mm) <= MAX_LV_CONTACT * width_mm(lv, spacing_mm[1]):
+            continue  # LV sealed (up to hinge pixels, as in expert masks): nothing to close
+        pockets = _junction_pockets(frame, lv, heart, spacing_mm, radius_mm)
+        if pockets is None:
+            continue
+        # Each pocket pixel joins its nearest structure, the LA standing in for the LV: the LV (its
+        # area, length, base) stays as decoded, and the MYO-LA frontier does not grow along the walls.
+        # Pocket pixels lie within ``radius_mm`` of the heart (the closing is inside the dilation).
+        rows, cols = pockets
+        nearest = _nearest_labels(frame, rows, cols, _reach_px(radius_mm, spacing_mm), spacing_mm)
+        frame[rows, cols] = np.where(nearest == MYO, MYO, LA)
+    return out
+
+
+def _closing(heart: np.ndarray, window: Box, spacing_mm: tuple[float, float], radius_mm: float) -> np.ndarray:
+    """Morphological closing of the (h, w) bool ``heart`` by a disk of ``radius_mm``, on ``window`` only.
+
+    The closing at a pixel depends on the dilation within the radius, which depends on the heart
+    within twice the radius: each distance transform runs on the window grown by what it needs. Past
+    the frame's edge the heart is background: a heart touching the edge closes as if the frame went
+    on empty. Returns the window's (h', w') bool.
+    """
+    reach = _reach_px(radius_mm, spacing_mm)
+    # Frame coordinates (possibly negative: past the edge) of the window grown by twice the reach.
+    lo = [part.start - 2 * r for part, r in zip(window, reach)]
+    hi = [part.stop + 2 * r for part, r in zip(window, reach)]
+    area = np.zeros((hi[0] - lo[0], hi[1] - lo[1]), dtype=bool)
+    src = tuple(slice(max(a, 0), min(b, size)) for a, b, size in zip(lo, hi, heart.shape))
+    area[tuple(slice(part.start - a, part.stop - a) for part, a in zip(src, lo))] = heart[src]
+    # The dilation is exact on the window grown by one reach (its inner part).
+    inner = tuple(slice(r, n - r) for r, n in zip(reach, area.shape))
+    dilated = ndimage.distance_transform_edt(~area, sampling=spacing_mm)[inner] <= radius_mm
+    core = tuple(slice(r, n - r) for r, n in zip(reach, dilated.shape))
+    if dilated.all():
+        return np.ones(dilated[core].shape, dtype=bool)
+    return ndimage.distance_transform_edt(dilated, sampling=spacing_mm)[core] > radius_mm
+
+
+def _junction_pockets(
+    frame: np.ndarray, lv: np.ndarray, heart: np.ndarray, spacing_mm: tuple[float, float], radius_mm: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """((n,) rows, (n,) cols) of the pocket pixels that :func:`close_lv_gaps` fills, or None when none.
+
+    The 8-connected pieces of background inside the heart's closing that touch both the LV and the
+    LA. Only pieces touching the LV count, so the closing runs on a window around the background
+    pixels next to the LV, widened on every side that such a piece reaches inside the frame until
+    none does: the pieces are then whole.
+    """
+    shape = frame.shape
+    lv_box = grow(heart_box(lv, margin=0), (1, 1), shape)
+    near_lv = np.zeros(shape, dtype=bool)
+    near_lv[lv_box] = ndimage.binary_dilation(lv[lv_box], structure=_EIGHT) & ~heart[lv_box]
+    reach = _reach_px(radius_mm, spacing_mm)
+    step = (2 * reach[0], 2 * reach[1])
+    window = grow(heart_box(near_lv, margin=0), step, shape)
+    while True:
+        pockets = _closing(heart, window, spacing_mm, radius_mm) & ~heart[window]
+        regions, _ = ndimage.label(pockets, structure=_EIGHT)
+        touching = np.unique(regions[near_lv[window] & pockets])
+        touching = touching[touching > 0]
+        if not touching.size:
+            return None
+        # (top, bottom, left, right): whether a piece touching the LV reaches that side of the window.
+        reached = [part.size and np.isin(part, touching).any() for part in (regions[0], regions[-1], regions[:, 0], regions[:, -1])]
+        grown = (
+            slice(max(window[0].start - step[0] * reached[0], 0), min(window[0].stop + step[0] * reached[1], shape[0])),
+            slice(max(window[1].start - step[1] * reached[2], 0), min(window[1].stop + step[1] * reached[3], shape[1])),
+        )
+        if grown == window:
+            break
+        window = grown
+    la_box = grow(window, (1, 1), shape)
+    near_la = ndimage.binary_dilation(frame[la_box] == LA, structure=_EIGHT)[within(window, la_box)]
+    between = np.intersect1d(touching, regions[near_la & pockets])
+    if not between.size:
+        return None
+    rows, cols = np.nonzero(np.isin(regions, between))
+    return rows + window[0].start, cols + window[1].start
+
+
+#: MYO-LA frontier (fraction of the MYO width) above which :func:`trim_la_along_myo` acts: 90 % of
+#: the ``anatomy`` limit.
+LA_TRIM_FRONTIER = 0.9 * THRESHOLDS["myo_la_frontier"][1]
+#: Depth (mm) of LA that :func:`trim_la_along_myo` may carve away along the MYO.
+LA_TRIM_MM = 3.0
+
+
+def trim_la_along_myo(out: np.ndarray, spacing_mm: tuple[float, float], depth_mm: float = LA_TRIM_MM) -> np.ndarray:
+    """Carve a carried-over LA away from the decoded MYO walls, in place on ``out`` (T, h, w).
+
+    The LA meets the LV at the mitral plane and the MYO only at the hinges. An LA carried over from
+    the input can run along a decoded basal MYO that sits a little lower or wider than the input's
+    (``anatomy``'s ``myo_la_frontier``). Where the frontier exceeds ``LA_TRIM_FRONTIER`` of the MYO
+    width, LA pixels within ``depth_mm`` of the MYO and nearer to the MYO than to the LV become
+    background. LV and MYO, hence every attribute, are untouched.
+
+    Args:
+        out: (T, h, w) uint8 labels, cropped to the heart with some margin.
+        spacing_mm: (row_mm, col_mm).
+        depth_mm: largest distance from the MYO (mm) at which LA is removed.
+
+    Returns:
+        ``out``, modified in place.
+    """
+    for t in range(len(out)):
+        frame = out[t]
+        myo, la, lv = frame == MYO, frame == LA, frame == LV
+        if not (myo.any() and la.any() and lv.any()):
+            continue
+        if crack_length_mm(myo, la, *spacing_mm) <= LA_TRIM_FRONTIER * width_mm(myo, spacing_mm[1]):
+            continue
+        # Only distances up to ``depth_mm`` from the LA's pixels matter.
+        box, reach = heart_box(la, margin=0), _reach_px(depth_mm, spacing_mm)
+        to_myo = _distance_near(myo, box, reach, spacing_mm)
+        to_lv = _distance_near(lv, box, reach, spacing_mm)
+        frame[box][la[box] & (to_myo <= depth_mm) & (to_myo < to_lv)] = Label.BACKGROUND
+    return out
+
+
+#: Labels above this are not modelled (LA): they are carried over from the input.
+MAX_MODELLED = max(int(v) for v in MODELLED_LABELS)
+
+
+def cleanup_decoded(out: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...]) -> np.ndarray:
+    """Every clean-up of decoded frames, in place on ``out`` (T, h, w) cropped to the heart.
+
+    Fits the carried-over LA to the decoded LV/MYO (:func:`close_lv_gaps`, :func:`trim_la_along_myo`),
+    then keeps one component per label and fills holes (:func:`cleanup_labels`). Frames are
+    independent: chunks of them are cleaned up by :func:`~echotemporal.measure.sequence.measure_threads`
+    threads.
+    """
+
+    def chunk(part: np.ndarray) -> np.ndarray:
+        close_lv_gaps(part, spacing_mm)
+        trim_la_along_myo(part, spacing_mm)
+        return cleanup_labels(part, present)
+
+    return map_frame_chunks(chunk, out, measure_threads())

@@ -1,0 +1,212 @@
+"""The model-free report of one segmented sequence: what ``echotemporal check`` prints.
+
+Per frame and attribute, the temporal inconsistencies (DESIGN.md §4.1); per frame and criterion, the
+anatomical validity (§6); the LV volume curve, EDV, ESV, EF and segmentation-derived GLS (§5). No shape
+model is involved, so the report is cheap and says what ``smooth`` would have to correct.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from echotemporal import __version__
+from echotemporal.core.errors import InputFileError
+from echotemporal.core.labels import check_frame_index, frame_indices, validate_labels
+
+__all__ = ["check_sequence", "check_file", "format_report"]
+
+
+def _num(value: Any) -> float | None:
+    """Python float for JSON; NaN/inf become None so that the report is strict JSON."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def check_sequence(
+    labels: np.ndarray,
+    spacing_mm: tuple[float, float],
+    *,
+    ed_frame: int | None = None,
+    es_frame: int | None = None,
+) -> dict[str, Any]:
+    """Model-free report of one sequence: inconsistent frames, validity and clinical indices.
+
+    Args:
+        labels: (T, H, W) uint8 CAMUS labels, frame 0 first, apex towards row 0; (H, W) is T = 1.
+        spacing_mm: (row_mm, col_mm) pixel size in mm.
+        ed_frame: 0-based ED frame (e.g. ``InfoCfg.ed_frame``); None = detected from the volume curve.
+        es_frame: 0-based ES frame; None = detected. ``es_frame < ed_frame`` means the sequence is
+            stored ES->ED: the clinical indices are computed on the reversed sequence and reported
+            in the input's frame order.
+
+    Returns:
+        A JSON-able dict (NaN written as None); frame numbers are 0-based in the input's order:
+
+        - ``n_frames``, ``image_shape`` [H, W], ``spacing_mm`` [row_mm, col_mm];
+        - ``flagged_frames``: attribute name -> frames flagged as temporally inconsistent;
+          ``inconsistent_frames``: their union; ``n_inconsistent_frames``;
+        - ``failed_criteria``: validity criterion -> frames violating it; ``invalid_frames``: their
+          union; ``n_invalid_frames``;
+        - ``lv_volumes_ml`` (T,), ``strain_percent`` (T,), ``ed_frame``, ``es_frame``,
+          ``ed_es_source`` ("given"/"detected"), ``stored_es_to_ed``, ``edv_ml``, ``esv_ml``,
+          ``ef_percent``, ``gls_percent``;
+        - ``attributes``: attribute name -> (T,) values in physical units;
+        - ``warnings``: the degenerate-input warnings raised while measuring (e.g. no LV in a frame);
+        - ``package_version``.
+
+    Raises:
+        InvalidLabelsError: values outside {0, 1, 2, 3}.
+        ValueError: ED/ES outside the sequence, or a bad shape/spacing.
+    """
+    from echotemporal.measure.anatomy import CRITERIA, check_validity
+    from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes
+    from echotemporal.measure.clinical import clinical_indices
+    from echotemporal.measure.temporal import detect_inconsistent_frames, load_thresholds
+
+    arr = np.asarray(labels)
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.ndim != 3 or 0 in arr.shape:
+        raise ValueError(f"labels of shape {np.shape(labels)}: expected a non-empty (T, H, W) sequence")
+    arr = validate_labels(arr, "labels")
+    spacing = (float(spacing_mm[0]), float(spacing_mm[1]))
+    n_frames = len(arr)
+    ed = check_frame_index(ed_frame, n_frames, "ed_frame")
+    es = check_frame_index(es_frame, n_frames, "es_frame")
+    reverse = ed is not None and es is not None and es < ed
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thresholds = load_thresholds()
+        attributes = np.asarray(compute_attributes(arr, spacing), dtype=np.float64).reshape(n_frames, -1)
+        columns = [ATTRIBUTE_NAMES.index(name) for name in thresholds.names]
+        flags = np.asarray(detect_inconsistent_frames(attributes[:, columns], thresholds), dtype=bool)
+        satisfied = np.asarray(check_validity(arr, spacing), dtype=bool).reshape(n_frames, len(CRITERIA))
+        if reverse:
+            # Clinical indices assume ED before ES: measure the reversed sequence, then put the
+            # per-frame curves and ED/ES back in the file's order.
+            last = n_frames - 1
+            ci = clinical_indices(arr[::-1], spacing, ed_frame=last - ed, es_frame=last - es)  # type: ignore[operator]
+            volumes = np.asarray(ci.volumes_ml, dtype=np.float64)[::-1]
+            strain = np.asarray(ci.strain_percent, dtype=np.float64)[::-1]
+            ed_out, es_out = last - int(ci.ed_frame), last - int(ci.es_frame)
+        else:
+            ci = clinical_indices(arr, spacing, ed_frame=ed, es_frame=es)
+            volumes = np.asarray(ci.volumes_ml, dtype=np.float64)
+            strain = np.asarray(ci.strain_percent, dtype=np.float64)
+            ed_out, es_out = int(ci.ed_frame), int(ci.es_frame)
+    # Degenerate-input warnings (RuntimeWarning/UserWarning) belong in the report; anything else
+    # (deprecations, FutureWarning) is about the code, not the data, and is passed on untouched.
+    messages: list[str] = []
+    for w in caught:
+        if issubclass(w.category, (RuntimeWarning, UserWarning)):
+            messages.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    messages = list(dict.fromkeys(messages))
+
+    invalid = ~satisfied.all(axis=1)
+    return {
+        "n_frames": n_frames,
+        "image_shape": [int(s) for s in arr.shape[1:]],
+        "spacing_mm": list(spacing),
+        "flagged_frames": {name: frame_indices(flags[:, k]) for k, name in enumerate(thresholds.names)},
+        "inconsistent_frames": frame_indices(flags.any(axis=1)),
+        "n_inconsistent_frames": int(flags.any(axis=1).sum()),
+        "failed_criteria": {name: frame_indices(~satisfied[:, k]) for k, name in enumerate(CRITERIA)},
+        "invalid_frames": frame_indices(invalid),
+        "n_invalid_frames": int(invalid.sum()),
+        "lv_volumes_ml": [_num(v) for v in volumes],
+        "strain_percent": [_num(v) for v in strain],
+        "ed_frame": ed_out,
+        "es_frame": es_out,
+        "ed_es_source": "given" if ed is not None and es is not None else "detected",
+        "stored_es_to_ed": bool(reverse),
+        "edv_ml": _num(ci.edv_ml),
+        "esv_ml": _num(ci.esv_ml),
+        "ef_percent": _num(ci.ef_percent),
+        "gls_percent": _num(ci.gls_percent),
+        "attributes": {name: [_num(v) for v in attributes[:, k]] for k, name in enumerate(ATTRIBUTE_NAMES)},
+        "warnings": messages,
+        "package_version": __version__,
+    }
+
+
+def check_file(
+    path: str | os.PathLike[str], info_path: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """:func:`check_sequence` on a label-sequence file, with ED/ES from its CAMUS Info cfg if given.
+
+    Args:
+        path: ``.nii.gz``, ``.nii`` or ``.mhd`` label sequence.
+        info_path: its ``Info_{2CH,4CH}.cfg``; None = ED/ES detected from the volume curve.
+
+    Returns:
+        The report of :func:`check_sequence`, plus ``file`` and ``info_file``.
+
+    Raises:
+        InputFileError: unreadable sequence or cfg, or cfg ED/ES outside the sequence.
+        InvalidLabelsError: the file is not a CAMUS label map.
+    """
+    from echotemporal.io import read_info_cfg, read_sequence
+
+    seq = read_sequence(path)
+    ed = es = None
+    extra_warnings: list[str] = []
+    if info_path is not None:
+        info = read_info_cfg(info_path)
+        ed, es = info.ed_frame, info.es_frame
+        for name, frame in (("ED", ed), ("ES", es)):
+            if frame is not None and not 0 <= frame < seq.n_frames:
+                raise InputFileError(
+                    f"{info_path}: {name}: {frame + 1} is beyond the {seq.n_frames} frames of {path}; "
+                    "pass the Info cfg of this sequence's view"
+                )
+        if info.n_frames is not None and info.n_frames != seq.n_frames:
+            extra_warnings.append(f"{info_path}: NbFrame {info.n_frames} but {path} has {seq.n_frames} frames")
+    report = check_sequence(seq.labels, seq.spacing_mm, ed_frame=ed, es_frame=es)
+    report["warnings"] = extra_warnings + report["warnings"]
+    return {"file": str(path), "info_file": None if info_path is None else str(info_path), **report}
+
+
+def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f} {unit}"
+
+
+def _frame_text(frames: list[int]) -> str:
+    return ", ".join(str(f) for f in frames)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A short human summary of a :func:`check_sequence` / :func:`check_file` report (frames 0-based)."""
+    name = report.get("file") or "sequence"
+    h, w = report["image_shape"]
+    row_mm, col_mm = report["spacing_mm"]
+    lines = [f"{name}: {report['n_frames']} frame(s) of {h}x{w} px, {row_mm:.4g} x {col_mm:.4g} mm (row x col)"]
+    flagged = {k: v for k, v in report["flagged_frames"].items() if v}
+    lines.append(
+        f"temporal: {report['n_inconsistent_frames']} inconsistent frame(s)"
+        + (f" [{_frame_text(report['inconsistent_frames'])}]" if flagged else "")
+    )
+    lines += [f"  {attr}: frames {_frame_text(frames)}" for attr, frames in flagged.items()]
+    failed = {k: v for k, v in report["failed_criteria"].items() if v}
+    n_valid = report["n_frames"] - report["n_invalid_frames"]
+    lines.append(f"anatomy: {n_valid}/{report['n_frames']} frames valid")
+    lines += [f"  {crit}: frames {_frame_text(frames)}" for crit, frames in failed.items()]
+    order = ", stored ES->ED" if report["stored_es_to_ed"] else ""
+    volumes = [v for v in report["lv_volumes_ml"] if v is not None]
+    if volumes:
+        lines.append(f"LV volume: {min(volumes):.1f}-{max(volumes):.1f} mL over {len(volumes)} measurable frame(s)")
+    lines.append(
+        f"clinical: ED frame {report['ed_frame']}, ES frame {report['es_frame']} ({report['ed_es_source']}{order}); "
+        f"EDV {_fmt(report['edv_ml'], 'mL')}, ESV {_fmt(report['esv_ml'], 'mL')}, "
+        f"EF {_fmt(report['ef_percent'], '%')}, GLS {_fmt(report['gls_percent'], '%')}"
+    )
+    return "\n".join(lines)

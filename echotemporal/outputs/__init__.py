@@ -1,0 +1,1 @@
+"""Stage 6, write what a correction produced: corrected sequence, per-frame CSV, summary, figures."""

@@ -1,0 +1,202 @@
+"""Writing one smoothed sequence's outputs: corrected NIfTI, per-frame CSV, JSON summary, config.
+
+Every output sits beside the resolved config, the package version and the weights sha256 (STYLE.md),
+so a result can be traced to the exact code, settings and model that produced it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from echotemporal.core.errors import OutputExistsError
+from echotemporal.core.jsonable import to_jsonable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from echotemporal.io import ImageGeometry
+    from echotemporal.correct.smoothing import SmoothingResult
+    from echotemporal.measure.temporal import AttributeThresholds
+
+__all__ = [
+    "ROLES",
+    "sequence_stem",
+    "output_paths",
+    "check_no_overwrite",
+    "write_outputs",
+    "write_frames_csv",
+    "write_summary",
+    "write_config",
+    "summary_line",
+]
+
+#: Roles of the files written for one sequence, in writing order.
+ROLES: tuple[str, ...] = ("labels", "frames", "summary", "config", "volume_figure", "attributes_figure")
+
+
+def sequence_stem(path: str | Path) -> str:
+    """File name without its image suffix (``.nii.gz``, ``.nii``, ``.mhd``, ``.mha``)."""
+    path = Path(path)
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".mhd", ".mha"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def output_paths(output_path: str | Path, report_dir: str | Path | None = None, *, plot: bool = False) -> dict[str, Path]:
+    """The files one smoothed sequence produces.
+
+    Args:
+        output_path: corrected sequence file (``.nii.gz``, ``.nii`` or ``.mhd``).
+        report_dir: folder of the CSV/JSON/YAML/figures; default the output's folder.
+        plot: include the two PNG figures.
+
+    Returns:
+        role -> path for "labels", "frames" (CSV), "summary" (JSON), "config" (YAML) and, with
+        ``plot``, "volume_figure" and "attributes_figure".
+    """
+    output_path = Path(output_path)
+    folder = output_path.parent if report_dir is None else Path(report_dir)
+    stem = sequence_stem(output_path)
+    paths = {
+        "labels": output_path,
+        "frames": folder / f"{stem}_frames.csv",
+        "summary": folder / f"{stem}_summary.json",
+        "config": folder / f"{stem}_config.yaml",
+    }
+    if plot:
+        paths["volume_figure"] = folder / f"{stem}_volume.png"
+        paths["attributes_figure"] = folder / f"{stem}_attributes.png"
+    return paths
+
+
+def check_no_overwrite(paths: Mapping[str, Path]) -> None:
+    """Raise OutputExistsError naming the first output that already exists."""
+    for path in paths.values():
+        if Path(path).exists():
+            raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it, or choose another output")
+
+
+def _guard(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def write_frames_csv(result: SmoothingResult, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Per-frame table (one row per frame, attributes/flags/validity/volume/strain before and after)."""
+    path = Path(path)
+    _guard(path, overwrite)
+    columns = result.columns
+    rows = zip(*(columns[name] for name in columns))
+    with open(path, "w", newline="") as fh:  # as pandas' to_csv(index=False, float_format="%.6g")
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(list(columns))
+        writer.writerows([_csv_cell(v) for v in row] for row in rows)
+    return path
+
+
+def _csv_cell(value: Any) -> str:
+    """One CSV cell: floats as %.6g and NaN as empty, booleans as True/False, the rest as str."""
+    if isinstance(value, (bool, np.bool_)):
+        return "True" if value else "False"
+    if isinstance(value, (float, np.floating)):
+        return "" if math.isnan(value) else "%.6g" % value
+    return str(value)
+
+
+def write_summary(result: SmoothingResult, path: str | Path, *, overwrite: bool = False) -> Path:
+    """JSON summary (strict JSON: NaN written as null)."""
+    path = Path(path)
+    _guard(path, overwrite)
+    path.write_text(json.dumps(to_jsonable(result.summary), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def write_config(result: SmoothingResult, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Resolved smoothing config as a YAML preset (reloadable with ``--config``), provenance as comments."""
+    import yaml
+
+    path = Path(path)
+    _guard(path, overwrite)
+    summary = result.summary
+    header = (
+        f"# resolved echotemporal smoothing config\n"
+        f"# package_version: {summary.get('package_version')}\n"
+        f"# weights_sha256: {summary.get('weights_sha256')}\n"
+    )
+    path.write_text(header + yaml.safe_dump(to_jsonable(summary.get("config", {})), sort_keys=False))
+    return path
+
+
+def write_outputs(
+    result: SmoothingResult,
+    paths: Mapping[str, Path],
+    geometry: ImageGeometry | None,
+    *,
+    overwrite: bool = False,
+    thresholds: AttributeThresholds | None = None,
+    spacing_mm: tuple[float, float] | None = None,
+) -> dict[str, Path]:
+    """Write every file of :func:`output_paths` for one result.
+
+    Args:
+        result: the smoothing result.
+        paths: role -> path, from :func:`output_paths`.
+        geometry: the input's geometry, copied exactly into the corrected NIfTI.
+        overwrite: replace existing files.
+        thresholds: for the attribute figure's threshold lines (``None``: packaged thresholds).
+        spacing_mm: used only when ``geometry`` is None.
+
+    Returns:
+        role -> path of the files written.
+    """
+    from echotemporal.io import write_sequence
+
+    if not overwrite:
+        check_no_overwrite(paths)
+    written: dict[str, Path] = {}
+    labels_path = Path(paths["labels"])
+    labels_path.parent.mkdir(parents=True, exist_ok=True)
+    if geometry is None:
+        written["labels"] = Path(write_sequence(labels_path, result.labels, spacing_mm=spacing_mm, overwrite=overwrite))
+    else:
+        written["labels"] = Path(write_sequence(labels_path, result.labels, geometry, overwrite=overwrite))
+    written["frames"] = write_frames_csv(result, paths["frames"], overwrite=overwrite)
+    written["config"] = write_config(result, paths["config"], overwrite=overwrite)
+    if "volume_figure" in paths or "attributes_figure" in paths:
+        from echotemporal.plotting import save_sequence_figures
+
+        figures = save_sequence_figures(
+            result,
+            volume_path=paths.get("volume_figure"),
+            attributes_path=paths.get("attributes_figure"),
+            thresholds=thresholds,
+            overwrite=overwrite,
+        )
+        written.update(figures)
+    written["summary"] = write_summary(result, paths["summary"], overwrite=overwrite)
+    return written
+
+
+def summary_line(result: SmoothingResult) -> str:
+    """One line for the terminal: output, method, flagged/invalid frames and EF before -> after."""
+    s = result.summary
+
+    def ef(key: str) -> str:
+        v = s.get(key)
+        return "n/a" if v is None or not math.isfinite(float(v)) else f"{float(v):.1f}%"
+
+    where = s.get("outputs", {}).get("labels", "")
+    head = f"{where}: " if where else ""
+    residue = "" if s.get("residue", {}).get("clean", True) else " (residue reported in the summary)"
+    return (
+        f"{head}{s['method']}, {s['n_frames']} frames, inconsistent {s['n_inconsistent_before']}->"
+        f"{s['n_inconsistent_after']}, invalid {s['n_invalid_before']}->{s['n_invalid_after']}, "
+        f"EF {ef('ef_percent_before')}->{ef('ef_percent_after')}, {s['seconds']:.2f} s{residue}"
+    )
