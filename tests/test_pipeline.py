@@ -331,7 +331,7 @@ def test_unknown_decoding_is_a_config_error(phantom, tiny_model):
 
 
 def test_inpaint_latents_interpolates_and_extrapolates_linearly():
-    from echotemporal.correct.smoothing import _inpaint_latents
+    from echotemporal.correct.arvae import inpaint_latents as _inpaint_latents
 
     t = np.arange(6, dtype=float)
     z = np.stack([2.0 * t + 1.0, -t], axis=1)
@@ -520,7 +520,7 @@ def test_residue_frames_take_the_shape_between_their_good_neighbours(phantom, br
     """Known answer: frames left invalid by the correction (the lateral wall cut through, the LV
     open to the background) become the signed-distance interpolation of their good neighbours,
     close to the truth; the other frames are untouched."""
-    from echotemporal.correct.smoothing import _interpolate_residue
+    from echotemporal.correct.repair import interpolate_residue as _interpolate_residue
     from echotemporal.measure.sequence import measure_shape
     from echotemporal.measure.temporal import load_thresholds
 

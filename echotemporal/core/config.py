@@ -6,15 +6,17 @@ Precedence everywhere: dataclass defaults < ``--config`` YAML < command-line fla
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
 from echotemporal.core.errors import ConfigError
 
 __all__ = [
+    "METHODS",
     "AlignmentConfig",
     "ModelConfig",
     "TrainingConfig",
@@ -28,6 +30,39 @@ __all__ = [
 
 C = TypeVar("C")
 
+Method = Literal["arvae", "gaussian", "none"]
+#: The correction methods, in the order the CLI lists them.
+METHODS: tuple[str, ...] = get_args(Method)
+
+
+def _validate(config: Any, bounds: dict[str, tuple[float | None, float | None]]) -> None:
+    """Check every field of a frozen config against its type hint and ``bounds``; ints become floats.
+
+    Raises:
+        ConfigError: naming the field, the bad value and what it must be.
+    """
+    name = type(config).__name__
+    for key, hint in get_type_hints(type(config)).items():
+        value = getattr(config, key)
+        if get_origin(hint) is Literal:
+            if value not in get_args(hint):
+                raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(repr, get_args(hint)))} ({name})")
+            continue
+        if hint is bool:
+            ok = isinstance(value, bool)
+        elif hint is int or hint is float:
+            ok = isinstance(value, numbers.Integral if hint is int else numbers.Real) and not isinstance(value, bool)
+            if ok:
+                object.__setattr__(config, key, hint(value))
+        else:  # tuple[int, ...]
+            ok = isinstance(value, tuple) and all(isinstance(v, numbers.Integral) and v > 0 for v in value)
+        if not ok:
+            raise ConfigError(f"{key}={value!r} must be {getattr(hint, '__name__', str(hint))} ({name})")
+        low, high = bounds.get(key, (None, None))
+        if (low is not None and value < low) or (high is not None and value > high):
+            rule = " and ".join(p for p in (low is not None and f">= {low}", high is not None and f"<= {high}") if p)
+            raise ConfigError(f"{key}={value!r} must be {rule} ({name})")
+
 
 @dataclass(frozen=True)
 class AlignmentConfig:
@@ -40,6 +75,9 @@ class AlignmentConfig:
 
     grid_size: int = 128
     fill_fraction: float = 0.75
+
+    def __post_init__(self) -> None:
+        _validate(self, {"grid_size": (8, None), "fill_fraction": (0.05, 2.0)})
 
 
 @dataclass(frozen=True)
@@ -59,6 +97,10 @@ class ModelConfig:
     latent_dim: int = 32
     n_attributes: int = 7
     channels: tuple[int, ...] = (8, 24, 48, 64, 96)
+
+    def __post_init__(self) -> None:
+        _validate(self, {"grid_size": (8, None), "n_classes": (2, None), "latent_dim": (1, None),
+                         "n_attributes": (0, None)})
 
 
 @dataclass(frozen=True)
@@ -93,6 +135,12 @@ class TrainingConfig:
     num_threads: int = 2
     max_minutes: float = 50.0
 
+    def __post_init__(self) -> None:
+        _validate(self, {"epochs": (1, None), "batch_size": (2, None), "learning_rate": (1e-12, None),
+                         "weight_decay": (0, None), "beta_kl": (0, None), "gamma_attr": (0, None),
+                         "delta_attr": (0, None), "dice_weight": (0, None), "patience": (1, None),
+                         "num_threads": (1, None), "max_minutes": (0.01, None)})
+
 
 @dataclass(frozen=True)
 class SmoothingConfig:
@@ -124,17 +172,22 @@ class SmoothingConfig:
             error 0.98 against 0.91 points), so it is not the default.
     """
 
-    method: str = "arvae"
+    method: Method = "arvae"
     whittaker_lambda: float = 1.0
     max_rounds: int = 4
     tighten_factor: float = 0.5
     gaussian_sigma_fraction: float = 0.05
     keep_unflagged_frames: bool = False
     cleanup: bool = True
-    decoding: str = "residual"
+    decoding: Literal["residual", "full"] = "residual"
     tolerance_scale: float = 1.0
     denoise_sigma_frames: float = 1.0
-    projection: str = "least_squares"
+    projection: Literal["least_squares", "sparse"] = "least_squares"
+
+    def __post_init__(self) -> None:
+        _validate(self, {"whittaker_lambda": (0, None), "max_rounds": (1, None), "tighten_factor": (0.01, 1.0),
+                         "gaussian_sigma_fraction": (0, None), "tolerance_scale": (0.01, None),
+                         "denoise_sigma_frames": (0, None)})
 
 
 def _coerce(value: Any, template: Any) -> Any:
@@ -156,7 +209,10 @@ def config_from_dict(cls: type[C], data: dict[str, Any] | None, source: str = "<
         )
     defaults = cls()  # type: ignore[call-arg]
     kwargs = {k: _coerce(v, getattr(defaults, k)) for k, v in data.items()}
-    return dataclasses.replace(defaults, **kwargs)
+    try:
+        return dataclasses.replace(defaults, **kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}; fix the value") from None
 
 
 def load_config(path: str | Path, cls: type[C], section: str | None = None) -> C:
@@ -197,11 +253,11 @@ def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
     d = dict(data)
     if "channels" in d:
         d["channels"] = tuple(int(c) for c in d["channels"])
-    return ModelConfig(**d)
+    return config_from_dict(ModelConfig, d, source="checkpoint model_config")
 
 
 def checkpoint_alignment_config(metadata: dict[str, Any], grid_size: int) -> AlignmentConfig:
     """The alignment a model was trained with, from its checkpoint metadata (defaults on its grid otherwise)."""
     stored = dict(metadata.get("alignment_config") or {})
     stored["grid_size"] = int(grid_size)
-    return AlignmentConfig(**stored)
+    return config_from_dict(AlignmentConfig, stored, source="checkpoint alignment_config")

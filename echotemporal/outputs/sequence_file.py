@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from echotemporal.core.config import SmoothingConfig
-from echotemporal.core.errors import ConfigError, InputFileError
+from echotemporal.core.errors import InputFileError
 from echotemporal.outputs.files import sequence_stem
-from echotemporal.correct.smoothing import METHODS, SmoothingResult, smooth_sequence
+from echotemporal.correct.smoothing import SmoothingResult, smooth_sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.io import LabelSequence
@@ -83,8 +83,6 @@ def smooth_file(
     config = SmoothingConfig() if config is None else config
     if method is not None:
         config = dataclasses.replace(config, method=method)
-    if config.method not in METHODS:
-        raise ConfigError(f"method={config.method!r} is not one of {', '.join(METHODS)}; pick one of them")
     seq = read_sequence(input_path) if sequence is None else sequence
     if output_path.resolve() == input_path.resolve():
         raise InputFileError(f"{output_path}: the output would replace the input; choose another -o path")

@@ -1,0 +1,184 @@
+"""Repairs for frames the latent correction left invalid or inconsistent, and the rule that accepts a
+replacement only where it does no harm (valid, and no frame newly inconsistent)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from echotemporal.core.config import SmoothingConfig
+from echotemporal.correct.cleanup import cleanup_decoded
+from echotemporal.correct.decoding import SequenceDecoder
+from echotemporal.measure.sequence import ShapeMeasures, heart_box, measure_shape, restore_frames
+
+if TYPE_CHECKING:  # pragma: no cover
+    from echotemporal.measure.temporal import AttributeThresholds
+
+__all__ = ["accept_replacements", "bad_runs", "full_decoding_fallback", "interpolate_residue"]
+
+
+def full_decoding_fallback(
+    out: np.ndarray,
+    shape: ShapeMeasures,
+    z: np.ndarray,
+    decode: SequenceDecoder,
+    model: Any,
+    config: SmoothingConfig,
+    spacing_mm: tuple[float, float],
+    thresholds: AttributeThresholds,
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Frames still invalid after residual decoding get the model's own shape, where that helps.
+
+    Residual decoding keeps the input's fine detail; on a frame that detail can be what breaks an
+    anatomical criterion (a myocardium thinned by noise, a basal flap crossing the LA). Such frames
+    are decoded in full (argmax of the decoded probabilities, LA carried over as for the others);
+    a replacement is kept where it is valid and creates no inconsistency with its neighbours.
+
+    Args:
+        out: (T, H, W) corrected labels; shape: their measures (with validity).
+        z: (T, D) latents of the last round; decode: the residual decoder of this sequence.
+
+    Returns:
+        (labels, measures) with the accepted replacements.
+    """
+    rows = np.flatnonzero(~shape.valid)
+    replaced = out.copy()
+    replaced[rows] = SequenceDecoder(
+        decode.carry[rows], decode.alignment, model, None, cleanup=config.cleanup, present=decode.present
+    )(z[rows])
+    return accept_replacements(out, shape, replaced, ~shape.valid, spacing_mm, thresholds)
+
+
+#: Runs of at most this many residue frames are interpolated from their good neighbours.
+MAX_INTERPOLATED_RUN = 4
+#: Speeds (fractions of the last good frames' motion) tried in turn for a run at an end of the
+#: sequence: the motion carried on, slowed (ED and ES are turning points), stopped.
+END_SPEEDS = (1.0, 0.5, 0.25, 0.0)
+
+
+def bad_runs(bad: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) frame of each run of True in (T,) ``bad``."""
+    edges = np.diff(np.concatenate([[0], bad.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
+
+
+def interpolate_residue(
+    out: np.ndarray,
+    shape: ShapeMeasures,
+    spacing_mm: tuple[float, float],
+    thresholds: AttributeThresholds,
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Last resort for frames still invalid or inconsistent: the shape between their good neighbours.
+
+    A frame that neither residual nor full decoding made valid and consistent (a glitch the model
+    reconstructs, a coarse myocardium one pixel thick) takes the signed-distance interpolation of
+    the good frames (valid and consistent) around its run of residue frames (at most
+    :data:`MAX_INTERPOLATED_RUN` frames): every label's signed distance (mm) is interpolated
+    linearly in time, or extrapolated from the two last good frames for a run at an end of the
+    sequence (at the speeds of :data:`END_SPEEDS` in turn: carried on, slowed, stopped), and each
+    pixel takes the label of smallest distance. Borders move continuously, so the in-between shapes
+    are valid and consistent wherever their neighbours are. Proposals are cleaned up like decoded
+    frames and kept only if valid and making no frame newly inconsistent. Should a run make a good
+    neighbour inconsistent, the run is widened by that neighbour and tried again.
+
+    Args:
+        out: (T, H, W) corrected labels; shape: their measures (with validity).
+
+    Returns:
+        (labels, measures).
+    """
+    from echotemporal.core.distances import label_distances, labels_from_distances
+
+    rows, cols = heart_box(out, margin=2)
+    distances: dict[int, np.ndarray] = {}
+
+    def distance(t: int) -> np.ndarray:
+        if t not in distances:
+            distances[t] = label_distances(out[t, rows, cols], spacing_mm)
+        return distances[t]
+
+    n = len(out)
+    bad = ~shape.valid | shape.flags.any(axis=1)
+    for end_speed in END_SPEEDS:
+        for _ in range(2):  # a second pass for what the first left, or with widened runs
+            good = ~bad
+            if not bad.any() or good.sum() < 2:
+                return out, shape
+            replaced = out.copy()
+            window = replaced[:, rows, cols]  # a view: writes go to ``replaced``
+            candidate = np.zeros(n, dtype=bool)
+            for first, last in bad_runs(bad):
+                if last - first + 1 > MAX_INTERPOLATED_RUN:
+                    continue
+                before = np.flatnonzero(good[:first])
+                after = first + 1 + np.flatnonzero(good[first + 1 :])
+                if before.size and after.size:
+                    if end_speed != END_SPEEDS[0]:
+                        continue  # an interior run has only one proposal, tried already
+                    a, b, near = int(before[-1]), int(after[0]), None
+                elif before.size >= 2:
+                    a, b, near = int(before[-2]), int(before[-1]), 1.0
+                elif after.size >= 2:
+                    a, b, near = int(after[0]), int(after[1]), 0.0
+                else:
+                    continue
+                for t in range(first, last + 1):
+                    w = (t - a) / (b - a)
+                    if near is not None:  # beyond the good frames: extrapolated at end_speed
+                        w = near + end_speed * (w - near)
+                    window[t] = labels_from_distances((1.0 - w) * distance(a) + w * distance(b))
+                    candidate[t] = True
+            if not candidate.any():
+                break
+            window[candidate] = cleanup_decoded(np.ascontiguousarray(window[candidate]), spacing_mm, shape.present)
+            new_out, new_shape = accept_replacements(out, shape, replaced, candidate, spacing_mm, thresholds)
+            if new_out is not out:
+                out, shape = new_out, new_shape
+                bad = ~shape.valid | shape.flags.any(axis=1)
+                distances.clear()  # replaced frames may now serve as good frames
+                continue
+            # Rejected: widen each run by the good neighbours it would have made inconsistent.
+            beside = np.convolve(candidate.astype(int), np.ones(3, dtype=int), mode="same") > 0
+            trial = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape), validity=False)
+            widen = trial.flags.any(axis=1) & ~bad & beside
+            if not widen.any():
+                break
+            bad = bad | widen
+    return out, shape
+
+
+def accept_replacements(
+    out: np.ndarray,
+    shape: ShapeMeasures,
+    replaced: np.ndarray,
+    candidate: np.ndarray,
+    spacing_mm: tuple[float, float],
+    thresholds: AttributeThresholds,
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Keep the candidate frames of ``replaced`` that are valid and make no frame newly inconsistent.
+
+    Candidates are measured once; a replacement whose frame, or a neighbour, would become flagged
+    is dropped together with its neighbours' (at most three passes, no re-measuring).
+
+    Args:
+        out: (T, H, W) labels; shape: their measures (with validity).
+        replaced: (T, H, W) alternative labels (its non-candidate frames are overwritten with
+            ``out``'s); candidate: (T,) bool, frames that may be taken from it.
+
+    Returns:
+        (labels, measures).
+    """
+    replaced[~candidate] = out[~candidate]
+    measured = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape), warm_clinical=True)
+    accept = candidate & measured.valid
+    flagged = shape.flags.any(axis=1)
+    for _ in range(3):
+        if not accept.any():
+            break
+        trial_shape = restore_frames(measured, shape, ~accept, thresholds)
+        new = trial_shape.flags.any(axis=1) & ~flagged
+        if not new.any():
+            return np.where(accept[:, None, None], replaced, out), trial_shape
+        accept &= ~(np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0)
+    return out, shape
