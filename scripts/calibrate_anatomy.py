@@ -33,6 +33,7 @@ CANDIDATES: dict[str, tuple[float, ...]] = {
     "lv_background_frontier": (0.05, 0.1, 0.2, 0.3, 0.4),
     "lv_myo_width_ratio": (3.0, 3.5, 4.15, 5.0),
     "myo_erosion_ratio": (0.2, 0.15, 0.12, 0.08),
+    "lv_base_open": (0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.1),
 }
 
 
@@ -48,6 +49,7 @@ def pass_fraction(masks: list[tuple[np.ndarray, tuple[float, float]]], name: str
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--coverage", type=float, default=0.995, help="fraction of expert masks to accept")
+    p.add_argument("--only", nargs="*", default=None, help="criteria to check (default: all)")
     args = p.parse_args()
     warnings.simplefilter("ignore")
     from echotemporal.measure.anatomy import THRESHOLDS
@@ -61,6 +63,8 @@ def main() -> None:
     ]
     print(f"expert masks: {len(real.labels)} (224, 2023 release) + {2 * len(full)} (full resolution, 2019)\n")
     for name, candidates in CANDIDATES.items():
+        if args.only and name not in args.only:
+            continue
         kind, shipped = THRESHOLDS[name]
         print(f"### {name} ({kind} allowed; shipped {shipped})\n")
         print("| limit | " + " | ".join(sets) + " |")

@@ -53,7 +53,7 @@ def corpus(n_corrupt: int, n_clean: int):
     for corrupt, n in ((True, n_corrupt), (False, n_clean)):
         for i in range(n):
             case = bench.make_case(i, corrupt, "test")
-            yield (f"{case['set']} {i}", case["labels"], case["spacing_mm"], case["ed_frame"], case["es_frame"])
+            yield (f"{'corrupted' if case['set'] == 'sparse' else case['set']} {i}", case["labels"], case["spacing_mm"], case["ed_frame"], case["es_frame"])
     for name, labels, spacing, ed, es in sequences(0):
         yield name, labels, spacing, ed, es
 

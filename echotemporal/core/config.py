@@ -30,7 +30,7 @@ __all__ = [
 
 C = TypeVar("C")
 
-Method = Literal["arvae", "gaussian", "none"]
+Method = Literal["arvae", "gaussian", "lcc-gaussian", "none"]
 #: The correction methods, in the order the CLI lists them.
 METHODS: tuple[str, ...] = get_args(Method)
 
@@ -147,7 +147,9 @@ class SmoothingConfig:
     """Temporal correction (DESIGN.md §4.3).
 
     Attributes:
-        method: "arvae", "gaussian" or "none".
+        method: "arvae"; "gaussian" (temporal Gaussian of one-hot maps, the reference's baseline);
+            "lcc-gaussian" (largest component per label and holes filled, then the Gaussian: the
+            clean-up users do by hand); "none" (the input, measured).
         whittaker_lambda: smoothing weight of the free latent dims (0 leaves them untouched).
         max_rounds: verify/tighten rounds on the decoded masks.
         tighten_factor: multiplier applied to a still-flagged attribute's latent tolerance per round.
@@ -170,6 +172,12 @@ class SmoothingConfig:
             one-frame glitch is corrected on its own frame). On the smoothing benchmark "sparse"
             gains Dice (LV 0.982 / MYO 0.963 against 0.981 / 0.961) but loses EF accuracy (median
             error 0.98 against 0.91 points), so it is not the default.
+        robust: before the consistency correction, judge every frame (validity, agreement with the
+            model's reconstruction, temporal coherence) and re-estimate the untrusted ones from the
+            trusted ones (DESIGN.md §4.4); False corrects every frame from its own encoding.
+        denoise_scope: "corrected" smooths only the frames the correction changed into their
+            neighbours (a frame judged good comes back as it was drawn); "all" also averages the
+            border flicker of untouched frames (closer to an annotator's mean, but every frame moves).
     """
 
     method: Method = "arvae"
@@ -183,6 +191,8 @@ class SmoothingConfig:
     tolerance_scale: float = 1.0
     denoise_sigma_frames: float = 1.0
     projection: Literal["least_squares", "sparse"] = "least_squares"
+    robust: bool = True
+    denoise_scope: Literal["corrected", "all"] = "corrected"
 
     def __post_init__(self) -> None:
         _validate(self, {"whittaker_lambda": (0, None), "max_rounds": (1, None), "tighten_factor": (0.01, 1.0),

@@ -1,5 +1,6 @@
-"""The AR-VAE correction of one sequence (DESIGN.md §4.3): encode, solve the latent trajectory, decode,
-verify and tighten, then the repairs of :mod:`echotemporal.correct.repair` for what is left.
+"""The AR-VAE correction of one sequence (DESIGN.md §4.3-4.4): judge which frames to trust, re-estimate
+the others from them, then encode, solve the latent trajectory, decode, verify and tighten, and
+repair what is left (:mod:`echotemporal.correct.repair`).
 
 Method: Painchaud et al., "Echocardiography Segmentation With Enforced Temporal Consistency",
 IEEE TMI 2022, with an exact minimal-change projection of each attribute-regularized latent dim
@@ -16,7 +17,9 @@ import numpy as np
 from echotemporal.core.config import SmoothingConfig
 from echotemporal.correct.cleanup import cleanup_labels
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
-from echotemporal.correct.repair import full_decoding_fallback, interpolate_residue
+from echotemporal.correct.reestimate import reestimate_frames
+from echotemporal.correct.repair import full_decoding_fallback, interpolate_residue, interpolate_runs
+from echotemporal.correct.trust import FrameTrust, assess_frames, reconstruction_dice
 from echotemporal.measure.sequence import ShapeMeasures, add_validity, heart_box, measure_shape, restore_frames
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +35,8 @@ class ArvaeOutcome:
     rounds: int
     tolerances: np.ndarray  # (K,) latent tolerances of the last round, thresholds order
     kept: np.ndarray  # (T,) bool, input frames kept unchanged
+    trust: FrameTrust | None = None  # per-frame confidence of the input (None: not judged)
+    reestimated: np.ndarray | None = None  # (T,) bool, frames re-estimated from the trusted ones
 
 
 def inpaint_latents(z: np.ndarray, missing: np.ndarray) -> np.ndarray:
@@ -51,6 +56,94 @@ def inpaint_latents(z: np.ndarray, missing: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Untrusted runs of at most this many frames between trusted ones are interpolated (signed
+#: distances of the two trusted neighbours); longer runs, and runs at an end, are re-estimated by
+#: the shape model.
+MAX_BLENDED_RUN = 3
+#: Latent dims that carry the cardiac phase through a run of untrusted frames.
+PHASE_ATTRIBUTES = ("lv_area_mm2", "lv_length_mm")
+
+
+def _cleaned_for_encoding(labels: np.ndarray, before: ShapeMeasures) -> np.ndarray:
+    """The sequence with its invalid frames cleaned up (largest component per label, holes filled).
+
+    The model sees invalid frames cleaned: a stray blob would otherwise stretch the sequence's
+    alignment and mislead the encoder. Decoding still works from the input itself.
+    """
+    invalid = ~before.valid
+    if not invalid.any():
+        return labels
+    seen = labels.copy()
+    sub = seen[invalid]
+    rows, cols = heart_box(sub, margin=2)
+    sub[:, rows, cols] = cleanup_labels(np.ascontiguousarray(sub[:, rows, cols]), before.present)
+    seen[invalid] = sub
+    return seen
+
+
+def judge_frames(
+    labels: np.ndarray, z0: np.ndarray, alignment: Any, model: Any, before: ShapeMeasures, thresholds: AttributeThresholds
+) -> FrameTrust:
+    """Per-frame trust of the input (:mod:`echotemporal.correct.trust`), from its encoding ``z0`` (T, D)."""
+    from echotemporal.model.alignment import to_grid
+
+    probs = np.asarray(model.decode(np.asarray(z0, dtype=np.float32)))
+    dice = reconstruction_dice(to_grid(labels, alignment), probs)
+    return assess_frames(before.valid, before.attributes, dice, thresholds)
+
+
+def _robust_start(
+    labels: np.ndarray,
+    spacing_mm: tuple[float, float],
+    model: Any,
+    thresholds: AttributeThresholds,
+    before: ShapeMeasures,
+    z0: np.ndarray,
+    alignment: Any,
+) -> tuple[np.ndarray, ShapeMeasures, np.ndarray, FrameTrust, np.ndarray]:
+    """Replace the untrusted frames before the consistency correction (DESIGN.md §4.4).
+
+    Short runs between trusted frames are interpolated from them; the rest are re-estimated as the
+    model's shapes at latents fitted to the trusted frames. The encodings of replaced frames are
+    redone with the sequence's alignment.
+
+    Returns:
+        (labels, their measures, their latents (T, D), the input's trust, (T,) bool re-estimated).
+    """
+    from echotemporal.measure.anatomy import check_validity
+    from echotemporal.model.alignment import to_grid
+
+    trust = judge_frames(labels, z0, alignment, model, before, thresholds)
+    untrusted = ~trust.trusted
+    if not untrusted.any() or trust.trusted.sum() < 2:
+        return labels, before, z0, trust, np.zeros(len(labels), dtype=bool)
+    present = before.present
+
+    def check(frames: np.ndarray) -> np.ndarray:
+        rows, cols = heart_box(frames, margin=4)
+        crop = np.ascontiguousarray(frames[:, rows, cols])
+        return np.asarray(check_validity(crop, spacing_mm, present=present), dtype=bool).all(axis=1)
+
+    out = labels.copy()
+    blended = interpolate_runs(out, untrusted, trust.trusted, spacing_mm, MAX_BLENDED_RUN)
+    if blended.any():
+        bad = np.flatnonzero(blended)[~check(out[blended])]
+        out[bad] = labels[bad]
+        blended[bad] = False
+    rest = untrusted & ~blended
+    if rest.any():
+        names = tuple(model.attribute_names)
+        phase = np.array([names.index(n) for n in PHASE_ATTRIBUTES if n in names], dtype=int)
+        fit = reestimate_frames(
+            out, z0, ~rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check
+        )
+        out = fit.labels
+    z = z0.copy()
+    z[untrusted] = np.asarray(model.encode(to_grid(out[untrusted], alignment)), dtype=np.float64)
+    measured = measure_shape(out, spacing_mm, thresholds, reference=(labels, before))
+    return out, measured, z, trust, untrusted
+
+
 def smooth_arvae(
     labels: np.ndarray,
     spacing_mm: tuple[float, float],
@@ -59,22 +152,33 @@ def smooth_arvae(
     thresholds: AttributeThresholds,
     before: ShapeMeasures,
 ) -> ArvaeOutcome:
-    """DESIGN.md §4.3: align, encode, project/smooth latents, decode, un-align, verify, tighten."""
+    """DESIGN.md §4.3-4.4: judge and re-estimate, then project/smooth latents, decode, verify, tighten."""
+    seen = _cleaned_for_encoding(labels, before)
+    z0, alignment = encode_sequence(seen, spacing_mm, model)
+    trust, reestimated = None, None
+    if config.robust:
+        labels, before, z0, trust, reestimated = _robust_start(
+            labels, spacing_mm, model, thresholds, before, z0, alignment
+        )
+    outcome = _consistency_rounds(labels, spacing_mm, model, config, thresholds, before, z0, alignment)
+    outcome.trust, outcome.reestimated = trust, reestimated
+    return outcome
+
+
+def _consistency_rounds(
+    labels: np.ndarray,
+    spacing_mm: tuple[float, float],
+    model: Any,
+    config: SmoothingConfig,
+    thresholds: AttributeThresholds,
+    before: ShapeMeasures,
+    z0: np.ndarray,
+    alignment: Any,
+) -> ArvaeOutcome:
+    """DESIGN.md §4.3: project/smooth the latents, decode, verify and tighten; then the repairs."""
     from echotemporal.correct.solvers import project_consistent, project_consistent_sparse, whittaker_smooth
 
     project = {"sparse": project_consistent_sparse, "least_squares": project_consistent}[config.projection]
-    # The model sees anatomically invalid frames cleaned up (largest component per label, holes
-    # filled): a stray blob would otherwise stretch the sequence's alignment and mislead the encoder.
-    # Decoding still works from the input itself.
-    seen = labels
-    invalid = ~before.valid
-    if invalid.any():
-        seen = labels.copy()
-        sub = seen[invalid]
-        rows, cols = heart_box(sub, margin=2)
-        sub[:, rows, cols] = cleanup_labels(np.ascontiguousarray(sub[:, rows, cols]), before.present)
-        seen[invalid] = sub
-    z0, alignment = encode_sequence(seen, spacing_mm, model)
     residual = config.decoding == "residual"
     # Glitched frames (invalid, or flagged) cannot lend their own residual: it holds the glitch
     # that the model's reconstruction only partly reproduces. They borrow their neighbours'.
@@ -98,7 +202,6 @@ def smooth_arvae(
     keep = np.zeros(len(labels), dtype=bool)
     if config.keep_unflagged_frames:
         keep = ~before.flags.any(axis=1) & before.valid
-
     projected: dict[tuple[int, float], np.ndarray] = {}
     out, shape, rounds = labels, before, 0
     for rounds in range(1, max(int(config.max_rounds), 1) + 1):
@@ -122,9 +225,19 @@ def smooth_arvae(
             break
         tol = np.where(still, tol * config.tighten_factor, tol)
     shape = add_validity(out, shape, spacing_mm, (labels, before))
-    # Do no harm: a frame replaced only because it was anatomically invalid (never flagged) and still
-    # invalid afterwards gains nothing from the replacement; it gets the input frame back.
-    # Only where that creates no new inconsistency with the corrected neighbours.
+    out, shape = _revert_unhelped(out, shape, labels, before, thresholds)
+    if residual and not shape.valid.all():
+        out, shape = full_decoding_fallback(out, shape, z, decode, model, config, spacing_mm, thresholds)
+    if not shape.valid.all() or shape.flags.any():
+        out, shape = interpolate_residue(out, shape, spacing_mm, thresholds)
+    return ArvaeOutcome(out, shape, rounds, tol, keep)
+
+
+def _revert_unhelped(
+    out: np.ndarray, shape: ShapeMeasures, labels: np.ndarray, before: ShapeMeasures, thresholds: AttributeThresholds
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Do no harm: a frame replaced only because it was invalid (never flagged) and still invalid
+    gets the input frame back, where that creates no new inconsistency with its neighbours."""
     changed = (out != labels).reshape(len(out), -1).any(axis=1)
     revert = changed & ~before.valid & ~before.flags.any(axis=1) & ~shape.valid
     flagged = shape.flags.any(axis=1)
@@ -133,12 +246,7 @@ def smooth_arvae(
         new = restored.flags.any(axis=1) & ~flagged
         if not new.any():
             out[revert] = labels[revert]
-            shape = restored
-            break
+            return out, restored
         near = np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0
         revert &= ~near
-    if residual and not shape.valid.all():
-        out, shape = full_decoding_fallback(out, shape, z, decode, model, config, spacing_mm, thresholds)
-    if not shape.valid.all() or shape.flags.any():
-        out, shape = interpolate_residue(out, shape, spacing_mm, thresholds)
-    return ArvaeOutcome(out, shape, rounds, tol, keep)
+    return out, shape

@@ -1,13 +1,15 @@
-"""Baselines without a shape model: the temporal Gaussian of one-hot label maps (the reference's)."""
+"""Baselines without a shape model: the temporal Gaussian of one-hot label maps (the reference's), and
+the clean-up users do by hand before it (largest component per label, holes filled)."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
-from echotemporal.measure.sequence import heart_box
+from echotemporal.correct.cleanup import cleanup_labels
+from echotemporal.measure.sequence import heart_box, present_labels
 
-__all__ = ["gaussian_smooth_labels"]
+__all__ = ["gaussian_smooth_labels", "lcc_gaussian_labels"]
 
 
 def gaussian_smooth_labels(labels: np.ndarray, sigma_frames: float) -> np.ndarray:
@@ -73,3 +75,20 @@ def _gaussian_vote(sub: np.ndarray, sigma_frames: float) -> np.ndarray:
     table = np.zeros(n_classes**width, dtype=sub.dtype)
     table[codes] = votes.argmax(axis=0)
     return table[code]
+
+
+def lcc_gaussian_labels(labels: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """Largest component per label and holes filled in every frame, then :func:`gaussian_smooth_labels`.
+
+    Args:
+        labels: (T, H, W) uint8 label map (not modified).
+        sigma_frames: temporal standard deviation in frames.
+
+    Returns:
+        (T, H, W) uint8 labels.
+    """
+    labels = np.asarray(labels)
+    rows, cols = heart_box(labels, margin=2)
+    cleaned = labels.copy()
+    cleaned[:, rows, cols] = cleanup_labels(np.ascontiguousarray(labels[:, rows, cols]), present_labels(labels))
+    return gaussian_smooth_labels(cleaned, sigma_frames)

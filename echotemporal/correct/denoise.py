@@ -30,6 +30,7 @@ def denoise(
     config: SmoothingConfig,
     thresholds: AttributeThresholds,
     anchors: tuple[int, ...],
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ShapeMeasures]:
     """Temporal Gaussian of the corrected sequence's one-hot maps, kept only where it does no harm.
 
@@ -45,6 +46,7 @@ def denoise(
     Args:
         out: (T, H, W) corrected labels; shape: their measures (with validity).
         anchors: frames never smoothed.
+        allowed: (T,) bool, the only frames that may be smoothed (None: all but the anchors).
 
     Returns:
         (labels, measures).
@@ -59,6 +61,8 @@ def denoise(
     heart = ((original == LV) | (original == MYO)).reshape(n, -1).sum(axis=1)
     candidate = changed > DENOISE_MIN_CHANGE * np.maximum(heart, 1)
     candidate[[a for a in anchors if 0 <= a < n]] = False
+    if allowed is not None:
+        candidate &= allowed
     if not candidate.any():
         return out, shape
     smoothed = out.copy()

@@ -15,7 +15,7 @@ from echotemporal.measure.sequence import ShapeMeasures, heart_box, measure_shap
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.measure.temporal import AttributeThresholds
 
-__all__ = ["accept_replacements", "bad_runs", "full_decoding_fallback", "interpolate_residue"]
+__all__ = ["DistanceBlend", "accept_replacements", "bad_runs", "full_decoding_fallback", "interpolate_residue", "interpolate_runs"]
 
 
 def full_decoding_fallback(
@@ -63,6 +63,59 @@ def bad_runs(bad: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), (np.flatnonzero(edges == -1) - 1).tolist()))
 
 
+class DistanceBlend:
+    """Signed-distance interpolation in time between frames of one sequence, inside one box.
+
+    Every label's signed distance (mm) is blended linearly in time between two frames a and b, or
+    extrapolated beyond them, and each pixel takes the label of smallest distance: borders move
+    continuously, so the in-between shapes are valid and consistent wherever a and b are. The
+    distances of a frame are computed once.
+
+    Args:
+        labels: (T, H, W) uint8 sequence; spacing_mm: (row_mm, col_mm); box: (rows, cols) slices.
+    """
+
+    def __init__(self, labels: np.ndarray, spacing_mm: tuple[float, float], box: tuple[slice, slice]):
+        self.labels, self.spacing_mm, self.box = labels, spacing_mm, box
+        self._cache: dict[int, np.ndarray] = {}
+
+    def distance(self, t: int) -> np.ndarray:
+        from echotemporal.core.distances import label_distances
+
+        if t not in self._cache:
+            self._cache[t] = label_distances(self.labels[t][self.box], self.spacing_mm)
+        return self._cache[t]
+
+    def __call__(self, a: int, b: int, w: float) -> np.ndarray:
+        """(h, w) labels at weight ``w`` (0 = frame a, 1 = frame b; outside [0, 1] extrapolates)."""
+        from echotemporal.core.distances import labels_from_distances
+
+        return labels_from_distances((1.0 - w) * self.distance(a) + w * self.distance(b))
+
+
+def interpolate_runs(
+    labels: np.ndarray, fill: np.ndarray, good: np.ndarray, spacing_mm: tuple[float, float], max_run: int
+) -> np.ndarray:
+    """(T,) bool frames of ``fill`` that were interpolated into ``labels`` (in place) from ``good`` ones.
+
+    Each run of ``fill`` frames of at most ``max_run`` frames with good frames on both sides takes
+    the :class:`DistanceBlend` of its nearest good neighbours, cleaned up like a decoded frame.
+    """
+    rows, cols = heart_box(labels, margin=2)
+    blend = DistanceBlend(labels, spacing_mm, (rows, cols))
+    done = np.zeros(len(labels), dtype=bool)
+    present = tuple(int(v) for v in np.unique(labels[good][:, rows, cols]) if v)
+    for first, last in bad_runs(fill):
+        before, after = np.flatnonzero(good[:first]), last + 1 + np.flatnonzero(good[last + 1 :])
+        if last - first + 1 > max_run or not before.size or not after.size:
+            continue
+        a, b = int(before[-1]), int(after[0])
+        frames = [blend(a, b, (t - a) / (b - a)) for t in range(first, last + 1)]
+        labels[first : last + 1, rows, cols] = cleanup_decoded(np.stack(frames), spacing_mm, present)
+        done[first : last + 1] = True
+    return done
+
+
 def interpolate_residue(
     out: np.ndarray,
     shape: ShapeMeasures,
@@ -88,15 +141,8 @@ def interpolate_residue(
     Returns:
         (labels, measures).
     """
-    from echotemporal.core.distances import label_distances, labels_from_distances
-
     rows, cols = heart_box(out, margin=2)
-    distances: dict[int, np.ndarray] = {}
-
-    def distance(t: int) -> np.ndarray:
-        if t not in distances:
-            distances[t] = label_distances(out[t, rows, cols], spacing_mm)
-        return distances[t]
+    blend = DistanceBlend(out, spacing_mm, (rows, cols))
 
     n = len(out)
     bad = ~shape.valid | shape.flags.any(axis=1)
@@ -127,7 +173,7 @@ def interpolate_residue(
                     w = (t - a) / (b - a)
                     if near is not None:  # beyond the good frames: extrapolated at end_speed
                         w = near + end_speed * (w - near)
-                    window[t] = labels_from_distances((1.0 - w) * distance(a) + w * distance(b))
+                    window[t] = blend(a, b, w)
                     candidate[t] = True
             if not candidate.any():
                 break
@@ -136,7 +182,7 @@ def interpolate_residue(
             if new_out is not out:
                 out, shape = new_out, new_shape
                 bad = ~shape.valid | shape.flags.any(axis=1)
-                distances.clear()  # replaced frames may now serve as good frames
+                blend = DistanceBlend(out, spacing_mm, (rows, cols))  # replaced frames may now serve as good frames
                 continue
             # Rejected: widen each run by the good neighbours it would have made inconsistent.
             beside = np.convolve(candidate.astype(int), np.ones(3, dtype=int), mode="same") > 0

@@ -11,6 +11,7 @@ import numpy as np
 from echotemporal import __version__
 from echotemporal.core.config import SmoothingConfig, config_to_dict
 from echotemporal.core.labels import frame_indices
+from echotemporal.correct.trust import FrameTrust
 from echotemporal.measure.sequence import ClinicalMeasures, ShapeMeasures
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; keeps pandas off the import path
@@ -65,8 +66,14 @@ def frame_columns(
     clin_before: ClinicalMeasures,
     clin_after: ClinicalMeasures,
     kept: np.ndarray,
+    trust: FrameTrust | None = None,
+    reestimated: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The per-frame table's columns: {name: (T,) array or list}, in column order."""
+    """The per-frame table's columns: {name: (T,) array or list}, in column order.
+
+    ``confidence``, ``reconstruction_dice`` and ``trusted`` describe the input frame (NaN / True
+    where the method does not judge frames); ``reestimated`` marks frames rebuilt from the trusted ones.
+    """
     from echotemporal.measure.anatomy import CRITERIA
 
     def failed(shape: ShapeMeasures) -> list[str]:
@@ -95,6 +102,10 @@ def frame_columns(
     cols["strain_percent_after"] = clin_after.strain_percent
     cols["changed"] = (before_labels != after_labels).any(axis=(1, 2))
     cols["kept_input"] = kept
+    cols["confidence"] = np.full(n, np.nan) if trust is None else trust.confidence
+    cols["reconstruction_dice"] = np.full(n, np.nan) if trust is None else trust.reconstruction_dice
+    cols["trusted"] = np.ones(n, dtype=bool) if trust is None else trust.trusted
+    cols["reestimated"] = np.zeros(n, dtype=bool) if reestimated is None else reestimated
     return cols
 
 
@@ -122,6 +133,7 @@ def build_summary(
     tolerances: np.ndarray | None,
     n_denoised: int,
     model: Any,
+    trust: FrameTrust | None = None,
 ) -> dict[str, Any]:
     """The JSON-able summary of one correction (indices, flags and validity before/after, provenance).
 
@@ -163,6 +175,9 @@ def build_summary(
         "n_kept_input_frames": int(kept.sum()),
         "n_denoised_frames": n_denoised,
         "rounds": int(rounds),
+        "untrusted_frames": None if trust is None else frame_indices(~trust.trusted),
+        "reestimated_frames": frame_indices(columns["reestimated"]),
+        "mean_confidence": None if trust is None else float(np.mean(trust.confidence)),
         "latent_tolerances": None if tolerances is None else dict(zip(names, map(float, tolerances))),
         "residue": {
             "clean": not after.flags.any() and bool(after.valid.all()),

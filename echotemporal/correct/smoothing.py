@@ -20,9 +20,10 @@ from echotemporal.core.config import METHODS, SmoothingConfig
 from echotemporal.core.errors import InvalidLabelsError
 from echotemporal.core.labels import Label, as_label_sequence, check_frame_index, check_spacing
 from echotemporal.correct.arvae import smooth_arvae
-from echotemporal.correct.baselines import gaussian_smooth_labels
+from echotemporal.correct.baselines import gaussian_smooth_labels, lcc_gaussian_labels
 from echotemporal.correct.denoise import denoise
 from echotemporal.correct.result import SmoothingResult, build_summary, frame_columns
+from echotemporal.correct.trust import FrameTrust
 from echotemporal.measure.sequence import ShapeMeasures, measure_clinical, measure_shape
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; keeps torch off the import path
@@ -39,6 +40,7 @@ class MethodOutcome:
     Attributes:
         labels: (T, H, W) corrected labels; after: their measures.
         rounds: verification rounds (arvae); tolerances: (K,) final latent tolerances or None.
+        trust: the input frames' confidence (arvae); reestimated: (T,) bool frames re-estimated.
         kept: (T,) bool, input frames kept unchanged by ``keep_unflagged_frames``.
         n_denoised: frames changed by the border-flicker denoise.
         notes: what a reader should know about how the sequence was handled.
@@ -51,6 +53,8 @@ class MethodOutcome:
     kept: np.ndarray | None = None
     n_denoised: int = 0
     notes: list[str] = field(default_factory=list)
+    trust: FrameTrust | None = None
+    reestimated: np.ndarray | None = None
 
 
 def check_inputs(labels: np.ndarray, spacing_mm: Any) -> tuple[np.ndarray, tuple[float, float]]:
@@ -76,8 +80,9 @@ def _run_method(
         return MethodOutcome(work, before, notes=[note])
     if config.method == "none":
         return MethodOutcome(work, before)
-    if config.method == "gaussian":
-        out = gaussian_smooth_labels(work, config.gaussian_sigma_fraction * n_frames)
+    if config.method in ("gaussian", "lcc-gaussian"):
+        smooth = gaussian_smooth_labels if config.method == "gaussian" else lcc_gaussian_labels
+        out = smooth(work, config.gaussian_sigma_fraction * n_frames)
         kept = None
         if config.keep_unflagged_frames:
             kept = ~before.flags.any(axis=1) & before.valid
@@ -87,11 +92,15 @@ def _run_method(
         warnings.warn("no LV or MYO in any frame: nothing the shape model can correct; input returned", stacklevel=3)
         return MethodOutcome(work, before, notes=["no LV or MYO in any frame; input returned unchanged"])
     outcome = smooth_arvae(work, spacing, model, config, thresholds, before)
-    result = MethodOutcome(outcome.labels, outcome.shape, outcome.rounds, outcome.tolerances, outcome.kept)
+    result = MethodOutcome(outcome.labels, outcome.shape, outcome.rounds, outcome.tolerances, outcome.kept,
+                           trust=outcome.trust, reestimated=outcome.reestimated)
     if config.denoise_sigma_frames > 0 and not config.keep_unflagged_frames:
         corrected = result.labels
         anchors = anchors if anchors is not None else (0, n_frames - 1)
-        result.labels, result.after = denoise(corrected, result.after, spacing, config, thresholds, anchors)
+        allowed = None
+        if config.denoise_scope == "corrected":
+            allowed = (corrected != work).reshape(n_frames, -1).any(axis=1)
+        result.labels, result.after = denoise(corrected, result.after, spacing, config, thresholds, anchors, allowed)
         if result.labels is not corrected:
             result.n_denoised = int((result.labels != corrected).reshape(n_frames, -1).any(axis=1).sum())
     return result
@@ -163,21 +172,24 @@ def smooth_sequence(
     out, after = outcome.labels, outcome.after
     clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es)
     kept = outcome.kept if outcome.kept is not None else np.zeros(n_frames, dtype=bool)
+    trust, reestimated = outcome.trust, outcome.reestimated
     notes = (["stored ES->ED: reversed for processing and reversed back"] if reverse else []) + outcome.notes
     if reverse:
         out = out[::-1]
         before, after = before.reversed(), after.reversed()
         clin_before, clin_after = clin_before.reversed(), clin_after.reversed()
         kept = kept[::-1]
+        trust = None if trust is None else trust.reversed()
+        reestimated = None if reestimated is None else reestimated[::-1]
     out = np.ascontiguousarray(out, dtype=np.uint8)
     if out is arr or np.shares_memory(out, arr):
         out = out.copy()
     names = tuple(thresholds.names)
-    columns = frame_columns(arr, out, names, before, after, clin_before, clin_after, kept)
+    columns = frame_columns(arr, out, names, before, after, clin_before, clin_after, kept, trust, reestimated)
     summary = build_summary(
         config, thresholds, arr, spacing, before, after, clin_before, clin_after, columns, kept,
         given_ed_es=ed_frame is not None and es_frame is not None, reverse=reverse, notes=notes,
-        rounds=outcome.rounds, tolerances=outcome.tolerances, n_denoised=outcome.n_denoised,
+        rounds=outcome.rounds, tolerances=outcome.tolerances, n_denoised=outcome.n_denoised, trust=trust,
         model=model if config.method == "arvae" else None,
     )
     summary["seconds"] = time.perf_counter() - start

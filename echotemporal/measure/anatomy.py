@@ -37,6 +37,11 @@ touches background).
   debris) are ignored, as the reference ignores tiny objects. A MYO that is already disconnected
   fails too (split at depth 0).
 
+- ``lv_base_open`` (needs MYO; not in Painchaud et al. 2020): length in mm of the frontier of the LV
+  with background or LA (its opening toward the atrium at the mitral plane) / LV width ≥ 0.3. A
+  myocardium that closes under the LV base, a shape no apical view shows, fails it. Calibrated
+  like ``myo_la_frontier`` on the expert masks (``scripts/calibrate_anatomy.py``).
+
 Frontier lengths are crack lengths: each pair of 4-adjacent pixels of the two structures contributes
 the length of their shared pixel side (``col_mm`` for vertically adjacent pixels, ``row_mm`` for
 horizontally adjacent ones). On isotropic pixels this matches the reference's count of frontier
@@ -74,6 +79,7 @@ CRITERIA: tuple[str, ...] = (
     "lv_background_frontier",
     "myo_la_frontier",
     "myo_erosion_ratio",
+    "lv_base_open",
 )
 
 #: Thresholds of the ratio criteria (Painchaud et al. 2020, CAMUS): "max" or "min" allowed value.
@@ -86,6 +92,7 @@ THRESHOLDS: dict[str, tuple[str, float]] = {
     "lv_background_frontier": ("max", 0.4),
     "myo_la_frontier": ("max", 0.30),
     "myo_erosion_ratio": ("min", 0.12),
+    "lv_base_open": ("min", 0.3),
 }
 
 #: Background pockets between LV and MYO smaller than this are digitisation artefacts, not gaps.
@@ -417,6 +424,11 @@ def _frame_criteria(
         at_la = near["la"]
         ratio = crack_length_mm(myo[at_la], la[at_la], row_mm, col_mm) / width_mm(myo[box["myo"]], col_mm)
         ok[_INDEX["myo_la_frontier"]] = ratio <= limits["myo_la_frontier"]
+    if has_lv and has_myo:
+        at_lv = near["lv"]
+        outside = (crop[at_lv] == BACKGROUND) | (crop[at_lv] == LA)
+        ratio = crack_length_mm(lv[at_lv], outside, row_mm, col_mm) / width_mm(lv[box["lv"]], col_mm)
+        ok[_INDEX["lv_base_open"]] = ratio >= limits["lv_base_open"]
     if has_myo:
         ok[_INDEX["myo_erosion_ratio"]] = _erosion_ratio_ok(
             framed["myo"], n_components["myo"], holes["myo"], row_mm, col_mm, limits["myo_erosion_ratio"]

@@ -1,0 +1,222 @@
+"""Re-estimate untrusted frames from the trusted ones, as whole shapes of the model (DESIGN.md §4.4).
+
+A frame that :mod:`echotemporal.correct.trust` does not trust is not residual-corrected (its own
+detail is the failure): its latent is re-estimated from the trusted frames and decoded in full.
+
+1. **Latent trajectory fit**: per latent dim, the weighted Whittaker smoother
+   ``min Σ_t w_t (z_t − z⁰_t)² + λ Σ_t (Δ²z_t)²``: trusted frames weigh 1, untrusted frames almost
+   nothing, so their latents follow the trusted frames' curve (a discrete cubic spline between
+   them, linear beyond the last one). The cardiac phase of a long run is carried by what is still
+   measurable: the LV area and length dims keep a small weight on untrusted frames whose LV is one
+   piece. Outlier-resistant: two reweighting passes (Huber) on the trusted frames' residuals.
+2. **Decoding**: the model's full shape, resampled to the native grid; the left atrium (not
+   modelled) is taken from the nearest trusted frames, where the output is background.
+3. **Plausible by construction**: a decoded shape that breaks an anatomical criterion (checked on
+   the model grid first, then on the native one) is replaced by the closest valid shape found near
+   its latent: seeded Gaussian samples at growing radii, the valid one nearest to the latent wins
+   (rejection sampling in the latent space, as Painchaud et al., "Cardiac Segmentation with Strong
+   Anatomical Guarantees", IEEE TMI 2020). Orientation and position stay within the trusted frames'
+   range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from echotemporal.core.labels import LV
+from echotemporal.correct.cleanup import MAX_MODELLED
+from echotemporal.correct.decoding import SequenceDecoder
+
+__all__ = ["Reestimate", "fit_latent_trajectory", "reestimate_frames", "search_valid_latents"]
+
+#: Smoothing weight of the trajectory fit (per second difference, latent units).
+FIT_LAMBDA = 0.1
+#: Weight of an untrusted frame in the fit (none would make the system singular at the ends).
+UNTRUSTED_WEIGHT = 1e-4
+#: Weight of an untrusted frame with a one-piece LV in the LV area/length dims (the phase carrier).
+PHASE_WEIGHT = 0.05
+#: Latent search: samples per radius, radii in units of the sequence's per-dim latent spread.
+SEARCH_SAMPLES = 24
+SEARCH_RADII = (0.25, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class Reestimate:
+    """Re-estimated frames.
+
+    Attributes:
+        labels: (T, H, W) uint8, the input with the re-estimated frames replaced.
+        latents: (T, D) fitted latents (equal to the input's on trusted frames).
+        frames: (n,) int, the re-estimated frames.
+        searched: (n,) bool, frames whose shape came from the latent search.
+        valid: (n,) bool, the re-estimated frame is anatomically valid.
+    """
+
+    labels: np.ndarray
+    latents: np.ndarray
+    frames: np.ndarray
+    searched: np.ndarray
+    valid: np.ndarray
+
+
+def _second_difference_bands(n: int, lam: float) -> np.ndarray:
+    d = np.diff(np.eye(n), n=2, axis=0)
+    dtd = lam * (d.T @ d)
+    ab = np.zeros((3, n))
+    ab[0, 2:] = np.diagonal(dtd, 2)
+    ab[1, 1:] = np.diagonal(dtd, 1)
+    ab[2] = np.diagonal(dtd)
+    return ab
+
+
+def fit_latent_trajectory(z0: np.ndarray, weights: np.ndarray, lam: float = FIT_LAMBDA, passes: int = 2) -> np.ndarray:
+    """Weighted, outlier-resistant Whittaker fit of every latent dim (module docstring, step 1).
+
+    Args:
+        z0: (T, D) latents (posterior means), frame 0 first.
+        weights: (T, D) or (T,) non-negative weights (1 = trusted).
+        lam: weight of the squared second differences.
+        passes: Huber reweighting passes after the first fit.
+
+    Returns:
+        (T, D) float64 fitted latents.
+    """
+    z0 = np.asarray(z0, dtype=np.float64)
+    n, dims = z0.shape
+    w = np.broadcast_to(np.asarray(weights, dtype=np.float64).reshape(n, -1), (n, dims)).copy()
+    if n < 3:
+        return z0.copy()
+    penalty = _second_difference_bands(n, lam)
+    base = w.copy()
+    fit = z0.copy()
+    for step in range(passes + 1):
+        for d in range(dims):
+            ab = penalty.copy()
+            ab[2] += w[:, d]
+            fit[:, d] = scipy.linalg.solveh_banded(ab, w[:, d] * z0[:, d])
+        if step == passes:
+            break
+        residual = np.abs(z0 - fit)
+        trusted = base >= 0.5
+        scale = np.array([np.median(residual[trusted[:, d], d]) if trusted[:, d].any() else 0.0 for d in range(dims)])
+        k = 3.0 * np.maximum(scale, 1e-6)  # Huber corner: 3 typical residuals
+        w = base * np.minimum(1.0, k / np.maximum(residual, 1e-12))
+    return fit
+
+
+def _carry_from(labels: np.ndarray, frames: np.ndarray, trusted: np.ndarray) -> np.ndarray:
+    """(n, H, W) labels whose unmodelled labels (LA) are the majority of the nearest trusted frames."""
+    good = np.flatnonzero(trusted)
+    out = np.zeros((len(frames),) + labels.shape[1:], dtype=labels.dtype)
+    for i, t in enumerate(frames):
+        order = good[np.argsort(np.abs(good - t), kind="stable")][:2]
+        for value in np.unique(labels[order]):
+            if value > MAX_MODELLED:
+                out[i][np.mean([labels[s] == value for s in order], axis=0) >= 0.5] = value
+    return out
+
+
+def search_valid_latents(
+    z: np.ndarray,
+    model: Any,
+    grid_spacing_mm: float,
+    spread: np.ndarray,
+    *,
+    seed: int = 0,
+    accept: Any = None,
+) -> np.ndarray | None:
+    """The latent nearest to ``z`` whose decoded grid shape is anatomically valid (module step 3).
+
+    Args:
+        z: (D,) latent whose decoding is invalid.
+        model: the shape model (``decode``: (N, D) -> (N, C, G, G) probabilities).
+        grid_spacing_mm: the model grid's pixel size for this sequence (isotropic).
+        spread: (D,) per-dim scale of the samples (the sequence's latent spread).
+        seed: random seed (the search is deterministic).
+        accept: optional ``(N, G, G) labels -> (N,) bool`` extra test (e.g. orientation range).
+
+    Returns:
+        (D,) the accepted latent, or None if no sample at any radius is valid.
+    """
+    from echotemporal.measure.anatomy import check_validity
+
+    rng = np.random.default_rng(seed)
+    for radius in SEARCH_RADII:
+        steps = rng.standard_normal((SEARCH_SAMPLES, len(z))) * spread * radius
+        candidates = (z[None] + steps).astype(np.float32)
+        grid = np.asarray(model.decode(candidates)).argmax(axis=1).astype(np.uint8)
+        ok = np.asarray(check_validity(grid, (grid_spacing_mm, grid_spacing_mm), present=(1, 2)), dtype=bool).all(axis=1)
+        if accept is not None:
+            ok &= accept(grid)
+        if ok.any():
+            distance = np.where(ok, np.linalg.norm(steps / spread, axis=1), np.inf)
+            return candidates[int(np.argmin(distance))].astype(np.float64)
+    return None
+
+
+def _fit_weights(z0: np.ndarray, trusted: np.ndarray, phase_dims: np.ndarray, lv_whole: np.ndarray) -> np.ndarray:
+    weights = np.where(trusted, 1.0, UNTRUSTED_WEIGHT)[:, None] * np.ones(z0.shape[1])
+    carrier = ~trusted & lv_whole
+    if carrier.any() and phase_dims.size:
+        weights[np.ix_(carrier, phase_dims)] = PHASE_WEIGHT
+    return weights
+
+
+def reestimate_frames(
+    labels: np.ndarray,
+    z0: np.ndarray,
+    trusted: np.ndarray,
+    alignment: Any,
+    model: Any,
+    *,
+    spacing_mm: tuple[float, float],
+    present: tuple[int, ...],
+    phase_dims: np.ndarray,
+    check: Any,
+) -> Reestimate:
+    """Replace the untrusted frames by the model's shapes at latents fitted to the trusted frames.
+
+    Args:
+        labels: (T, H, W) uint8 input; z0: (T, D) its latents (posterior means).
+        trusted: (T,) bool, at least two True.
+        alignment: the sequence's alignment (``encode_sequence``); model: the shape model.
+        spacing_mm: native (row_mm, col_mm); present: labels present in the sequence.
+        phase_dims: latent dims of LV area and length (the phase carriers).
+        check: ``(n, H, W) labels -> (n,) bool`` native validity of candidate frames.
+
+    Returns:
+        Reestimate.
+    """
+    frames = np.flatnonzero(~trusted)
+    lv_whole = np.array([_one_lv(frame) for frame in labels])
+    z = fit_latent_trajectory(z0, _fit_weights(z0, trusted, phase_dims, lv_whole))
+    z[trusted] = z0[trusted]
+    spread = np.maximum(z0.std(axis=0), 0.1 * np.median(z0.std(axis=0)) + 1e-3)
+    carry = _carry_from(labels, frames, trusted)
+    decoder = SequenceDecoder(carry, alignment, model, None, cleanup=True, present=present)
+    out = labels.copy()
+    out[frames] = decoder(z[frames])
+    valid = np.asarray(check(out[frames]), dtype=bool)
+    searched = np.zeros(len(frames), dtype=bool)
+    for i in np.flatnonzero(~valid):
+        t = int(frames[i])
+        found = search_valid_latents(z[t], model, float(alignment.scale_mm), spread, seed=t)
+        if found is None:
+            continue
+        candidate = SequenceDecoder(carry[i : i + 1], alignment, model, None, cleanup=True, present=present)(found[None])
+        if bool(np.asarray(check(candidate), dtype=bool)[0]):
+            out[t], z[t], valid[i], searched[i] = candidate[0], found, True, True
+    return Reestimate(out, z, frames, searched, valid)
+
+
+def _one_lv(frame: np.ndarray) -> bool:
+    from scipy import ndimage
+
+    mask = frame == LV
+    return bool(mask.any()) and ndimage.label(mask, structure=np.ones((3, 3)))[1] == 1
+
+
