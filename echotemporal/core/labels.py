@@ -8,7 +8,7 @@ import numpy as np
 
 from echotemporal.core.errors import ConfigError, InvalidLabelsError
 
-__all__ = ["Label", "BACKGROUND", "LV", "MYO", "LA", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "as_label_sequence", "check_spacing", "check_frame_index", "frame_indices", "frame_boxes"]
+__all__ = ["Label", "BACKGROUND", "LV", "MYO", "LA", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "drop_la", "as_label_sequence", "check_spacing", "check_frame_index", "frame_indices", "frame_boxes"]
 
 
 class Label(IntEnum):
@@ -64,6 +64,20 @@ def validate_labels(array: np.ndarray, source: str = "<array>") -> np.ndarray:
             "segmentation with another label convention? Remap it to CAMUS labels first."
         )
     return arr.astype(np.uint8, copy=False)
+
+
+def drop_la(labels: np.ndarray) -> np.ndarray:
+    """The label map without its LA: LA pixels become background (segmenters that label only 0/1/2).
+
+    Args:
+        labels: (T, H, W) or (H, W) CAMUS label map.
+
+    Returns:
+        A new uint8 array of the same shape with values in {0, 1, 2}.
+    """
+    out = np.array(labels, dtype=np.uint8, copy=True)
+    out[out == LA] = BACKGROUND
+    return out
 
 
 def as_label_sequence(labels: np.ndarray, source: str = "labels") -> np.ndarray:

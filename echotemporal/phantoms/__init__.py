@@ -2,13 +2,16 @@
 
 Modules: `parametric` (analytic bullet-shaped hearts, ED -> ES), `real_shapes` (expert CAMUS ED/ES
 masks and signed-distance interpolation between them), `corruption` (annotation jitter and recorded
-corruptions), `tree` (CAMUS-layout folders of synthetic patients), `raster` (polygon filling, mask
+corruptions), `coherent` (runs of frames broken as CNN segmenters fail), `failure_set` (benchmark
+sets of coherently broken sequences), `tree` (CAMUS-layout folders of synthetic patients), `raster` (polygon filling, mask
 surgery), `contour` (exact contour measures), `records` (result types).
 """
 
 from __future__ import annotations
 
+from echotemporal.phantoms.coherent import broken_frames, coherent_failures
 from echotemporal.phantoms.corruption import annotation_jitter, corrupt_sequence
+from echotemporal.phantoms.failure_set import FailureCase, coherent_failure_case, coherent_failure_set
 from echotemporal.phantoms.parametric import VIEWS, generate_sequence
 from echotemporal.phantoms.real_shapes import (
     FullResolutionCase,
@@ -19,15 +22,28 @@ from echotemporal.phantoms.real_shapes import (
     real_shape_sequence,
     real_shape_spacing_mm,
 )
-from echotemporal.phantoms.records import CORRUPTION_KINDS, Corruption, PhantomSequence
+from echotemporal.phantoms.records import (
+    COHERENT_KINDS,
+    CORRUPTION_KINDS,
+    Corruption,
+    CorruptionRun,
+    PhantomSequence,
+)
 from echotemporal.phantoms.tree import write_phantom_tree
 
 __all__ = [
+    "COHERENT_KINDS",
     "CORRUPTION_KINDS",
     "VIEWS",
     "annotation_jitter",
+    "broken_frames",
+    "coherent_failure_case",
+    "coherent_failure_set",
+    "coherent_failures",
     "corrupt_sequence",
     "Corruption",
+    "CorruptionRun",
+    "FailureCase",
     "FullResolutionCase",
     "PhantomSequence",
     "RealShapes",

@@ -7,7 +7,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CORRUPTION_KINDS", "TEMPORAL_CORRUPTION_KINDS", "Corruption", "PhantomSequence"]
+__all__ = [
+    "COHERENT_KINDS",
+    "CORRUPTION_KINDS",
+    "TEMPORAL_CORRUPTION_KINDS",
+    "Corruption",
+    "CorruptionRun",
+    "PhantomSequence",
+]
 
 #: Every corruption `corrupt_sequence` knows, in a fixed order (manifest and CLI use these names).
 CORRUPTION_KINDS: tuple[str, ...] = (
@@ -24,6 +31,16 @@ CORRUPTION_KINDS: tuple[str, ...] = (
 #: Corruptions the temporal metric must see; never placed on the first or last frame, where the
 #: second-difference metric is 0 by definition.
 TEMPORAL_CORRUPTION_KINDS: tuple[str, ...] = ("contraction", "dilation", "shift_vertical", "shift_horizontal")
+#: Coherent failure kinds of `coherent_failures`: runs of frames broken the way CNN segmenters fail.
+COHERENT_KINDS: tuple[str, ...] = (
+    "wall_dropout",
+    "lv_split",
+    "base_leak",
+    "apex_cut",
+    "over_under",
+    "base_swap",
+    "myo_fragments",
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +56,28 @@ class Corruption:
     frame: int
     kind: str
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class CorruptionRun:
+    """One coherent failure: a run of consecutive frames whose error evolves smoothly.
+
+    Attributes:
+        kind: one of `COHERENT_KINDS`.
+        first_frame: 0-based first frame of the run.
+        last_frame: 0-based last frame of the run (included).
+        detail: human-readable parameters (e.g. "side=right angle=70->85deg gap_max=21.0mm").
+    """
+
+    kind: str
+    first_frame: int
+    last_frame: int
+    detail: str = ""
+
+    @property
+    def frames(self) -> range:
+        """The run's frame indices."""
+        return range(self.first_frame, self.last_frame + 1)
 
 
 @dataclass(frozen=True)
