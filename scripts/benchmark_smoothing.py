@@ -107,12 +107,16 @@ def make_case(index: int, corrupt: bool, real_split: str = "test") -> dict[str, 
 
 def coherent_case(index: int, real_split: str = "test") -> dict[str, Any]:
     """One ``coherent`` case (``phantoms.failure_set``)."""
+    from echotemporal.phantoms import load_real_shapes
+    from echotemporal.phantoms.coherent import broken_frames
     from echotemporal.phantoms.failure_set import coherent_failure_case
 
-    case = coherent_failure_case(index, SEED_BASE + 7 * index + 3, real_split=real_split)
-    touched = np.zeros(len(case.truth), dtype=bool)
-    for run in case.runs:
-        touched[run.first : run.last + 1] = True
+    if "real" not in _STATE:
+        _STATE["real"] = load_real_shapes(real_split)
+        _STATE["real_pairs"] = _real_pairs(_STATE["real"])
+    # Every other pair of cases is a full cycle (ED -> ES -> ED), the rest half-sequences.
+    case = coherent_failure_case(index, SEED_BASE + 3, real=_STATE["real"], full_cycle=index % 4 >= 2)
+    touched = broken_frames(list(case.runs), len(case.truth))
     return {
         "index": index, "set": "coherent", "source": case.source, "truth": case.truth, "labels": case.labels,
         "spacing_mm": tuple(float(s) for s in case.spacing_mm), "ed_frame": int(case.ed_frame),

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "echotemporal"
 
 #: Stages in data-flow order; a module may import only from its own stage or earlier ones.
 #: "top" holds the entry points and the documented re-exports (cli, pipeline, pretrained).
-STAGES = ("core", "io", "phantoms", "measure", "model", "training", "correct", "plotting", "outputs", "batch",
+STAGES = ("core", "io", "measure", "phantoms", "model", "training", "correct", "plotting", "outputs", "batch",
           "serve", "top")
 
 

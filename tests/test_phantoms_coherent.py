@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from echotemporal.attributes import lv_landmarks
-from echotemporal.labels import drop_la
+from echotemporal.measure.attributes import lv_landmarks
+from echotemporal.core.labels import drop_la
 from echotemporal.phantoms import (
     COHERENT_KINDS,
     broken_frames,

@@ -87,9 +87,12 @@ def judge_frames(
     """Per-frame trust of the input (:mod:`echotemporal.correct.trust`), from its encoding ``z0`` (T, D)."""
     from echotemporal.model.alignment import to_grid
 
+    from echotemporal.measure.anatomy import CRITERIA
+
     probs = np.asarray(model.decode(np.asarray(z0, dtype=np.float32)))
     dice = reconstruction_dice(to_grid(labels, alignment), probs)
-    return assess_frames(before.valid, before.attributes, dice, thresholds)
+    lv_one_piece = before.criteria[:, CRITERIA.index("lv_one_component")] if before.checked else None
+    return assess_frames(before.valid, before.attributes, dice, thresholds, lv_one_piece)
 
 
 def _robust_start(
@@ -135,7 +138,8 @@ def _robust_start(
         names = tuple(model.attribute_names)
         phase = np.array([names.index(n) for n in PHASE_ATTRIBUTES if n in names], dtype=int)
         fit = reestimate_frames(
-            out, z0, ~rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check
+            out, z0, ~rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
+            lv_intact=trust.lv_intact,
         )
         out = fit.labels
     z = z0.copy()
@@ -160,6 +164,11 @@ def smooth_arvae(
         labels, before, z0, trust, reestimated = _robust_start(
             labels, spacing_mm, model, thresholds, before, z0, alignment
         )
+    if trust is not None and before.valid.all() and not before.flags.any():
+        # Nothing left to correct: the latent projection would only spread small changes onto
+        # frames that need none (its constraints are on latents, not on the measured attributes).
+        keep = np.zeros(len(labels), dtype=bool)
+        return ArvaeOutcome(labels, before, 0, latent_tolerances(model, thresholds)[1], keep, trust, reestimated)
     outcome = _consistency_rounds(labels, spacing_mm, model, config, thresholds, before, z0, alignment)
     outcome.trust, outcome.reestimated = trust, reestimated
     return outcome
@@ -236,10 +245,11 @@ def _consistency_rounds(
 def _revert_unhelped(
     out: np.ndarray, shape: ShapeMeasures, labels: np.ndarray, before: ShapeMeasures, thresholds: AttributeThresholds
 ) -> tuple[np.ndarray, ShapeMeasures]:
-    """Do no harm: a frame replaced only because it was invalid (never flagged) and still invalid
-    gets the input frame back, where that creates no new inconsistency with its neighbours."""
+    """Do no harm: a changed frame that is invalid while its input frame was valid, or that was
+    replaced only for being invalid (never flagged) and is still invalid, gets the input frame back,
+    where that creates no new inconsistency with its neighbours."""
     changed = (out != labels).reshape(len(out), -1).any(axis=1)
-    revert = changed & ~before.valid & ~before.flags.any(axis=1) & ~shape.valid
+    revert = changed & ~shape.valid & (before.valid | ~before.flags.any(axis=1))
     flagged = shape.flags.any(axis=1)
     while revert.any():
         restored = restore_frames(shape, before, revert, thresholds)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-from echotemporal.core.labels import LV
+from echotemporal.core.labels import LV, MYO
 from echotemporal.correct.cleanup import MAX_MODELLED
 from echotemporal.correct.decoding import SequenceDecoder
 
@@ -37,8 +37,8 @@ __all__ = ["Reestimate", "fit_latent_trajectory", "reestimate_frames", "search_v
 FIT_LAMBDA = 0.1
 #: Weight of an untrusted frame in the fit (none would make the system singular at the ends).
 UNTRUSTED_WEIGHT = 1e-4
-#: Weight of an untrusted frame with a one-piece LV in the LV area/length dims (the phase carrier).
-PHASE_WEIGHT = 0.05
+#: Weight of an untrusted frame with an intact LV in the LV area/length dims (the phase carrier).
+PHASE_WEIGHT = 0.5
 #: Latent search: samples per radius, radii in units of the sequence's per-dim latent spread.
 SEARCH_SAMPLES = 24
 SEARCH_RADII = (0.25, 0.5, 1.0, 2.0)
@@ -158,9 +158,9 @@ def search_valid_latents(
     return None
 
 
-def _fit_weights(z0: np.ndarray, trusted: np.ndarray, phase_dims: np.ndarray, lv_whole: np.ndarray) -> np.ndarray:
+def _fit_weights(z0: np.ndarray, trusted: np.ndarray, phase_dims: np.ndarray, lv_intact: np.ndarray) -> np.ndarray:
     weights = np.where(trusted, 1.0, UNTRUSTED_WEIGHT)[:, None] * np.ones(z0.shape[1])
-    carrier = ~trusted & lv_whole
+    carrier = ~trusted & lv_intact
     if carrier.any() and phase_dims.size:
         weights[np.ix_(carrier, phase_dims)] = PHASE_WEIGHT
     return weights
@@ -177,6 +177,7 @@ def reestimate_frames(
     present: tuple[int, ...],
     phase_dims: np.ndarray,
     check: Any,
+    lv_intact: np.ndarray,
 ) -> Reestimate:
     """Replace the untrusted frames by the model's shapes at latents fitted to the trusted frames.
 
@@ -187,13 +188,14 @@ def reestimate_frames(
         spacing_mm: native (row_mm, col_mm); present: labels present in the sequence.
         phase_dims: latent dims of LV area and length (the phase carriers).
         check: ``(n, H, W) labels -> (n,) bool`` native validity of candidate frames.
+        lv_intact: (T,) bool, frames whose LV alone is right: their LV is kept as drawn (the rest
+            re-estimated around it) wherever the composed frame is valid.
 
     Returns:
         Reestimate.
     """
     frames = np.flatnonzero(~trusted)
-    lv_whole = np.array([_one_lv(frame) for frame in labels])
-    z = fit_latent_trajectory(z0, _fit_weights(z0, trusted, phase_dims, lv_whole))
+    z = fit_latent_trajectory(z0, _fit_weights(z0, trusted, phase_dims, lv_intact))
     z[trusted] = z0[trusted]
     spread = np.maximum(z0.std(axis=0), 0.1 * np.median(z0.std(axis=0)) + 1e-3)
     carry = _carry_from(labels, frames, trusted)
@@ -210,13 +212,23 @@ def reestimate_frames(
         candidate = SequenceDecoder(carry[i : i + 1], alignment, model, None, cleanup=True, present=present)(found[None])
         if bool(np.asarray(check(candidate), dtype=bool)[0]):
             out[t], z[t], valid[i], searched[i] = candidate[0], found, True, True
+    _keep_intact_lv(out, labels, frames[lv_intact[frames]], check)
     return Reestimate(out, z, frames, searched, valid)
 
 
-def _one_lv(frame: np.ndarray) -> bool:
-    from scipy import ndimage
+def _keep_intact_lv(out: np.ndarray, labels: np.ndarray, frames: np.ndarray, check: Any) -> None:
+    """Put the input LV of ``frames`` back into their re-estimated shapes, in place, where valid.
 
-    mask = frame == LV
-    return bool(mask.any()) and ndimage.label(mask, structure=np.ones((3, 3)))[1] == 1
+    The decoded LV around the drawn one becomes myocardium, the decoded myocardium under the drawn
+    LV becomes LV: only the broken rest of the frame is the model's.
+    """
+    if not len(frames):
+        return
+    composed = out[frames].copy()
+    drawn = labels[frames] == LV
+    composed[(composed == LV) & ~drawn] = MYO
+    composed[drawn] = LV
+    ok = np.asarray(check(composed), dtype=bool)
+    out[frames[ok]] = composed[ok]
 
 

@@ -35,10 +35,16 @@ __all__ = ["FrameTrust", "MIN_RECONSTRUCTION_DICE", "assess_frames", "reconstruc
 #: A frame whose LV or MYO Dice with its own reconstruction is below this is not trusted. Expert
 #: masks of held-out CAMUS patients reconstruct at 0.97-0.98 (MYO) on the native grid.
 MIN_RECONSTRUCTION_DICE = 0.86
+#: Quantile of a sequence's reconstruction Dice taken as what its good frames reach (most frames
+#: of a sequence are good at the sequence's own level, even with 70 % broken: broken ones are lower).
+REFERENCE_QUANTILE = 0.75
+#: A frame more than this below the sequence's reference (LV, MYO) is not trusted (the model
+#: reconstructs good LVs to about 0.99 and good myocardia to about 0.975)...
+RELATIVE_DROP = np.array([0.03, 0.05])
+#: ...and an untrusted run spreads over neighbours more than this below it (failures ramp in).
+NEIGHBOUR_DROP = RELATIVE_DROP / 2
 #: Extra allowance of an end frame's deviation from the extrapolation of its neighbours.
 END_ALLOWANCE = 2.0
-#: Reconstruction Dice at which the confidence reaches 1.
-FULL_CONFIDENCE_DICE = 0.95
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class FrameTrust:
         reconstruction_dice: min over LV and MYO of the Dice with the model's reconstruction (grid).
         valid: bool, anatomical validity of the input frame.
         outlier: bool, off the temporal curve of the trusted frames (or an attribute unmeasurable).
+        lv_intact: bool, the LV alone looks right (one piece, reconstructed as well as the
+            sequence's good frames): its area and length still carry the cardiac phase.
     """
 
     confidence: np.ndarray
@@ -58,6 +66,7 @@ class FrameTrust:
     reconstruction_dice: np.ndarray
     valid: np.ndarray
     outlier: np.ndarray
+    lv_intact: np.ndarray
 
     def reversed(self) -> FrameTrust:
         """The same evidence in reversed frame order."""
@@ -65,25 +74,24 @@ class FrameTrust:
 
 
 def reconstruction_dice(grid_labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Per frame, the lower of the LV and MYO Dice between a frame and its reconstruction.
+    """Per frame, the LV and MYO Dice between a frame and its reconstruction.
 
     Args:
         grid_labels: (T, G, G) uint8 labels on the model grid (LA and above read as background).
         probs: (T, C, G, G) decoded class probabilities of the frames' own latents.
 
     Returns:
-        (T,) float in [0, 1]; 1 for a class absent from both.
+        (T, 2) float in [0, 1], columns LV and MYO; 1 for a class absent from both.
     """
     recon = probs.argmax(axis=1)
     n = len(grid_labels)
-    out = np.ones(n)
-    for value in (LV, MYO):
+    out = np.ones((n, 2))
+    for k, value in enumerate((LV, MYO)):
         a = (grid_labels == value).reshape(n, -1)
         b = (recon == value).reshape(n, -1)
         total = a.sum(axis=1) + b.sum(axis=1)
         inter = (a & b).sum(axis=1)
-        dice = np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 1.0)
-        out = np.minimum(out, dice)
+        out[:, k] = np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 1.0)
     return out
 
 
@@ -149,24 +157,45 @@ def temporal_outliers(attributes: np.ndarray, thresholds: AttributeThresholds, c
     return outlier
 
 
+def _spread(seed: np.ndarray, weak: np.ndarray) -> np.ndarray:
+    """(T,) bool: ``seed`` grown along runs of adjacent ``weak`` frames (both (T,) bool)."""
+    out = seed.copy()
+    while True:
+        grown = out | (weak & (np.convolve(out.astype(int), [1, 1, 1], mode="same") > 0))
+        if (grown == out).all():
+            return out
+        out = grown
+
+
 def assess_frames(
     valid: np.ndarray,
     attributes: np.ndarray,
     recon_dice: np.ndarray,
     thresholds: AttributeThresholds,
+    lv_one_piece: np.ndarray | None = None,
 ) -> FrameTrust:
     """Combine validity, reconstruction agreement and temporal coherence into trust (module docstring).
 
     Args:
         valid: (T,) bool anatomical validity of the input frames.
         attributes: (T, K) attributes of the input frames (``thresholds.names`` order).
-        recon_dice: (T,) :func:`reconstruction_dice` of the input frames.
+        recon_dice: (T, 2) :func:`reconstruction_dice` (LV, MYO) of the input frames.
         thresholds: the consistency thresholds.
+        lv_one_piece: (T,) bool, the input LV is one connected piece (None: assumed).
     """
-    candidates = np.asarray(valid, dtype=bool) & (recon_dice >= MIN_RECONSTRUCTION_DICE)
+    per_label = np.asarray(recon_dice, dtype=np.float64).reshape(len(valid), 2)
+    recon_dice = per_label.min(axis=1)
+    reference = np.quantile(per_label, REFERENCE_QUANTILE, axis=0)
+    weak = (per_label < reference - NEIGHBOUR_DROP).any(axis=1)
+    lv_intact = per_label[:, 0] >= reference[0] - NEIGHBOUR_DROP[0]
+    if lv_one_piece is not None:
+        lv_intact &= np.asarray(lv_one_piece, dtype=bool)
+    floor = np.maximum(MIN_RECONSTRUCTION_DICE, reference - RELATIVE_DROP)
+    candidates = np.asarray(valid, dtype=bool) & (per_label >= floor).all(axis=1)
+    candidates &= ~_spread(~candidates, weak)
     outlier = temporal_outliers(attributes, thresholds, candidates)
     trusted = candidates & ~outlier
-    graded = np.clip((recon_dice - MIN_RECONSTRUCTION_DICE) / (FULL_CONFIDENCE_DICE - MIN_RECONSTRUCTION_DICE), 0, 1)
+    graded = np.clip((per_label - floor) / np.maximum(reference - floor, 1e-6), 0, 1).min(axis=1)
     confidence = (0.5 + 0.5 * graded) * np.where(valid, 1.0, 0.4) * np.where(outlier, 0.5, 1.0)
     confidence = np.where(trusted, confidence, np.minimum(confidence, 0.49))
-    return FrameTrust(confidence, trusted, np.asarray(recon_dice, dtype=np.float64), np.asarray(valid, dtype=bool), outlier)
+    return FrameTrust(confidence, trusted, recon_dice, np.asarray(valid, dtype=bool), outlier, lv_intact)

@@ -18,9 +18,9 @@ from typing import Any, Callable
 import numpy as np
 from scipy import ndimage
 
-from echotemporal.attributes import lv_landmarks
-from echotemporal.boxes import grow
-from echotemporal.labels import BACKGROUND, LA, LV, MYO, validate_labels
+from echotemporal.measure.attributes import lv_landmarks
+from echotemporal.core.boxes import grow
+from echotemporal.core.labels import BACKGROUND, LA, LV, MYO, validate_labels
 from echotemporal.phantoms.corruption import smooth_random_field
 from echotemporal.phantoms.records import COHERENT_KINDS, CorruptionRun
 

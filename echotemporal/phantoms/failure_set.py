@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from echotemporal.labels import drop_la
+from echotemporal.core.labels import drop_la
 from echotemporal.phantoms.coherent import broken_frames, coherent_failures
 from echotemporal.phantoms.corruption import annotation_jitter
 from echotemporal.phantoms.parametric import VIEWS, generate_sequence
