@@ -1,6 +1,7 @@
 """Synthetic CAMUS-like sequences with exact ground truth, corruptions, and real-shape sequences.
 
-Modules: `parametric` (analytic bullet-shaped hearts, ED -> ES), `real_shapes` (expert CAMUS ED/ES
+Modules: `parametric` (analytic bullet-shaped hearts, ED -> ES or whole cycles), `cycle_profile`
+(contraction over whole beats), `real_shapes` (expert CAMUS ED/ES
 masks and signed-distance interpolation between them), `corruption` (annotation jitter and recorded
 corruptions), `tree` (CAMUS-layout folders of synthetic patients), `raster` (polygon filling, mask
 surgery), `contour` (exact contour measures), `records` (result types).
@@ -9,7 +10,8 @@ surgery), `contour` (exact contour measures), `records` (result types).
 from __future__ import annotations
 
 from echotemporal.phantoms.corruption import annotation_jitter, corrupt_sequence
-from echotemporal.phantoms.parametric import VIEWS, generate_sequence
+from echotemporal.phantoms.cycle_profile import BeatTiming, CycleProfile, cycle_profile, sample_beat_timing
+from echotemporal.phantoms.parametric import VIEWS, generate_cycle_sequence, generate_sequence
 from echotemporal.phantoms.real_shapes import (
     FullResolutionCase,
     RealShapes,
@@ -26,6 +28,11 @@ __all__ = [
     "CORRUPTION_KINDS",
     "VIEWS",
     "annotation_jitter",
+    "BeatTiming",
+    "CycleProfile",
+    "cycle_profile",
+    "generate_cycle_sequence",
+    "sample_beat_timing",
     "corrupt_sequence",
     "Corruption",
     "FullResolutionCase",
