@@ -16,7 +16,14 @@ from echotemporal.clinical.cycles import (
 )
 from echotemporal.errors import ConfigError
 from echotemporal.io.sequence import frame_time_ms_from_header, read_sequence, write_sequence
-from echotemporal.phantoms import corrupt_sequence, cycle_profile, generate_cycle_sequence, sample_beat_timing
+from echotemporal.phantoms import (
+    corrupt_sequence,
+    cycle_profile,
+    generate_cycle_sequence,
+    generate_sequence,
+    real_shape_sequence,
+    sample_beat_timing,
+)
 
 PERIOD = 30  # frames per beat of the analytic curves
 
@@ -209,3 +216,16 @@ def test_frame_time_from_header_units_and_plausibility():
     assert frame_time_ms_from_header((0.3, 0.3, 1.0), {}) is None
     four_d = {"dim[4]": "20", "pixdim[4]": "20000", "xyzt_units": str(2 | 24)}  # microseconds
     assert frame_time_ms_from_header((0.3, 0.3, 1.0), four_d) == pytest.approx(20.0)
+
+
+def test_real_shape_sequence_on_a_two_beat_profile():
+    half = generate_sequence(11, n_frames=2, spacing_mm=(0.5, 0.5))
+    prof = cycle_profile([sample_beat_timing(np.random.default_rng(1)) for _ in range(2)], 20)
+    ph = real_shape_sequence(half.labels[0], half.labels[1], 0, spacing_mm=half.spacing_mm, profile=prof)
+    assert ph.n_frames == len(prof.values) and ph.beat_ed_frames == prof.ed_frames
+    assert np.array_equal(ph.labels[prof.ed_frames[1]], half.labels[0])
+    assert np.array_equal(ph.labels[prof.es_frames[0]], half.labels[1])
+    c = detect_beats(measure_frames(ph.labels, ph.spacing_mm).volumes_ml)
+    assert c.kind == "multi" and c.n_beats == 2
+    for (ed, es), (ed_true, es_true), end in zip(c.beats, ph.beats, prof.es_plateau_frames):
+        assert abs(ed - ed_true) <= 1 and es_true - 1 <= es <= end + 1
