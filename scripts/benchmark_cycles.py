@@ -113,7 +113,8 @@ def _median_abs(x: np.ndarray) -> str:
     x = np.abs(x[np.isfinite(x)])
     if not x.size:
         return "  n/a"
-    return f"{np.median(x):5.1f} p95 {np.percentile(x, 95):5.1f} within 10 %: {100 * np.mean(x <= 10):5.1f} % (n={x.size})"
+    within = 100 * np.mean(x <= 10)
+    return f"{np.median(x):5.1f} p95 {np.percentile(x, 95):5.1f} within 10 %: {within:5.1f} % (n={x.size})"
 
 
 def _report(name: str, rows: list[tuple]) -> None:

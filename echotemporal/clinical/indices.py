@@ -379,7 +379,7 @@ def detect_ed_es(volumes_ml: np.ndarray) -> tuple[int, int]:
     Returns:
         (ed_frame, es_frame), 0-based; a curve too short for beat detection (fewer than 4 frames, e.g.
         an ED/ES pair) gives its largest volume and the smallest after it. When the curve cannot tell
-        them apart (a flat or NaN curve, the maximum on the last frame, no ED followed by an ES) a RuntimeWarning is issued and the CAMUS
+        them apart (a flat or NaN curve, no ED followed by an ES) a RuntimeWarning is issued and the CAMUS
         half-sequence convention ``(0, T − 1)`` is returned; ``clinical_indices`` then reports NaN
         indices rather than trusting it.
     """

@@ -259,10 +259,11 @@ def frame_time_ms_from_header(spacing: Sequence[float], meta: dict[str, str]) ->
     The frame axis of a (x, y, t) sequence is the image's third axis: its spacing (NIfTI ``pixdim[3]``,
     MetaImage ``ElementSpacing``) is read as time, unless the NIfTI header stores time as its fourth
     dimension (``dim[4] > 1``: ``pixdim[4]``); when the one read is not a plausible frame time, the
-    other is tried (converters write the frame time in ``pixdim[4]`` of a 3D file). The unit is the NIfTI ``xyzt_units`` time unit when
-    set and it gives a plausible value; otherwise (SimpleITK, for one, writes "seconds" whatever the
-    value) a value below 1 is taken as seconds and one from 1 up as milliseconds. A value outside
-    5-200 ms per frame (such as the spacing 1 most tools write) is no frame time.
+    other is tried (converters write the frame time in ``pixdim[4]`` of a 3D file). The unit is the
+    NIfTI ``xyzt_units`` time unit when set and it gives a plausible value; otherwise (SimpleITK, for
+    one, writes "seconds" whatever the value) a value below 1 is taken as seconds and one from 1 up as
+    milliseconds. A value outside 5-200 ms per frame (such as the spacing 1 most tools write) is no
+    frame time.
 
     Args:
         spacing: (3,) image spacing in SimpleITK order (x, y, t).
