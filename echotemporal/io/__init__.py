@@ -20,6 +20,7 @@ from echotemporal.io.sequence import (
     SEQUENCE_SUFFIXES,
     ImageGeometry,
     LabelSequence,
+    frame_time_ms_from_header,
     geometry_from_spacing,
     read_sequence,
     write_sequence,

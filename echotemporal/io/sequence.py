@@ -35,6 +35,7 @@ __all__ = [
     "LabelSequence",
     "read_sequence",
     "write_sequence",
+    "frame_time_ms_from_header",
     "geometry_from_spacing",
 ]
 
@@ -71,12 +72,15 @@ class LabelSequence:
         spacing_mm: (row_mm, col_mm) pixel size in mm, array order.
         geometry: the file's geometry, kept so that outputs copy it exactly.
         path: the file it was read from, if any.
+        frame_time_ms: time between frames from the file's header (:func:`frame_time_ms_from_header`),
+            ms; None when the header has no plausible one.
     """
 
     labels: np.ndarray
     spacing_mm: tuple[float, float]
     geometry: ImageGeometry
     path: Path | None = None
+    frame_time_ms: float | None = None
 
     @property
     def n_frames(self) -> int:
@@ -233,12 +237,57 @@ def read_sequence(path: str | os.PathLike[str]) -> LabelSequence:
     geometry = ImageGeometry(
         spacing=tuple(image.GetSpacing()), origin=tuple(image.GetOrigin()), direction=tuple(image.GetDirection())
     )
+    meta = {key: image.GetMetaData(key) for key in image.GetMetaDataKeys()}
     return LabelSequence(
         labels=labels,
         spacing_mm=_sitk_xy_to_row_col(geometry.spacing),
         geometry=geometry,
         path=path,
+        frame_time_ms=frame_time_ms_from_header(geometry.spacing, meta) if len(labels) > 1 else None,
     )
+
+
+#: Plausible time between echocardiography frames (5-200 fps), ms.
+FRAME_TIME_RANGE_MS: tuple[float, float] = (5.0, 200.0)
+#: NIfTI ``xyzt_units`` time bits (mask 0x38) -> milliseconds per unit.
+_NIFTI_TIME_UNITS_MS = {8: 1000.0, 16: 1.0, 24: 0.001}
+
+
+def frame_time_ms_from_header(spacing: Sequence[float], meta: dict[str, str]) -> float | None:
+    """Time between frames from an image header, when it is plausible.
+
+    The frame axis of a (x, y, t) sequence is the image's third axis: its spacing (NIfTI ``pixdim[3]``,
+    MetaImage ``ElementSpacing``) is read as time, unless the NIfTI header stores time as its fourth
+    dimension (``dim[4] > 1``: ``pixdim[4]``); when the one read is not a plausible frame time, the
+    other is tried (converters write the frame time in ``pixdim[4]`` of a 3D file). The unit is the
+    NIfTI ``xyzt_units`` time unit when set and it gives a plausible value; otherwise (SimpleITK, for
+    one, writes "seconds" whatever the value) a value below 1 is taken as seconds and one from 1 up as
+    milliseconds. A value outside 5-200 ms per frame (such as the spacing 1 most tools write) is no
+    frame time.
+
+    Args:
+        spacing: (3,) image spacing in SimpleITK order (x, y, t).
+        meta: the image's metadata dictionary (SimpleITK ``GetMetaData``).
+
+    Returns:
+        Frame time in ms, or None.
+    """
+    try:
+        third = float(spacing[2]) if len(spacing) > 2 else float("nan")
+        fourth = float(meta.get("pixdim[4]", "nan"))
+        values = [fourth, third] if int(float(meta.get("dim[4]", "1"))) > 1 else [third, fourth]
+        units = int(float(meta.get("xyzt_units", "0"))) & 0x38
+    except ValueError:
+        return None
+    lo, hi = FRAME_TIME_RANGE_MS
+    for value in values:
+        if not math.isfinite(value) or value <= 0:
+            continue
+        guess = value * 1000.0 if value < 1.0 else value
+        for ms in ([value * _NIFTI_TIME_UNITS_MS[units]] if units in _NIFTI_TIME_UNITS_MS else []) + [guess]:
+            if lo <= ms <= hi:
+                return ms
+    return None
 
 
 def write_sequence(

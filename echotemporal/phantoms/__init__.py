@@ -1,6 +1,7 @@
 """Synthetic CAMUS-like sequences with exact ground truth, corruptions, and real-shape sequences.
 
-Modules: `parametric` (analytic bullet-shaped hearts, ED -> ES), `real_shapes` (expert CAMUS ED/ES
+Modules: `parametric` (analytic bullet-shaped hearts, ED -> ES or whole cycles), `cycle_profile`
+(contraction over whole beats), `real_shapes` (expert CAMUS ED/ES
 masks and signed-distance interpolation between them), `corruption` (annotation jitter and recorded
 corruptions), `coherent` (runs of frames broken as CNN segmenters fail), `failure_set` (benchmark
 sets of coherently broken sequences), `tree` (CAMUS-layout folders of synthetic patients), `raster` (polygon filling, mask
@@ -12,7 +13,8 @@ from __future__ import annotations
 from echotemporal.phantoms.coherent import broken_frames, coherent_failures
 from echotemporal.phantoms.corruption import annotation_jitter, corrupt_sequence
 from echotemporal.phantoms.failure_set import FailureCase, coherent_failure_case, coherent_failure_set
-from echotemporal.phantoms.parametric import VIEWS, generate_sequence
+from echotemporal.phantoms.cycle_profile import BeatTiming, CycleProfile, cycle_profile, sample_beat_timing
+from echotemporal.phantoms.parametric import VIEWS, generate_cycle_sequence, generate_sequence
 from echotemporal.phantoms.real_shapes import (
     FullResolutionCase,
     RealShapes,
@@ -40,6 +42,11 @@ __all__ = [
     "coherent_failure_case",
     "coherent_failure_set",
     "coherent_failures",
+    "BeatTiming",
+    "CycleProfile",
+    "cycle_profile",
+    "generate_cycle_sequence",
+    "sample_beat_timing",
     "corrupt_sequence",
     "Corruption",
     "CorruptionRun",

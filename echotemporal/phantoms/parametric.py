@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
+from echotemporal.phantoms.cycle_profile import CycleProfile, cycle_profile, sample_beat_timing
 from echotemporal.phantoms.contour import disk_volume_ml, polygon_area, polyline_length
 from echotemporal.phantoms.raster import fill_polygon, smooth_time_profile
 from echotemporal.phantoms.records import PhantomSequence
 
-__all__ = ["VIEWS", "generate_sequence"]
+__all__ = ["VIEWS", "generate_cycle_sequence", "generate_sequence"]
 
 VIEWS: tuple[str, ...] = ("2CH", "4CH")
 
@@ -298,9 +299,10 @@ def _rotate(xy: np.ndarray, angle_deg: float) -> np.ndarray:
 
 
 def _build(phys: _Physiology, image_shape: tuple[int, int] | None, spacing_mm: tuple[float, float] | None,
-           *, seed_repr: Any = None) -> PhantomSequence:
+           *, seed_repr: Any = None, profile: np.ndarray | None = None) -> PhantomSequence:
     radial_scale, thickening = _solve_contraction(phys)
-    profile = smooth_time_profile(phys.n_frames, phys.time_gamma)
+    if profile is None:
+        profile = smooth_time_profile(phys.n_frames, phys.time_gamma)
     frames = [_frame(phys, float(p), radial_scale, thickening) for p in profile]
 
     # Place the heart: tilt about the apex, highest epicardial point at apex_top_mm, centred laterally.
@@ -460,3 +462,100 @@ def _generate_patient_views(rng: np.random.Generator) -> dict[str, PhantomSequen
     """Both views of one synthetic patient: shared size, EF, wall and imaging; per-view shape."""
     patient = _sample_patient(rng)
     return {view: _build(_sample_view(patient, view, rng), None, None) for view in VIEWS}
+
+
+def _truth_rates(phys: _Physiology, radial_scale: float, thickening: float, prof: CycleProfile,
+                 frame_time_ms: float) -> list[dict[str, float]]:
+    """Exact per-beat peak ejection/filling rates (mL/s) and time to peak filling (ms from ES).
+
+    ``dV/dt = V'(p)·dp/dt``: the volume as a function of the contraction ``p`` is a cubic spline
+    through 41 exact disk volumes (smooth in p), ``dp/dt`` is the profile's analytic derivative; the
+    extrema are taken on a grid 40 times finer than the frames.
+    """
+    from scipy.interpolate import CubicSpline
+
+    grid = np.linspace(0.0, 1.0, 41)
+    volume_of_p = CubicSpline(grid, [_lv_volume(_frame(phys, float(p), radial_scale, thickening)) for p in grid])
+    n = len(prof.values)
+    fine = np.linspace(0.0, n - 1, 40 * (n - 1) + 1)
+    p, dp = prof.evaluate(fine)
+    rate = volume_of_p(p, 1) * dp * 1000.0 / frame_time_ms  # mL/s
+    out = []
+    for k, (ed, es) in enumerate(zip(prof.ed_frames, prof.es_frames)):
+        end = prof.ed_frames[k + 1] if k + 1 < len(prof.ed_frames) else n - 1
+        eject = (fine >= ed) & (fine <= es)
+        fill = (fine >= es) & (fine <= end)
+        peak_fill = int(np.argmax(np.where(fill, rate, -np.inf)))
+        out.append({
+            "peak_ejection_rate_ml_s": float(-rate[eject].min()),
+            "peak_filling_rate_ml_s": float(rate[fill].max()) if end > es else float("nan"),
+            "time_to_peak_filling_ms": float((fine[peak_fill] - es) * frame_time_ms) if end > es else float("nan"),
+        })
+    return out
+
+
+def generate_cycle_sequence(
+    seed: int | np.random.Generator,
+    *,
+    view: str = "4CH",
+    n_beats: int = 1,
+    frames_per_beat: int | None = None,
+    heart_period_ms: float | None = None,
+    depth_variation: float = 0.1,
+    image_shape: tuple[int, int] | None = None,
+    spacing_mm: tuple[float, float] | None = None,
+    ef_percent: float | None = None,
+) -> PhantomSequence:
+    """A full cardiac cycle (ED → ES → ED) or several beats, with exact volumes, ED/ES and rates.
+
+    The heart is the one :func:`generate_sequence` draws from the same seed; its contraction follows
+    a whole-cycle profile (``cycle_profile``: ejection over about a third of the cycle, isovolumic
+    relaxation, rapid filling, diastasis, atrial kick). Beats after the first eject a little less
+    (depth down to ``1 − depth_variation``), so per-beat EFs differ.
+
+    Args:
+        seed: integer seed or a numpy Generator.
+        view: "2CH" or "4CH".
+        n_beats: number of beats (the sequence ends on the ED that closes the last one).
+        frames_per_beat: frames per cycle (default: random 24..45).
+        heart_period_ms: cycle length (default: random 700..1100 ms); frame time = period / frames.
+        depth_variation: largest relative drop of a later beat's contraction.
+        image_shape, spacing_mm, ef_percent: as in :func:`generate_sequence` (EF of the deepest beat).
+
+    Returns:
+        PhantomSequence with ``beat_ed_frames``, ``beat_es_frames``, ``frame_time_ms``; ``ef_percent``
+        and ``gls_percent`` of the first beat; ``params["beats"]`` holds each beat's analytic EDV, ESV,
+        EF, GLS, peak ejection and filling rates (mL/s), time to peak filling (ms) and ES plateau end.
+
+    Raises:
+        ValueError: as :func:`generate_sequence`, or n_beats < 1.
+    """
+    if int(n_beats) < 1:
+        raise ValueError(f"n_beats={n_beats}: need at least one beat")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    seed_repr = None if isinstance(seed, np.random.Generator) else int(seed)
+    patient = _sample_patient(rng)
+    phys = _apply_overrides(_sample_view(patient, view, rng), None, ef_percent)
+    fpb = int(frames_per_beat) if frames_per_beat is not None else int(rng.integers(24, 46))
+    period = float(heart_period_ms) if heart_period_ms is not None else float(rng.uniform(700.0, 1100.0))
+    depths = [1.0] + [float(1.0 - rng.uniform(0.0, depth_variation)) for _ in range(int(n_beats) - 1)]
+    prof = cycle_profile([sample_beat_timing(rng, d) for d in depths], fpb)
+    phys = replace(phys, n_frames=len(prof.values))
+    seq = _build(phys, image_shape, spacing_mm, seed_repr=seed_repr, profile=prof.values)
+    frame_time = period / fpb
+    params = dict(seq.params)
+    radial_scale, thickening = params["radial_scale_es"], params["wall_thickening_es"]
+    volumes = seq.lv_volume_ml
+    endo = params["endo_length_mm"]
+    beats = []
+    for k, (ed, es, rates) in enumerate(zip(prof.ed_frames, prof.es_frames,
+                                            _truth_rates(phys, radial_scale, thickening, prof, frame_time))):
+        beats.append({"ed_frame": ed, "es_frame": es, "es_plateau_end_frame": prof.es_plateau_frames[k],
+                      "edv_ml": float(volumes[ed]), "esv_ml": float(volumes[es]),
+                      "ef_percent": float(100.0 * (volumes[ed] - volumes[es]) / volumes[ed]),
+                      "gls_percent": float(100.0 * (endo[es] - endo[ed]) / endo[ed]), **rates})
+    params.update({"generator": "parametric-cycle", "cycle_profile": prof.to_json(), "frame_time_ms": frame_time,
+                   "heart_period_ms": period, "beats": beats})
+    return replace(seq, ed_frame=prof.ed_frames[0], es_frame=prof.es_frames[0], ef_percent=beats[0]["ef_percent"],
+                   gls_percent=beats[0]["gls_percent"], params=params, beat_ed_frames=prof.ed_frames,
+                   beat_es_frames=prof.es_frames, frame_time_ms=frame_time)

@@ -26,6 +26,7 @@ from scipy import ndimage
 from echotemporal.core.distances import label_distances
 from echotemporal.core.errors import InputFileError
 from echotemporal.core.labels import validate_labels
+from echotemporal.phantoms.cycle_profile import CycleProfile
 from echotemporal.phantoms.raster import enforce_single_components, smooth_time_profile
 from echotemporal.phantoms.records import PhantomSequence
 
@@ -179,8 +180,9 @@ def real_shape_sequence(
     rng: np.random.Generator | None = None,
     output_shape: tuple[int, int] | None = None,
     view: str = "",
+    profile: CycleProfile | None = None,
 ) -> PhantomSequence:
-    """Half-sequence ED -> ES interpolated between two real masks by signed distances.
+    """Half-sequence ED -> ES (or whole cycles) interpolated between two real masks by signed distances.
 
     Each label's signed distance (mm) is interpolated linearly on a smooth monotone time profile and
     every pixel takes the label of smallest distance: borders move continuously, the partition never
@@ -196,6 +198,9 @@ def real_shape_sequence(
         rng: optional generator; when given, the time profile gets a random warp (early/late ejection).
         output_shape: optional (H2, W2) output grid covering the same field of view.
         view: view name stored in the result ("2CH"/"4CH"), optional.
+        profile: optional whole-cycle contraction profile (``phantoms.cycle_profile``; 0 = ED mask,
+            1 = ES mask): the sequence then has its ``len(profile.values)`` frames (``n_frames`` is
+            ignored) and its beats' ED/ES frames (``beat_ed_frames``/``beat_es_frames``).
 
     Returns:
         PhantomSequence with labels (T, H2, W2) uint8, frame 0 = ED, frame T-1 = ES, spacing_mm of the
@@ -209,12 +214,15 @@ def real_shape_sequence(
     es = validate_labels(np.asarray(es_mask), "es_mask")
     if ed.ndim != 2 or ed.shape != es.shape:
         raise ValueError(f"ed_mask {ed.shape} and es_mask {es.shape} must be 2-D masks of the same shape")
+    cycle = profile
+    if cycle is not None:
+        n_frames = len(cycle.values)
     if int(n_frames) < 2:
         raise ValueError(f"n_frames={n_frames}: a half-sequence needs at least 2 frames")
     n_frames = int(n_frames)
     row_mm, col_mm = (float(v) for v in spacing_mm)
     gamma = 1.0 if rng is None else float(rng.uniform(0.85, 1.2))
-    profile = smooth_time_profile(n_frames, gamma)
+    profile = smooth_time_profile(n_frames, gamma) if cycle is None else np.clip(cycle.values, 0.0, 1.0)
 
     d_ed = label_distances(ed, (row_mm, col_mm))
     d_es = label_distances(es, (row_mm, col_mm))
@@ -235,14 +243,14 @@ def real_shape_sequence(
     # of strict inequalities): only the pixels that change need the per-frame arg-min.
     moving = lab_ed != lab_es
     labels = np.repeat(lab_ed[None], n_frames, axis=0)
-    labels[-1] = lab_es
+    labels[profile == 1.0] = lab_es
     if moving.any():
         rows, cols = np.nonzero(moving)
         a, b = d_ed[:, rows, cols], d_es[:, rows, cols]
         heart = np.nonzero((lab_ed > 0) | (lab_es > 0))
         r0, r1 = max(int(heart[0].min()) - 2, 0), min(int(heart[0].max()) + 3, out_shape[0])
         c0, c1 = max(int(heart[1].min()) - 2, 0), min(int(heart[1].max()) + 3, out_shape[1])
-        for t in range(1, n_frames - 1):
+        for t in np.flatnonzero((profile > 0.0) & (profile < 1.0)):
             p = profile[t]
             labels[t, rows, cols] = np.argmin((1.0 - p) * a + p * b, axis=0)
             labels[t, r0:r1, c0:c1] = enforce_single_components(labels[t, r0:r1, c0:c1])
@@ -257,16 +265,20 @@ def real_shape_sequence(
         "image_shape": list(out_shape),
         "spacing_mm": list(out_spacing),
     }
+    if cycle is not None:
+        params["cycle_profile"] = cycle.to_json()
     return PhantomSequence(
         labels=labels,
         spacing_mm=out_spacing,
         view=view,
-        ed_frame=0,
-        es_frame=n_frames - 1,
+        ed_frame=0 if cycle is None else cycle.ed_frames[0],
+        es_frame=n_frames - 1 if cycle is None else cycle.es_frames[0],
         lv_volume_ml=nan,
         ef_percent=float("nan"),
         gls_percent=float("nan"),
         params=params,
+        beat_ed_frames=() if cycle is None else cycle.ed_frames,
+        beat_es_frames=() if cycle is None else cycle.es_frames,
     )
 
 

@@ -82,21 +82,25 @@ class CorruptionRun:
 
 @dataclass(frozen=True)
 class PhantomSequence:
-    """A synthetic half-sequence (ED -> ES) with its exact ground truth.
+    """A synthetic sequence (half-sequence ED -> ES, full cycle or several beats) with its exact ground truth.
 
     Attributes:
         labels: (T, H, W) uint8 exact label map (0 bg, 1 LV, 2 MYO, 3 LA), apex towards row 0.
         spacing_mm: (row_mm, col_mm) pixel size.
         view: "2CH" or "4CH".
-        ed_frame: 0-based ED index (0 for a half-sequence).
-        es_frame: 0-based ES index (T - 1 for a half-sequence).
+        ed_frame: 0-based ED index (0 for a half-sequence; the first beat's otherwise).
+        es_frame: 0-based ES index (T - 1 for a half-sequence; the first beat's otherwise).
         lv_volume_ml: (T,) analytic LV volume in mL: the disk integral (volume of revolution) of the
             exact continuous LV contour about its long axis (hinge midpoint -> apex). NaN for
             real-shape sequences, which have no continuous truth.
-        ef_percent: analytic EF in % from `lv_volume_ml` (NaN where undefined).
+        ef_percent: analytic EF in % from `lv_volume_ml` (NaN where undefined); the first beat's.
         gls_percent: analytic endocardial (hinge -> apex -> hinge) length strain at ES in % (NaN where
             undefined).
         params: JSON-able generation parameters (physiology, geometry, provenance).
+        beat_ed_frames: (B,) 0-based ED frame of each beat of a full-cycle or multi-beat sequence;
+            empty for a half-sequence (then `beats` is ``((ed_frame, es_frame),)``).
+        beat_es_frames: (B,) 0-based ES frame of each beat (the first frame of the ES volume plateau).
+        frame_time_ms: time between frames, ms; None when the phantom has no time scale.
     """
 
     labels: np.ndarray
@@ -108,6 +112,16 @@ class PhantomSequence:
     ef_percent: float
     gls_percent: float
     params: dict[str, Any] = field(default_factory=dict)
+    beat_ed_frames: tuple[int, ...] = ()
+    beat_es_frames: tuple[int, ...] = ()
+    frame_time_ms: float | None = None
+
+    @property
+    def beats(self) -> tuple[tuple[int, int], ...]:
+        """(ED, ES) frame pairs of every beat (one pair for a half-sequence)."""
+        if self.beat_ed_frames:
+            return tuple(zip(self.beat_ed_frames, self.beat_es_frames))
+        return ((self.ed_frame, self.es_frame),)
 
     @property
     def n_frames(self) -> int:

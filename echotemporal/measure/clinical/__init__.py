@@ -21,11 +21,21 @@ the hinges (the mitral plane excluded); it is not speckle-tracking strain.
 
 Modules: ``geometry`` (LV boundary polygon, landmarks, long axis of one frame), ``volume`` (Simpson
 disks, monoplane volumes), ``strain`` (hinge-to-hinge contour, strain curve), ``indices`` (per-frame
-measures for reuse, ED/ES, EF, GLS, biplane volumes).
+measures for reuse, ED/ES, EF, GLS, biplane volumes), ``cycles`` (ED/ES of every beat of half-sequences,
+full cycles and several beats; per-beat indices; peak ejection/filling rates).
 """
 
 from __future__ import annotations
 
+from echotemporal.measure.clinical.cycles import (
+    BeatIndices,
+    BeatRates,
+    CardiacCycles,
+    beat_indices,
+    detect_beats,
+    summarize_beats,
+    volume_rates,
+)
 from echotemporal.measure.clinical.indices import (
     ClinicalIndices,
     FrameMeasures,
@@ -43,11 +53,16 @@ from echotemporal.measure.clinical.volume import N_DISKS, disk_diameters_mm, lv_
 __all__ = [
     "N_DISKS",
     "STRAIN_POINTS",
+    "BeatIndices",
+    "BeatRates",
+    "CardiacCycles",
     "ClinicalIndices",
     "FrameMeasures",
+    "beat_indices",
     "biplane_volumes_from_measures",
     "biplane_volumes_ml",
     "clinical_indices",
+    "detect_beats",
     "detect_ed_es",
     "disk_diameters_mm",
     "ejection_fraction_percent",
@@ -55,4 +70,6 @@ __all__ = [
     "lv_volumes_ml",
     "measure_frames",
     "strain_curve_percent",
+    "summarize_beats",
+    "volume_rates",
 ]

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from echotemporal.measure.clinical.cycles import detect_beats
 from echotemporal.measure.clinical.geometry import (
     _crop_geometry,
     _geometries,
@@ -340,41 +341,45 @@ def ejection_fraction_percent(edv_ml: float, esv_ml: float) -> float:
 
 
 def _ed_es_or_none(volumes: np.ndarray, ed: int | None = None, es: int | None = None) -> tuple[int, int] | None:
-    """ED = largest volume, ES = smallest volume after ED; None if the curve cannot tell them apart."""
+    """The first beat's (ED, ES) by :func:`cycles.detect_beats` (given ED or ES kept); on a curve too
+    short for it, the largest volume and the smallest after it; None if it cannot tell (flat or NaN
+    curve, or no ED followed by an ES)."""
     v = np.asarray(volumes, dtype=np.float64).ravel()
-    finite = np.isfinite(v)
-    if finite.sum() < 2:
+    if np.isfinite(v).sum() < 2:
         return None
     lo, hi = np.nanmin(v), np.nanmax(v)
     if hi - lo <= _FLAT_RELATIVE_RANGE * max(abs(hi), np.finfo(float).tiny):
         return None
-    masked_max = np.where(finite, v, -np.inf)
-    masked_min = np.where(finite, v, np.inf)
-    if ed is None:
-        # Given ES: the largest volume before it; otherwise the global maximum.
-        ed = int(np.argmax(masked_max[: es + 1])) if es is not None else int(np.argmax(masked_max))
+    cycles = detect_beats(v, ed_frames=ed, es_frames=es)
+    if cycles.n_beats:
+        return cycles.beats[0]
+    if cycles.reason is None or not cycles.reason.startswith("too short"):
+        return None
+    # Too short to see a cycle (e.g. an ED/ES pair): ED the largest volume, ES the smallest after it.
+    high = np.where(np.isfinite(v), v, -np.inf)
+    ed = int(np.argmax(high)) if ed is None else ed
+    after = np.where(np.isfinite(v), v, np.inf)[ed + 1 :]
     if es is None:
-        after = masked_min[ed + 1 :]
-        if after.size == 0 or not np.isfinite(after).any():
+        if not np.isfinite(after).any():
             return None
-        # Identical masks at end-systole give an exact plateau: take its last frame, as CAMUS
-        # half-sequences end on ES.
         es = ed + after.size - int(np.argmin(after[::-1]))
     return ed, es
 
 
 def detect_ed_es(volumes_ml: np.ndarray) -> tuple[int, int]:
-    """End-diastolic and end-systolic frames from a volume curve.
+    """End-diastolic and end-systolic frames of the first beat of a volume curve.
 
-    ED is the frame of largest volume (the first one on a tie), ES the frame of smallest volume after
-    ED (the last one on a tie: identical end-systolic masks); NaN frames are ignored.
+    The first beat of :func:`echotemporal.measure.clinical.cycles.detect_beats` (robust to glitched frames;
+    full cycles and several beats; ``es < ed`` for a sequence stored ES → ED). On a tie the first
+    maximum is ED and the last frame of an end-systolic plateau is ES; NaN frames are ignored.
 
     Args:
         volumes_ml: (T,) LV volume per frame, mL.
 
     Returns:
-        (ed_frame, es_frame), 0-based. When the curve cannot tell them apart (fewer than two finite
-        values, a flat curve, or the maximum on the last frame) a RuntimeWarning is issued and the CAMUS
+        (ed_frame, es_frame), 0-based; a curve too short for beat detection (fewer than 4 frames, e.g.
+        an ED/ES pair) gives its largest volume and the smallest after it. When the curve cannot tell
+        them apart (a flat or NaN curve, no ED followed by an ES) a RuntimeWarning is issued and the CAMUS
         half-sequence convention ``(0, T − 1)`` is returned; ``clinical_indices`` then reports NaN
         indices rather than trusting it.
     """

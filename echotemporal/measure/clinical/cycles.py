@@ -1,0 +1,527 @@
+"""Cardiac cycles of an LV volume curve: ED and ES of every beat, per-beat indices and volume rates.
+
+A sequence may be a CAMUS half-sequence (ED → ES), stored ES → ED, a full cycle (ED → ES → ED) or
+several beats. :func:`detect_beats` finds the beats on a robustly smoothed copy of the curve (so a
+glitched frame cannot become ED or ES), then refines each extremum on the curve it was given, among
+the frames that agree with the smoothed curve. :func:`beat_indices` gives EDV, ESV, SV, EF and GLS per
+beat, :func:`summarize_beats` their mean ± SD, and :func:`volume_rates` the peak ejection and peak
+filling rates and the time to peak filling of every beat.
+
+Pairing convention: a beat is an ED followed by its ES (ejection), then filling up to the next ED or the
+end of the sequence. In a full cycle (ED → ES → ED) the first ED pairs with the ES; the closing ED only
+ends that beat's filling. A sequence that starts at ES and ends at ED (stored ES → ED) is one beat
+whose ED frame is *after* its ES frame (``es_frame < ed_frame``, as the Info cfg of such a CAMUS file
+says). A leading filling phase without its ejection (the sequence starts in systole or diastole) is no
+beat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import find_peaks, savgol_filter
+
+from echotemporal.measure.clinical.strain import _strain_from_lengths
+from echotemporal.core.errors import ConfigError
+
+__all__ = [
+    "BEAT_KINDS",
+    "BeatIndices",
+    "BeatRates",
+    "BeatSummary",
+    "CardiacCycles",
+    "beat_indices",
+    "detect_beats",
+    "robust_smooth",
+    "summarize_beats",
+    "volume_derivative",
+    "volume_rates",
+]
+
+#: Kinds of sequence :func:`detect_beats` tells apart; "unknown" when it cannot tell.
+BEAT_KINDS: tuple[str, ...] = ("half", "es-to-ed", "full", "multi", "unknown")
+
+#: Savitzky–Golay window (frames) and polynomial order of the detection smoothing.
+_SG_WINDOW = 5
+_SG_ORDER = 2
+#: Savitzky–Golay window and order of the rate derivative (see volume_derivative).
+_RATE_WINDOW = 5
+_RATE_ORDER = 3
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: ndarray field
+class CardiacCycles:
+    """Beats of a volume curve.
+
+    Attributes:
+        ed_frames: (B,) 0-based end-diastolic frame of each beat, in time order of the beats.
+        es_frames: (B,) 0-based end-systolic frame of each beat (``es < ed`` for an ES → ED beat).
+        end_frames: (B,) last frame of each beat's filling phase (the next ED, a closing ED, or the
+            last frame; equal to the ES frame when the sequence ends at ES; the ED frame of an
+            ES → ED beat).
+        kind: one of :data:`BEAT_KINDS`: "half" (ED → ES), "es-to-ed", "full" (ED → ES → ED), "multi"
+            (two beats or more), "unknown" (no beat).
+        reason: why no beat was found (flat, too short or NaN curve); None when beats were found.
+        source: "detected" or "given" (explicit ED/ES).
+        smoothed_ml: (T,) the robustly smoothed volume curve the beats were found on, mL.
+    """
+
+    ed_frames: tuple[int, ...]
+    es_frames: tuple[int, ...]
+    end_frames: tuple[int, ...]
+    kind: str
+    reason: str | None
+    source: str
+    smoothed_ml: np.ndarray
+
+    @property
+    def n_beats(self) -> int:
+        """Number of beats B."""
+        return len(self.ed_frames)
+
+    @property
+    def beats(self) -> list[tuple[int, int]]:
+        """(ED, ES) frame pairs, one per beat."""
+        return list(zip(self.ed_frames, self.es_frames))
+
+
+def _fill_nan(v: np.ndarray) -> np.ndarray:
+    """(T,) curve with NaN frames linearly interpolated (held constant beyond the finite ends)."""
+    finite = np.isfinite(v)
+    if finite.all() or not finite.any():
+        return v.copy()
+    t = np.arange(len(v))
+    return np.interp(t, t[finite], v[finite])
+
+
+def _median3(v: np.ndarray) -> np.ndarray:
+    """Running median of 3 frames; each end frame takes the median of the first (last) three frames,
+    so a glitch *on* the first or last frame, or next to it, is removed too (edge replication, the
+    usual padding, keeps a glitch on the end frame)."""
+    out = v.copy()
+    if len(v) < 3:
+        return out
+    out[1:-1] = np.median(np.lib.stride_tricks.sliding_window_view(v, 3), axis=1)
+    out[0], out[-1] = np.median(v[:3]), np.median(v[-3:])
+    return out
+
+
+def robust_smooth(volumes_ml: np.ndarray) -> np.ndarray:
+    """Glitch-robust light smoothing of a volume curve.
+
+    A running median of 3 frames (ends: the median of the three end frames) removes single-frame glitches; a
+    Savitzky–Golay filter (5 frames, quadratic; Savitzky & Golay, Anal. Chem. 1964) then removes the
+    staircase noise of the masks while keeping the height of the extrema far better than a moving
+    average of the same width. NaN frames are interpolated first.
+
+    Args:
+        volumes_ml: (T,) LV volume per frame, mL; NaN where unmeasurable.
+
+    Returns:
+        (T,) smoothed curve, mL (a copy; unchanged below 3 frames; all NaN if no frame is finite).
+    """
+    v = _fill_nan(np.asarray(volumes_ml, dtype=np.float64).ravel())
+    if not np.isfinite(v).any():
+        return v
+    s = _median3(v)
+    if len(s) >= _SG_WINDOW:
+        s = savgol_filter(s, _SG_WINDOW, _SG_ORDER, mode="interp")
+    return s
+
+
+def _check_frames(frames: int | Sequence[int] | None, n: int, name: str) -> list[int] | None:
+    if frames is None:
+        return None
+    values = [frames] if np.isscalar(frames) else list(frames)  # type: ignore[list-item]
+    out = []
+    for f in values:
+        i = int(f)
+        if i != f or not 0 <= i < n:
+            raise ConfigError(
+                f"{name}={frames!r}: frame {f!r} is outside the sequence's {n} frames; frames are 0-based "
+                f"(0..{n - 1}), Info cfg files 1-based; or leave {name} out to detect it from the volume curve"
+            )
+        out.append(i)
+    return out
+
+
+def _refine(v: np.ndarray, s: np.ndarray, trusted: np.ndarray, index: int, radius: int,
+            lo: int, hi: int, maximum: bool) -> int:
+    """The extremum of the given curve ``v`` within ``radius`` frames of ``index`` (kept in ``lo..hi``);
+    frames that disagree with the smoothed curve ``s`` (not ``trusted``) count with their smoothed value,
+    NaN frames not at all."""
+    window = np.arange(max(lo, index - radius), min(hi, index + radius) + 1)
+    values = np.where(trusted[window], v[window], s[window])  # a glitch competes with its smoothed value
+    values = np.where(np.isfinite(v[window]), values if maximum else -values, -np.inf)  # NaN: no volume
+    if not np.isfinite(values).any():
+        return index
+    # Ties: the first maximum is ED; the last frame of an end-systolic plateau is ES (identical ES masks).
+    return int(window[np.argmax(values)]) if maximum else int(window[::-1][np.argmax(values[::-1])])
+
+
+def _alternate(extrema: list[tuple[int, bool]], s: np.ndarray) -> list[tuple[int, bool]]:
+    """Sorted (frame, is_max) list with consecutive extrema of one type merged (the more extreme kept)."""
+    out: list[tuple[int, bool]] = []
+    for frame, is_max in sorted(extrema):
+        if out and out[-1][1] == is_max:
+            prev = out[-1][0]
+            better = s[frame] > s[prev] if is_max else s[frame] < s[prev]
+            if better:
+                out[-1] = (frame, is_max)
+        else:
+            out.append((frame, is_max))
+    return out
+
+
+def _kind(n_beats: int, eds: list[int], ess: list[int], ends: list[int]) -> str:
+    if n_beats == 0:
+        return "unknown"
+    if n_beats > 1:
+        return "multi"
+    if ess[0] < eds[0]:
+        return "es-to-ed"
+    return "full" if ends[0] > ess[0] else "half"
+
+
+def detect_beats(
+    volumes_ml: np.ndarray,
+    *,
+    ed_frames: int | Sequence[int] | None = None,
+    es_frames: int | Sequence[int] | None = None,
+    prominence_fraction: float = 0.3,
+    min_relative_range: float = 0.02,
+    min_frames: int = 4,
+    refine_frames: int = 1,
+) -> CardiacCycles:
+    """ED and ES frames of every beat of an LV volume curve.
+
+    The curve is smoothed robustly (:func:`robust_smooth`). Interior maxima (ED) and minima (ES) are
+    the peaks of the smoothed curve (``scipy.signal.find_peaks``) whose prominence is at least
+    ``prominence_fraction`` of the curve's range; the first and last frames are extrema when the
+    curve falls (or rises) from them by that much to the nearest interior extremum (or across the whole
+    curve, when there is none). Each extremum is then moved to the extremum of the given curve within
+    ``refine_frames`` frames, among the frames whose value agrees with the smoothed curve (a glitch
+    never becomes ED or ES). Beats pair each ES with the ED before it (module docstring).
+
+    Explicit frames override detection: with both ``ed_frames`` and ``es_frames`` the beats are those
+    pairs; with only one of them, each missing partner is the extremum of the given curve between
+    the given frames (ES: the smallest volume after each ED, before the next, the last one on a tie;
+    ED: the largest volume before each ES, after the previous, the first one on a tie).
+
+    Args:
+        volumes_ml: (T,) LV volume per frame, mL; NaN where unmeasurable (interpolated).
+        ed_frames: 0-based ED frame(s), e.g. from the Info cfg; detected when None.
+        es_frames: 0-based ES frame(s); detected when None.
+        prominence_fraction: least rise/fall between an ED and an ES, as a fraction of the range.
+        min_relative_range: a curve whose range is below this fraction of its largest value is flat.
+        min_frames: fewer finite frames than this cannot tell ED from ES.
+        refine_frames: search radius (frames) of the refinement on the given curve.
+
+    Returns:
+        CardiacCycles; with no beat, ``kind == "unknown"`` and ``reason`` says why.
+
+    Raises:
+        ConfigError: an explicit frame outside ``0..T-1``, or ED and ES lists of different lengths.
+    """
+    v = np.asarray(volumes_ml, dtype=np.float64).ravel()
+    n = len(v)
+    eds_given = _check_frames(ed_frames, n, "ed_frames")
+    ess_given = _check_frames(es_frames, n, "es_frames")
+    s = robust_smooth(v)
+    if eds_given is not None and ess_given is not None:
+        if len(eds_given) != len(ess_given):
+            raise ConfigError(
+                f"ed_frames {eds_given} and es_frames {ess_given} have different lengths; give one ED and one "
+                "ES per beat, or only one of them"
+            )
+        order = np.argsort([min(a, b) for a, b in zip(eds_given, ess_given)], kind="stable")
+        eds = [eds_given[i] for i in order]
+        ess = [ess_given[i] for i in order]
+        ends = [eds[k + 1] if k + 1 < len(eds) and ess[k] < eds[k + 1] else
+                (eds[k] if ess[k] < eds[k] else _closing_ed(s, ess[k], n)) for k in range(len(eds))]
+        return CardiacCycles(tuple(eds), tuple(ess), tuple(ends), _kind(len(eds), eds, ess, ends), None, "given", s)
+
+    finite = np.isfinite(v)
+    nothing = lambda why: CardiacCycles((), (), (), "unknown", why, "detected", s)  # noqa: E731
+    if finite.sum() < max(min_frames, 2):
+        return nothing(f"too short: {int(finite.sum())} measurable frames, at least {min_frames} needed "
+                       "to tell ED from ES")
+    span = float(s.max() - s.min())
+    top = float(np.nanmax(np.abs(v)))
+    if not span > min_relative_range * top:
+        return nothing(f"flat: the volume curve varies by {span:.3g} mL, under {100 * min_relative_range:g} % "
+                       "of its largest value")
+    if eds_given is not None or ess_given is not None:
+        return _partner(v, s, eds_given, ess_given)
+
+    threshold = prominence_fraction * span
+    distance = max(1, min_frames // 2)
+    peaks, _ = find_peaks(s, prominence=threshold, distance=distance)
+    troughs, _ = find_peaks(-s, prominence=threshold, distance=distance)
+    extrema = _alternate([(int(p), True) for p in peaks] + [(int(q), False) for q in troughs], s)
+    # End frames: extrema when the curve moves away from them by the threshold.
+    # The extremum of the leading (trailing) segment is one when the curve moves away from it by the
+    # threshold before the first (after the last) interior extremum: an end frame, or a trough/peak too
+    # close to the end for find_peaks to see its prominence.
+    first_other = extrema[0][0] if extrema else n - 1
+    head = s[: first_other + 1]
+    if (not extrema or not extrema[0][1]) and head.max() - head[int(np.argmax(head)):].min() >= threshold:
+        extrema.insert(0, (int(np.argmax(head)), True))
+    elif (not extrema or extrema[0][1]) and head[int(np.argmin(head)):].max() - head.min() >= threshold:
+        extrema.insert(0, (int(np.argmin(head)), False))
+    last_other = extrema[-1][0]
+    tail = s[last_other:]
+    if not extrema[-1][1] and tail.max() - tail[: int(np.argmax(tail)) + 1].min() >= threshold:
+        extrema.append((last_other + int(np.argmax(tail)), True))
+    elif extrema[-1][1] and tail[: int(np.argmin(tail)) + 1].max() - tail.min() >= threshold:
+        extrema.append((last_other + int(np.argmin(tail)), False))
+    extrema = _alternate(extrema, s)
+
+    residual = v - s
+    scale = 1.4826 * np.median(np.abs(residual[finite] - np.median(residual[finite])))
+    trusted = finite & (np.abs(residual) <= max(4.0 * scale, 0.05 * span))
+    refined: list[tuple[int, bool]] = []
+    for k, (frame, is_max) in enumerate(extrema):
+        lo = extrema[k - 1][0] + 1 if k > 0 else 0
+        hi = extrema[k + 1][0] - 1 if k + 1 < len(extrema) else n - 1
+        refined.append((_refine(v, s, trusted, frame, refine_frames, lo, hi, is_max), is_max))
+
+    eds, ess, ends = [], [], []
+    for k, (frame, is_max) in enumerate(refined):
+        if is_max or k == 0:
+            continue
+        eds.append(refined[k - 1][0])
+        ess.append(frame)
+        ends.append(refined[k + 1][0] if k + 1 < len(refined) else n - 1)
+    if not eds and len(refined) == 2 and not refined[0][1]:
+        eds, ess, ends = [refined[1][0]], [refined[0][0]], [refined[1][0]]  # stored ES -> ED
+    if not eds:
+        return nothing("no ED followed by an ES: the curve rises or falls less than "
+                       f"{100 * prominence_fraction:g} % of its range between extrema")
+    return CardiacCycles(tuple(eds), tuple(ess), tuple(ends), _kind(len(eds), eds, ess, ends), None, "detected", s)
+
+
+def _closing_ed(s: np.ndarray, es: int, n: int) -> int:
+    """End of the filling after an ES with no next beat: the largest volume after it (the last frame if
+    the curve never rises)."""
+    if es >= n - 1:
+        return es
+    after = s[es:]
+    return es + int(np.argmax(after)) if after.max() > after[0] else n - 1
+
+
+def _partner(v: np.ndarray, s: np.ndarray, eds: list[int] | None, ess: list[int] | None) -> CardiacCycles:
+    """Beats from only ED or only ES frames: the missing partner is the extremum of the given curve
+    between the given frames (NaN frames ignored; ties as in ``_refine``)."""
+    n = len(s)
+    high = np.where(np.isfinite(v), v, -np.inf)
+    low = np.where(np.isfinite(v), v, np.inf)
+    if eds is not None:
+        eds = sorted(eds)
+        ess_found = []
+        for k, ed in enumerate(eds):
+            stop = eds[k + 1] if k + 1 < len(eds) else n
+            after = low[ed:stop]
+            ess_found.append(ed + len(after) - 1 - int(np.argmin(after[::-1])))
+        ess = ess_found
+    else:
+        ess = sorted(ess)  # type: ignore[arg-type]
+        eds = []
+        for k, es in enumerate(ess):
+            start = ess[k - 1] if k > 0 else 0
+            eds.append(start + int(np.argmax(high[start : es + 1])))
+    ends = [eds[k + 1] if k + 1 < len(eds) else _closing_ed(s, ess[k], n) for k in range(len(eds))]
+    return CardiacCycles(tuple(eds), tuple(ess), tuple(ends), _kind(len(eds), eds, ess, ends), None, "given", s)
+
+
+@dataclass(frozen=True)
+class BeatIndices:
+    """Indices of one beat.
+
+    Attributes:
+        beat: 0-based beat number.
+        ed_frame: 0-based ED frame; es_frame: 0-based ES frame.
+        edv_ml, esv_ml: volumes at ED and ES, mL.
+        sv_ml: stroke volume EDV − ESV, mL.
+        ef_percent: ``100·SV/EDV``, %; NaN where EDV is not positive or a volume is NaN.
+        gls_percent: strain at ES relative to this beat's ED frame, %; NaN without contour lengths.
+    """
+
+    beat: int
+    ed_frame: int
+    es_frame: int
+    edv_ml: float
+    esv_ml: float
+    sv_ml: float
+    ef_percent: float
+    gls_percent: float
+
+
+def beat_indices(
+    volumes_ml: np.ndarray, contour_mm: np.ndarray | None, cycles: CardiacCycles
+) -> list[BeatIndices]:
+    """EDV, ESV, SV, EF and GLS of every beat, on the volumes at each beat's ED and ES frames.
+
+    Args:
+        volumes_ml: (T,) LV volume per frame, mL (e.g. ``FrameMeasures.volumes_ml``).
+        contour_mm: (T,) hinge → apex → hinge endocardial contour length per frame, mm
+            (``FrameMeasures.contour_mm``), or None (GLS NaN). Strain is taken relative to each beat's
+            own ED frame, as ``clinical.strain`` defines it.
+        cycles: the beats (:func:`detect_beats`).
+
+    Returns:
+        One BeatIndices per beat, in beat order (empty without beats).
+    """
+    v = np.asarray(volumes_ml, dtype=np.float64).ravel()
+    out = []
+    for k, (ed, es) in enumerate(cycles.beats):
+        edv, esv = float(v[ed]), float(v[es])
+        sv = edv - esv
+        ef = 100.0 * sv / edv if np.isfinite(edv) and edv > 0 and np.isfinite(esv) else float("nan")
+        gls = float("nan")
+        if contour_mm is not None:
+            lengths = np.asarray(contour_mm, dtype=np.float64).ravel()
+            if np.isfinite(lengths[ed]) and lengths[ed] > 0:
+                gls = float(_strain_from_lengths(lengths, ed)[es])
+        out.append(BeatIndices(k, int(ed), int(es), edv, esv, sv, float(ef), gls))
+    return out
+
+
+@dataclass(frozen=True)
+class BeatSummary:
+    """Mean and sample SD (ddof=1; 0 for one beat) over beats of each index, NaN beats left out.
+
+    Attributes:
+        n_beats: beats summarised.
+        mean: {index name: mean}, names as the BeatIndices / BeatRates fields.
+        sd: {index name: standard deviation}.
+    """
+
+    n_beats: int
+    mean: dict[str, float]
+    sd: dict[str, float]
+
+
+def summarize_beats(beats: Sequence[BeatIndices] | Sequence[BeatRates]) -> BeatSummary:
+    """Mean ± SD over beats of every float field of :class:`BeatIndices` or :class:`BeatRates`.
+
+    Args:
+        beats: per-beat records of one kind.
+
+    Returns:
+        BeatSummary; NaN mean and SD for an index no beat has.
+    """
+    mean: dict[str, float] = {}
+    sd: dict[str, float] = {}
+    if beats:
+        for name, value in vars(beats[0]).items():
+            if not isinstance(value, float):
+                continue
+            x = np.array([getattr(b, name) for b in beats], dtype=np.float64)
+            x = x[np.isfinite(x)]
+            mean[name] = float(x.mean()) if x.size else float("nan")
+            sd[name] = float(x.std(ddof=1)) if x.size > 1 else (0.0 if x.size else float("nan"))
+    return BeatSummary(len(beats), mean, sd)
+
+
+@dataclass(frozen=True)
+class BeatRates:
+    """Volume rates of one beat (positive numbers; NaN where the phase is not in the sequence).
+
+    Attributes:
+        beat: 0-based beat number.
+        peak_ejection_rate: largest volume decrease rate between ED and ES, in ``rate_unit``.
+        peak_filling_rate: largest volume increase rate between ES and the end of the beat's filling.
+        peak_ejection_rate_edv: peak ejection rate / EDV, in ``edv_rate_unit``.
+        peak_filling_rate_edv: peak filling rate / EDV.
+        time_to_peak_filling: from ES to the peak filling rate, in ``time_unit``.
+        rate_unit: "mL/s" with a frame time, else "mL/frame".
+        edv_rate_unit: "EDV/s" or "EDV/frame".
+        time_unit: "ms" or "frames".
+    """
+
+    beat: int
+    peak_ejection_rate: float
+    peak_filling_rate: float
+    peak_ejection_rate_edv: float
+    peak_filling_rate_edv: float
+    time_to_peak_filling: float
+    rate_unit: str
+    edv_rate_unit: str
+    time_unit: str
+
+
+def volume_derivative(volumes_ml: np.ndarray, frame_time_ms: float | None = None) -> np.ndarray:
+    """dV/dt of a volume curve: Savitzky–Golay first derivative (5 frames, cubic).
+
+    Why this derivative: the rapid-filling wave lasts about a fifth of the cycle, i.e. 5-9 frames at
+    25-45 frames per beat, so any smoothing of the derivative damps the peak filling rate. The slope of
+    the least-squares cubic over 5 frames (Savitzky & Golay, Anal. Chem. 1964) is the fourth-order
+    central difference ``(v₋₂ − 8v₋₁ + 8v₁ − v₂)/12h``: it keeps 99.5 % of the slope of a wave of 10
+    frames per period (central difference 94 %, 5-frame quadratic 79 %, 7-frame cubic 97 %) for a
+    noise gain of 0.95 (central difference 0.71). On 30 parametric full cycles it gave the peak
+    filling rate within 1.1 % (median; central difference 5.0 %, 7-frame cubic 2.2 %, 5-frame quadratic
+    13.7 %) of the analytic one from the exact volumes, and 1.3 % from the masks' Simpson volumes.
+    At the ends the cubic fitted to the first/last 5 frames is differentiated, so every frame has a
+    rate. A glitched frame still enters the derivative: feed it a corrected curve, as
+    :func:`volume_rates` says. ``scripts/benchmark_cycles.py`` measures it. NaN frames are
+    interpolated first.
+
+    Args:
+        volumes_ml: (T,) volume per frame, mL.
+        frame_time_ms: time between frames, ms; None gives mL per frame.
+
+    Returns:
+        (T,) dV/dt in mL/s (or mL/frame); a central difference below 5 frames, zeros below 2 frames.
+    """
+    v = _fill_nan(np.asarray(volumes_ml, dtype=np.float64).ravel())
+    dt = 1.0 if frame_time_ms is None else float(frame_time_ms) / 1000.0
+    if len(v) >= _RATE_WINDOW:
+        return savgol_filter(v, _RATE_WINDOW, _RATE_ORDER, deriv=1, delta=dt, mode="interp")
+    if len(v) >= 2:
+        return np.gradient(v, dt)
+    return np.zeros_like(v)
+
+
+def volume_rates(
+    volumes_ml: np.ndarray, frame_time_ms: float | None, cycles: CardiacCycles
+) -> list[BeatRates]:
+    """Peak ejection rate, peak filling rate (volume/time and EDV/time) and time to peak filling per beat.
+
+    The rates are the extrema of :func:`volume_derivative` of ``volumes_ml`` over each beat's ejection
+    (ED..ES) and filling (ES..end frame) phases. Pass a corrected curve (the output of the correction)
+    or, for an uncorrected input, one whose single-frame glitches are removed; the derivative itself does
+    not remove them.
+
+    Args:
+        volumes_ml: (T,) LV volume per frame, mL.
+        frame_time_ms: time between frames, ms (``io`` reads it from the file; or 1000/fps); None gives
+            per-frame units, labelled so in each record.
+        cycles: the beats (:func:`detect_beats`).
+
+    Returns:
+        One BeatRates per beat; a phase of fewer than 2 frames gives NaN for its rates.
+    """
+    v = np.asarray(volumes_ml, dtype=np.float64).ravel()
+    rate = volume_derivative(v, frame_time_ms)
+    timed = frame_time_ms is not None
+    units = ("mL/s", "EDV/s", "ms") if timed else ("mL/frame", "EDV/frame", "frames")
+    step = float(frame_time_ms) if timed else 1.0
+    out = []
+    nan = float("nan")
+    for k, (ed, es) in enumerate(cycles.beats):
+        end = cycles.end_frames[k]
+        edv = float(v[ed])
+        per = pfr = ttpf = nan
+        if ed < es:
+            per = float(-rate[ed : es + 1].min())
+        if ed < es < end or es < ed:
+            stop = end if es < end else ed
+            window = rate[es : stop + 1]
+            i = int(np.argmax(window))
+            pfr, ttpf = float(window[i]), i * step
+        scale = 1.0 / edv if np.isfinite(edv) and edv > 0 else nan
+        out.append(BeatRates(k, per, pfr, per * scale, pfr * scale, ttpf, *units))
+    return out
