@@ -49,7 +49,7 @@ from scipy import ndimage  # noqa: E402
 
 SEED_BASE = 10_000_000
 METHODS = ("none", "gaussian", "lcc-gaussian", "arvae", "arvae-plain")
-SETS = ("sparse", "clean", "coherent", "segmenter")
+SETS = ("sparse", "sparse-exact", "clean", "coherent", "segmenter")
 
 _STATE: dict[str, Any] = {}
 
@@ -63,8 +63,12 @@ def _real_pairs(real: Any) -> list[tuple[int, int]]:
     return sorted((i, index[n[:-3] + "_ES"]) for n, i in index.items() if n.endswith("_ED") and n[:-3] + "_ES" in index)
 
 
-def make_case(index: int, corrupt: bool, real_split: str = "test") -> dict[str, Any]:
-    """One ``sparse`` (corrupt) or ``clean`` case: truth, input, spacing, ED/ES, untouched frames."""
+def make_case(index: int, corrupt: bool, real_split: str = "test", jitter: bool = True) -> dict[str, Any]:
+    """One ``sparse`` (corrupt) or ``clean`` case: truth, input, spacing, ED/ES, untouched frames.
+
+    ``jitter=False`` (``sparse-exact``) glitches the exact truth, as the shipped demo does: every
+    frame the glitches did not touch is then the truth itself.
+    """
     from echotemporal.phantoms import (
         annotation_jitter,
         corrupt_sequence,
@@ -94,12 +98,15 @@ def make_case(index: int, corrupt: bool, real_split: str = "test") -> dict[str, 
         phantom = generate_sequence(seed, view=view)
     truth = phantom.labels
     labels = annotation_jitter(truth, phantom.spacing_mm, rng)
+    if not jitter:
+        labels = truth.copy()
     touched = np.zeros(len(truth), dtype=bool)
     if corrupt:
         labels, records = corrupt_sequence(labels, phantom.spacing_mm, rng, n_corruptions=int(rng.integers(1, 4)))
         touched[[r.frame for r in records]] = True
     return {
-        "index": index, "set": "sparse" if corrupt else "clean", "source": source, "truth": truth,
+        "index": index, "set": ("sparse" if jitter else "sparse-exact") if corrupt else "clean", "source": source,
+        "truth": truth,
         "labels": labels, "spacing_mm": tuple(float(s) for s in phantom.spacing_mm),
         "ed_frame": int(phantom.ed_frame), "es_frame": int(phantom.es_frame), "touched": touched,
     }
@@ -140,8 +147,8 @@ def segmenter_case(index: int, directory: str) -> dict[str, Any]:
 
 def build_case(task: tuple[str, int]) -> dict[str, Any]:
     set_name, index = task
-    if set_name in ("sparse", "clean"):
-        return make_case(index, set_name == "sparse")
+    if set_name in ("sparse", "clean", "sparse-exact"):
+        return make_case(index, set_name != "clean", jitter=set_name != "sparse-exact")
     if set_name == "coherent":
         return coherent_case(index)
     return segmenter_case(index, _STATE["segmenter_dir"])
@@ -207,6 +214,8 @@ def score(case: dict[str, Any], out: np.ndarray, result: Any, truth_ci: Any) -> 
     error = np.abs(volumes - np.asarray(truth_ci.volumes_ml, dtype=float))
     row["vol_max_err_ml"] = float(np.nanmax(error)) if np.isfinite(error).any() else float("nan")
     row["vol_max_err_pct"] = 100.0 * row["vol_max_err_ml"] / truth_ci.edv_ml
+    at_glitch = error[touched]
+    row["vol_touched_err_ml"] = float(np.nanmax(at_glitch)) if np.isfinite(at_glitch).any() else float("nan")
     return row
 
 
@@ -258,8 +267,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| set | method | n | Dice LV | Dice MYO | HD LV | HD MYO | seqs 0 invalid & 0 inconsistent | "
         "invalid (frames) | inconsistent (frames) | EF err med | GLS err med | vol max err mL med / p90 | "
-        "% EDV med / p90 | untouched Dice LV/MYO vs truth | untouched kept LV/MYO | worse | s/seq |",
-        "|---" * 18 + "|",
+        "% EDV med / p90 | at broken frames mL med | untouched Dice LV/MYO vs truth | untouched kept LV/MYO | "
+        "worse | s/seq |",
+        "|---" * 19 + "|",
     ]
     for (set_name, method), g in df.groupby(["set", "method"], sort=False):
         perfect = ((g.invalid_frames == 0) & (g.inconsistent_frames == 0)).mean()
@@ -270,6 +280,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{g.ef_abs_err.median():.2f} | {g.gls_abs_err.median():.2f} | "
             f"{g.vol_max_err_ml.median():.2f} / {g.vol_max_err_ml.quantile(0.9):.2f} | "
             f"{g.vol_max_err_pct.median():.1f} / {g.vol_max_err_pct.quantile(0.9):.1f} | "
+            f"{g.vol_touched_err_ml.median():.2f} | "
             f"{g.untouched_dice_lv.median():.3f} / {g.untouched_dice_myo.median():.3f} | "
             f"{g.untouched_keep_lv.median():.3f} / {g.untouched_keep_myo.median():.3f} | "
             f"{int(g.worse.sum())} | {g.seconds.mean():.2f} |"

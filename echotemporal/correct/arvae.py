@@ -82,7 +82,13 @@ def _cleaned_for_encoding(labels: np.ndarray, before: ShapeMeasures) -> np.ndarr
 
 
 def judge_frames(
-    labels: np.ndarray, z0: np.ndarray, alignment: Any, model: Any, before: ShapeMeasures, thresholds: AttributeThresholds
+    labels: np.ndarray,
+    z0: np.ndarray,
+    alignment: Any,
+    model: Any,
+    before: ShapeMeasures,
+    thresholds: AttributeThresholds,
+    anchors: tuple[int, ...] = (),
 ) -> FrameTrust:
     """Per-frame trust of the input (:mod:`echotemporal.correct.trust`), from its encoding ``z0`` (T, D)."""
     from echotemporal.model.alignment import to_grid
@@ -92,7 +98,7 @@ def judge_frames(
     probs = np.asarray(model.decode(np.asarray(z0, dtype=np.float32)))
     dice = reconstruction_dice(to_grid(labels, alignment), probs)
     lv_one_piece = before.criteria[:, CRITERIA.index("lv_one_component")] if before.checked else None
-    return assess_frames(before.valid, before.attributes, dice, thresholds, lv_one_piece)
+    return assess_frames(before.valid, before.attributes, dice, thresholds, lv_one_piece, anchors)
 
 
 def _robust_start(
@@ -103,6 +109,7 @@ def _robust_start(
     before: ShapeMeasures,
     z0: np.ndarray,
     alignment: Any,
+    anchors: tuple[int, ...],
 ) -> tuple[np.ndarray, ShapeMeasures, np.ndarray, FrameTrust, np.ndarray]:
     """Replace the untrusted frames before the consistency correction (DESIGN.md §4.4).
 
@@ -116,7 +123,7 @@ def _robust_start(
     from echotemporal.measure.anatomy import check_validity
     from echotemporal.model.alignment import to_grid
 
-    trust = judge_frames(labels, z0, alignment, model, before, thresholds)
+    trust = judge_frames(labels, z0, alignment, model, before, thresholds, anchors)
     untrusted = ~trust.trusted
     if not untrusted.any() or trust.trusted.sum() < 2:
         return labels, before, z0, trust, np.zeros(len(labels), dtype=bool)
@@ -155,14 +162,19 @@ def smooth_arvae(
     config: SmoothingConfig,
     thresholds: AttributeThresholds,
     before: ShapeMeasures,
+    anchors: tuple[int, ...] | None = None,
 ) -> ArvaeOutcome:
-    """DESIGN.md §4.3-4.4: judge and re-estimate, then project/smooth latents, decode, verify, tighten."""
+    """DESIGN.md §4.3-4.4: judge and re-estimate, then project/smooth latents, decode, verify, tighten.
+
+    ``anchors``: the ED and ES frames (given), else the two end frames; see ``trust.assess_frames``.
+    """
     seen = _cleaned_for_encoding(labels, before)
     z0, alignment = encode_sequence(seen, spacing_mm, model)
     trust, reestimated = None, None
     if config.robust:
+        ends = anchors if anchors is not None else (0, len(labels) - 1)
         labels, before, z0, trust, reestimated = _robust_start(
-            labels, spacing_mm, model, thresholds, before, z0, alignment
+            labels, spacing_mm, model, thresholds, before, z0, alignment, tuple(ends)
         )
     if trust is not None and before.valid.all() and not before.flags.any():
         # Nothing left to correct: the latent projection would only spread small changes onto

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; keeps pandas off the import
 
     from echotemporal.measure.temporal import AttributeThresholds
 
-__all__ = ["SmoothingResult", "build_summary", "frame_columns"]
+__all__ = ["SmoothingResult", "beat_table", "build_summary", "frame_columns"]
 
 
 @dataclass
@@ -109,6 +109,81 @@ def frame_columns(
     return cols
 
 
+def beat_table(
+    clin: ClinicalMeasures, frame_time_ms: float | None, ed_frame: int | None, es_frame: int | None
+) -> tuple[Any, list[dict[str, Any]]]:
+    """The beats of one volume curve and their indices and rates (``measure.clinical.cycles``).
+
+    Args:
+        clin: clinical measures of the sequence, in its stored frame order.
+        frame_time_ms: time between frames (None: rates per frame).
+        ed_frame, es_frame: 0-based ED/ES given by the user (Info cfg, options); None detects every beat.
+
+    Returns:
+        (CardiacCycles, one dict per beat: frames, EDV/ESV/SV/EF/GLS, rates with their units).
+    """
+    import dataclasses
+
+    from echotemporal.measure.clinical.cycles import beat_indices, detect_beats, volume_rates
+
+    contour = None if clin.frames is None else clin.frames.contour_mm
+    cycles = detect_beats(clin.volumes_ml, ed_frames=ed_frame, es_frames=es_frame)
+    rows = []
+    for index, rates in zip(beat_indices(clin.volumes_ml, contour, cycles), volume_rates(clin.volumes_ml, frame_time_ms, cycles)):
+        row = dataclasses.asdict(index)
+        row.update({k: v for k, v in dataclasses.asdict(rates).items() if k != "beat"})
+        rows.append(row)
+    return cycles, rows
+
+
+def _beat_phases(cycles: Any, n: int) -> tuple[np.ndarray, list[str]]:
+    """(T,) beat number (-1 outside every beat) and phase ("systole", "diastole", "") per frame."""
+    beat = np.full(n, -1)
+    phase = [""] * n
+    for k, (ed, es) in enumerate(cycles.beats):
+        end = cycles.end_frames[k]
+        first, last = (ed, end) if ed <= es else (es, ed)
+        beat[first : last + 1] = k
+        for t in range(first, last + 1):
+            ejecting = (ed <= t <= es) if ed <= es else False
+            phase[t] = "systole" if ejecting else "diastole"
+    return beat, phase
+
+
+def beat_columns(cycles: Any, volumes_before: np.ndarray, volumes_after: np.ndarray,
+                 frame_time_ms: float | None) -> dict[str, Any]:
+    """Per-frame cycle columns: time (ms, NaN without a frame time), beat, phase, dV/dt before/after."""
+    from echotemporal.measure.clinical.cycles import volume_derivative
+
+    n = len(volumes_after)
+    beat, phase = _beat_phases(cycles, n)
+    time_ms = np.arange(n) * frame_time_ms if frame_time_ms is not None else np.full(n, np.nan)
+    return {
+        "time_ms": time_ms,
+        "beat": beat,
+        "phase": phase,
+        "lv_dvdt_ml_per_frame_before": volume_derivative(volumes_before),
+        "lv_dvdt_ml_per_frame_after": volume_derivative(volumes_after),
+    }
+
+
+def _beat_keys(when: str, cycles: Any, beats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summary keys of one curve's beats: the list, their count and kind, mean and SD of each index."""
+    out: dict[str, Any] = {
+        f"n_beats_{when}": len(beats),
+        f"cycle_kind_{when}": cycles.kind,
+        f"cycle_note_{when}": cycles.reason,
+        f"beats_{when}": beats,
+    }
+    for key in ("edv_ml", "esv_ml", "sv_ml", "ef_percent", "gls_percent", "peak_ejection_rate",
+                "peak_filling_rate", "peak_ejection_rate_edv", "peak_filling_rate_edv", "time_to_peak_filling"):
+        values = np.array([b[key] for b in beats], dtype=float)
+        values = values[np.isfinite(values)]
+        out[f"{key}_mean_{when}"] = float(values.mean()) if values.size else None
+        out[f"{key}_sd_{when}"] = float(values.std(ddof=1)) if values.size > 1 else None
+    return out
+
+
 def _num(x: Any) -> float | None:
     """Python float for JSON; NaN stays NaN (the JSON writer turns it into null)."""
     return None if x is None else float(x)
@@ -134,6 +209,8 @@ def build_summary(
     n_denoised: int,
     model: Any,
     trust: FrameTrust | None = None,
+    beats: dict[str, tuple[Any, list[dict[str, Any]]]] | None = None,
+    frame_time_ms: float | None = None,
 ) -> dict[str, Any]:
     """The JSON-able summary of one correction (indices, flags and validity before/after, provenance).
 
@@ -141,9 +218,28 @@ def build_summary(
         labels: (T, H, W) input labels; before/after: shape measures in the input's frame order;
         clin_before/clin_after: clinical measures; columns: :func:`frame_columns`' table;
         kept: (T,) input frames kept unchanged; model: the shape model used (None for other methods).
+        beats: {"before", "after"}: :func:`beat_table` of each curve. EDV, ESV, EF and GLS in the
+            summary are their means over the beats (the one beat's values for a half-sequence).
+        frame_time_ms: time between frames (None: unknown, rates per frame).
     """
     names = tuple(thresholds.names)
     residue_attrs = {n: frame_indices(after.flags[:, k]) for k, n in enumerate(names) if after.flags[:, k].any()}
+    summary = _summary_core(config, thresholds, labels, spacing, before, after, clin_before, clin_after, columns, kept,
+                            given_ed_es, reverse, notes, rounds, tolerances, n_denoised, model, trust, residue_attrs)
+    summary["frame_time_ms"] = frame_time_ms
+    for when, (cycles, rows) in (beats or {}).items():
+        summary.update(_beat_keys(when, cycles, rows))
+        for key in ("edv_ml", "esv_ml", "ef_percent", "gls_percent"):
+            mean = summary[f"{key}_mean_{when}"]
+            if rows and mean is not None:
+                summary[f"{key}_{when}"] = mean
+    return summary
+
+
+def _summary_core(config, thresholds, labels, spacing, before, after, clin_before, clin_after, columns, kept,
+                  given_ed_es, reverse, notes, rounds, tolerances, n_denoised, model, trust, residue_attrs) -> dict[str, Any]:
+    """The keys of :func:`build_summary` that do not depend on the beats (same arguments)."""
+    names = tuple(thresholds.names)
     return {
         "method": config.method,
         "n_frames": len(labels),

@@ -22,7 +22,7 @@ from echotemporal.core.labels import Label, as_label_sequence, check_frame_index
 from echotemporal.correct.arvae import smooth_arvae
 from echotemporal.correct.baselines import gaussian_smooth_labels, lcc_gaussian_labels
 from echotemporal.correct.denoise import denoise
-from echotemporal.correct.result import SmoothingResult, build_summary, frame_columns
+from echotemporal.correct.result import SmoothingResult, beat_columns, beat_table, build_summary, frame_columns
 from echotemporal.correct.trust import FrameTrust
 from echotemporal.measure.sequence import ShapeMeasures, measure_clinical, measure_shape
 
@@ -91,7 +91,7 @@ def _run_method(
     if model is None:  # arvae on a sequence without LV or MYO
         warnings.warn("no LV or MYO in any frame: nothing the shape model can correct; input returned", stacklevel=3)
         return MethodOutcome(work, before, notes=["no LV or MYO in any frame; input returned unchanged"])
-    outcome = smooth_arvae(work, spacing, model, config, thresholds, before)
+    outcome = smooth_arvae(work, spacing, model, config, thresholds, before, anchors)
     result = MethodOutcome(outcome.labels, outcome.shape, outcome.rounds, outcome.tolerances, outcome.kept,
                            trust=outcome.trust, reestimated=outcome.reestimated)
     if config.denoise_sigma_frames > 0 and not config.keep_unflagged_frames:
@@ -115,6 +115,7 @@ def smooth_sequence(
     thresholds: AttributeThresholds | None = None,
     ed_frame: int | None = None,
     es_frame: int | None = None,
+    frame_time_ms: float | None = None,
 ) -> SmoothingResult:
     """Correct the temporal and anatomical inconsistencies of one segmented sequence.
 
@@ -136,7 +137,9 @@ def smooth_sequence(
         thresholds: consistency thresholds; ``None`` loads the packaged ones.
         ed_frame, es_frame: 0-based ED/ES (e.g. from the Info cfg). ``None`` detects them from each
             volume curve. ``es_frame < ed_frame`` means the sequence is stored ES→ED: it is reversed,
-            processed and reversed back.
+            processed and reversed back. Without them every beat is detected on each curve (the
+            corrected one for the output): half-sequences, full cycles and several beats.
+        frame_time_ms: time between frames (file header or 1000/fps); None gives rates per frame.
 
     Returns:
         SmoothingResult with (T, H, W) uint8 labels of the input's shape (T = 1 and T = 2 are
@@ -186,11 +189,14 @@ def smooth_sequence(
         out = out.copy()
     names = tuple(thresholds.names)
     columns = frame_columns(arr, out, names, before, after, clin_before, clin_after, kept, trust, reestimated)
+    beats = {"before": beat_table(clin_before, frame_time_ms, ed_frame, es_frame),
+             "after": beat_table(clin_after, frame_time_ms, ed_frame, es_frame)}
+    columns.update(beat_columns(beats["after"][0], clin_before.volumes_ml, clin_after.volumes_ml, frame_time_ms))
     summary = build_summary(
         config, thresholds, arr, spacing, before, after, clin_before, clin_after, columns, kept,
         given_ed_es=ed_frame is not None and es_frame is not None, reverse=reverse, notes=notes,
         rounds=outcome.rounds, tolerances=outcome.tolerances, n_denoised=outcome.n_denoised, trust=trust,
-        model=model if config.method == "arvae" else None,
+        model=model if config.method == "arvae" else None, beats=beats, frame_time_ms=frame_time_ms,
     )
     summary["seconds"] = time.perf_counter() - start
     return SmoothingResult(

@@ -173,6 +173,7 @@ def assess_frames(
     recon_dice: np.ndarray,
     thresholds: AttributeThresholds,
     lv_one_piece: np.ndarray | None = None,
+    anchors: tuple[int, ...] = (),
 ) -> FrameTrust:
     """Combine validity, reconstruction agreement and temporal coherence into trust (module docstring).
 
@@ -182,6 +183,9 @@ def assess_frames(
         recon_dice: (T, 2) :func:`reconstruction_dice` (LV, MYO) of the input frames.
         thresholds: the consistency thresholds.
         lv_one_piece: (T,) bool, the input LV is one connected piece (None: assumed).
+        anchors: frames (ED, ES) that lose trust only by their own validity or reconstruction, never
+            for a temporal deviation: EF and GLS are read on them, and annotation noise at a turning
+            point of the volume curve looks like a deviation.
     """
     per_label = np.asarray(recon_dice, dtype=np.float64).reshape(len(valid), 2)
     recon_dice = per_label.min(axis=1)
@@ -194,6 +198,7 @@ def assess_frames(
     candidates = np.asarray(valid, dtype=bool) & (per_label >= floor).all(axis=1)
     candidates &= ~_spread(~candidates, weak)
     outlier = temporal_outliers(attributes, thresholds, candidates)
+    outlier[[a for a in anchors if 0 <= a < len(outlier)]] = False
     trusted = candidates & ~outlier
     graded = np.clip((per_label - floor) / np.maximum(reference - floor, 1e-6), 0, 1).min(axis=1)
     confidence = (0.5 + 0.5 * graded) * np.where(valid, 1.0, 0.4) * np.where(outlier, 0.5, 1.0)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "plot_volume_curve",
+    "plot_volume_rate",
     "plot_attribute_trajectories",
     "volume_figure",
     "attributes_figure",
@@ -58,37 +59,61 @@ def _label(name: str) -> str:
     return f"{pretty} ({_UNITS.get(unit, unit)})"
 
 
+def _time_axis(frames: pd.DataFrame, summary: Mapping[str, Any]) -> tuple[np.ndarray, str, float]:
+    """(x values, axis label, x units per frame): ms when the frame time is known, else frames."""
+    step = summary.get("frame_time_ms")
+    if step:
+        return frames["frame"].to_numpy() * float(step), "time (ms)", float(step)
+    return frames["frame"].to_numpy(), "frame", 1.0
+
+
+def _beat_frames(summary: Mapping[str, Any], when: str, key: str) -> list[int]:
+    beats = summary.get(f"beats_{when}")
+    if beats:
+        return [int(b[key]) for b in beats]
+    frame = summary.get(key if when == "after" else f"{key}_before")
+    return [] if frame is None else [int(frame)]
+
+
 def plot_volume_curve(ax: Axes, frames: pd.DataFrame, summary: Mapping[str, Any]) -> Axes:
-    """LV volume per frame before and after, ED/ES marked, EF of each curve in the legend.
+    """LV volume per frame before and after, every beat's ED/ES marked, EF of each curve in the legend.
 
     Args:
         ax: axes to draw on.
-        frames: per-frame table with ``frame``, ``lv_volume_ml_before``, ``lv_volume_ml_after``.
-        summary: with ``ef_percent_before/after``, ``ed_frame``, ``es_frame`` (0-based) and optionally
-            ``ed_frame_before``/``es_frame_before`` and ``ed_es_source``.
+        frames: per-frame table with ``frame``, ``lv_volume_ml_before``, ``lv_volume_ml_after``, and
+            optionally ``trusted`` (input frames the correction did not trust are ringed).
+        summary: with ``ef_percent_before/after`` (the mean over beats), ``beats_before/after`` (or
+            ``ed_frame``/``es_frame``), ``ed_es_source`` and ``frame_time_ms`` (time axis in ms).
 
     Returns:
         ``ax``.
     """
-    t = frames["frame"].to_numpy()
+    t, xlabel, _ = _time_axis(frames, summary)
     before = frames["lv_volume_ml_before"].to_numpy(dtype=float)
     after = frames["lv_volume_ml_after"].to_numpy(dtype=float)
     ax.plot(t, before, "o--", color=_BEFORE, ms=3, label=f"input (EF {_fmt(summary.get('ef_percent_before'), ' %')})")
     ax.plot(t, after, "o-", color=_AFTER, ms=3, label=f"{summary.get('method', 'smoothed')} (EF {_fmt(summary.get('ef_percent_after'), ' %')})")
     source = summary.get("ed_es_source", "")
     for key, name, style in (("ed_frame", "ED", "-"), ("es_frame", "ES", ":")):
-        frame = summary.get(key)
-        if frame is not None:
-            ax.axvline(frame, color="k", ls=style, lw=1, label=f"{name} = frame {frame} ({source})")
-        frame_before = summary.get(f"{key}_before")
-        if frame_before is not None and frame_before != frame:
-            ax.axvline(frame_before, color=_BEFORE, ls=style, lw=1, label=f"{name} of input = frame {frame_before}")
+        after_frames = _beat_frames(summary, "after", key)
+        for k, frame in enumerate(after_frames):
+            label = f"{name} ({source}): frame {', '.join(str(f + 1) for f in after_frames)}" if k == 0 else None
+            ax.axvline(t[frame], color="k", ls=style, lw=1, label=label)
+        moved = [f for f in _beat_frames(summary, "before", key) if f not in after_frames]
+        for k, frame in enumerate(moved):
+            ax.axvline(t[frame], color=_BEFORE, ls=style, lw=1,
+                       label=f"{name} of input: frame {', '.join(str(f + 1) for f in moved)}" if k == 0 else None)
     flagged = frames["inconsistent_before"].to_numpy(dtype=bool) if "inconsistent_before" in frames else None
     if flagged is not None and flagged.any():
         ax.plot(t[flagged], before[flagged], "x", color=_FLAG, ms=7, mew=1.5, label="flagged in input")
+    if "trusted" in frames:
+        untrusted = ~frames["trusted"].to_numpy(dtype=bool)
+        if untrusted.any():
+            ax.plot(t[untrusted], after[untrusted], "o", color="tab:orange", ms=8, mfc="none", mew=1.2,
+                    label="re-estimated (input not trusted)")
     from matplotlib.ticker import MaxNLocator
 
-    ax.set_xlabel("frame")
+    ax.set_xlabel(xlabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("LV volume (mL, Simpson monoplane)")
     ax.grid(alpha=0.3)
@@ -148,10 +173,42 @@ def plot_attribute_trajectories(
     return axes
 
 
+def plot_volume_rate(ax: Axes, frames: pd.DataFrame, summary: Mapping[str, Any]) -> Axes:
+    """dV/dt before and after (mL/s with a frame time, else mL/frame): ejection below 0, filling above.
+
+    Args:
+        ax: axes to draw on.
+        frames: per-frame table with ``lv_dvdt_ml_per_frame_before/after``.
+        summary: with ``frame_time_ms`` (None: per-frame units).
+    """
+    t, xlabel, _ = _time_axis(frames, summary)
+    step = summary.get("frame_time_ms")
+    scale, unit = (1000.0 / float(step), "mL/s") if step else (1.0, "mL/frame")
+    for when, color, style in (("before", _BEFORE, "--"), ("after", _AFTER, "-")):
+        column = f"lv_dvdt_ml_per_frame_{when}"
+        if column in frames:
+            ax.plot(t, frames[column].to_numpy(dtype=float) * scale, style, color=color, lw=1.2,
+                    label="input" if when == "before" else "corrected")
+    ax.axhline(0, color="k", lw=0.6)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"dV/dt ({unit})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax
+
+
 def volume_figure(frames: pd.DataFrame, summary: Mapping[str, Any], title: str | None = None) -> Figure:
-    """Figure with :func:`plot_volume_curve`."""
-    fig = _new_figure(7.0, 4.2)
-    ax = fig.add_subplot()
+    """Figure with :func:`plot_volume_curve` above :func:`plot_volume_rate` (shared time axis)."""
+    rates = "lv_dvdt_ml_per_frame_after" in frames
+    fig = _new_figure(7.0, 6.4 if rates else 4.2)
+    if rates:
+        ax, ax_rate = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+        plot_volume_rate(ax_rate, frames, summary)
+    else:
+        ax = fig.add_subplot()
     plot_volume_curve(ax, frames, summary)
     ax.set_title(title or "LV volume curve")
     return fig

@@ -476,7 +476,10 @@ def volume_derivative(volumes_ml: np.ndarray, frame_time_ms: float | None = None
     Returns:
         (T,) dV/dt in mL/s (or mL/frame); a central difference below 5 frames, zeros below 2 frames.
     """
-    v = _fill_nan(np.asarray(volumes_ml, dtype=np.float64).ravel())
+    v = np.asarray(volumes_ml, dtype=np.float64).ravel()
+    if not np.isfinite(v).any():
+        return np.full(v.shape, np.nan)
+    v = _fill_nan(v)
     dt = 1.0 if frame_time_ms is None else float(frame_time_ms) / 1000.0
     if len(v) >= _RATE_WINDOW:
         return savgol_filter(v, _RATE_WINDOW, _RATE_ORDER, deriv=1, delta=dt, mode="interp")
