@@ -82,7 +82,7 @@ function drawCurve() {
   const before = f.lv_volume_ml_before, after = f.lv_volume_ml_after, n = f.frame.length;
   const all = finite(before.concat(after));
   const lo = Math.min(...all), hi = Math.max(...all), pad = (hi - lo) * 0.1 || 1;
-  const L = 50, R = 15, T = 15, B = 35, W = canvas.width - L - R, H = canvas.height - T - B;
+  const L = 62, R = 22, T = 15, B = 35, W = canvas.width - L - R, H = canvas.height - T - B;
   const x = (t) => L + (n > 1 ? (t / (n - 1)) * W : W / 2);
   const y = (v) => T + H - ((v - (lo - pad)) / (hi - lo + 2 * pad)) * H;
   ctx.clearRect(0, 0, canvas.width, canvas.height);
@@ -90,17 +90,18 @@ function drawCurve() {
   ctx.strokeRect(L, T, W, H);
   for (let k = 0; k <= 4; k++) {
     const v = lo - pad + ((hi - lo + 2 * pad) * k) / 4;
-    ctx.fillText(v.toFixed(0), 8, y(v) + 4);
+    ctx.textAlign = "right"; ctx.fillText(v.toFixed(0), L - 5, y(v) + 4); ctx.textAlign = "left";
   }
   const step = Math.max(1, Math.ceil(n / 10));
   for (let t = 0; t < n; t += step) ctx.fillText(String(t), x(t) - 3, T + H + 14);
   ctx.fillText("frame", L + W / 2 - 12, T + H + 30);
-  ctx.save(); ctx.translate(12, T + H / 2 + 30); ctx.rotate(-Math.PI / 2); ctx.fillText("LV volume (mL)", 0, 0); ctx.restore();
+  ctx.save(); ctx.translate(14, T + H / 2 + 40); ctx.rotate(-Math.PI / 2); ctx.fillText("LV volume (mL)", 0, 0); ctx.restore();
   for (const [key, dash] of [["ed_frame", []], ["es_frame", [3, 3]]]) {
     if (s[key] === null || s[key] === undefined) continue;
     ctx.setLineDash(dash); ctx.strokeStyle = "#000";
     ctx.beginPath(); ctx.moveTo(x(s[key]), T); ctx.lineTo(x(s[key]), T + H); ctx.stroke();
-    ctx.fillText(key === "ed_frame" ? "ED" : "ES", x(s[key]) + 3, T + 11);
+    const name = key === "ed_frame" ? "ED" : "ES", right = x(s[key]) > L + W - 20;
+    ctx.fillStyle = "#000"; ctx.fillText(name, right ? x(s[key]) - 18 : x(s[key]) + 3, T + 11);
   }
   const line = (values, color, dash) => {
     ctx.setLineDash(dash); ctx.strokeStyle = color; ctx.fillStyle = color; ctx.lineWidth = 2;
