@@ -266,3 +266,10 @@ def test_killed_worker_fails_its_job_only(client: TestClient, app, files: dict[s
     assert pool.worker_pids() != [pid]
     again = _wait(client, _submit(client, files["small"])["status_url"])  # the replaced worker serves
     assert again["status"] == "done"
+
+
+def test_serve_command_refuses_an_empty_token_file(tmp_path: Path) -> None:
+    empty = tmp_path / "token.txt"
+    empty.write_text("\n")
+    result = CliRunner().invoke(main, ["serve", "--token-file", str(empty)])
+    assert result.exit_code != 0 and "empty token file" in result.output

@@ -16,6 +16,7 @@ import hmac
 import math
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,25 @@ def _prepare_input(upload: Upload, folder: Path) -> tuple[Any, str | None, str |
     return sequence, None if info_path is None else str(info_path), method, fps
 
 
+def _unmap_large_buffers(threshold_bytes: int = 1 << 20) -> None:
+    """Serve buffers of ``threshold_bytes`` or more (decoded sequences, their pickles) from fresh
+    mappings that go back to the OS when freed (glibc ``M_MMAP_THRESHOLD``, fixed rather than dynamic).
+
+    With glibc's dynamic threshold, a freed 10 MB array raises the threshold and the next ones come from
+    the heap arenas of the reading threads, where they stay: the server's RSS then grows with traffic.
+    """
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, threshold_bytes)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 def create_app(settings: ServeSettings | None = None) -> Any:
     """The FastAPI app; worker processes start with the app's lifespan and stop with it.
 
@@ -163,8 +183,11 @@ def create_app(settings: ServeSettings | None = None) -> Any:
     version: dict[str, Any] = {"package": __version__}
     durations: list[float] = []
 
+    readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="echotemporal-read")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
+        _unmap_large_buffers()
         info = await asyncio.to_thread(pool.start, worker.worker_info, settings.weights)
         version.update(model_sha256=info["model_sha256"], backend=info["backend"])
         pool.attach()
@@ -175,6 +198,7 @@ def create_app(settings: ServeSettings | None = None) -> Any:
             sweeper.cancel()
             store.close()
             await asyncio.to_thread(pool.shutdown)
+            readers.shutdown(wait=False, cancel_futures=True)
 
     async def _sweep() -> None:
         while True:  # at least once a second, and four times per TTL
@@ -232,7 +256,9 @@ def create_app(settings: ServeSettings | None = None) -> Any:
         try:
             upload = await receive(request, folder)
             try:
-                sequence, info, method, fps = await asyncio.to_thread(_prepare_input, upload, folder)
+                sequence, info, method, fps = await asyncio.get_running_loop().run_in_executor(
+                    readers, _prepare_input, upload, folder
+                )
             except (EchoTemporalError, OSError, ValueError) as exc:
                 raise from_library_error(exc, folder) from None
             store.check_capacity(retry_after())
