@@ -67,6 +67,23 @@ _MULTIPART_DOC = {
     }
 }
 
+_CHECK_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    **_MULTIPART_DOC["requestBody"]["content"]["multipart/form-data"]["schema"],
+                    "properties": {
+                        k: v for k, v in _MULTIPART_DOC["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"].items()
+                        if k in ("sequence", "info")
+                    },
+                }
+            }
+        },
+    }
+}
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -353,7 +370,7 @@ def create_app(settings: ServeSettings | None = None) -> Any:
         store.remove(job)
         return {"id": job.id, "status": "deleted"}
 
-    @v1.post("/check", openapi_extra=_MULTIPART_DOC, summary="The `echotemporal check --json` report of a sequence")
+    @v1.post("/check", openapi_extra=_CHECK_DOC, summary="The `echotemporal check --json` report of a sequence")
     async def check(request: Request) -> dict[str, Any]:
         """Multipart upload (``sequence``, optional ``info``) → the model-free report, synchronously."""
         check_length(request)
