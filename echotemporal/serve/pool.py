@@ -3,12 +3,14 @@
 One ``ProcessPoolExecutor(max_workers=1)`` per worker rather than one pool of N: a worker that dies
 (killed, out of memory) breaks only its own executor, so only the job it was running fails; that
 executor is replaced and the others keep their jobs. A job waits for a free worker in the parent
-(FIFO), so the parent always knows which jobs are queued and which are running.
+(strictly first come, first served: a newcomer never overtakes a waiting request), so the parent
+always knows which jobs are queued and which are running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -38,7 +40,8 @@ class WorkerPool:
         self._weights = weights
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._executors: list[ProcessPoolExecutor] = []
-        self._free: asyncio.Queue[int] | None = None
+        self._free: list[int] | None = None
+        self._waiters: collections.deque[asyncio.Future[int]] = collections.deque()
         self.running = 0
 
     def _new_executor(self) -> ProcessPoolExecutor:
@@ -56,10 +59,32 @@ class WorkerPool:
         return [r.result() for r in results][0]
 
     def attach(self) -> None:
-        """Create the free-worker queue on the running event loop."""
-        self._free = asyncio.Queue()
-        for i in range(self.n):
-            self._free.put_nowait(i)
+        """Mark every worker free (call once the workers are started)."""
+        self._free = list(range(self.n))
+
+    async def _acquire(self) -> int:
+        """A free worker's index, handed out strictly first come, first served."""
+        assert self._free is not None, "attach() first"
+        if self._free and not self._waiters:
+            return self._free.pop()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed a worker just as it was cancelled
+                self._release(waiter.result())
+            raise
+
+    def _release(self, i: int) -> None:
+        """Hand worker ``i`` to the oldest waiter, or mark it free."""
+        assert self._free is not None
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(i)
+                return
+        self._free.append(i)
 
     def _replace(self, i: int) -> None:
         old = self._executors[i]
@@ -75,8 +100,7 @@ class WorkerPool:
             WorkerLost: the worker process ended during the task (it is replaced).
             Exception: whatever ``fn`` raised.
         """
-        assert self._free is not None, "attach() first"
-        i = await self._free.get()
+        i = await self._acquire()
         self.running += 1
         if on_start is not None:
             on_start()
@@ -93,7 +117,7 @@ class WorkerPool:
                 raise WorkerLost("the worker process ended while processing this request") from exc
         finally:
             self.running -= 1
-            self._free.put_nowait(i)
+            self._release(i)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes."""
