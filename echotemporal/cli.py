@@ -304,5 +304,40 @@ def traverse(weights: str | None, output: Path, steps: int, span: float, overwri
     click.echo(f"{len(trav['names'])} dims x {steps} steps written to {output} (weights sha256 {model.sha256[:12]})")
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless told otherwise).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes (one model each).")
+@click.option("--max-queue", type=click.IntRange(min=0), default=32, show_default=True,
+              help="Requests that may wait for a worker; more get 503 with Retry-After.")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.001), default=64.0, show_default=True,
+              help="Largest request body; larger uploads get 413.")
+@click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="File holding a bearer token required on /v1/* [default: none].")
+@click.option("--results-ttl", type=click.FloatRange(min=1), default=3600.0, show_default=True,
+              help="Seconds a finished job's results are kept.")
+@click.option("--method", type=click.Choice(["arvae", "gaussian", "none"]), default="arvae", show_default=True,
+              help="Method when a request names none.")
+@click.option("--weights", default=None, metavar="W", help="Model weights file or name [default: shipped model].")
+@_friendly_errors
+def serve(host: str, port: int, workers: int, max_queue: int, max_upload_mb: float, token_file: Path | None,
+          results_ttl: float, method: str, weights: str | None) -> None:
+    """Serve the correction over HTTP (API at /v1, docs at /docs, review page at /)."""
+    try:
+        from echotemporal.serve import ServeSettings, run_server
+        import fastapi, uvicorn  # noqa: E401,F401 - the serve extra
+    except ImportError as exc:
+        raise click.ClickException(f"{exc.name} is not installed; pip install 'echotemporal[serve]'") from None
+    token = None
+    if token_file is not None:
+        token = token_file.read_text().strip()
+        if not token:
+            raise click.ClickException(f"{token_file}: empty token file; write the token on its first line")
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host} without --token-file: anyone who can reach it can submit jobs", err=True)
+    run_server(ServeSettings(host=host, port=port, workers=workers, max_queue=max_queue, max_upload_mb=max_upload_mb,
+                             token=token, results_ttl_s=results_ttl, method=method, weights=weights))
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
