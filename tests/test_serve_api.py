@@ -26,7 +26,7 @@ from echotemporal.cli import main  # noqa: E402
 from echotemporal.io import read_sequence, write_sequence  # noqa: E402
 from echotemporal.phantoms import generate_sequence  # noqa: E402
 from echotemporal.pipeline import smooth_file  # noqa: E402
-from echotemporal.report import check_file  # noqa: E402
+from echotemporal.measure.check import check_file  # noqa: E402
 from echotemporal.serve import RESULT_FILES, ServeSettings, create_app  # noqa: E402
 
 TOKEN = "s3cret-token"
@@ -93,7 +93,7 @@ def test_health_version_docs(client: TestClient) -> None:
     assert client.get("/healthz", headers={"Authorization": ""}).json()["status"] == "ok"
     version = client.get("/v1/version").json()
     from echotemporal import __version__
-    from echotemporal.pretrained import load_model
+    from echotemporal.model.registry import load_model
 
     model = load_model()
     assert version["package"] == __version__

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from echotemporal import __version__
-from echotemporal.errors import EchoTemporalError
+from echotemporal.core.errors import EchoTemporalError
 from echotemporal.serve.errors import ApiError, from_library_error, install_handlers
 from echotemporal.serve.jobs import Job, JobStore
 from echotemporal.serve.pool import WorkerLost, WorkerPool
@@ -122,10 +122,10 @@ def _prepare_input(upload: Upload, folder: Path) -> tuple[Any, str | None, str |
     ``ed``/``es`` fields (0-based) are written into an Info cfg beside the upload, over the uploaded
     cfg's values, so that the correction takes them the way the CLI takes ``--info``.
     """
-    from echotemporal.errors import ConfigError
+    from echotemporal.core.errors import ConfigError
     from echotemporal.io import InfoCfg, read_info_cfg, read_sequence, write_info_cfg
-    from echotemporal.labels import check_frame_index
-    from echotemporal.pipeline.correction import METHODS
+    from echotemporal.core.labels import check_frame_index
+    from echotemporal.correct.smoothing import METHODS
 
     fields = upload.fields
     method = fields.get("method") or None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from echotemporal.errors import ConfigError, EchoTemporalError, InvalidLabelsError, WeightsError
+from echotemporal.core.errors import ConfigError, EchoTemporalError, InvalidLabelsError, WeightsError
 
 __all__ = ["ApiError", "error_body", "from_library_error", "install_handlers"]
 

@@ -28,7 +28,7 @@ _THRESHOLDS: list[Any] = []
 
 def _thresholds() -> Any:
     if not _THRESHOLDS:
-        from echotemporal.temporal import load_thresholds
+        from echotemporal.measure.temporal import load_thresholds
 
         _THRESHOLDS.append(load_thresholds())
     return _THRESHOLDS[0]
@@ -37,7 +37,7 @@ def _thresholds() -> Any:
 def _model(method: str, weights: str | None) -> Any:
     if method != "arvae":
         return None
-    from echotemporal.pretrained import load_model
+    from echotemporal.model.registry import load_model
 
     return load_model(weights)
 
@@ -71,8 +71,8 @@ def correct_job(
     Returns:
         The JSON summary, with file names instead of server paths.
     """
-    from echotemporal import export
-    from echotemporal.pipeline.sequence_file import smooth_file
+    from echotemporal.outputs import files as export
+    from echotemporal.outputs.sequence_file import smooth_file
 
     out = Path(job_dir) / OUT
     out.mkdir()
@@ -97,7 +97,7 @@ def correct_job(
 
 def check_job(sequence_path: str, info_path: str | None) -> dict[str, Any]:
     """The ``echotemporal check --json`` report of an uploaded file (``report.check_file``)."""
-    from echotemporal.report import check_file
+    from echotemporal.measure.check import check_file
 
     return check_file(sequence_path, info_path)
 
@@ -140,7 +140,7 @@ def render_contours(job_dir: str, sequence_path: str, tolerance_px: float = 0.7)
     from skimage.measure import approximate_polygon, find_contours
 
     from echotemporal.io import read_sequence
-    from echotemporal.labels import LA, LV, MYO
+    from echotemporal.core.labels import LA, LV, MYO
 
     before = read_sequence(sequence_path)
     after = read_sequence(out / "labels.nii.gz")
