@@ -178,6 +178,9 @@ class SmoothingConfig:
         denoise_scope: "corrected" smooths only the frames the correction changed into their
             neighbours (a frame judged good comes back as it was drawn); "all" also averages the
             border flicker of untouched frames (closer to an annotator's mean, but every frame moves).
+        on_worse: when the output has more inconsistent or invalid frames than the input, return the
+            input ("keep_input", outcome "worse" in the summary) or the output anyway ("keep_output",
+            ``--force``).
     """
 
     method: Method = "arvae"
@@ -193,6 +196,7 @@ class SmoothingConfig:
     projection: Literal["least_squares", "sparse"] = "least_squares"
     robust: bool = True
     denoise_scope: Literal["corrected", "all"] = "corrected"
+    on_worse: Literal["keep_input", "keep_output"] = "keep_input"
 
     def __post_init__(self) -> None:
         _validate(self, {"whittaker_lambda": (0, None), "max_rounds": (1, None), "tighten_factor": (0.01, 1.0),

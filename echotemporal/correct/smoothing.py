@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; keeps torch off the import 
     from echotemporal.measure.temporal import AttributeThresholds
     from echotemporal.model.interface import TrainedShapeModel
 
-__all__ = ["METHODS", "SmoothingResult", "smooth_sequence", "gaussian_smooth_labels"]
+__all__ = ["METHODS", "OUTCOMES", "SmoothingResult", "judge_outcome", "smooth_sequence", "gaussian_smooth_labels"]
 
 
 @dataclass
@@ -55,6 +55,24 @@ class MethodOutcome:
     notes: list[str] = field(default_factory=list)
     trust: FrameTrust | None = None
     reestimated: np.ndarray | None = None
+
+
+#: Outcomes of a correction, in the order a reader should worry about them.
+OUTCOMES: tuple[str, ...] = ("clean", "residue", "worse")
+
+
+def _scores(shape: ShapeMeasures) -> str:
+    return f"{int(shape.flags.any(axis=1).sum())} inconsistent, {int((~shape.valid).sum())} invalid frames"
+
+
+def judge_outcome(before: ShapeMeasures, after: ShapeMeasures) -> str:
+    """"worse" if the output has more inconsistent or more invalid frames than the input, "residue"
+    if it still has some, else "clean" (the project's own checks, DESIGN.md §4.1 and §6)."""
+    n_bad = lambda s: (int(s.flags.any(axis=1).sum()), int((~s.valid).sum()))  # noqa: E731
+    (inc_b, inv_b), (inc_a, inv_a) = n_bad(before), n_bad(after)
+    if inc_a > inc_b or inv_a > inv_b:
+        return "worse"
+    return "residue" if inc_a or inv_a else "clean"
 
 
 def check_inputs(labels: np.ndarray, spacing_mm: Any) -> tuple[np.ndarray, tuple[float, float]]:
@@ -173,6 +191,14 @@ def smooth_sequence(
     clin_before = clin_before_job.result()
     background.shutdown(wait=False)
     out, after = outcome.labels, outcome.after
+    verdict = judge_outcome(before, after)
+    if verdict == "worse" and config.on_worse == "keep_input":
+        outcome.notes.append(
+            f"the correction scored worse than the input ({_scores(before)} -> {_scores(after)}): the input "
+            "is returned unchanged; rerun with --force (on_worse: keep_output) to keep the correction"
+        )
+        out, after = work, before
+        outcome.reestimated = None
     clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es)
     kept = outcome.kept if outcome.kept is not None else np.zeros(n_frames, dtype=bool)
     trust, reestimated = outcome.trust, outcome.reestimated
@@ -198,6 +224,8 @@ def smooth_sequence(
         rounds=outcome.rounds, tolerances=outcome.tolerances, n_denoised=outcome.n_denoised, trust=trust,
         model=model if config.method == "arvae" else None, beats=beats, frame_time_ms=frame_time_ms,
     )
+    summary["outcome"] = verdict
+    summary["kept_input_because_worse"] = bool(verdict == "worse" and config.on_worse == "keep_input")
     summary["seconds"] = time.perf_counter() - start
     return SmoothingResult(
         labels=out[0] if np.asarray(labels).ndim == 2 else out,

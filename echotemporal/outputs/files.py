@@ -194,8 +194,12 @@ def summary_line(result: SmoothingResult) -> str:
 
     where = s.get("outputs", {}).get("labels", "")
     head = f"{where}: " if where else ""
-    residue = "" if s.get("residue", {}).get("clean", True) else " (residue reported in the summary)"
+    outcome = s.get("outcome", "clean")
+    residue = {"clean": "", "residue": " (residue: see the summary)",
+               "worse": " (correction scored worse than the input: input kept; --force keeps it)"
+               if s.get("kept_input_because_worse") else " (correction scored worse than the input)"}[outcome]
     return (
+        f"{outcome.upper()} "
         f"{head}{s['method']}, {s['n_frames']} frames, inconsistent {s['n_inconsistent_before']}->"
         f"{s['n_inconsistent_after']}, invalid {s['n_invalid_before']}->{s['n_invalid_after']}, "
         f"EF {ef('ef_percent_before')}->{ef('ef_percent_after')}, {s['seconds']:.2f} s{residue}"
