@@ -18,7 +18,12 @@ from echotemporal.core.config import SmoothingConfig
 from echotemporal.correct.cleanup import cleanup_labels
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.correct.reestimate import reestimate_frames
-from echotemporal.correct.repair import full_decoding_fallback, interpolate_residue, interpolate_runs
+from echotemporal.correct.repair import (
+    extrapolate_turning_ends,
+    full_decoding_fallback,
+    interpolate_residue,
+    interpolate_runs,
+)
 from echotemporal.correct.trust import FrameTrust, assess_frames, reconstruction_dice
 from echotemporal.measure.sequence import ShapeMeasures, add_validity, heart_box, measure_shape, restore_frames
 
@@ -136,6 +141,7 @@ def _robust_start(
 
     out = labels.copy()
     blended = interpolate_runs(out, untrusted, trust.trusted, spacing_mm, MAX_BLENDED_RUN)
+    blended |= extrapolate_turning_ends(out, untrusted & ~blended, trust.trusted, spacing_mm, anchors)
     if blended.any():
         bad = np.flatnonzero(blended)[~check(out[blended])]
         out[bad] = labels[bad]

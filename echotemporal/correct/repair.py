@@ -15,7 +15,10 @@ from echotemporal.measure.sequence import ShapeMeasures, heart_box, measure_shap
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.measure.temporal import AttributeThresholds
 
-__all__ = ["DistanceBlend", "accept_replacements", "bad_runs", "full_decoding_fallback", "interpolate_residue", "interpolate_runs"]
+__all__ = [
+    "DistanceBlend", "accept_replacements", "bad_runs", "extrapolate_turning_ends", "full_decoding_fallback",
+    "interpolate_residue", "interpolate_runs",
+]
 
 
 def full_decoding_fallback(
@@ -113,6 +116,25 @@ def interpolate_runs(
         frames = [blend(a, b, (t - a) / (b - a)) for t in range(first, last + 1)]
         labels[first : last + 1, rows, cols] = cleanup_decoded(np.stack(frames), spacing_mm, present)
         done[first : last + 1] = True
+    return done
+
+
+def extrapolate_turning_ends(
+    labels: np.ndarray, fill: np.ndarray, good: np.ndarray, spacing_mm: tuple[float, float], anchors: tuple[int, ...]
+) -> np.ndarray:
+    """(T,) bool end frames of ``fill`` that are ED/ES ``anchors`` rebuilt in place from their two
+    good neighbours as a turning point: the zero-slope quadratic ``v₁ − (v₂ − v₁)/3`` of their signed
+    distances (a straight extrapolation overshoots the volume's extremum)."""
+    rows, cols = heart_box(labels, margin=2)
+    blend = DistanceBlend(labels, spacing_mm, (rows, cols))
+    done = np.zeros(len(labels), dtype=bool)
+    n = len(labels)
+    present = tuple(int(v) for v in np.unique(labels[good][:, rows, cols]) if v)
+    for t, step in ((0, 1), (n - 1, -1)):
+        near, far = t + step, t + 2 * step
+        if t in anchors and fill[t] and 0 <= far < n and good[near] and good[far] and not fill[near]:
+            labels[t, rows, cols] = cleanup_decoded(blend(near, far, -1.0 / 3.0)[None], spacing_mm, present)[0]
+            done[t] = True
     return done
 
 
