@@ -96,9 +96,8 @@ def judge_frames(
     anchors: tuple[int, ...] = (),
 ) -> FrameTrust:
     """Per-frame trust of the input (:mod:`echotemporal.correct.trust`), from its encoding ``z0`` (T, D)."""
-    from echotemporal.model.alignment import to_grid
-
     from echotemporal.measure.anatomy import CRITERIA
+    from echotemporal.model.alignment import to_grid
 
     probs = np.asarray(model.decode(np.asarray(z0, dtype=np.float32)))
     dice = reconstruction_dice(to_grid(labels, alignment), probs)
@@ -147,16 +146,22 @@ def _robust_start(
         out[bad] = labels[bad]
         blended[bad] = False
     rest = untrusted & ~blended
+    z = z0.copy()
+
+    def encode(rows: np.ndarray) -> None:
+        if rows.any():
+            z[rows] = np.asarray(model.encode(to_grid(out[rows], alignment)), dtype=np.float64)
+
+    encode(blended)  # blended frames now support the latent fit with their new shapes
     if rest.any():
         names = tuple(model.attribute_names)
         phase = np.array([names.index(n) for n in PHASE_ATTRIBUTES if n in names], dtype=int)
         fit = reestimate_frames(
-            out, z0, ~rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
+            out, z, ~rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
             lv_intact=trust.lv_intact,
         )
         out = fit.labels
-    z = z0.copy()
-    z[untrusted] = np.asarray(model.encode(to_grid(out[untrusted], alignment)), dtype=np.float64)
+        encode(rest)
     measured = measure_shape(out, spacing_mm, thresholds, reference=(labels, before))
     return out, measured, z, trust, untrusted
 
