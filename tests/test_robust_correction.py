@@ -171,3 +171,21 @@ def test_a_sequence_without_la_stays_without_la_end_to_end(model):
     frames = result.frames
     assert {"confidence", "trusted", "reestimated", "reconstruction_dice"} <= set(frames.columns)
     assert frames["confidence"].between(0, 1).all()
+
+
+def test_pose_range_rejects_a_shape_tilted_or_moved_beyond_the_trusted_frames():
+    from echotemporal.correct.arvae import _pose_range
+    from echotemporal.measure.attributes import ATTRIBUTE_NAMES
+
+    thresholds = load_thresholds()
+    names = tuple(thresholds.names)
+    trusted = np.zeros((4, len(names)))
+    trusted[:, names.index("lv_orientation_deg")] = [-3.0, 0.0, 2.0, 4.0]
+    trusted[:, names.index("epi_center_x_mm")] = [40.0, 41.0, 42.0, 41.5]
+    trusted[:, names.index("epi_center_y_mm")] = [60.0, 60.5, 61.0, 60.0]
+    inside = _pose_range(trusted, thresholds)
+    frames = np.zeros((3, len(ATTRIBUTE_NAMES)))
+    frames[:, ATTRIBUTE_NAMES.index("lv_orientation_deg")] = [1.0, 60.0, 1.0]
+    frames[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] = [41.0, 41.0, 90.0]
+    frames[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] = 60.5
+    assert inside(frames).tolist() == [True, False, False]

@@ -105,6 +105,36 @@ def judge_frames(
     return assess_frames(before.valid, before.attributes, dice, thresholds, lv_one_piece, anchors)
 
 
+#: Attributes of a re-estimated frame that must stay within the trusted frames' range.
+POSE_ATTRIBUTES = ("lv_orientation_deg", "epi_center_x_mm", "epi_center_y_mm")
+#: Margin of that range, in units of each attribute's consistency tolerance tau·(hi − lo).
+POSE_MARGIN_TAU = 3.0
+
+
+def _pose_range(trusted_attributes: np.ndarray, thresholds: AttributeThresholds) -> Any:
+    """``(n, 7) attributes -> (n,) bool``: orientation and epicardial centre within the range of the
+    trusted frames (``(m, K)`` in ``thresholds.names`` order), widened by ``POSE_MARGIN_TAU``."""
+    from echotemporal.measure.attributes import ATTRIBUTE_NAMES
+
+    names = tuple(thresholds.names)
+    limits = []
+    for name in POSE_ATTRIBUTES:
+        if name in names:
+            k = names.index(name)
+            values = trusted_attributes[:, k][np.isfinite(trusted_attributes[:, k])]
+            if values.size:
+                margin = POSE_MARGIN_TAU * float(thresholds.tau[k]) * abs(float(thresholds.hi[k]) - float(thresholds.lo[k]))
+                limits.append((ATTRIBUTE_NAMES.index(name), values.min() - margin, values.max() + margin))
+
+    def inside(attributes: np.ndarray) -> np.ndarray:
+        ok = np.ones(len(attributes), dtype=bool)
+        for j, low, high in limits:
+            ok &= (attributes[:, j] >= low) & (attributes[:, j] <= high)
+        return ok
+
+    return inside
+
+
 def _robust_start(
     labels: np.ndarray,
     spacing_mm: tuple[float, float],
@@ -132,11 +162,19 @@ def _robust_start(
     if not untrusted.any() or trust.trusted.sum() < 2:
         return labels, before, z0, trust, np.zeros(len(labels), dtype=bool)
     present = before.present
+    in_range = _pose_range(before.attributes[trust.trusted], thresholds)
 
     def check(frames: np.ndarray) -> np.ndarray:
+        """Valid, and oriented and placed within the trusted frames' own range."""
+        from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes
+
         rows, cols = heart_box(frames, margin=4)
         crop = np.ascontiguousarray(frames[:, rows, cols])
-        return np.asarray(check_validity(crop, spacing_mm, present=present), dtype=bool).all(axis=1)
+        ok = np.asarray(check_validity(crop, spacing_mm, present=present), dtype=bool).all(axis=1)
+        attributes = np.asarray(compute_attributes(crop, spacing_mm), dtype=np.float64)
+        attributes[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
+        attributes[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
+        return ok & in_range(attributes)
 
     out = labels.copy()
     blended = interpolate_runs(out, untrusted, trust.trusted, spacing_mm, MAX_BLENDED_RUN)
