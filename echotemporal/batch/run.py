@@ -300,6 +300,133 @@ def _build_tasks(
     return tasks
 
 
+def _discover(
+    root: Path, out: Path, suffix: str, views: Sequence[str], workers: int, *, resume: bool, overwrite: bool
+) -> list[Any]:
+    """The CAMUS cases under ``root``, after checking the arguments that fail before any work starts."""
+    from echotemporal.io import discover_camus
+
+    if int(workers) < 0:
+        raise ConfigError(f"workers={workers}: use --workers 1 or more (0 runs in this process)")
+    if out == root:
+        raise ConfigError(
+            f"{out}: the output folder must not be the CAMUS root (the mirror keeps file names); pick another -o"
+        )
+    cases = discover_camus(root, suffix=suffix, views=tuple(views))
+    if not cases:
+        raise InputFileError(
+            f"{root}: no sequences patient*/patient*_{{{','.join(views)}}}{suffix}.nii.gz|.mhd found; "
+            "check the CAMUS root and --suffix/--views"
+        )
+    if (out / SEQUENCES_CSV).exists() and not (resume or overwrite):
+        raise OutputExistsError(
+            f"{out}: already holds batch results; pass --resume to continue them or --overwrite to redo them"
+        )
+    return cases
+
+
+def _weights_argument(weights: str | Path | None) -> str | None:
+    """A weights file as an absolute path (workers may run elsewhere); anything else is a model name
+    for pretrained.load_model, which reports a bad one in the first task."""
+    if weights is None:
+        return None
+    candidate = Path(weights).expanduser()
+    return str(candidate.resolve()) if candidate.is_file() else str(weights)
+
+
+def _config_document(
+    root: Path, views: Sequence[str], settings: dict[str, Any], config: SmoothingConfig, workers: int, scheduler: Any
+) -> dict[str, Any]:
+    """The ``config.yaml`` of a batch: settings, weights hash when known now, versions."""
+    weights_str = settings["weights"]
+    weights_file = weights_str is not None and config.method == "arvae" and Path(weights_str).is_file()
+    return {
+        "echotemporal_version": __version__,
+        "command": "batch",
+        "root": str(root),
+        "views": list(views),
+        **settings,
+        # Known now for a weights file; for the shipped model, the first worker result reports it.
+        "weights_sha256": file_sha256(weights_str) if weights_file else None,
+        "workers": int(workers),
+        "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else repr(scheduler),
+        "versions": {d: _version(d) for d in ("numpy", "scipy", "pandas", "torch", "SimpleITK", "distributed")},
+        "python": sys.version.split()[0],
+    }
+
+
+class _Progress:
+    """Collects finished patients into the state, updates the bar and rewrites the tables now and then."""
+
+    def __init__(self, state: BatchState, n_todo: int, n_before: int, progress: bool, flush_every: int) -> None:
+        from tqdm import tqdm
+
+        self.state = state
+        self.flush_every = flush_every
+        self.bar = tqdm(
+            total=n_todo,
+            unit="seq",
+            desc=f"batch ({n_before} done before)" if n_before else "batch",
+            file=sys.stderr,
+            disable=not progress,
+            dynamic_ncols=True,
+            smoothing=0.1,
+        )
+        self.since_flush = 0
+        self.failed = 0
+        self.flushed_at = time.monotonic()
+
+    def __call__(self, task: PatientTask, outcome: PatientResult | BaseException) -> None:
+        if isinstance(outcome, BaseException):
+            if _fatal(outcome):
+                raise outcome
+            outcome = failed_result(task, outcome)
+        self.state.add(outcome)
+        self.failed += sum(row["status"] != "ok" for row in outcome.rows)
+        self.since_flush += len(outcome.rows)
+        self.bar.update(len(outcome.rows))
+        if self.failed:
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+        if self.since_flush >= self.flush_every or time.monotonic() - self.flushed_at > FLUSH_EVERY_SECONDS:
+            self.state.write()
+            self.since_flush = 0
+            self.flushed_at = time.monotonic()
+
+
+def _dispatch(
+    tasks: list[PatientTask], scheduler: Any, workers: int, config: SmoothingConfig, weights: str | None,
+    on_result: _Outcome,
+) -> None:
+    """Run the tasks on a Dask cluster, in this process (``workers=0``) or on a local process pool."""
+    if not tasks:
+        return
+    if scheduler is not None:
+        _dispatch_dask(tasks, scheduler, on_result)
+    elif int(workers) == 0:
+        _dispatch_inline(tasks, on_result)
+    else:
+        _dispatch_local(tasks, min(int(workers), len(tasks)), config.method, weights, on_result)
+
+
+def _summary(out: Path, state: BatchState, n_sequences: int, n_skipped: int, start: float) -> BatchSummary:
+    statuses = [row.get("status") for row in state.rows.values()]
+    return BatchSummary(
+        out=out,
+        n_sequences=n_sequences,
+        n_ok=sum(s == "ok" for s in statuses),
+        n_failed=sum(s != "ok" for s in statuses),
+        n_skipped=n_skipped,
+        seconds=time.perf_counter() - start,
+        tables={
+            "sequences": out / SEQUENCES_CSV,
+            "frames": out / FRAMES_CSV,
+            "patients": out / PATIENTS_CSV,
+            "biplane": out / BIPLANE_CSV,
+            "config": out / CONFIG_YAML,
+        },
+    )
+
+
 def run_batch(
     root: str | Path,
     out: str | Path,
@@ -347,126 +474,31 @@ def run_batch(
         WeightsError: the model cannot be loaded (the batch stops; finished rows are written).
         KeyboardInterrupt: re-raised after the tables of what finished have been written.
     """
-    from tqdm import tqdm
-
-    from echotemporal.io import discover_camus
-
     start = time.perf_counter()
     root = Path(root).expanduser().resolve()
     out = Path(out).expanduser().resolve()
     base = config if config is not None else SmoothingConfig()
     config = dataclasses.replace(base, method=method or base.method)
-    if int(workers) < 0:
-        raise ConfigError(f"workers={workers}: use --workers 1 or more (0 runs in this process)")
-    if out == root:
-        raise ConfigError(
-            f"{out}: the output folder must not be the CAMUS root (the mirror keeps file names); pick another -o"
-        )
-    weights_str = None
-    if weights is not None:
-        # A file travels as an absolute path (workers may run elsewhere); anything else is a model
-        # name for pretrained.load_model, which reports a bad one in the first task.
-        candidate = Path(weights).expanduser()
-        weights_str = str(candidate.resolve()) if candidate.is_file() else str(weights)
+    weights_str = _weights_argument(weights)
+    cases = _discover(root, out, suffix, views, workers, resume=resume, overwrite=overwrite)
 
-    cases = discover_camus(root, suffix=suffix, views=tuple(views))
-    if not cases:
-        raise InputFileError(
-            f"{root}: no sequences patient*/patient*_{{{','.join(views)}}}{suffix}.nii.gz|.mhd found; "
-            "check the CAMUS root and --suffix/--views"
-        )
-    if (out / SEQUENCES_CSV).exists() and not (resume or overwrite):
-        raise OutputExistsError(
-            f"{out}: already holds batch results; pass --resume to continue them or --overwrite to redo them"
-        )
-
-    settings = {
-        "suffix": suffix,
-        "method": config.method,
-        "weights": weights_str,
-        "smoothing": config_to_dict(config),
-    }
-    weights_file = weights_str is not None and config.method == "arvae" and Path(weights_str).is_file()
-    config_doc: dict[str, Any] = {
-        "echotemporal_version": __version__,
-        "command": "batch",
-        "root": str(root),
-        "views": list(views),
-        **settings,
-        # Known now for a weights file; for the shipped model, the first worker result reports it.
-        "weights_sha256": file_sha256(weights_str) if weights_file else None,
-        "workers": int(workers),
-        "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else repr(scheduler),
-        "versions": {d: _version(d) for d in ("numpy", "scipy", "pandas", "torch", "SimpleITK", "distributed")},
-        "python": sys.version.split()[0],
-    }
-    order = {}
+    settings = {"suffix": suffix, "method": config.method, "weights": weights_str, "smoothing": config_to_dict(config)}
+    config_doc = _config_document(root, views, settings, config, workers, scheduler)
+    order: dict[str, int] = {}
     for case in cases:
         order.setdefault(case.patient, len(order))
     state = BatchState(out=out, views=tuple(views), config_doc=config_doc, order=order)
     finished = _load_previous(state, out, settings) if resume and (out / SEQUENCES_CSV).exists() else set()
     if resume and not config_doc["weights_sha256"] and finished:
-        previous = read_tables(out).config
-        config_doc["weights_sha256"] = previous.get("weights_sha256")
+        config_doc["weights_sha256"] = read_tables(out).config.get("weights_sha256")
     tasks = _build_tasks(cases, root, out, config, weights_str, overwrite or resume, finished, state)
-    # Rows of this run's sequences from an earlier run are replaced, never shown twice.
-    n_todo = sum(task.n_todo for task in tasks)
     out.mkdir(parents=True, exist_ok=True)
     state.write()
-
-    bar = tqdm(
-        total=n_todo,
-        unit="seq",
-        desc=f"batch ({len(finished)} done before)" if finished else "batch",
-        file=sys.stderr,
-        disable=not progress,
-        dynamic_ncols=True,
-        smoothing=0.1,
-    )
-    counters = {"since_flush": 0, "failed": 0, "flushed_at": time.monotonic()}
-
-    def on_result(task: PatientTask, outcome: PatientResult | BaseException) -> None:
-        if isinstance(outcome, BaseException):
-            if _fatal(outcome):
-                raise outcome
-            outcome = failed_result(task, outcome)
-        state.add(outcome)
-        counters["failed"] += sum(row["status"] != "ok" for row in outcome.rows)
-        counters["since_flush"] += len(outcome.rows)
-        bar.update(len(outcome.rows))
-        if counters["failed"]:
-            bar.set_postfix(failed=counters["failed"], refresh=False)
-        if counters["since_flush"] >= flush_every or time.monotonic() - counters["flushed_at"] > FLUSH_EVERY_SECONDS:
-            state.write()
-            counters["since_flush"] = 0
-            counters["flushed_at"] = time.monotonic()
-
+    on_result = _Progress(state, sum(task.n_todo for task in tasks), len(finished), progress, flush_every)
     try:
-        if tasks:
-            if scheduler is not None:
-                _dispatch_dask(tasks, scheduler, on_result)
-            elif int(workers) == 0:
-                _dispatch_inline(tasks, on_result)
-            else:
-                _dispatch_local(tasks, min(int(workers), len(tasks)), config.method, weights_str, on_result)
+        _dispatch(tasks, scheduler, workers, config, weights_str, on_result)
     finally:
         # Whatever happened (Ctrl-C included), what finished is on disk and consistent.
-        bar.close()
+        on_result.bar.close()
         state.write()
-
-    statuses = [row.get("status") for row in state.rows.values()]
-    return BatchSummary(
-        out=out,
-        n_sequences=len(cases),
-        n_ok=sum(s == "ok" for s in statuses),
-        n_failed=sum(s != "ok" for s in statuses),
-        n_skipped=len(finished),
-        seconds=time.perf_counter() - start,
-        tables={
-            "sequences": out / SEQUENCES_CSV,
-            "frames": out / FRAMES_CSV,
-            "patients": out / PATIENTS_CSV,
-            "biplane": out / BIPLANE_CSV,
-            "config": out / CONFIG_YAML,
-        },
-    )
+    return _summary(out, state, len(cases), len(finished), start)
