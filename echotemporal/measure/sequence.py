@@ -165,6 +165,7 @@ def measure_shape(
     reference: tuple[np.ndarray, ShapeMeasures] | None = None,
     validity: bool = True,
     warm_clinical: bool = False,
+    crop_to_heart: bool = True,
 ) -> ShapeMeasures:
     """Attributes, consistency flags and (optionally) anatomical validity of every frame.
 
@@ -181,6 +182,9 @@ def measure_shape(
             reuse its per-frame attributes and criteria (only flags depend on the neighbours).
         validity: also run the anatomical criteria (the costly part); else criteria/valid are empty.
         warm_clinical: also measure the new frames' clinical measures (for frames likely to be kept).
+        crop_to_heart: measure on the heart's bounding box (fast); False measures the whole frames,
+            whose centroids then carry no crop offset (they can differ from the cropped ones in the
+            last bits).
     """
     from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes
     from echotemporal.measure.temporal import detect_inconsistent_frames
@@ -198,8 +202,8 @@ def measure_shape(
     crop = criteria = None
     if todo.any():
         sub = labels[todo] if not todo.all() else labels
-        rows, cols = heart_box(sub)
-        crop = np.ascontiguousarray(sub[:, rows, cols])
+        rows, cols = heart_box(sub) if crop_to_heart else (slice(0, sub.shape[1]), slice(0, sub.shape[2]))
+        crop = np.ascontiguousarray(sub[:, rows, cols]) if crop_to_heart else sub
 
         def attributes(threads: int) -> np.ndarray:
             raw = compute_attributes(crop, spacing_mm, threads=threads)
@@ -215,26 +219,33 @@ def measure_shape(
             raw = attributes(measure_threads())
         raw = np.array(raw, dtype=np.float64).reshape(len(crop), -1)
         # Centroids are "mm from the image origin": undo the crop offset.
-        raw[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
-        raw[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
+        if crop_to_heart:
+            raw[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
+            raw[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
         attrs[todo] = raw[:, attribute_order(tuple(thresholds.names))]
     flags = np.asarray(detect_inconsistent_frames(attrs, thresholds), dtype=bool)
     if not validity:
         return ShapeMeasures(attrs, flags, np.ones((n, 0), dtype=bool), np.ones(n, dtype=bool), False, present)
+    criteria = _merge_criteria(todo, criteria, ref_shape)
+    return ShapeMeasures(attrs, flags, criteria, criteria.all(axis=1), True, present)
+
+
+def _merge_criteria(todo: np.ndarray, new: np.ndarray | None, ref_shape: ShapeMeasures | None) -> np.ndarray:
+    """(T, C) criteria: ``new`` (n_todo, C) on the frames ``todo`` (T,) measured, the reference's elsewhere."""
     parts = {}
-    if criteria is not None:
-        parts["new"] = criteria
+    if new is not None:
+        parts["new"] = new
     if ref_shape is not None and (~todo).any():
         if not ref_shape.checked:
             raise RuntimeError("reference measures without validity")  # internal misuse
         parts["ref"] = ref_shape.criteria
     n_crit = next(iter(parts.values())).shape[1]
-    criteria = np.ones((n, n_crit), dtype=bool)
+    criteria = np.ones((len(todo), n_crit), dtype=bool)
     if "new" in parts:
         criteria[todo] = parts["new"]
     if "ref" in parts:
         criteria[~todo] = parts["ref"][~todo]
-    return ShapeMeasures(attrs, flags, criteria, criteria.all(axis=1), True, present)
+    return criteria
 
 
 def present_labels(labels: np.ndarray) -> tuple[int, ...]:
