@@ -7,7 +7,7 @@ import importlib.metadata
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,18 +33,11 @@ from echotemporal.batch.tables import (
     write_atomic,
     write_csv,
 )
-from echotemporal.batch.worker import (
-    PatientResult,
-    PatientTask,
-    ViewTask,
-    failed_result,
-    init_pool_worker,
-    process_patient,
-    process_patient_on_dask,
-    worker_environment,
-)
+from echotemporal.batch.dispatch import dispatch, fatal
+from echotemporal.batch.tasks import PatientResult, PatientTask, ViewTask
+from echotemporal.batch.worker import failed_result
 from echotemporal.core.config import SmoothingConfig, config_to_dict
-from echotemporal.core.errors import ConfigError, EchoTemporalError, InputFileError, OutputExistsError
+from echotemporal.core.errors import ConfigError, InputFileError, OutputExistsError
 from echotemporal.model.registry import file_sha256
 
 __all__ = ["BatchSummary", "run_batch"]
@@ -168,97 +161,6 @@ def _load_previous(state: BatchState, out: Path, result_keys: dict[str, Any]) ->
     return finished
 
 
-_Outcome = Callable[[PatientTask, "PatientResult | BaseException"], None]
-
-
-def _fatal(exc: BaseException) -> bool:
-    """Errors that concern every patient (the model cannot be loaded): stop the batch."""
-    return isinstance(exc, EchoTemporalError)
-
-
-def _dispatch_local(
-    tasks: list[PatientTask], workers: int, method: str, weights: str | None, on_result: _Outcome
-) -> None:
-    """Local process pool; the model is loaded once per worker by the initializer."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn: a fresh interpreter per worker; forking a parent that already runs torch/Dask threads
-    # can deadlock, and spawn behaves the same on Linux, macOS and Windows.
-    context = multiprocessing.get_context("spawn")
-    # The workers start on the first submit and inherit the environment: one thread each, set before
-    # they import numpy or torch.
-    with worker_environment():
-        pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=init_pool_worker, initargs=(method, weights)
-        )
-        pending = {pool.submit(process_patient, task): task for task in tasks}
-    try:
-        for future in as_completed(list(pending)):
-            task = pending.pop(future)
-            try:
-                outcome: PatientResult | BaseException = future.result()
-            except Exception as exc:  # noqa: BLE001
-                outcome = exc
-            on_result(task, outcome)
-            del future
-    except BaseException:
-        # Ctrl-C or a fatal error: drop what has not started, let running patients finish (workers
-        # ignore SIGINT) and keep their results.
-        pool.shutdown(wait=True, cancel_futures=True)
-        for future, task in pending.items():
-            if future.done() and not future.cancelled() and future.exception() is None:
-                on_result(task, future.result())
-        raise
-    pool.shutdown(wait=True)
-
-
-def _dispatch_inline(tasks: list[PatientTask], on_result: _Outcome) -> None:
-    """workers=0: everything in the calling process, one patient after the other (debugging, tests)."""
-    for task in tasks:
-        try:
-            outcome: PatientResult | BaseException = process_patient(task)
-        except Exception as exc:  # noqa: BLE001
-            outcome = exc
-        on_result(task, outcome)
-
-
-def _dispatch_dask(tasks: list[PatientTask], scheduler: Any, on_result: _Outcome) -> None:
-    """Existing Dask cluster: ``client.map`` and ``as_completed``; models cached per worker process."""
-    try:
-        from distributed import Client, as_completed
-    except ImportError as exc:  # pragma: no cover - dask is an optional extra
-        raise ConfigError(
-            "--scheduler needs dask.distributed; install it with pip install 'echotemporal[dask]'"
-        ) from exc
-
-    own = not isinstance(scheduler, Client)
-    client = Client(scheduler) if own else scheduler
-    try:
-        futures = client.map(process_patient_on_dask, tasks, pure=False)
-        pending = dict(zip(futures, tasks))
-        iterator = as_completed(futures)
-        del futures
-        try:
-            for future in iterator:
-                task = pending.pop(future)
-                try:
-                    outcome: PatientResult | BaseException = future.result()
-                except Exception as exc:  # noqa: BLE001
-                    outcome = exc
-                future.release()
-                on_result(task, outcome)
-        except BaseException:
-            finished = [f for f in pending if f.status == "finished"]
-            client.cancel([f for f in pending if f.status != "finished"])
-            for future in finished:
-                on_result(pending[future], future.result())
-            raise
-    finally:
-        if own:
-            client.close()
-
-
 def _build_tasks(
     cases: Iterable[Any],
     root: Path,
@@ -378,7 +280,7 @@ class _Progress:
 
     def __call__(self, task: PatientTask, outcome: PatientResult | BaseException) -> None:
         if isinstance(outcome, BaseException):
-            if _fatal(outcome):
+            if fatal(outcome):
                 raise outcome
             outcome = failed_result(task, outcome)
         self.state.add(outcome)
@@ -391,21 +293,6 @@ class _Progress:
             self.state.write()
             self.since_flush = 0
             self.flushed_at = time.monotonic()
-
-
-def _dispatch(
-    tasks: list[PatientTask], scheduler: Any, workers: int, config: SmoothingConfig, weights: str | None,
-    on_result: _Outcome,
-) -> None:
-    """Run the tasks on a Dask cluster, in this process (``workers=0``) or on a local process pool."""
-    if not tasks:
-        return
-    if scheduler is not None:
-        _dispatch_dask(tasks, scheduler, on_result)
-    elif int(workers) == 0:
-        _dispatch_inline(tasks, on_result)
-    else:
-        _dispatch_local(tasks, min(int(workers), len(tasks)), config.method, weights, on_result)
 
 
 def _summary(out: Path, state: BatchState, n_sequences: int, n_skipped: int, start: float) -> BatchSummary:
@@ -496,7 +383,7 @@ def run_batch(
     state.write()
     on_result = _Progress(state, sum(task.n_todo for task in tasks), len(finished), progress, flush_every)
     try:
-        _dispatch(tasks, scheduler, workers, config, weights_str, on_result)
+        dispatch(tasks, scheduler, workers, config, weights_str, on_result)
     finally:
         # Whatever happened (Ctrl-C included), what finished is on disk and consistent.
         on_result.bar.close()
