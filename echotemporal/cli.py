@@ -228,8 +228,9 @@ def prepare(source: str, output: Path, phantoms: int | None, copies: int, suffix
     from echotemporal.training.dataset import camus_sequences, phantom_sequences, prepare_dataset, real_shape_sequences
 
     cfg = load_config(config_path, AlignmentConfig, "alignment") if config_path else AlignmentConfig()
-    if output.exists() and not overwrite:
-        raise click.ClickException(f"{output}: exists; pass --overwrite or choose another -o path")
+    from echotemporal.io.atomic import check_overwrite
+
+    check_overwrite(output, overwrite)
     if source == "real-shapes":
         sources = [real_shape_sequences(("train", "val"), copies=copies, seed=seed)]
     elif source == "phantoms":
@@ -296,8 +297,9 @@ def traverse(weights: str | None, output: Path, steps: int, span: float, overwri
     from echotemporal.model.network import latent_traversal, plot_traversal
     from echotemporal.model.registry import load_model
 
-    if output.exists() and not overwrite:
-        raise click.ClickException(f"{output}: exists; pass --overwrite or choose another -o path")
+    from echotemporal.io.atomic import check_overwrite
+
+    check_overwrite(output, overwrite)
     model = load_model(weights)
     trav = latent_traversal(model, n_steps=steps, span=span)
     plot_traversal(trav, output)

@@ -30,14 +30,14 @@ from echotemporal.batch.tables import (
     read_tables,
     row_from_csv,
     sort_key,
-    write_atomic,
     write_csv,
 )
 from echotemporal.batch.dispatch import dispatch, fatal
 from echotemporal.batch.tasks import PatientResult, PatientTask, ViewTask
 from echotemporal.batch.worker import failed_result
 from echotemporal.core.config import SmoothingConfig, config_to_dict
-from echotemporal.core.errors import ConfigError, InputFileError, OutputExistsError
+from echotemporal.core.errors import ConfigError, InputFileError
+from echotemporal.io.atomic import check_overwrite, write_atomic
 from echotemporal.model.registry import file_sha256
 
 __all__ = ["BatchSummary", "run_batch"]
@@ -115,7 +115,7 @@ class BatchState:
         self.out.mkdir(parents=True, exist_ok=True)
         keys = sorted(self.frames, key=sort_key(self.order, self.views))
         text = frames_csv([self.frames[k] for k in keys])
-        write_atomic(self.out / FRAMES_CSV, lambda tmp: tmp.write_text(text))
+        write_atomic(self.out / FRAMES_CSV, lambda tmp: tmp.write_text(text), overwrite=True, durable=True)
         patients = sorted(self.curves, key=sort_key(self.order, self.views))
         curves = pd.concat([self.curves[p] for p in patients], ignore_index=True) if patients else pd.DataFrame(
             columns=list(BIPLANE_COLUMNS)
@@ -125,7 +125,7 @@ class BatchState:
         patient_table = pd.DataFrame([self.patients[p] for p in order], columns=list(PATIENT_COLUMNS))
         write_csv(self.out / PATIENTS_CSV, patient_table)
         text = yaml.safe_dump(self.config_doc, sort_keys=False)
-        write_atomic(self.out / CONFIG_YAML, lambda tmp: tmp.write_text(text))
+        write_atomic(self.out / CONFIG_YAML, lambda tmp: tmp.write_text(text), overwrite=True, durable=True)
         write_csv(self.out / SEQUENCES_CSV, self.sequences_table())
 
 
@@ -220,10 +220,8 @@ def _discover(
             f"{root}: no sequences patient*/patient*_{{{','.join(views)}}}{suffix}.nii.gz|.mhd found; "
             "check the CAMUS root and --suffix/--views"
         )
-    if (out / SEQUENCES_CSV).exists() and not (resume or overwrite):
-        raise OutputExistsError(
-            f"{out}: already holds batch results; pass --resume to continue them or --overwrite to redo them"
-        )
+    # A folder that holds a batch's table holds its results: continue them, or redo them.
+    check_overwrite(out / SEQUENCES_CSV, resume or overwrite, alternative=", or --resume to continue that batch")
     return cases
 
 

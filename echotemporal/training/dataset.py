@@ -36,7 +36,8 @@ import numpy as np
 
 from echotemporal.model.alignment import SequenceAlignment, fit_alignment, to_grid
 from echotemporal.core.config import AlignmentConfig
-from echotemporal.core.errors import InputFileError, OutputExistsError
+from echotemporal.core.errors import InputFileError
+from echotemporal.io.atomic import check_overwrite
 
 __all__ = [
     "Augmentation",
@@ -383,8 +384,7 @@ def prepare_dataset(
     from echotemporal.measure.attributes import ATTRIBUTE_NAMES
 
     out_path = Path(out_path)
-    if out_path.exists() and not overwrite:
-        raise OutputExistsError(f"{out_path}: exists; pass --overwrite or choose another -o path")
+    check_overwrite(out_path, overwrite)
     rng = np.random.default_rng(seed)
     G = int(config.grid_size)
     frames_l, attrs_l, aug_l, meta = [], [], [], []

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from echotemporal.core.config import AlignmentConfig, ModelConfig, TrainingConfig
-from echotemporal.core.errors import ConfigError, InputFileError, OutputExistsError
+from echotemporal.core.errors import ConfigError, InputFileError
 from echotemporal.model.network import ARVAE, arvae_loss, labels_to_onehot, model_config_to_dict
+from echotemporal.io.atomic import check_overwrite, write_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -161,13 +162,8 @@ def make_checkpoint(
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
-    """Write a checkpoint atomically (tmp file + rename) so a kill never leaves a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    tmp.replace(path)
-    return path
+    """Write a checkpoint atomically, so that a kill never leaves a half file."""
+    return write_atomic(path, lambda tmp: torch.save(checkpoint, tmp), overwrite=True)
 
 
 def _attribute_stats(attrs: np.ndarray) -> dict[str, np.ndarray]:
@@ -425,8 +421,7 @@ def train_model(
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out_path = Path(out_path)
     last_path = out_path.with_name(out_path.stem + ".last.pt")
-    if out_path.exists() and not (resume or overwrite):
-        raise OutputExistsError(f"{out_path}: exists; pass --overwrite, or --resume to continue its training")
+    check_overwrite(out_path, resume or overwrite, alternative=", or --resume to continue its training")
     if resume and not last_path.is_file():
         raise InputFileError(f"{last_path}: no training state to resume from; run without --resume")
 
