@@ -202,7 +202,7 @@ def test_user_errors_are_specific() -> None:
 
 
 def test_phantom_sequence_is_fully_valid() -> None:
-    phantoms = pytest.importorskip("echotemporal.phantoms")
+    from echotemporal import phantoms
     if not hasattr(phantoms, "generate_sequence"):
         pytest.skip("phantoms.generate_sequence not available yet")
     for seed, view in ((0, "4CH"), (1, "2CH")):

@@ -23,7 +23,7 @@ from echotemporal.io import (
 )
 
 REAL_PATIENT = (
-    Path(os.environ.get("ECHOTEMPORAL_REAL_SHAPES", Path(__file__).resolve().parents[2] / "shared/data/real-shapes"))
+    Path(os.environ.get("ECHOTEMPORAL_REAL_SHAPES", Path(__file__).resolve().parents[3] / "shared/data/real-shapes"))
     / "camus-travislatchman-mhd/MIA23_Project1_data/patient0001"
 )
 needs_real = pytest.mark.skipif(not REAL_PATIENT.is_dir(), reason="real CAMUS sample not available")

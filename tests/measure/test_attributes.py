@@ -249,7 +249,7 @@ def test_user_errors_are_specific() -> None:
 
 
 def test_phantom_sequence_has_no_nan_attributes() -> None:
-    phantoms = pytest.importorskip("echotemporal.phantoms")
+    from echotemporal import phantoms
     if not hasattr(phantoms, "generate_sequence"):
         pytest.skip("phantoms.generate_sequence not available yet")
     seq = phantoms.generate_sequence(0, n_frames=8)
