@@ -50,7 +50,7 @@ def _tune_allocator() -> None:
 
     Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also freezes glibc's mmap
     threshold at 128 kB: every array of a frame or more is then mapped and unmapped anew, and the
-    page faults cost ~0.4 s of system time per CAMUS sequence (+50 %). The thresholds glibc itself
+    page faults cost a large share of a CAMUS sequence's time. The thresholds glibc itself
     would settle on (32 MB mmap, trim above 2x that) remove the faults; the memory kept is bounded.
     """
     if not sys.platform.startswith("linux"):

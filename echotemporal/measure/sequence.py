@@ -47,10 +47,9 @@ def measure_threads() -> int:
     """Threads measuring frames in parallel: ``$ECHOTEMPORAL_THREADS``, else 1.
 
     The per-frame measures (attributes, anatomy, clinical, clean-up) are many small numpy/scipy
-    calls on tight crops, and most of their time holds the GIL: on 2 cores, 2 threads made
-    ``smooth_sequence`` 10-15 % slower than 1 (wall 1.72 s against 1.50 s, best of 8 alternating
-    runs, 20x600x800). Results do not depend on the count; set the variable where more pays. The
-    parallelism of a batch is its processes.
+    calls on tight crops, and most of their time holds the GIL, so a second thread on a small
+    machine costs more than it brings. Results do not depend on the count; set the variable where
+    more pays. The parallelism of a batch is its processes.
     """
     value = os.environ.get(THREADS_ENV, "").strip()
     if not value:
