@@ -260,7 +260,7 @@ def test_phantom_sequence_has_no_nan_attributes() -> None:
     assert np.all(np.isfinite(out))
 
 
-def test_median_is_numpys():
+def test_kernel_median_matches_numpy_median():
     from echotemporal.measure.attributes import _median
 
     rng = np.random.default_rng(3)

@@ -129,11 +129,10 @@ def test_strain_excludes_the_mitral_plane():
     assert np.all(strain_curve_percent(seq, CAMUS_SPACING) == 0.0)
     h = ((a - b) / (a + b)) ** 2
     half_perimeter = np.pi * (a + b) * (1 + 3 * h / (10 + np.sqrt(4 - 3 * h))) / 2  # Ramanujan
-    from echotemporal.measure.clinical.geometry import _frame_geometry
-    from echotemporal.measure.clinical.strain import _contour_length_mm
+    from echotemporal.measure.clinical import measure_frames
 
-    geom = _frame_geometry(frame, np.asarray(CAMUS_SPACING))
-    assert _contour_length_mm(geom, 64) == pytest.approx(half_perimeter, rel=0.02)
+    contour_mm = measure_frames(seq, CAMUS_SPACING).contour_mm
+    assert contour_mm[0] == pytest.approx(half_perimeter, rel=0.02)
 
 
 def test_biplane_of_identical_views_equals_monoplane():
@@ -225,7 +224,7 @@ def test_user_errors_name_the_value():
         clinical_indices(frame, CAMUS_SPACING, ed_frame=5)
 
 
-def test_boundary_polygon_is_the_marching_squares_contour():
+def test_kernel_boundary_polygon_matches_slow_marching_squares():
     from skimage.measure import find_contours
 
     from echotemporal.measure.clinical.geometry import _boundary_polygon
@@ -356,7 +355,7 @@ def test_biplane_from_measures_equals_biplane_from_labels():
     np.testing.assert_array_equal(given[1], expected[1])
 
 
-def test_ordered_loop_walks_as_a_depth_first_search():
+def test_kernel_ordered_loop_matches_slow_depth_first_search():
     # The walk direction decides where the strain arc is cut: it must stay the one an undirected
     # depth-first search of the segment graph takes.
     from scipy.sparse import coo_matrix
