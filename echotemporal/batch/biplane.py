@@ -16,6 +16,7 @@ import pandas as pd
 from echotemporal.batch.rows import as_float, as_frame_index, nan, one_line
 from echotemporal.batch.tables import PATIENT_COLUMNS
 from echotemporal.batch.tasks import ViewTask
+from echotemporal.core.boxes import HEART_MARGIN_PX, heart_mask, mask_box
 
 __all__ = ["ViewData", "patient_indices", "info_values"]
 
@@ -51,10 +52,6 @@ class ViewData:
         return None if ed is None or es is None else (ed, es)
 
 
-#: Pixels kept around the heart when cropping for the biplane measure (hinges look 1-2 px outside).
-_CROP_MARGIN_PX = 4
-
-
 def _heart_crops(*sequences: np.ndarray) -> list[np.ndarray]:
     """(T, H, W) label sequences of one view cropped to one box: LV∪MYO of all of them, plus a margin.
 
@@ -63,17 +60,13 @@ def _heart_crops(*sequences: np.ndarray) -> list[np.ndarray]:
     versions of a view lets their identical frames be recognised and measured once.
     """
     arrays = [np.asarray(labels, dtype=np.uint8) for labels in sequences]
-    # LV (1) or MYO (2) in any frame, in one pass: uint8 wrap-around sends background to 255.
-    heart = np.zeros(arrays[0].shape[1:], dtype=bool)
+    heart = np.zeros(arrays[0].shape[1:], dtype=bool)  # LV or MYO in any frame of any version
     for labels in arrays:
-        heart |= ((labels - np.uint8(1)) < 2).any(axis=0)
-    rows = np.flatnonzero(heart.any(axis=1))
-    cols = np.flatnonzero(heart.any(axis=0))
-    if rows.size == 0:
+        heart |= heart_mask(labels).any(axis=0)
+    box = mask_box(heart, HEART_MARGIN_PX)
+    if box is None:
         return arrays
-    r0, c0 = max(int(rows[0]) - _CROP_MARGIN_PX, 0), max(int(cols[0]) - _CROP_MARGIN_PX, 0)
-    r1, c1 = int(rows[-1]) + _CROP_MARGIN_PX + 1, int(cols[-1]) + _CROP_MARGIN_PX + 1
-    return [np.ascontiguousarray(labels[:, r0:r1, c0:c1]) for labels in arrays]
+    return [np.ascontiguousarray(labels[(slice(None), *box)]) for labels in arrays]
 
 
 def _view_measures(view: ViewData) -> dict[str, Any]:
