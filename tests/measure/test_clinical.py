@@ -268,13 +268,13 @@ def test_indices_from_frame_measures_equal_clinical_indices():
 def test_frame_measures_do_not_depend_on_the_crop():
     # Frame-local geometry: padding the images (another crop of the same frames) changes no bit,
     # which is what makes the reuse of measures across differently cropped versions exact.
-    from echotemporal.measure.clinical import indices, measure_frames
+    from echotemporal.measure.clinical import frames, measure_frames
 
     seq = _five_frame_sequence()
     padded = np.pad(seq, ((0, 0), (7, 3), (11, 0)))
-    indices._MEMO.clear()
+    frames._MEMO.clear()
     a = measure_frames(seq, CAMUS_SPACING)
-    indices._MEMO.clear()  # measured again, not remembered
+    frames._MEMO.clear()  # measured again, not remembered
     b = measure_frames(padded, CAMUS_SPACING)
     np.testing.assert_array_equal(a.volumes_ml, b.volumes_ml)
     np.testing.assert_array_equal(a.contour_mm, b.contour_mm)
@@ -282,15 +282,15 @@ def test_frame_measures_do_not_depend_on_the_crop():
 
 
 def test_frame_measures_are_remembered_by_content(monkeypatch):
-    from echotemporal.measure.clinical import indices, measure_frames
+    from echotemporal.measure.clinical import frames, measure_frames
 
     seq = _five_frame_sequence()
-    indices._MEMO.clear()
+    frames._MEMO.clear()
     first = measure_frames(seq, CAMUS_SPACING)
-    assert len(indices._MEMO) == 5
+    assert len(frames._MEMO) == 5
     calls = []
-    real = indices._crop_geometry
-    monkeypatch.setattr(indices, "_crop_geometry", lambda *a: calls.append(1) or real(*a))
+    real = frames._crop_geometry
+    monkeypatch.setattr(frames, "_crop_geometry", lambda *a: calls.append(1) or real(*a))
     # The same frames in another crop, one frame changed, another spacing: only new content is measured.
     again = np.pad(seq, ((0, 0), (5, 0), (0, 9)))
     again[1] = np.pad(half_ellipsoid_frame(47, 20), ((5, 0), (0, 9)))
@@ -300,9 +300,9 @@ def test_frame_measures_are_remembered_by_content(monkeypatch):
     assert second.volumes_ml[1] != first.volumes_ml[1]
     measure_frames(seq[:2], (0.2, 0.3))
     assert len(calls) == 3
-    monkeypatch.setattr(indices, "_MEMO_SIZE", 4)
+    monkeypatch.setattr(frames, "_MEMO_SIZE", 4)
     measure_frames(seq, (0.25, 0.25))
-    assert len(indices._MEMO) == 4  # bounded
+    assert len(frames._MEMO) == 4  # bounded
 
 
 def test_frame_measures_reuse_only_identical_frames():
