@@ -46,6 +46,42 @@ def main(verbose: bool) -> None:
     """Make segmented echocardiography sequences temporally and anatomically consistent."""
 
 
+# ---- options shared by several commands, defined once ----
+
+
+class _Option(click.Option):
+    """A click option whose old spellings (``hidden_names``) still parse but do not show in ``--help``."""
+
+    def __init__(self, *args: Any, hidden_names: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden_names = hidden_names
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown, self.opts = self.opts, [o for o in self.opts if o not in self.hidden_names]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+def _output_option(help: str, *, folder: bool = False, old: tuple[str, ...] = (), **kwargs: Any) -> Callable[..., Any]:
+    """``-o/--output``: what the command writes (a file, or a ``folder``); ``old`` spellings stay hidden aliases."""
+    path = click.Path(path_type=Path, file_okay=not folder, dir_okay=folder)
+    return click.option("-o", "--output", *old, "output", cls=_Option, hidden_names=old, type=path, help=help, **kwargs)
+
+
+def _overwrite_option(help: str = "Replace existing outputs.") -> Callable[..., Any]:
+    return click.option("--overwrite", is_flag=True, help=help)
+
+
+def _weights_option(help: str = "Model weights file or name [default: shipped model].") -> Callable[..., Any]:
+    return click.option("--weights", default=None, metavar="W", help=help)
+
+
+def _config_option(help: str = "Smoothing preset YAML (see configs/smoothing.yaml); flags override it.") -> Callable[..., Any]:
+    return click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help=help)
+
+
 # ---- commands are added below, one block each, in the order of DESIGN.md §8 ----
 
 
@@ -59,19 +95,17 @@ def _one_line_warnings() -> Any:
 
 @main.command()
 @click.argument("seq", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Corrected sequence [default: <stem>_smoothed.nii.gz beside SEQ].")
+@_output_option("Corrected sequence [default: <stem>_smoothed.nii.gz beside SEQ].", default=None)
 @click.option("--method", type=click.Choice(["arvae", "gaussian", "none"]), default=None,
               help="Correction method [default: arvae, or the --config preset's].")
-@click.option("--weights", default=None, metavar="W", help="Model weights file or name [default: shipped model].")
+@_weights_option()
 @click.option("--info", "info_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="CAMUS Info_{2CH,4CH}.cfg giving ED/ES (else detected from the volume curve).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Smoothing preset YAML (see configs/smoothing.yaml); flags override it.")
+@_config_option()
 @click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for the CSV/JSON/figures [default: the output's folder].")
 @click.option("--plot/--no-plot", default=False, show_default=True, help="Write the volume and attribute figures.")
-@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@_overwrite_option()
 @_friendly_errors
 def smooth(seq: Path, output: Path | None, method: str | None, weights: str | None, info_path: Path | None,
            config_path: Path | None, report_dir: Path | None, plot: bool, overwrite: bool) -> None:
@@ -106,44 +140,43 @@ def check(seq: Path, as_json: bool, info_path: Path | None) -> None:
 
 
 @main.command()
-@click.option("-o", "--output-dir", type=click.Path(path_type=Path, file_okay=False), default="echotemporal-demo",
-              show_default=True, help="Folder for the phantom, its correction, report and figures.")
+@_output_option("Folder for the phantom, its correction, report and figures.", folder=True, old=("--output-dir",),
+                default="echotemporal-demo", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Phantom and corruption seed.")
-@click.option("--weights", default=None, metavar="W", help="Model weights file or name [default: shipped model].")
-@click.option("--overwrite", is_flag=True, help="Replace existing demo files.")
+@_weights_option()
+@_overwrite_option("Replace existing demo files.")
 @_friendly_errors
-def demo(output_dir: Path, seed: int, weights: str | None, overwrite: bool) -> None:
+def demo(output: Path, seed: int, weights: str | None, overwrite: bool) -> None:
     """Smooth a generated, corrupted phantom with the shipped model and write everything to a folder."""
     from echotemporal.outputs.files import summary_line
     from echotemporal.outputs.sequence_file import run_demo
 
     with _one_line_warnings():
-        result, files = run_demo(output_dir, seed=seed, overwrite=overwrite, model=weights)
-    click.echo(f"{summary_line(result)}; demo files in {output_dir}/ "
+        result, files = run_demo(output, seed=seed, overwrite=overwrite, model=weights)
+    click.echo(f"{summary_line(result)}; demo files in {output}/ "
                f"(figures {files['volume_figure'].name}, {files['attributes_figure'].name})")
 
 
 @main.command()
 @click.argument("camus_root", type=click.Path(path_type=Path, file_okay=False))
-@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Output folder: corrected tree mirroring CAMUS_ROOT, tables, config.yaml.")
+@_output_option("Output folder OUT: corrected tree mirroring CAMUS_ROOT, tables, config.yaml.", folder=True,
+                old=("--out",), required=True)
 @click.option("--suffix", default="_half_sequence_gt", show_default=True,
               help="File-name part after the view, e.g. _half_sequence_gt or your segmenter's _half_sequence_pred.")
 @click.option("--views", default="2CH,4CH", show_default=True, help="Comma-separated views to process.")
 @click.option("--method", type=click.Choice(["arvae", "gaussian", "none"]), default=None,
               help="Correction method [default: arvae, or the --config preset's].")
-@click.option("--weights", default=None, metavar="W", help="Model weights file or name [default: shipped model].")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Smoothing preset YAML (see configs/smoothing.yaml); flags override it.")
+@_weights_option()
+@_config_option()
 @click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True,
               help="Local worker processes, one model and one torch thread each (0: in this process).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Run on an existing Dask cluster instead, e.g. tcp://host:8786 (needs echotemporal[dask]).")
 @click.option("--resume", is_flag=True, help="Keep the sequences OUT already finished; process the rest.")
-@click.option("--overwrite", is_flag=True, help="Redo a batch into an OUT that already holds results.")
+@_overwrite_option("Redo a batch into an OUT that already holds results.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @_friendly_errors
-def batch(camus_root: Path, out_dir: Path, suffix: str, views: str, method: str | None, weights: str | None,
+def batch(camus_root: Path, output: Path, suffix: str, views: str, method: str | None, weights: str | None,
           config_path: Path | None, workers: int, scheduler: str | None, resume: bool, overwrite: bool,
           progress: bool) -> None:
     """Smooth every sequence of a CAMUS tree CAMUS_ROOT; per-sequence, per-frame and patient tables in OUT."""
@@ -153,11 +186,11 @@ def batch(camus_root: Path, out_dir: Path, suffix: str, views: str, method: str 
     config = load_config(config_path, SmoothingConfig) if config_path is not None else None
     view_list = tuple(v.strip() for v in views.split(",") if v.strip())
     try:
-        summary = run_batch(camus_root, out_dir, suffix=suffix, views=view_list, method=method, weights=weights,
+        summary = run_batch(camus_root, output, suffix=suffix, views=view_list, method=method, weights=weights,
                             config=config, workers=workers, scheduler=scheduler, resume=resume,
                             overwrite=overwrite, progress=progress)
     except KeyboardInterrupt:
-        click.echo(f"interrupted: tables of the finished sequences are in {out_dir}/; rerun with --resume", err=True)
+        click.echo(f"interrupted: tables of the finished sequences are in {output}/; rerun with --resume", err=True)
         sys.exit(130)
     click.echo(f"{summary.n_ok} ok, {summary.n_failed} failed"
                + (f" ({summary.n_skipped} from an earlier run)" if summary.n_skipped else "")
@@ -168,38 +201,36 @@ def batch(camus_root: Path, out_dir: Path, suffix: str, views: str, method: str 
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("batch_out", metavar="OUT", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--patient", default=None, metavar="ID", help="Only this patient's page (PDF or PNG by extension).")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Review file [default: OUT/review.pdf, or OUT/review_<ID>.pdf with --patient].")
-@click.option("--overwrite", is_flag=True, help="Replace an existing review file.")
+@_output_option("Review file [default: OUT/review.pdf, or OUT/review_<ID>.pdf with --patient].", default=None)
+@_overwrite_option("Replace an existing review file.")
 @_friendly_errors
-def plot(out_dir: Path, patient: str | None, output: Path | None, overwrite: bool) -> None:
+def plot(batch_out: Path, patient: str | None, output: Path | None, overwrite: bool) -> None:
     """Review figures of a batch OUT: a cohort page and one page per patient (volume curves, EF, GLS)."""
     from echotemporal.batch.review import write_review
 
-    path, n_pages = write_review(out_dir, output, patient=patient, overwrite=overwrite)
+    path, n_pages = write_review(batch_out, output, patient=patient, overwrite=overwrite)
     click.echo(f"{n_pages} page(s) written to {path}")
 
 
 @main.command()
-@click.option("-o", "--output-dir", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Folder for the CAMUS-layout phantom tree.")
+@_output_option("Folder for the CAMUS-layout phantom tree.", folder=True, old=("--output-dir",), required=True)
 @click.option("--patients", type=click.IntRange(min=1), default=10, show_default=True, help="Number of patients.")
 @click.option("--corrupt/--clean", default=True, show_default=True,
               help="Apply recorded corruptions (manifest.csv), or write clean sequences.")
 @click.option("--jitter/--no-jitter", default=True, show_default=True,
               help="Expert-like annotation jitter (~1 px) on the _gt sequences.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Base seed (patient i uses (seed, i)).")
-@click.option("--overwrite", is_flag=True, help="Write into a non-empty folder, replacing files.")
+@_overwrite_option("Write into a non-empty folder, replacing files.")
 @_friendly_errors
-def phantom(output_dir: Path, patients: int, corrupt: bool, jitter: bool, seed: int, overwrite: bool) -> None:
+def phantom(output: Path, patients: int, corrupt: bool, jitter: bool, seed: int, overwrite: bool) -> None:
     """Write synthetic CAMUS-like patients (2CH+4CH half-sequences, exact truth, Info cfg, manifests)."""
     import csv
 
     from echotemporal.phantoms import write_phantom_tree
 
-    root = write_phantom_tree(output_dir, patients, corrupt=corrupt, seed=seed, overwrite=overwrite, jitter=jitter)
+    root = write_phantom_tree(output, patients, corrupt=corrupt, seed=seed, overwrite=overwrite, jitter=jitter)
     with open(root / "manifest.csv", newline="", encoding="utf-8") as handle:
         n_rows = sum(1 for _ in csv.DictReader(handle))
     click.echo(f"{patients} patient(s), {2 * patients} sequences, {n_rows} corrupted frame record(s) "
@@ -208,16 +239,15 @@ def phantom(output_dir: Path, patients: int, corrupt: bool, jitter: bool, seed: 
 
 @main.command()
 @click.argument("source")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="HDF5 training set to write.")
+@_output_option("HDF5 training set to write.", required=True)
 @click.option("--phantoms", type=click.IntRange(min=0), default=None,
               help="Parametric phantom sequences to add [default: 400 for 'phantoms', else 0].")
 @click.option("--copies", type=click.IntRange(min=1), default=2, show_default=True,
               help="real-shapes: sequences per patient and view.")
 @click.option("--suffix", default="_half_sequence_gt", show_default=True, help="CAMUS tree: file suffix to use.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="YAML with an 'alignment' section (grid_size, fill_fraction).")
+@_config_option("YAML with an 'alignment' section (grid_size, fill_fraction).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@_overwrite_option("Replace an existing output file.")
 @_friendly_errors
 def prepare(source: str, output: Path, phantoms: int | None, copies: int, suffix: str, config_path: Path | None,
             seed: int, overwrite: bool) -> None:
@@ -228,8 +258,9 @@ def prepare(source: str, output: Path, phantoms: int | None, copies: int, suffix
     from echotemporal.training.dataset import camus_sequences, phantom_sequences, prepare_dataset, real_shape_sequences
 
     cfg = load_config(config_path, AlignmentConfig, "alignment") if config_path else AlignmentConfig()
-    if output.exists() and not overwrite:
-        raise click.ClickException(f"{output}: exists; pass --overwrite or choose another -o path")
+    from echotemporal.io.atomic import check_overwrite
+
+    check_overwrite(output, overwrite)
     if source == "real-shapes":
         sources = [real_shape_sequences(("train", "val"), copies=copies, seed=seed)]
     elif source == "phantoms":
@@ -248,14 +279,13 @@ def prepare(source: str, output: Path, phantoms: int | None, copies: int, suffix
 
 @main.command()
 @click.argument("data", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Checkpoint to write.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="YAML with 'model' and 'training' sections (e.g. configs/default_model.yaml).")
+@_output_option("Checkpoint to write.", required=True)
+@_config_option("YAML with 'model' and 'training' sections (e.g. configs/default_model.yaml).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override training.epochs.")
 @click.option("--max-minutes", type=click.FloatRange(min=0.01), default=None, help="Override training.max_minutes.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Override training.num_threads.")
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT's .last.pt state.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing checkpoint.")
+@_overwrite_option("Replace an existing checkpoint.")
 @click.option("--onnx", "export", is_flag=True,
               help="Also export the model as ONNX graphs beside the checkpoint (needs `pip install onnx`): "
                    "smoothing with it then runs on ONNX Runtime, without importing torch.")
@@ -285,19 +315,20 @@ def train(data: Path, output: Path, config_path: Path | None, epochs: int | None
 
 
 @main.command()
-@click.option("--weights", default=None, metavar="W", help="Registered name or checkpoint path [default: shipped model].")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Figure (.png/.pdf).")
+@_weights_option("Registered name or checkpoint path [default: shipped model].")
+@_output_option("Figure (.png/.pdf).", required=True)
 @click.option("--steps", type=click.IntRange(min=2), default=7, show_default=True, help="Decoded frames per dim.")
 @click.option("--span", type=click.FloatRange(min=0.1), default=3.0, show_default=True, help="Sweep ±span·σ.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing figure.")
+@_overwrite_option("Replace an existing figure.")
 @_friendly_errors
 def traverse(weights: str | None, output: Path, steps: int, span: float, overwrite: bool) -> None:
     """Figure: decode a sweep of each attribute dim around the mean shape, with measured attributes."""
     from echotemporal.model.network import latent_traversal, plot_traversal
     from echotemporal.model.registry import load_model
 
-    if output.exists() and not overwrite:
-        raise click.ClickException(f"{output}: exists; pass --overwrite or choose another -o path")
+    from echotemporal.io.atomic import check_overwrite
+
+    check_overwrite(output, overwrite)
     model = load_model(weights)
     trav = latent_traversal(model, n_steps=steps, span=span)
     plot_traversal(trav, output)

@@ -17,7 +17,7 @@ Peak RSS is the batch parent's own (``VmHWM``; worker processes are not counted)
 The target is measured with the shipped trained weights (``--method arvae``, the default, without
 ``--weights``): the header line names the weights file and its sha256. ``--random-model`` (an untrained
 network of the default architecture) is only for comparisons. Each pool worker runs with one thread
-(``batch.worker.WORKER_ENV``).
+(``batch.environment.WORKER_ENV``).
 
 The phantom tree's sequences are printed (frames, pixels, spacing). They are CAMUS-size: the real
 CAMUS half-sequences of ``../shared/data/real-shapes/camus-travislatchman-mhd`` (5 patients, Info cfg)

@@ -34,13 +34,12 @@ from echotemporal.training.dataset import (  # noqa: E402
     NO_AUGMENTATION,
     AlignedSequence,
     Augmentation,
-    real_shape_masks,
     aligned_frames,
     phantom_sequences,
     real_shape_sequences,
-    real_shape_spacing,
 )
 from echotemporal.model.registry import load_model  # noqa: E402
+from echotemporal.phantoms.real_shapes import load_real_shapes, real_shape_spacing_mm  # noqa: E402
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -134,9 +133,10 @@ def main() -> int:
     results: dict[str, object] = {"sha256": model.sha256}
 
     # Held-out real masks: [ED, ES] of each test patient/view, one alignment per pair.
-    labels, names, _ = real_shape_masks("test")
+    shapes = load_real_shapes("test")
+    labels, names = shapes.labels, shapes.names
     idx = {str(n): i for i, n in enumerate(names)}
-    spacing = real_shape_spacing(args.aspect)
+    spacing = real_shape_spacing_mm(args.aspect)
     real = []
     for key in sorted({str(n).rsplit("_", 1)[0] for n in names}):
         if f"{key}_ED" in idx and f"{key}_ES" in idx:

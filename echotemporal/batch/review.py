@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from echotemporal.core.errors import ConfigError, OutputExistsError
+from echotemporal.core.errors import ConfigError
+from echotemporal.io.atomic import check_overwrite
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -378,8 +379,7 @@ def write_review(
     from echotemporal.batch import read_tables
 
     output = default_review_path(out_dir, patient) if output is None else Path(output)
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output} exists; pass --overwrite to replace it or choose another -o")
+    check_overwrite(output, overwrite)
     if patient is None and output.suffix.lower() != ".pdf":
         raise ConfigError(
             f"{output}: the whole-batch review is a multi-page PDF; use a .pdf name (or --patient for a PNG)"

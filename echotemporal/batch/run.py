@@ -7,7 +7,7 @@ import importlib.metadata
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,21 +30,14 @@ from echotemporal.batch.tables import (
     read_tables,
     row_from_csv,
     sort_key,
-    write_atomic,
     write_csv,
 )
-from echotemporal.batch.worker import (
-    PatientResult,
-    PatientTask,
-    ViewTask,
-    failed_result,
-    init_pool_worker,
-    process_patient,
-    process_patient_on_dask,
-    worker_environment,
-)
+from echotemporal.batch.dispatch import dispatch, fatal
+from echotemporal.batch.tasks import PatientResult, PatientTask, ViewTask
+from echotemporal.batch.worker import failed_result
 from echotemporal.core.config import SmoothingConfig, config_to_dict
-from echotemporal.core.errors import ConfigError, EchoTemporalError, InputFileError, OutputExistsError
+from echotemporal.core.errors import ConfigError, InputFileError
+from echotemporal.io.atomic import check_overwrite, write_atomic
 from echotemporal.model.registry import file_sha256
 
 __all__ = ["BatchSummary", "run_batch"]
@@ -122,7 +115,7 @@ class BatchState:
         self.out.mkdir(parents=True, exist_ok=True)
         keys = sorted(self.frames, key=sort_key(self.order, self.views))
         text = frames_csv([self.frames[k] for k in keys])
-        write_atomic(self.out / FRAMES_CSV, lambda tmp: tmp.write_text(text))
+        write_atomic(self.out / FRAMES_CSV, lambda tmp: tmp.write_text(text), overwrite=True, durable=True)
         patients = sorted(self.curves, key=sort_key(self.order, self.views))
         curves = pd.concat([self.curves[p] for p in patients], ignore_index=True) if patients else pd.DataFrame(
             columns=list(BIPLANE_COLUMNS)
@@ -132,7 +125,7 @@ class BatchState:
         patient_table = pd.DataFrame([self.patients[p] for p in order], columns=list(PATIENT_COLUMNS))
         write_csv(self.out / PATIENTS_CSV, patient_table)
         text = yaml.safe_dump(self.config_doc, sort_keys=False)
-        write_atomic(self.out / CONFIG_YAML, lambda tmp: tmp.write_text(text))
+        write_atomic(self.out / CONFIG_YAML, lambda tmp: tmp.write_text(text), overwrite=True, durable=True)
         write_csv(self.out / SEQUENCES_CSV, self.sequences_table())
 
 
@@ -166,97 +159,6 @@ def _load_previous(state: BatchState, out: Path, result_keys: dict[str, Any]) ->
         for patient, part in tables.biplane.groupby("patient", sort=False):
             state.curves[str(patient)] = part.reset_index(drop=True)
     return finished
-
-
-_Outcome = Callable[[PatientTask, "PatientResult | BaseException"], None]
-
-
-def _fatal(exc: BaseException) -> bool:
-    """Errors that concern every patient (the model cannot be loaded): stop the batch."""
-    return isinstance(exc, EchoTemporalError)
-
-
-def _dispatch_local(
-    tasks: list[PatientTask], workers: int, method: str, weights: str | None, on_result: _Outcome
-) -> None:
-    """Local process pool; the model is loaded once per worker by the initializer."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn: a fresh interpreter per worker; forking a parent that already runs torch/Dask threads
-    # can deadlock, and spawn behaves the same on Linux, macOS and Windows.
-    context = multiprocessing.get_context("spawn")
-    # The workers start on the first submit and inherit the environment: one thread each, set before
-    # they import numpy or torch.
-    with worker_environment():
-        pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=init_pool_worker, initargs=(method, weights)
-        )
-        pending = {pool.submit(process_patient, task): task for task in tasks}
-    try:
-        for future in as_completed(list(pending)):
-            task = pending.pop(future)
-            try:
-                outcome: PatientResult | BaseException = future.result()
-            except Exception as exc:  # noqa: BLE001
-                outcome = exc
-            on_result(task, outcome)
-            del future
-    except BaseException:
-        # Ctrl-C or a fatal error: drop what has not started, let running patients finish (workers
-        # ignore SIGINT) and keep their results.
-        pool.shutdown(wait=True, cancel_futures=True)
-        for future, task in pending.items():
-            if future.done() and not future.cancelled() and future.exception() is None:
-                on_result(task, future.result())
-        raise
-    pool.shutdown(wait=True)
-
-
-def _dispatch_inline(tasks: list[PatientTask], on_result: _Outcome) -> None:
-    """workers=0: everything in the calling process, one patient after the other (debugging, tests)."""
-    for task in tasks:
-        try:
-            outcome: PatientResult | BaseException = process_patient(task)
-        except Exception as exc:  # noqa: BLE001
-            outcome = exc
-        on_result(task, outcome)
-
-
-def _dispatch_dask(tasks: list[PatientTask], scheduler: Any, on_result: _Outcome) -> None:
-    """Existing Dask cluster: ``client.map`` and ``as_completed``; models cached per worker process."""
-    try:
-        from distributed import Client, as_completed
-    except ImportError as exc:  # pragma: no cover - dask is an optional extra
-        raise ConfigError(
-            "--scheduler needs dask.distributed; install it with pip install 'echotemporal[dask]'"
-        ) from exc
-
-    own = not isinstance(scheduler, Client)
-    client = Client(scheduler) if own else scheduler
-    try:
-        futures = client.map(process_patient_on_dask, tasks, pure=False)
-        pending = dict(zip(futures, tasks))
-        iterator = as_completed(futures)
-        del futures
-        try:
-            for future in iterator:
-                task = pending.pop(future)
-                try:
-                    outcome: PatientResult | BaseException = future.result()
-                except Exception as exc:  # noqa: BLE001
-                    outcome = exc
-                future.release()
-                on_result(task, outcome)
-        except BaseException:
-            finished = [f for f in pending if f.status == "finished"]
-            client.cancel([f for f in pending if f.status != "finished"])
-            for future in finished:
-                on_result(pending[future], future.result())
-            raise
-    finally:
-        if own:
-            client.close()
 
 
 def _build_tasks(
@@ -298,6 +200,116 @@ def _build_tasks(
         if task.n_todo or patient not in state.patients:
             tasks.append(task)
     return tasks
+
+
+def _discover(
+    root: Path, out: Path, suffix: str, views: Sequence[str], workers: int, *, resume: bool, overwrite: bool
+) -> list[Any]:
+    """The CAMUS cases under ``root``, after checking the arguments that fail before any work starts."""
+    from echotemporal.io import discover_camus
+
+    if int(workers) < 0:
+        raise ConfigError(f"workers={workers}: use --workers 1 or more (0 runs in this process)")
+    if out == root:
+        raise ConfigError(
+            f"{out}: the output folder must not be the CAMUS root (the mirror keeps file names); pick another -o"
+        )
+    cases = discover_camus(root, suffix=suffix, views=tuple(views))
+    if not cases:
+        raise InputFileError(
+            f"{root}: no sequences patient*/patient*_{{{','.join(views)}}}{suffix}.nii.gz|.mhd found; "
+            "check the CAMUS root and --suffix/--views"
+        )
+    # A folder that holds a batch's table holds its results: continue them, or redo them.
+    check_overwrite(out / SEQUENCES_CSV, resume or overwrite, alternative=", or --resume to continue that batch")
+    return cases
+
+
+def _weights_argument(weights: str | Path | None) -> str | None:
+    """A weights file as an absolute path (workers may run elsewhere); anything else is a model name
+    for pretrained.load_model, which reports a bad one in the first task."""
+    if weights is None:
+        return None
+    candidate = Path(weights).expanduser()
+    return str(candidate.resolve()) if candidate.is_file() else str(weights)
+
+
+def _config_document(
+    root: Path, views: Sequence[str], settings: dict[str, Any], config: SmoothingConfig, workers: int, scheduler: Any
+) -> dict[str, Any]:
+    """The ``config.yaml`` of a batch: settings, weights hash when known now, versions."""
+    weights_str = settings["weights"]
+    weights_file = weights_str is not None and config.method == "arvae" and Path(weights_str).is_file()
+    return {
+        "echotemporal_version": __version__,
+        "command": "batch",
+        "root": str(root),
+        "views": list(views),
+        **settings,
+        # Known now for a weights file; for the shipped model, the first worker result reports it.
+        "weights_sha256": file_sha256(weights_str) if weights_file else None,
+        "workers": int(workers),
+        "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else repr(scheduler),
+        "versions": {d: _version(d) for d in ("numpy", "scipy", "pandas", "torch", "SimpleITK", "distributed")},
+        "python": sys.version.split()[0],
+    }
+
+
+class _Progress:
+    """Collects finished patients into the state, updates the bar and rewrites the tables now and then."""
+
+    def __init__(self, state: BatchState, n_todo: int, n_before: int, progress: bool, flush_every: int) -> None:
+        from tqdm import tqdm
+
+        self.state = state
+        self.flush_every = flush_every
+        self.bar = tqdm(
+            total=n_todo,
+            unit="seq",
+            desc=f"batch ({n_before} done before)" if n_before else "batch",
+            file=sys.stderr,
+            disable=not progress,
+            dynamic_ncols=True,
+            smoothing=0.1,
+        )
+        self.since_flush = 0
+        self.failed = 0
+        self.flushed_at = time.monotonic()
+
+    def __call__(self, task: PatientTask, outcome: PatientResult | BaseException) -> None:
+        if isinstance(outcome, BaseException):
+            if fatal(outcome):
+                raise outcome
+            outcome = failed_result(task, outcome)
+        self.state.add(outcome)
+        self.failed += sum(row["status"] != "ok" for row in outcome.rows)
+        self.since_flush += len(outcome.rows)
+        self.bar.update(len(outcome.rows))
+        if self.failed:
+            self.bar.set_postfix(failed=self.failed, refresh=False)
+        if self.since_flush >= self.flush_every or time.monotonic() - self.flushed_at > FLUSH_EVERY_SECONDS:
+            self.state.write()
+            self.since_flush = 0
+            self.flushed_at = time.monotonic()
+
+
+def _summary(out: Path, state: BatchState, n_sequences: int, n_skipped: int, start: float) -> BatchSummary:
+    statuses = [row.get("status") for row in state.rows.values()]
+    return BatchSummary(
+        out=out,
+        n_sequences=n_sequences,
+        n_ok=sum(s == "ok" for s in statuses),
+        n_failed=sum(s != "ok" for s in statuses),
+        n_skipped=n_skipped,
+        seconds=time.perf_counter() - start,
+        tables={
+            "sequences": out / SEQUENCES_CSV,
+            "frames": out / FRAMES_CSV,
+            "patients": out / PATIENTS_CSV,
+            "biplane": out / BIPLANE_CSV,
+            "config": out / CONFIG_YAML,
+        },
+    )
 
 
 def run_batch(
@@ -347,126 +359,31 @@ def run_batch(
         WeightsError: the model cannot be loaded (the batch stops; finished rows are written).
         KeyboardInterrupt: re-raised after the tables of what finished have been written.
     """
-    from tqdm import tqdm
-
-    from echotemporal.io import discover_camus
-
     start = time.perf_counter()
     root = Path(root).expanduser().resolve()
     out = Path(out).expanduser().resolve()
     base = config if config is not None else SmoothingConfig()
     config = dataclasses.replace(base, method=method or base.method)
-    if int(workers) < 0:
-        raise ConfigError(f"workers={workers}: use --workers 1 or more (0 runs in this process)")
-    if out == root:
-        raise ConfigError(
-            f"{out}: the output folder must not be the CAMUS root (the mirror keeps file names); pick another -o"
-        )
-    weights_str = None
-    if weights is not None:
-        # A file travels as an absolute path (workers may run elsewhere); anything else is a model
-        # name for pretrained.load_model, which reports a bad one in the first task.
-        candidate = Path(weights).expanduser()
-        weights_str = str(candidate.resolve()) if candidate.is_file() else str(weights)
+    weights_str = _weights_argument(weights)
+    cases = _discover(root, out, suffix, views, workers, resume=resume, overwrite=overwrite)
 
-    cases = discover_camus(root, suffix=suffix, views=tuple(views))
-    if not cases:
-        raise InputFileError(
-            f"{root}: no sequences patient*/patient*_{{{','.join(views)}}}{suffix}.nii.gz|.mhd found; "
-            "check the CAMUS root and --suffix/--views"
-        )
-    if (out / SEQUENCES_CSV).exists() and not (resume or overwrite):
-        raise OutputExistsError(
-            f"{out}: already holds batch results; pass --resume to continue them or --overwrite to redo them"
-        )
-
-    settings = {
-        "suffix": suffix,
-        "method": config.method,
-        "weights": weights_str,
-        "smoothing": config_to_dict(config),
-    }
-    weights_file = weights_str is not None and config.method == "arvae" and Path(weights_str).is_file()
-    config_doc: dict[str, Any] = {
-        "echotemporal_version": __version__,
-        "command": "batch",
-        "root": str(root),
-        "views": list(views),
-        **settings,
-        # Known now for a weights file; for the shipped model, the first worker result reports it.
-        "weights_sha256": file_sha256(weights_str) if weights_file else None,
-        "workers": int(workers),
-        "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None else repr(scheduler),
-        "versions": {d: _version(d) for d in ("numpy", "scipy", "pandas", "torch", "SimpleITK", "distributed")},
-        "python": sys.version.split()[0],
-    }
-    order = {}
+    settings = {"suffix": suffix, "method": config.method, "weights": weights_str, "smoothing": config_to_dict(config)}
+    config_doc = _config_document(root, views, settings, config, workers, scheduler)
+    order: dict[str, int] = {}
     for case in cases:
         order.setdefault(case.patient, len(order))
     state = BatchState(out=out, views=tuple(views), config_doc=config_doc, order=order)
     finished = _load_previous(state, out, settings) if resume and (out / SEQUENCES_CSV).exists() else set()
     if resume and not config_doc["weights_sha256"] and finished:
-        previous = read_tables(out).config
-        config_doc["weights_sha256"] = previous.get("weights_sha256")
+        config_doc["weights_sha256"] = read_tables(out).config.get("weights_sha256")
     tasks = _build_tasks(cases, root, out, config, weights_str, overwrite or resume, finished, state)
-    # Rows of this run's sequences from an earlier run are replaced, never shown twice.
-    n_todo = sum(task.n_todo for task in tasks)
     out.mkdir(parents=True, exist_ok=True)
     state.write()
-
-    bar = tqdm(
-        total=n_todo,
-        unit="seq",
-        desc=f"batch ({len(finished)} done before)" if finished else "batch",
-        file=sys.stderr,
-        disable=not progress,
-        dynamic_ncols=True,
-        smoothing=0.1,
-    )
-    counters = {"since_flush": 0, "failed": 0, "flushed_at": time.monotonic()}
-
-    def on_result(task: PatientTask, outcome: PatientResult | BaseException) -> None:
-        if isinstance(outcome, BaseException):
-            if _fatal(outcome):
-                raise outcome
-            outcome = failed_result(task, outcome)
-        state.add(outcome)
-        counters["failed"] += sum(row["status"] != "ok" for row in outcome.rows)
-        counters["since_flush"] += len(outcome.rows)
-        bar.update(len(outcome.rows))
-        if counters["failed"]:
-            bar.set_postfix(failed=counters["failed"], refresh=False)
-        if counters["since_flush"] >= flush_every or time.monotonic() - counters["flushed_at"] > FLUSH_EVERY_SECONDS:
-            state.write()
-            counters["since_flush"] = 0
-            counters["flushed_at"] = time.monotonic()
-
+    on_result = _Progress(state, sum(task.n_todo for task in tasks), len(finished), progress, flush_every)
     try:
-        if tasks:
-            if scheduler is not None:
-                _dispatch_dask(tasks, scheduler, on_result)
-            elif int(workers) == 0:
-                _dispatch_inline(tasks, on_result)
-            else:
-                _dispatch_local(tasks, min(int(workers), len(tasks)), config.method, weights_str, on_result)
+        dispatch(tasks, scheduler, workers, config, weights_str, on_result)
     finally:
         # Whatever happened (Ctrl-C included), what finished is on disk and consistent.
-        bar.close()
+        on_result.bar.close()
         state.write()
-
-    statuses = [row.get("status") for row in state.rows.values()]
-    return BatchSummary(
-        out=out,
-        n_sequences=len(cases),
-        n_ok=sum(s == "ok" for s in statuses),
-        n_failed=sum(s != "ok" for s in statuses),
-        n_skipped=len(finished),
-        seconds=time.perf_counter() - start,
-        tables={
-            "sequences": out / SEQUENCES_CSV,
-            "frames": out / FRAMES_CSV,
-            "patients": out / PATIENTS_CSV,
-            "biplane": out / BIPLANE_CSV,
-            "config": out / CONFIG_YAML,
-        },
-    )
+    return _summary(out, state, len(cases), len(finished), start)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 import yaml
 
 from echotemporal.core.errors import InputFileError
+from echotemporal.io.atomic import write_atomic
 
 __all__ = [
     "SEQUENCES_CSV",
@@ -33,7 +33,6 @@ __all__ = [
     "read_tables",
     "FramesPart",
     "frames_csv",
-    "write_atomic",
     "write_csv",
     "sort_key",
     "row_from_csv",
@@ -155,21 +154,8 @@ class FramesPart:
         return cls(tuple(map(str, table.columns)), table.to_csv(index=False, header=False))
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary sibling and os.replace: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_csv(path: Path, table: pd.DataFrame) -> None:
-    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False), overwrite=True, durable=True)
 
 
 def sort_key(patients: dict[str, int], views: Sequence[str]) -> Callable[[Any], tuple]:

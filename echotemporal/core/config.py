@@ -169,9 +169,8 @@ class SmoothingConfig:
         projection: "least_squares" is the exact minimal L2 change of DESIGN.md §4.3.2, which also
             moves a glitch's good neighbours by a fraction of the glitch; "sparse" changes as few
             frames as it can (iteratively reweighted projection, an L1-like minimal change: a
-            one-frame glitch is corrected on its own frame). On the smoothing benchmark "sparse"
-            gains Dice (LV 0.982 / MYO 0.963 against 0.981 / 0.961) but loses EF accuracy (median
-            error 0.98 against 0.91 points), so it is not the default.
+            one-frame glitch is corrected on its own frame). It trades some EF accuracy for a little
+            Dice, so it is not the default (figures in the README).
         robust: before the consistency correction, judge every frame (validity, agreement with the
             model's reconstruction, temporal coherence) and re-estimate the untrusted ones from the
             trusted ones (DESIGN.md §4.4); False corrects every frame from its own encoding.

@@ -1,7 +1,8 @@
 """The model-free report of one segmented sequence: what ``echotemporal check`` prints.
 
 Per frame and attribute, the temporal inconsistencies (DESIGN.md §4.1); per frame and criterion, the
-anatomical validity (§6); the LV volume curve, EDV, ESV, EF and segmentation-derived GLS (§5). No shape
+anatomical validity (§6); the LV volume curve, EDV, ESV, EF and segmentation-derived GLS (§5), measured by
+the same functions as the input of ``smooth`` (:mod:`echotemporal.measure.sequence`). No shape
 model is involved, so the report is cheap and says what ``smooth`` would have to correct.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 from echotemporal import __version__
 from echotemporal.core.errors import InputFileError
 from echotemporal.core.labels import check_frame_index, frame_indices, validate_labels
+from echotemporal.measure.sequence import ClinicalMeasures, ShapeMeasures, measure_clinical, measure_shape
 
 __all__ = ["check_sequence", "check_file", "format_report"]
 
@@ -65,10 +67,7 @@ def check_sequence(
         InvalidLabelsError: values outside {0, 1, 2, 3}.
         ValueError: ED/ES outside the sequence, or a bad shape/spacing.
     """
-    from echotemporal.measure.anatomy import CRITERIA, check_validity
-    from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes
-    from echotemporal.measure.clinical import clinical_indices
-    from echotemporal.measure.temporal import detect_inconsistent_frames, load_thresholds
+    from echotemporal.measure.temporal import load_thresholds
 
     arr = np.asarray(labels)
     if arr.ndim == 2:
@@ -85,58 +84,73 @@ def check_sequence(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         thresholds = load_thresholds()
-        attributes = np.asarray(compute_attributes(arr, spacing), dtype=np.float64).reshape(n_frames, -1)
-        columns = [ATTRIBUTE_NAMES.index(name) for name in thresholds.names]
-        flags = np.asarray(detect_inconsistent_frames(attributes[:, columns], thresholds), dtype=bool)
-        satisfied = np.asarray(check_validity(arr, spacing), dtype=bool).reshape(n_frames, len(CRITERIA))
-        if reverse:
-            # Clinical indices assume ED before ES: measure the reversed sequence, then put the
-            # per-frame curves and ED/ES back in the file's order.
-            last = n_frames - 1
-            ci = clinical_indices(arr[::-1], spacing, ed_frame=last - ed, es_frame=last - es)  # type: ignore[operator]
-            volumes = np.asarray(ci.volumes_ml, dtype=np.float64)[::-1]
-            strain = np.asarray(ci.strain_percent, dtype=np.float64)[::-1]
-            ed_out, es_out = last - int(ci.ed_frame), last - int(ci.es_frame)
-        else:
-            ci = clinical_indices(arr, spacing, ed_frame=ed, es_frame=es)
-            volumes = np.asarray(ci.volumes_ml, dtype=np.float64)
-            strain = np.asarray(ci.strain_percent, dtype=np.float64)
-            ed_out, es_out = int(ci.ed_frame), int(ci.es_frame)
-    # Degenerate-input warnings (RuntimeWarning/UserWarning) belong in the report; anything else
-    # (deprecations, FutureWarning) is about the code, not the data, and is passed on untouched.
+        shape, clinical = _measure(arr, spacing, thresholds, ed, es, reverse)
+    return _report(arr, spacing, thresholds.names, shape, clinical, given=ed is not None and es is not None,
+                   reverse=reverse, messages=_data_warnings(caught))
+
+
+def _report(
+    arr: np.ndarray, spacing: tuple[float, float], names: tuple[str, ...], shape: ShapeMeasures,
+    clinical: ClinicalMeasures, *, given: bool, reverse: bool, messages: list[str],
+) -> dict[str, Any]:
+    """The JSON-able report of :func:`check_sequence` from the measures (NaN written as None)."""
+    from echotemporal.measure.anatomy import CRITERIA
+
+    flags, satisfied, invalid = shape.flags, shape.criteria, ~shape.valid
+    return {
+        "n_frames": len(arr),
+        "image_shape": [int(s) for s in arr.shape[1:]],
+        "spacing_mm": list(spacing),
+        "flagged_frames": {name: frame_indices(flags[:, k]) for k, name in enumerate(names)},
+        "inconsistent_frames": frame_indices(flags.any(axis=1)),
+        "n_inconsistent_frames": int(flags.any(axis=1).sum()),
+        "failed_criteria": {name: frame_indices(~satisfied[:, k]) for k, name in enumerate(CRITERIA)},
+        "invalid_frames": frame_indices(invalid),
+        "n_invalid_frames": int(invalid.sum()),
+        "lv_volumes_ml": [_num(v) for v in clinical.volumes_ml],
+        "strain_percent": [_num(v) for v in clinical.strain_percent],
+        "ed_frame": clinical.ed_frame,
+        "es_frame": clinical.es_frame,
+        "ed_es_source": "given" if given else "detected",
+        "stored_es_to_ed": bool(reverse),
+        "edv_ml": _num(clinical.edv_ml),
+        "esv_ml": _num(clinical.esv_ml),
+        "ef_percent": _num(clinical.ef_percent),
+        "gls_percent": _num(clinical.gls_percent),
+        "attributes": {name: [_num(v) for v in shape.attributes[:, k]] for k, name in enumerate(names)},
+        "warnings": messages,
+        "package_version": __version__,
+    }
+
+
+def _measure(
+    arr: np.ndarray, spacing: tuple[float, float], thresholds: Any, ed: int | None, es: int | None, reverse: bool
+) -> tuple[ShapeMeasures, ClinicalMeasures]:
+    """The measures ``smooth`` takes of its input: shape and validity per frame, clinical indices.
+
+    Clinical indices assume ED before ES: a sequence stored ES->ED is measured reversed, and its
+    per-frame curves and ED/ES are put back in the file's order.
+    """
+    # Whole frames, not the heart's box: the report's centroids stay exact to the last bit.
+    shape = measure_shape(arr, spacing, thresholds, crop_to_heart=False)
+    if reverse:
+        last = len(arr) - 1
+        clinical = measure_clinical(np.ascontiguousarray(arr[::-1]), spacing, last - ed, last - es).reversed()  # type: ignore[operator]
+    else:
+        clinical = measure_clinical(arr, spacing, ed, es)
+    return shape, clinical
+
+
+def _data_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Degenerate-input warnings (RuntimeWarning/UserWarning) belong in the report, once each; anything
+    else (deprecations, FutureWarning) is about the code, not the data, and is passed on untouched."""
     messages: list[str] = []
     for w in caught:
         if issubclass(w.category, (RuntimeWarning, UserWarning)):
             messages.append(str(w.message))
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    messages = list(dict.fromkeys(messages))
-
-    invalid = ~satisfied.all(axis=1)
-    return {
-        "n_frames": n_frames,
-        "image_shape": [int(s) for s in arr.shape[1:]],
-        "spacing_mm": list(spacing),
-        "flagged_frames": {name: frame_indices(flags[:, k]) for k, name in enumerate(thresholds.names)},
-        "inconsistent_frames": frame_indices(flags.any(axis=1)),
-        "n_inconsistent_frames": int(flags.any(axis=1).sum()),
-        "failed_criteria": {name: frame_indices(~satisfied[:, k]) for k, name in enumerate(CRITERIA)},
-        "invalid_frames": frame_indices(invalid),
-        "n_invalid_frames": int(invalid.sum()),
-        "lv_volumes_ml": [_num(v) for v in volumes],
-        "strain_percent": [_num(v) for v in strain],
-        "ed_frame": ed_out,
-        "es_frame": es_out,
-        "ed_es_source": "given" if ed is not None and es is not None else "detected",
-        "stored_es_to_ed": bool(reverse),
-        "edv_ml": _num(ci.edv_ml),
-        "esv_ml": _num(ci.esv_ml),
-        "ef_percent": _num(ci.ef_percent),
-        "gls_percent": _num(ci.gls_percent),
-        "attributes": {name: [_num(v) for v in attributes[:, k]] for k, name in enumerate(ATTRIBUTE_NAMES)},
-        "warnings": messages,
-        "package_version": __version__,
-    }
+    return list(dict.fromkeys(messages))
 
 
 def check_file(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from echotemporal.core.boxes import HEART_MARGIN_PX, mask_box
 from echotemporal.core.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,8 +38,8 @@ __all__ = [
     "measure_clinical",
 ]
 
-#: Pixels kept around the heart when cropping for measurement (hinge/border criteria look 1-2 px out).
-CROP_MARGIN_PX = 4
+#: Pixels kept around the heart when cropping for measurement (the one margin, core.boxes.HEART_MARGIN_PX).
+CROP_MARGIN_PX = HEART_MARGIN_PX
 #: Environment variable: threads for the per-frame measures (batch workers set 1).
 THREADS_ENV = "ECHOTEMPORAL_THREADS"
 
@@ -47,10 +48,9 @@ def measure_threads() -> int:
     """Threads measuring frames in parallel: ``$ECHOTEMPORAL_THREADS``, else 1.
 
     The per-frame measures (attributes, anatomy, clinical, clean-up) are many small numpy/scipy
-    calls on tight crops, and most of their time holds the GIL: on 2 cores, 2 threads made
-    ``smooth_sequence`` 10-15 % slower than 1 (wall 1.72 s against 1.50 s, best of 8 alternating
-    runs, 20x600x800). Results do not depend on the count; set the variable where more pays. The
-    parallelism of a batch is its processes.
+    calls on tight crops, and most of their time holds the GIL, so a second thread on a small
+    machine costs more than it brings. Results do not depend on the count; set the variable where
+    more pays. The parallelism of a batch is its processes.
     """
     value = os.environ.get(THREADS_ENV, "").strip()
     if not value:
@@ -109,15 +109,11 @@ class ClinicalMeasures:
 def heart_box(labels: np.ndarray, margin: int = CROP_MARGIN_PX) -> tuple[slice, slice]:
     """Row/column slices of the bounding box of all non-background pixels over time, plus a margin."""
     h, w = labels.shape[-2:]
-    footprint = labels.reshape(-1, h, w).max(axis=0)  # max of uint8: ~3x cheaper than any()
-    rows = np.flatnonzero(footprint.any(axis=1))
-    if rows.size == 0:
+    footprint = labels.reshape(-1, h, w).max(axis=0)  # max of uint8: cheaper than any()
+    box = mask_box(footprint, margin)
+    if box is None:
         return slice(0, min(h, 2 * margin + 1)), slice(0, min(w, 2 * margin + 1))
-    cols = np.flatnonzero(footprint.any(axis=0))
-    return (
-        slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
-        slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)),
-    )
+    return box
 
 
 def attribute_order(names: tuple[str, ...]) -> np.ndarray:
@@ -165,6 +161,7 @@ def measure_shape(
     reference: tuple[np.ndarray, ShapeMeasures] | None = None,
     validity: bool = True,
     warm_clinical: bool = False,
+    crop_to_heart: bool = True,
 ) -> ShapeMeasures:
     """Attributes, consistency flags and (optionally) anatomical validity of every frame.
 
@@ -181,6 +178,9 @@ def measure_shape(
             reuse its per-frame attributes and criteria (only flags depend on the neighbours).
         validity: also run the anatomical criteria (the costly part); else criteria/valid are empty.
         warm_clinical: also measure the new frames' clinical measures (for frames likely to be kept).
+        crop_to_heart: measure on the heart's bounding box (fast); False measures the whole frames,
+            whose centroids then carry no crop offset (they can differ from the cropped ones in the
+            last bits).
     """
     from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes
     from echotemporal.measure.temporal import detect_inconsistent_frames
@@ -198,8 +198,8 @@ def measure_shape(
     crop = criteria = None
     if todo.any():
         sub = labels[todo] if not todo.all() else labels
-        rows, cols = heart_box(sub)
-        crop = np.ascontiguousarray(sub[:, rows, cols])
+        rows, cols = heart_box(sub) if crop_to_heart else (slice(0, sub.shape[1]), slice(0, sub.shape[2]))
+        crop = np.ascontiguousarray(sub[:, rows, cols]) if crop_to_heart else sub
 
         def attributes(threads: int) -> np.ndarray:
             raw = compute_attributes(crop, spacing_mm, threads=threads)
@@ -215,26 +215,33 @@ def measure_shape(
             raw = attributes(measure_threads())
         raw = np.array(raw, dtype=np.float64).reshape(len(crop), -1)
         # Centroids are "mm from the image origin": undo the crop offset.
-        raw[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
-        raw[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
+        if crop_to_heart:
+            raw[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
+            raw[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
         attrs[todo] = raw[:, attribute_order(tuple(thresholds.names))]
     flags = np.asarray(detect_inconsistent_frames(attrs, thresholds), dtype=bool)
     if not validity:
         return ShapeMeasures(attrs, flags, np.ones((n, 0), dtype=bool), np.ones(n, dtype=bool), False, present)
+    criteria = _merge_criteria(todo, criteria, ref_shape)
+    return ShapeMeasures(attrs, flags, criteria, criteria.all(axis=1), True, present)
+
+
+def _merge_criteria(todo: np.ndarray, new: np.ndarray | None, ref_shape: ShapeMeasures | None) -> np.ndarray:
+    """(T, C) criteria: ``new`` (n_todo, C) on the frames ``todo`` (T,) measured, the reference's elsewhere."""
     parts = {}
-    if criteria is not None:
-        parts["new"] = criteria
+    if new is not None:
+        parts["new"] = new
     if ref_shape is not None and (~todo).any():
         if not ref_shape.checked:
             raise RuntimeError("reference measures without validity")  # internal misuse
         parts["ref"] = ref_shape.criteria
     n_crit = next(iter(parts.values())).shape[1]
-    criteria = np.ones((n, n_crit), dtype=bool)
+    criteria = np.ones((len(todo), n_crit), dtype=bool)
     if "new" in parts:
         criteria[todo] = parts["new"]
     if "ref" in parts:
         criteria[~todo] = parts["ref"][~todo]
-    return ShapeMeasures(attrs, flags, criteria, criteria.all(axis=1), True, present)
+    return criteria
 
 
 def present_labels(labels: np.ndarray) -> tuple[int, ...]:

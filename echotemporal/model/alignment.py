@@ -92,6 +92,43 @@ def _weighted_moments(weights: np.ndarray, spacing_mm: tuple[float, float]) -> t
     return np.array([my, mx]), np.array([[cyy, cyx], [cyx, cxx]])
 
 
+def _whole_image_alignment(
+    shape: tuple[int, int], spacing: tuple[float, float], config: AlignmentConfig
+) -> SequenceAlignment:
+    """Identity-orientation transform covering the whole (H, W) image: the fall-back without a heart."""
+    H, W = shape
+    center = np.array([(H - 1) * spacing[0] / 2, (W - 1) * spacing[1] / 2])
+    half = max(H * spacing[0], W * spacing[1]) / 2
+    return SequenceAlignment(
+        center_mm=(float(center[0]), float(center[1])),
+        rotation=((1.0, 0.0), (0.0, 1.0)),
+        scale_mm=float(2 * half / (config.fill_fraction * int(config.grid_size))),
+        spacing_mm=spacing,
+        native_shape=(H, W),
+        grid_size=int(config.grid_size),
+    )
+
+
+def _long_axis_rotation(lv_count: np.ndarray, spacing: tuple[float, float]) -> tuple[np.ndarray, float]:
+    """Rotation (2, 2) taking grid "up" onto the LV long axis (apex towards row 0), and its angle (deg).
+
+    Args:
+        lv_count: (h, w) float64 per-pixel count of LV frames.
+        spacing: (row_mm, col_mm).
+    """
+    lv_mom = _weighted_moments(lv_count, spacing)
+    if lv_mom is None:
+        v = np.array([-1.0, 0.0])
+    else:
+        evals, evecs = np.linalg.eigh(lv_mom[1])
+        v = evecs[:, int(np.argmax(evals))]
+        if v[0] > 0:  # point towards row 0: the apex end for apex-up inputs
+            v = -v
+    # R maps grid "up" (-1, 0) onto v: first column -v, second its proper-rotation partner.
+    R = np.array([[-v[0], v[1]], [-v[1], -v[0]]])
+    return R, float(np.degrees(np.arctan2(v[1], -v[0])))
+
+
 def fit_alignment(
     labels: np.ndarray,
     spacing_mm: tuple[float, float],
@@ -130,16 +167,7 @@ def fit_alignment(
     heart_any = heart_count > 0
     if not heart_any.any():
         warnings.warn("fit_alignment: no LV or MYO in any frame; using the whole image unrotated", stacklevel=2)
-        center = np.array([(H - 1) * spacing[0] / 2, (W - 1) * spacing[1] / 2])
-        half = max(H * spacing[0], W * spacing[1]) / 2
-        return SequenceAlignment(
-            center_mm=(float(center[0]), float(center[1])),
-            rotation=((1.0, 0.0), (0.0, 1.0)),
-            scale_mm=float(2 * half / (config.fill_fraction * G)),
-            spacing_mm=spacing,
-            native_shape=(H, W),
-            grid_size=G,
-        )
+        return _whole_image_alignment((H, W), spacing, config)
     rr = np.flatnonzero(heart_any.any(axis=1))
     cc = np.flatnonzero(heart_any.any(axis=0))
     r0, r1, c0, c1 = rr[0], rr[-1] + 1, cc[0], cc[-1] + 1
@@ -148,17 +176,7 @@ def fit_alignment(
     centroid, _ = _weighted_moments(heart_count[r0:r1, c0:c1].astype(np.float64), spacing)
     center = centroid + offset
 
-    lv_mom = _weighted_moments(lv_count[r0:r1, c0:c1].astype(np.float64), spacing)
-    if lv_mom is None:
-        v = np.array([-1.0, 0.0])
-    else:
-        evals, evecs = np.linalg.eigh(lv_mom[1])
-        v = evecs[:, int(np.argmax(evals))]
-        if v[0] > 0:  # point towards row 0: the apex end for apex-up inputs
-            v = -v
-    # R maps grid "up" (-1, 0) onto v: first column -v, second its proper-rotation partner.
-    R = np.array([[-v[0], v[1]], [-v[1], -v[0]]])
-    angle_deg = float(np.degrees(np.arctan2(v[1], -v[0])))
+    R, angle_deg = _long_axis_rotation(lv_count[r0:r1, c0:c1].astype(np.float64), spacing)
 
     # Largest half-extent of LV∪MYO (union over frames) in the rotated frame, +half a native pixel.
     pr, pc = np.nonzero(heart_any[r0:r1, c0:c1])

@@ -10,9 +10,10 @@ import json
 import warnings
 from pathlib import Path
 
-from echotemporal.core.errors import OutputExistsError, WeightsError
+from echotemporal.core.errors import WeightsError
 from echotemporal.core.jsonable import to_jsonable
 from echotemporal.model.onnx_runtime import METADATA_KEY, onnx_paths
+from echotemporal.io.atomic import check_overwrite
 
 __all__ = ["export_onnx"]
 
@@ -44,9 +45,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path | None = None, *, ov
     source = resolve_weights(checkpoint)
     ckpt, digest = load_checkpoint(source)
     paths = onnx_paths(source if out_dir is None else Path(out_dir) / source.name)
-    for path in paths:
-        if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path}: exists; pass overwrite=True (--overwrite) to replace it")
+    check_overwrite(paths, overwrite)
     meta = to_jsonable({k: v for k, v in ckpt.items() if k != "state_dict"})
     meta.update(source=source.name, source_sha256=digest)
     G, D, C = int(ckpt["model_config"]["grid_size"]), int(ckpt["model_config"]["latent_dim"]), int(ckpt["model_config"]["n_classes"])

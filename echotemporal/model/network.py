@@ -190,8 +190,8 @@ class ShapeModel(TrainedShapeModel):
     Attributes:
         network: the ARVAE module (eval mode).
         inference_threads: torch intra-op threads used inside encode/decode (restored afterwards). One
-            thread: a 20-frame pass takes ~45 ms either way, and two threads on a shared 2-core machine
-            stalled at 0.1-0.7 s (measured). None keeps the process setting.
+            thread: a pass over a sequence is short, and more threads on a shared machine only add
+            stalls. None keeps the process setting.
     """
 
     backend = "torch"

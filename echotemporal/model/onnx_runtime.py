@@ -8,7 +8,7 @@ checkpoint's metadata (attribute names, latent bounds, alignment, provenance) an
 checkpoint it came from, so the ONNX model reports the same weights hash as the torch one and a
 stale export (its checkpoint retrained since) is recognised.
 
-Outputs equal the torch model's to float32 rounding (about 1e-6; ``tests/test_onnx_model.py``).
+Outputs equal the torch model's to float32 rounding (about 1e-6; ``tests/model/test_onnx_model.py``).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from echotemporal.core.errors import OutputExistsError
 from echotemporal.core.jsonable import to_jsonable
+from echotemporal.io.atomic import check_overwrite, write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.io import ImageGeometry
@@ -77,28 +77,21 @@ def output_paths(output_path: str | Path, report_dir: str | Path | None = None, 
 
 def check_no_overwrite(paths: Mapping[str, Path]) -> None:
     """Raise OutputExistsError naming the first output that already exists."""
-    for path in paths.values():
-        if Path(path).exists():
-            raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it, or choose another output")
-
-
-def _guard(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_overwrite(paths.values(), False)
 
 
 def write_frames_csv(result: SmoothingResult, path: str | Path, *, overwrite: bool = False) -> Path:
     """Per-frame table (one row per frame, attributes/flags/validity/volume/strain before and after)."""
-    path = Path(path)
-    _guard(path, overwrite)
     columns = result.columns
-    rows = zip(*(columns[name] for name in columns))
-    with open(path, "w", newline="") as fh:  # as pandas' to_csv(index=False, float_format="%.6g")
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(list(columns))
-        writer.writerows([_csv_cell(v) for v in row] for row in rows)
-    return path
+
+    def write(tmp: Path) -> None:
+        rows = zip(*(columns[name] for name in columns))
+        with open(tmp, "w", newline="") as fh:  # as pandas' to_csv(index=False, float_format="%.6g")
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(list(columns))
+            writer.writerows([_csv_cell(v) for v in row] for row in rows)
+
+    return write_atomic(path, write, overwrite=overwrite)
 
 
 def _csv_cell(value: Any) -> str:
@@ -112,26 +105,22 @@ def _csv_cell(value: Any) -> str:
 
 def write_summary(result: SmoothingResult, path: str | Path, *, overwrite: bool = False) -> Path:
     """JSON summary (strict JSON: NaN written as null)."""
-    path = Path(path)
-    _guard(path, overwrite)
-    path.write_text(json.dumps(to_jsonable(result.summary), indent=2, allow_nan=False) + "\n")
-    return path
+    text = json.dumps(to_jsonable(result.summary), indent=2, allow_nan=False) + "\n"
+    return write_atomic(path, lambda tmp: tmp.write_text(text), overwrite=overwrite)
 
 
 def write_config(result: SmoothingResult, path: str | Path, *, overwrite: bool = False) -> Path:
     """Resolved smoothing config as a YAML preset (reloadable with ``--config``), provenance as comments."""
     import yaml
 
-    path = Path(path)
-    _guard(path, overwrite)
     summary = result.summary
     header = (
         f"# resolved echotemporal smoothing config\n"
         f"# package_version: {summary.get('package_version')}\n"
         f"# weights_sha256: {summary.get('weights_sha256')}\n"
     )
-    path.write_text(header + yaml.safe_dump(to_jsonable(summary.get("config", {})), sort_keys=False))
-    return path
+    text = header + yaml.safe_dump(to_jsonable(summary.get("config", {})), sort_keys=False)
+    return write_atomic(path, lambda tmp: tmp.write_text(text), overwrite=overwrite)
 
 
 def write_outputs(

@@ -298,22 +298,12 @@ def _rotate(xy: np.ndarray, angle_deg: float) -> np.ndarray:
     return xy @ rot.T
 
 
-def _build(phys: _Physiology, image_shape: tuple[int, int] | None, spacing_mm: tuple[float, float] | None,
-           *, seed_repr: Any = None, profile: np.ndarray | None = None) -> PhantomSequence:
-    radial_scale, thickening = _solve_contraction(phys)
-    if profile is None:
-        profile = smooth_time_profile(phys.n_frames, phys.time_gamma)
-    frames = [_frame(phys, float(p), radial_scale, thickening) for p in profile]
-
-    # Place the heart: tilt about the apex, highest epicardial point at apex_top_mm, centred laterally.
-    def place(xy: np.ndarray) -> np.ndarray:
-        return _rotate(xy, phys.tilt_deg)
-
-    outer_all = np.concatenate([place(f.outer_xy) for f in frames])
+def _field_of_view(
+    phys: _Physiology, outer_all: np.ndarray, image_shape: tuple[int, int] | None, spacing_mm: tuple[float, float] | None
+) -> tuple[int, int, float, float, float]:
+    """Image (h, w) pixels, spacing (row, col) mm and apex depth (mm) for the placed epicardium (N, 2) xy mm."""
     y_extent = float(outer_all[:, 1].max() - outer_all[:, 1].min())
-    x_mid = 0.5 * float(outer_all[:, 0].max() + outer_all[:, 0].min())
     x_extent = float(outer_all[:, 0].max() - outer_all[:, 0].min())
-
     if image_shape is not None and spacing_mm is not None:
         row_mm, col_mm = (float(v) for v in spacing_mm)
         depth_mm, width_mm = image_shape[0] * row_mm, image_shape[1] * col_mm
@@ -335,44 +325,77 @@ def _build(phys: _Physiology, image_shape: tuple[int, int] | None, spacing_mm: t
     if h < 16 or w < 16 or row_mm <= 0 or col_mm <= 0:
         raise ValueError(f"image_shape {image_shape} / spacing_mm {spacing_mm}: need at least 16x16 pixels "
                          "and positive spacing")
+    return h, w, row_mm, col_mm, apex_top
+
+
+def _placement_shift(
+    phys: _Physiology, outer_all: np.ndarray, h: int, w: int, row_mm: float, col_mm: float, apex_top: float
+) -> np.ndarray:
+    """(2,) xy mm shift that puts the apex at ``apex_top`` and centres the heart laterally (with its offset
+    when it fits)."""
+    x_mid = 0.5 * float(outer_all[:, 0].max() + outer_all[:, 0].min())
     shift = np.array([0.5 * w * col_mm + phys.lateral_offset_mm - x_mid, apex_top - outer_all[:, 1].min()])
     lo = outer_all + shift
     if lo[:, 0].min() < 0 or lo[:, 0].max() > (w - 1) * col_mm or lo[:, 1].max() > (h - 1) * row_mm:
         shift[0] = 0.5 * w * col_mm - x_mid  # drop the lateral offset before giving up
         lo = outer_all + shift
         if lo[:, 0].min() < 0 or lo[:, 0].max() > (w - 1) * col_mm or lo[:, 1].max() > (h - 1) * row_mm:
+            y_extent = float(outer_all[:, 1].max() - outer_all[:, 1].min())
+            x_extent = float(outer_all[:, 0].max() - outer_all[:, 0].min())
             raise ValueError(
                 f"image_shape {(h, w)} at spacing_mm {(row_mm, col_mm)} covers {h * row_mm:.0f} x "
                 f"{w * col_mm:.0f} mm but the heart needs about {apex_top + y_extent:.0f} x {x_extent:.0f} mm; "
                 "give a larger image_shape, a larger spacing_mm, or only one of the two"
             )
+    return shift
 
-    def to_px(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        placed = place(xy) + shift
-        return placed[:, 1] / row_mm, placed[:, 0] / col_mm
 
-    labels = np.zeros((phys.n_frames, h, w), dtype=np.uint8)
-    volumes = np.empty(phys.n_frames)
-    lengths, endo, areas, myo_areas, widths = [], [], [], [], []
-    landmarks = []
+def _rasterise(
+    frames: list[Any], to_px: Any, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, dict[str, list[Any]]]:
+    """Labels (T, H, W) uint8, LV volumes (T,) mL and the exact per-frame truths of the frame geometries."""
+    labels = np.zeros((len(frames), *shape), dtype=np.uint8)
+    volumes = np.empty(len(frames))
+    truth: dict[str, list[Any]] = {"lengths": [], "endo": [], "areas": [], "myo_areas": [], "widths": [], "landmarks": []}
     for t, geom in enumerate(frames):
-        la = fill_polygon(*to_px(geom.la_xy), (h, w))
-        outer = fill_polygon(*to_px(geom.outer_xy), (h, w))
-        lv = fill_polygon(*to_px(geom.lv_xy), (h, w))
+        la = fill_polygon(*to_px(geom.la_xy), shape)
+        outer = fill_polygon(*to_px(geom.outer_xy), shape)
+        lv = fill_polygon(*to_px(geom.lv_xy), shape)
         frame = labels[t]
         frame[la] = 3
         frame[outer] = 2
         frame[lv] = 1
         volumes[t], axis_len = disk_volume_ml(geom.lv_xy, geom.open_xy[0], geom.open_xy[-1])
-        lengths.append(axis_len)
-        endo.append(polyline_length(geom.open_xy))
-        areas.append(polygon_area(geom.lv_xy))
-        myo_areas.append(polygon_area(geom.outer_xy) - areas[-1])
-        widths.append(float(np.linalg.norm(geom.open_xy[-1] - geom.open_xy[0])))
+        truth["lengths"].append(axis_len)
+        truth["endo"].append(polyline_length(geom.open_xy))
+        truth["areas"].append(polygon_area(geom.lv_xy))
+        truth["myo_areas"].append(polygon_area(geom.outer_xy) - truth["areas"][-1])
+        truth["widths"].append(float(np.linalg.norm(geom.open_xy[-1] - geom.open_xy[0])))
         rr, cc = to_px(np.stack([geom.open_xy[0], geom.open_xy[-1], geom.open_xy[np.argmin(geom.open_xy[:, 1])]]))
-        landmarks.append({"hinge_left_px": [float(rr[0]), float(cc[0])],
-                          "hinge_right_px": [float(rr[1]), float(cc[1])],
-                          "apex_px": [float(rr[2]), float(cc[2])]})
+        truth["landmarks"].append({"hinge_left_px": [float(rr[0]), float(cc[0])],
+                                   "hinge_right_px": [float(rr[1]), float(cc[1])],
+                                   "apex_px": [float(rr[2]), float(cc[2])]})
+    return labels, volumes, truth
+
+
+def _build(phys: _Physiology, image_shape: tuple[int, int] | None, spacing_mm: tuple[float, float] | None,
+           *, seed_repr: Any = None, profile: np.ndarray | None = None) -> PhantomSequence:
+    radial_scale, thickening = _solve_contraction(phys)
+    if profile is None:
+        profile = smooth_time_profile(phys.n_frames, phys.time_gamma)
+    frames = [_frame(phys, float(p), radial_scale, thickening) for p in profile]
+
+    # Place the heart: tilt about the apex, highest epicardial point at apex_top_mm, centred laterally.
+    outer_all = np.concatenate([_rotate(f.outer_xy, phys.tilt_deg) for f in frames])
+    h, w, row_mm, col_mm, apex_top = _field_of_view(phys, outer_all, image_shape, spacing_mm)
+    shift = _placement_shift(phys, outer_all, h, w, row_mm, col_mm, apex_top)
+
+    def to_px(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        placed = _rotate(xy, phys.tilt_deg) + shift
+        return placed[:, 1] / row_mm, placed[:, 0] / col_mm
+
+    labels, volumes, truth = _rasterise(frames, to_px, (h, w))
+    endo = truth["endo"]
     ef = 100.0 * (volumes[0] - volumes[-1]) / volumes[0]
     gls = 100.0 * (endo[-1] - endo[0]) / endo[0]
     params: dict[str, Any] = {
@@ -385,12 +408,12 @@ def _build(phys: _Physiology, image_shape: tuple[int, int] | None, spacing_mm: t
         "image_shape": [h, w],
         "spacing_mm": [row_mm, col_mm],
         # Exact per-frame truths for known-answer tests (mm, mm²).
-        "lv_area_mm2": areas,
-        "myo_area_mm2": myo_areas,
-        "lv_length_mm": lengths,
-        "lv_base_width_mm": widths,
+        "lv_area_mm2": truth["areas"],
+        "myo_area_mm2": truth["myo_areas"],
+        "lv_length_mm": truth["lengths"],
+        "lv_base_width_mm": truth["widths"],
         "endo_length_mm": endo,
-        "landmarks": landmarks,
+        "landmarks": truth["landmarks"],
     }
     return PhantomSequence(
         labels=labels,

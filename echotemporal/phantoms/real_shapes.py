@@ -171,6 +171,46 @@ def _resample_distances(dist: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return ndimage.zoom(dist, zoom, order=1, mode="nearest", grid_mode=True)
 
 
+def _end_distances(
+    ed: np.ndarray, es: np.ndarray, spacing_mm: tuple[float, float], output_shape: tuple[int, int] | None
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int], tuple[float, float]]:
+    """Signed distances (4, H2, W2) mm of the ED and ES labels on the output grid, its shape and spacing."""
+    row_mm, col_mm = spacing_mm
+    d_ed = label_distances(ed, (row_mm, col_mm))
+    d_es = label_distances(es, (row_mm, col_mm))
+    if output_shape is None:
+        return d_ed, d_es, ed.shape, (row_mm, col_mm)
+    out_shape = (int(output_shape[0]), int(output_shape[1]))
+    if min(out_shape) < 2:
+        raise ValueError(f"output_shape={output_shape}: need at least 2x2 pixels")
+    out_spacing = (row_mm * ed.shape[0] / out_shape[0], col_mm * ed.shape[1] / out_shape[1])
+    return _resample_distances(d_ed, out_shape), _resample_distances(d_es, out_shape), out_shape, out_spacing
+
+
+def _interpolate_labels(d_ed: np.ndarray, d_es: np.ndarray, profile: np.ndarray) -> np.ndarray:
+    """Labels (T, H, W) uint8: per frame, the arg-min of the distances (4, H, W) blended by ``profile`` (T,)."""
+    n_frames = len(profile)
+    out_shape = d_ed.shape[1:]
+    lab_ed = np.argmin(d_ed, axis=0).astype(np.uint8)
+    lab_es = np.argmin(d_es, axis=0).astype(np.uint8)
+    # A pixel with the same arg-min at both ends keeps it all along (a convex combination of two sets
+    # of strict inequalities): only the pixels that change need the per-frame arg-min.
+    moving = lab_ed != lab_es
+    labels = np.repeat(lab_ed[None], n_frames, axis=0)
+    labels[profile == 1.0] = lab_es  # the ES mask wherever the profile reaches it (every beat's ES)
+    if moving.any():
+        rows, cols = np.nonzero(moving)
+        a, b = d_ed[:, rows, cols], d_es[:, rows, cols]
+        heart = np.nonzero((lab_ed > 0) | (lab_es > 0))
+        r0, r1 = max(int(heart[0].min()) - 2, 0), min(int(heart[0].max()) + 3, out_shape[0])
+        c0, c1 = max(int(heart[1].min()) - 2, 0), min(int(heart[1].max()) + 3, out_shape[1])
+        for t in np.flatnonzero((profile > 0.0) & (profile < 1.0)):
+            p = profile[t]
+            labels[t, rows, cols] = np.argmin((1.0 - p) * a + p * b, axis=0)
+            labels[t, r0:r1, c0:c1] = enforce_single_components(labels[t, r0:r1, c0:c1])
+    return labels
+
+
 def real_shape_sequence(
     ed_mask: np.ndarray,
     es_mask: np.ndarray,
@@ -224,37 +264,8 @@ def real_shape_sequence(
     gamma = 1.0 if rng is None else float(rng.uniform(0.85, 1.2))
     profile = smooth_time_profile(n_frames, gamma) if cycle is None else np.clip(cycle.values, 0.0, 1.0)
 
-    d_ed = label_distances(ed, (row_mm, col_mm))
-    d_es = label_distances(es, (row_mm, col_mm))
-    if output_shape is not None:
-        out_shape = (int(output_shape[0]), int(output_shape[1]))
-        if min(out_shape) < 2:
-            raise ValueError(f"output_shape={output_shape}: need at least 2x2 pixels")
-        d_ed = _resample_distances(d_ed, out_shape)
-        d_es = _resample_distances(d_es, out_shape)
-        out_spacing = (row_mm * ed.shape[0] / out_shape[0], col_mm * ed.shape[1] / out_shape[1])
-    else:
-        out_shape = ed.shape
-        out_spacing = (row_mm, col_mm)
-    lab_ed = np.argmin(d_ed, axis=0).astype(np.uint8)
-    lab_es = np.argmin(d_es, axis=0).astype(np.uint8)
-
-    # A pixel with the same arg-min at both ends keeps it all along (a convex combination of two sets
-    # of strict inequalities): only the pixels that change need the per-frame arg-min.
-    moving = lab_ed != lab_es
-    labels = np.repeat(lab_ed[None], n_frames, axis=0)
-    labels[profile == 1.0] = lab_es
-    if moving.any():
-        rows, cols = np.nonzero(moving)
-        a, b = d_ed[:, rows, cols], d_es[:, rows, cols]
-        heart = np.nonzero((lab_ed > 0) | (lab_es > 0))
-        r0, r1 = max(int(heart[0].min()) - 2, 0), min(int(heart[0].max()) + 3, out_shape[0])
-        c0, c1 = max(int(heart[1].min()) - 2, 0), min(int(heart[1].max()) + 3, out_shape[1])
-        for t in np.flatnonzero((profile > 0.0) & (profile < 1.0)):
-            p = profile[t]
-            labels[t, rows, cols] = np.argmin((1.0 - p) * a + p * b, axis=0)
-            labels[t, r0:r1, c0:c1] = enforce_single_components(labels[t, r0:r1, c0:c1])
-
+    d_ed, d_es, out_shape, out_spacing = _end_distances(ed, es, (row_mm, col_mm), output_shape)
+    labels = _interpolate_labels(d_ed, d_es, profile)
     nan = np.full(n_frames, np.nan)
     params: dict[str, Any] = {
         "generator": "real_shapes",

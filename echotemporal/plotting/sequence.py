@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from echotemporal.core.errors import OutputExistsError
+from echotemporal.io.atomic import check_overwrite
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -258,8 +258,7 @@ def save_sequence_figures(
         if path is None:
             continue
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+        check_overwrite(path, overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
         make().savefig(path, dpi=dpi)
         written[role] = path

@@ -41,7 +41,7 @@ def from_library_error(exc: BaseException, private_dir: str | Path | None = None
         422 for non-label maps and invalid settings, 500 for unusable model weights, 400 otherwise
         (unreadable or unsupported files).
     """
-    from echotemporal.batch.worker import one_line
+    from echotemporal.batch.rows import one_line
 
     line = one_line(exc)
     if private_dir is not None:

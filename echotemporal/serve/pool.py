@@ -16,7 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
-from echotemporal.batch.worker import init_pool_worker, worker_environment
+from echotemporal.batch.environment import worker_environment
+from echotemporal.batch.worker import init_pool_worker
 
 __all__ = ["WorkerLost", "WorkerPool"]
 

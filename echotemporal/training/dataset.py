@@ -36,13 +36,15 @@ import numpy as np
 
 from echotemporal.model.alignment import SequenceAlignment, fit_alignment, to_grid
 from echotemporal.core.config import AlignmentConfig
-from echotemporal.core.errors import InputFileError, OutputExistsError
+from echotemporal.core.distances import signed_distance
+from echotemporal.core.errors import InputFileError
+from echotemporal.io.atomic import check_overwrite
+from echotemporal.phantoms.raster import smooth_time_profile
+from echotemporal.phantoms.real_shapes import load_real_shapes, real_shape_spacing_mm
 
 __all__ = [
     "Augmentation",
     "AlignedSequence",
-    "real_shape_spacing",
-    "real_shape_masks",
     "interpolate_shapes",
     "real_shape_sequences",
     "phantom_sequences",
@@ -54,7 +56,6 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test")
-_REAL_COL_MM = 0.75  # nominal lateral pixel of the 224 grid (~168 mm sector / 224); absolute scale is irrelevant after alignment
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,6 @@ class AlignedSequence:
     split: str
 
 
-def real_shape_spacing(aspect: float, col_mm: float = _REAL_COL_MM) -> tuple[float, float]:
-    """(row_mm, col_mm) that undoes a depth stretch of ``aspect`` in the 224×224 real-shape grid."""
-    return (col_mm / float(aspect), float(col_mm))
-
-
 def interpolate_shapes(
     ed: np.ndarray, es: np.ndarray, weights: np.ndarray, spacing_mm: tuple[float, float]
 ) -> np.ndarray:
@@ -120,14 +116,8 @@ def interpolate_shapes(
     Returns:
         (T, H, W) uint8 labels.
     """
-    from scipy import ndimage
-
     def sdf(mask: np.ndarray) -> np.ndarray:
-        if not mask.any():
-            return np.full(mask.shape, 1e3, dtype=np.float32)
-        inside = ndimage.distance_transform_edt(mask, sampling=spacing_mm)
-        outside = ndimage.distance_transform_edt(~mask, sampling=spacing_mm)
-        return (outside - inside).astype(np.float32)
+        return signed_distance(mask, spacing_mm).astype(np.float32)
 
     w = np.asarray(weights, dtype=np.float32)[:, None, None]
     out = np.zeros((w.shape[0],) + ed.shape, dtype=np.uint8)
@@ -139,41 +129,7 @@ def interpolate_shapes(
 
 def _time_profile(n_frames: int, rng: np.random.Generator) -> np.ndarray:
     """Smooth monotone ED→ES blend weights, with a random time warp (early/late ejection)."""
-    gamma = float(np.exp(rng.uniform(-0.4, 0.4)))
-    tau = np.linspace(0.0, 1.0, n_frames) ** gamma
-    return 0.5 * (1.0 - np.cos(np.pi * tau))
-
-
-def real_shape_masks(split: str | None, root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The repaired real CAMUS ED/ES masks of one upstream split.
-
-    Args:
-        split: "train", "val", "test" or None for all.
-        root: real-shapes folder, its ``camus-gavkujo-224-npy`` subfolder, or the npz itself
-            (default: $ECHOTEMPORAL_REAL_SHAPES, else ``<repo>/../shared/data/real-shapes``).
-
-    Returns:
-        labels (N, 224, 224) uint8 apex up, names (N,) ``<patient>_<view>_<phase>``, splits (N,).
-    """
-    if root is None:
-        from echotemporal.phantoms.real_shapes import default_real_shapes_dir
-
-        root = default_real_shapes_dir()
-    path = Path(root)
-    if path.is_dir() and (path / "camus-gavkujo-224-npy").is_dir():
-        path = path / "camus-gavkujo-224-npy"
-    if path.is_dir():
-        path = path / "derived" / "labels_repaired_apex_up_uint8.npz"
-    if not path.is_file():
-        raise InputFileError(
-            f"{path}: real-shape file not found; set ECHOTEMPORAL_REAL_SHAPES to the real-shapes folder"
-        )
-    d = np.load(path)
-    labels, names, splits = d["labels"], d["names"].astype(str), d["upstream_split"].astype(str)
-    if split is not None:
-        keep = splits == split
-        labels, names, splits = labels[keep], names[keep], splits[keep]
-    return labels, names, splits
+    return smooth_time_profile(n_frames, float(np.exp(rng.uniform(-0.4, 0.4))))
 
 
 def real_shape_sequences(
@@ -202,7 +158,8 @@ def real_shape_sequences(
     """
     rng = np.random.default_rng(seed)
     for split in splits:
-        labels, names, _ = real_shape_masks(split, root)
+        shapes = load_real_shapes(split, root)
+        labels, names = shapes.labels, shapes.names
         index = {str(n): i for i, n in enumerate(names)}
         keys = sorted({str(n).rsplit("_", 1)[0] for n in names})
         for count, key in enumerate(keys):
@@ -213,7 +170,7 @@ def real_shape_sequences(
             patient, view = key.rsplit("_", 1)
             ed, es = labels[index[f"{key}_ED"]], labels[index[f"{key}_ES"]]
             for _ in range(copies):
-                spacing = real_shape_spacing(rng.uniform(*aspect))
+                spacing = real_shape_spacing_mm(rng.uniform(*aspect))
                 T = int(rng.integers(n_frames[0], n_frames[1] + 1))
                 seq = interpolate_shapes(ed, es, _time_profile(T, rng), spacing)
                 yield AlignedSequence(seq, spacing, patient, view, "real", split)
@@ -383,8 +340,7 @@ def prepare_dataset(
     from echotemporal.measure.attributes import ATTRIBUTE_NAMES
 
     out_path = Path(out_path)
-    if out_path.exists() and not overwrite:
-        raise OutputExistsError(f"{out_path}: exists; pass --overwrite or choose another -o path")
+    check_overwrite(out_path, overwrite)
     rng = np.random.default_rng(seed)
     G = int(config.grid_size)
     frames_l, attrs_l, aug_l, meta = [], [], [], []

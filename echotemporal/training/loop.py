@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from echotemporal.core.config import AlignmentConfig, ModelConfig, TrainingConfig
-from echotemporal.core.errors import ConfigError, InputFileError, OutputExistsError
+from echotemporal.core.errors import ConfigError, InputFileError
 from echotemporal.model.network import ARVAE, arvae_loss, labels_to_onehot, model_config_to_dict
+from echotemporal.io.atomic import check_overwrite, write_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -161,13 +162,8 @@ def make_checkpoint(
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
-    """Write a checkpoint atomically (tmp file + rename) so a kill never leaves a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    tmp.replace(path)
-    return path
+    """Write a checkpoint atomically, so that a kill never leaves a half file."""
+    return write_atomic(path, lambda tmp: torch.save(checkpoint, tmp), overwrite=True)
 
 
 def _attribute_stats(attrs: np.ndarray) -> dict[str, np.ndarray]:
@@ -177,6 +173,217 @@ def _attribute_stats(attrs: np.ndarray) -> dict[str, np.ndarray]:
         "p01": np.nanpercentile(attrs, 1, 0),
         "p99": np.nanpercentile(attrs, 99, 0),
     }
+
+
+@dataclass
+class _Data:
+    """Training and validation frames (N, G, G) uint8 with their attributes (N, K) float32."""
+
+    frames: np.ndarray
+    attrs: np.ndarray
+    vframes: np.ndarray
+    vattrs: np.ndarray
+    names: tuple[str, ...]
+
+
+def _load_data(data_path: str | Path, model_config: ModelConfig) -> _Data:
+    """The train/val split of a prepared set; holds out 5 % of train frames when it has no val frames."""
+    from echotemporal.training.dataset import load_split_arrays
+
+    train = load_split_arrays(data_path, "train")
+    val = load_split_arrays(data_path, "val")
+    if train["grid_size"] != model_config.grid_size:
+        raise ConfigError(
+            f"{data_path}: grid_size {train['grid_size']} differs from the model's {model_config.grid_size}; "
+            "set ModelConfig.grid_size to match (or re-run prepare)"
+        )
+    if len(train["frames"]) == 0:
+        raise InputFileError(f"{data_path}: no 'train' frames")
+    if len(val["frames"]) == 0:  # small custom sets: hold out 5 % of train frames for validation
+        n_val = max(1, len(train["frames"]) // 20)
+        val = {k: (v[-n_val:] if isinstance(v, np.ndarray) else v) for k, v in train.items()}
+        train = {k: (v[:-n_val] if isinstance(v, np.ndarray) else v) for k, v in train.items()}
+    k = model_config.n_attributes
+    return _Data(
+        frames=train["frames"], attrs=train["attributes"][:, :k].astype(np.float32),
+        vframes=val["frames"], vattrs=val["attributes"][:, :k].astype(np.float32),
+        names=tuple(train["attribute_names"][:k]),
+    )
+
+
+@dataclass
+class _Run:
+    """One training run: the network, its optimiser, the random streams and the resumable state."""
+
+    data: _Data
+    data_path: Path
+    out_path: Path
+    model_config: ModelConfig
+    config: TrainingConfig
+    provenance: dict[str, Any]
+    log: Callable[[str], None]
+    progress: bool
+    resume: bool
+    network: ARVAE = field(init=False)
+    opt: torch.optim.Optimizer = field(init=False)
+    rng: np.random.Generator = field(init=False)
+    state: dict[str, Any] = field(init=False)
+    elapsed0: float = 0.0
+    t_run: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.config.seed)
+        self.network = ARVAE(self.model_config)
+        self.opt = torch.optim.Adam(self.network.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
+        self.state = {"epoch": 0, "step": 0, "best": math.inf, "bad_epochs": 0, "history": [], "elapsed_s": 0.0}
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_path.with_name(self.out_path.stem + ".last.pt")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.data.frames) // self.config.batch_size)
+
+    @property
+    def budget_s(self) -> float:
+        return float(self.config.max_minutes) * 60.0
+
+    def elapsed(self) -> float:
+        """Seconds trained so far, over all resumed sessions."""
+        return self.elapsed0 + time.time() - self.t_run
+
+    def restore(self) -> None:
+        """Continue from ``<out>.last.pt``: weights, optimiser, loop state and both random streams."""
+        last = torch.load(self.last_path, map_location="cpu", weights_only=False)
+        self.network.load_state_dict(last["state_dict"])
+        self.opt.load_state_dict(last["optimizer"])
+        self.state = last["state"]
+        torch.set_rng_state(last["torch_rng"])
+        self.rng.bit_generator.state = last["numpy_rng"]
+        self.log(f"resumed from {self.last_path} at epoch {self.state['epoch']}, step {self.state['step']}")
+
+    def lr_at(self, step: int, elapsed_s: float) -> float:
+        """Cosine decay on whichever runs out first, steps or wall-clock budget: a slow, shared CPU
+        still ends its run at a low learning rate instead of being cut off at full speed."""
+        config = self.config
+        frac = max(step / max(config.epochs * self.steps_per_epoch, 1), elapsed_s / max(0.97 * self.budget_s, 1e-9))
+        return config.learning_rate * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+    def run_provenance(self) -> dict[str, Any]:
+        return {
+            **self.provenance,
+            "training_set": str(self.data_path.name),
+            "n_train_frames": int(len(self.data.frames)),
+            "n_val_frames": int(len(self.data.vframes)),
+            "training_config": _plain(asdict(self.config)),
+            "epochs_run": int(self.state["epoch"]),
+            "steps_run": int(self.state["step"]),
+            "training_minutes": round(self.elapsed() / 60.0, 2),
+            "torch_version": str(torch.__version__),
+            "threads": int(torch.get_num_threads()),
+        }
+
+    def checkpoint(self, frames: np.ndarray, provenance: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+        """The checkpoint of the current network, its latent statistics taken over ``frames``."""
+        st = latent_statistics(self.network, frames)
+        return make_checkpoint(
+            self.network, self.data.names, st["bounds"], latent_mean=st["mean"], latent_std=st["std"],
+            attribute_stats=_attribute_stats(self.data.attrs), alignment_config=AlignmentConfig(grid_size=self.model_config.grid_size),
+            provenance=provenance, metrics=metrics,
+        )
+
+    def save_best(self, metrics: dict[str, float]) -> None:
+        """Bounds on a subset during training (fast); the final pass recomputes them on all frames."""
+        frames, n = self.data.frames, len(self.data.frames)
+        sub = frames if n <= 4000 else frames[self.rng.choice(n, 4000, replace=False)]
+        ckpt = self.checkpoint(sub, self.run_provenance(), {"validation": dict(metrics), "final": False})
+        save_checkpoint(ckpt, self.out_path)
+
+    def train_epoch(self) -> bool:
+        """One pass over the shuffled training frames; True when the time budget ran out."""
+        from tqdm import tqdm
+
+        config, state, data = self.config, self.state, self.data
+        self.network.train()
+        perm = torch.from_numpy(self.rng.permutation(len(data.frames)))
+        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {state['epoch'] + 1}/{config.epochs}", file=sys.stderr,
+                   disable=not self.progress, mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
+        run = {"loss": 0.0, "ce": 0.0, "ar": 0.0}
+        out_of_time = False
+        for b in bar:
+            idx = perm[b * config.batch_size : (b + 1) * config.batch_size].numpy()
+            terms = self.step(torch.from_numpy(data.frames[idx]).long(), torch.from_numpy(data.attrs[idx]))
+            for key, name in (("loss", "total"), ("ce", "ce"), ("ar", "ar")):
+                run[key] = 0.98 * run[key] + 0.02 * terms[name].item() if state["step"] > 1 else terms[name].item()
+            bar.set_postfix(loss=f"{run['loss']:.4f}", ce=f"{run['ce']:.4f}", ar=f"{run['ar']:.3f}", refresh=False)
+            elapsed = self.elapsed()
+            if state["step"] == 30 and not self.resume:
+                per_step = (time.time() - self.t_run) / 30.0
+                self.log(f"{per_step:.3f} s/step; ~{self.budget_s / per_step / self.steps_per_epoch:.1f} epochs fit in {config.max_minutes} min")
+            if elapsed > self.budget_s:
+                out_of_time = True
+                break
+        bar.close()
+        return out_of_time
+
+    def step(self, x: torch.Tensor, a: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimiser step on a batch (B, G, G) labels and (B, K) attributes, KL warmed up over the first epoch."""
+        config = self.config
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_at(self.state["step"], self.elapsed())
+        beta = config.beta_kl * min(1.0, (self.state["step"] + 1) / self.steps_per_epoch)
+        logits, mu, logvar, z = self.network(labels_to_onehot(x, self.model_config.n_classes))
+        terms = arvae_loss(logits, x, mu, logvar, z, a, beta=beta, gamma=config.gamma_attr, delta=config.delta_attr, dice_weight=config.dice_weight)
+        self.opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), 5.0)
+        self.opt.step()
+        self.state["step"] += 1
+        return terms
+
+    def end_epoch(self) -> bool:
+        """Validate, keep the best model, write the resumable state; True when early stopping triggers."""
+        state = self.state
+        state["epoch"] += 1
+        metrics = evaluate_frames(self.network, self.data.vframes, self.data.vattrs, self.config)
+        state["elapsed_s"] = self.elapsed()
+        metrics.update(epoch=state["epoch"], step=state["step"], minutes=round(state["elapsed_s"] / 60, 2), lr=self.lr_at(state["step"], state["elapsed_s"]))
+        state["history"].append(metrics)
+        improved = metrics["recon"] < state["best"]
+        if improved:
+            state["best"] = metrics["recon"]
+            state["bad_epochs"] = 0
+            self.save_best(metrics)
+        else:
+            state["bad_epochs"] += 1
+        self.log(
+            f"epoch {state['epoch']} step {state['step']} {metrics['minutes']:.1f} min: val recon {metrics['recon']:.4f} "
+            f"dice LV {metrics['dice_lv']:.4f} MYO {metrics['dice_myo']:.4f} ar {metrics['ar']:.3f} kl {metrics['kl']:.1f}"
+            f"{' *best*' if improved else ''}"
+        )
+        torch.save(
+            {"state_dict": self.network.state_dict(), "optimizer": self.opt.state_dict(), "state": state,
+             "torch_rng": torch.get_rng_state(), "numpy_rng": self.rng.bit_generator.state},
+            self.last_path,
+        )
+        if state["bad_epochs"] >= self.config.patience:
+            self.log(f"early stopping: no improvement for {self.config.patience} epochs")
+            return True
+        return False
+
+    def finish(self) -> dict[str, Any]:
+        """Final pass: latent bounds of the best model over the whole training set."""
+        best = torch.load(self.out_path, map_location="cpu", weights_only=True)
+        self.network.load_state_dict(best["state_dict"])
+        final = self.checkpoint(
+            self.data.frames,
+            {**best["provenance"], "total_minutes": round(self.elapsed() / 60.0, 2)},
+            {"validation": best["metrics"].get("validation", {}), "final": True},
+        )
+        save_checkpoint(final, self.out_path)
+        return {"out": str(self.out_path), "epochs": self.state["epoch"], "steps": self.state["step"],
+                "minutes": round(self.elapsed() / 60.0, 2), "best_validation": best["metrics"].get("validation", {})}
 
 
 def train_model(
@@ -211,160 +418,26 @@ def train_model(
         OutputExistsError: ``out_path`` exists and neither ``resume`` nor ``overwrite`` is set.
         ConfigError: grid size mismatch between data and model config.
     """
-    from tqdm import tqdm
-
-    from echotemporal.training.dataset import load_split_arrays
-
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out_path = Path(out_path)
     last_path = out_path.with_name(out_path.stem + ".last.pt")
-    if out_path.exists() and not (resume or overwrite):
-        raise OutputExistsError(f"{out_path}: exists; pass --overwrite, or --resume to continue its training")
+    check_overwrite(out_path, resume or overwrite, alternative=", or --resume to continue its training")
     if resume and not last_path.is_file():
         raise InputFileError(f"{last_path}: no training state to resume from; run without --resume")
 
     torch.set_num_threads(int(config.num_threads))
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-
-    train = load_split_arrays(data_path, "train")
-    val = load_split_arrays(data_path, "val")
-    if train["grid_size"] != model_config.grid_size:
-        raise ConfigError(
-            f"{data_path}: grid_size {train['grid_size']} differs from the model's {model_config.grid_size}; "
-            "set ModelConfig.grid_size to match (or re-run prepare)"
-        )
-    if len(train["frames"]) == 0:
-        raise InputFileError(f"{data_path}: no 'train' frames")
-    if len(val["frames"]) == 0:  # small custom sets: hold out 5 % of train frames for validation
-        n_val = max(1, len(train["frames"]) // 20)
-        val = {k: (v[-n_val:] if isinstance(v, np.ndarray) else v) for k, v in train.items()}
-        train = {k: (v[:-n_val] if isinstance(v, np.ndarray) else v) for k, v in train.items()}
-    k = model_config.n_attributes
-    frames, attrs = train["frames"], train["attributes"][:, :k].astype(np.float32)
-    vframes, vattrs = val["frames"], val["attributes"][:, :k].astype(np.float32)
-    names = tuple(train["attribute_names"][:k])
-    n = len(frames)
-    steps_per_epoch = max(1, n // config.batch_size)
-    log(f"train {n} frames, val {len(vframes)} frames, {steps_per_epoch} steps/epoch, threads {torch.get_num_threads()}")
-
-    network = ARVAE(model_config)
-    opt = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": math.inf, "bad_epochs": 0, "history": [], "elapsed_s": 0.0}
+    data = _load_data(data_path, model_config)
+    r = _Run(data, Path(data_path), out_path, model_config, config, dict(provenance or {}), log, progress, resume)
+    log(f"train {len(data.frames)} frames, val {len(data.vframes)} frames, {r.steps_per_epoch} steps/epoch, threads {torch.get_num_threads()}")
     if resume:
-        last = torch.load(last_path, map_location="cpu", weights_only=False)
-        network.load_state_dict(last["state_dict"])
-        opt.load_state_dict(last["optimizer"])
-        state = last["state"]
-        torch.set_rng_state(last["torch_rng"])
-        rng.bit_generator.state = last["numpy_rng"]
-        log(f"resumed from {last_path} at epoch {state['epoch']}, step {state['step']}")
-    elapsed0 = float(state["elapsed_s"])
-    budget_s = float(config.max_minutes) * 60.0
-    warmup_steps = steps_per_epoch  # KL warm-up over the first epoch
-
-    def lr_at(step: int, elapsed_s: float) -> float:
-        # Cosine decay on whichever runs out first, steps or wall-clock budget: a slow, shared CPU
-        # still ends its run at a low learning rate instead of being cut off at full speed.
-        frac = max(step / max(config.epochs * steps_per_epoch, 1), elapsed_s / max(0.97 * budget_s, 1e-9))
-        return config.learning_rate * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
-
-    def save_best(metrics: dict[str, float]) -> None:
-        # Bounds on a subset during training (fast); the final pass recomputes them on all frames.
-        sub = frames if n <= 4000 else frames[rng.choice(n, 4000, replace=False)]
-        st = latent_statistics(network, sub)
-        ckpt = make_checkpoint(
-            network, names, st["bounds"], latent_mean=st["mean"], latent_std=st["std"],
-            attribute_stats=_attribute_stats(attrs), alignment_config=AlignmentConfig(grid_size=model_config.grid_size),
-            provenance=_provenance(), metrics={"validation": dict(metrics), "final": False},
-        )
-        save_checkpoint(ckpt, out_path)
-
-    def _provenance() -> dict[str, Any]:
-        return {
-            **(provenance or {}),
-            "training_set": str(Path(data_path).name),
-            "n_train_frames": int(n),
-            "n_val_frames": int(len(vframes)),
-            "training_config": _plain(asdict(config)),
-            "epochs_run": int(state["epoch"]),
-            "steps_run": int(state["step"]),
-            "training_minutes": round((elapsed0 + time.time() - t_run) / 60.0, 2),
-            "torch_version": str(torch.__version__),
-            "threads": int(torch.get_num_threads()),
-        }
-
-    t_run = time.time()
+        r.restore()
+    r.elapsed0 = float(r.state["elapsed_s"])
+    r.t_run = time.time()
     stop = False
-    while state["epoch"] < config.epochs and not stop:
-        network.train()
-        perm = torch.from_numpy(rng.permutation(n))
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {state['epoch'] + 1}/{config.epochs}", file=sys.stderr,
-                   disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
-        run = {"loss": 0.0, "ce": 0.0, "ar": 0.0}
-        for b in bar:
-            idx = perm[b * config.batch_size : (b + 1) * config.batch_size].numpy()
-            x = torch.from_numpy(frames[idx]).long()
-            a = torch.from_numpy(attrs[idx])
-            for g in opt.param_groups:
-                g["lr"] = lr_at(state["step"], elapsed0 + time.time() - t_run)
-            beta = config.beta_kl * min(1.0, (state["step"] + 1) / warmup_steps)
-            logits, mu, logvar, z = network(labels_to_onehot(x, model_config.n_classes))
-            terms = arvae_loss(logits, x, mu, logvar, z, a, beta=beta, gamma=config.gamma_attr, delta=config.delta_attr, dice_weight=config.dice_weight)
-            opt.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
-            opt.step()
-            state["step"] += 1
-            for key, name in (("loss", "total"), ("ce", "ce"), ("ar", "ar")):
-                run[key] = 0.98 * run[key] + 0.02 * terms[name].item() if state["step"] > 1 else terms[name].item()
-            bar.set_postfix(loss=f"{run['loss']:.4f}", ce=f"{run['ce']:.4f}", ar=f"{run['ar']:.3f}", refresh=False)
-            elapsed = elapsed0 + time.time() - t_run
-            if state["step"] == 30 and not resume:
-                per_step = (time.time() - t_run) / 30.0
-                log(f"{per_step:.3f} s/step; ~{budget_s / per_step / steps_per_epoch:.1f} epochs fit in {config.max_minutes} min")
-            if elapsed > budget_s:
-                stop = True
-                break
-        bar.close()
-        state["epoch"] += 1
-        metrics = evaluate_frames(network, vframes, vattrs, config)
-        state["elapsed_s"] = elapsed0 + time.time() - t_run
-        metrics.update(epoch=state["epoch"], step=state["step"], minutes=round(state["elapsed_s"] / 60, 2), lr=lr_at(state["step"], state["elapsed_s"]))
-        state["history"].append(metrics)
-        improved = metrics["recon"] < state["best"]
-        if improved:
-            state["best"] = metrics["recon"]
-            state["bad_epochs"] = 0
-            save_best(metrics)
-        else:
-            state["bad_epochs"] += 1
-        log(
-            f"epoch {state['epoch']} step {state['step']} {metrics['minutes']:.1f} min: val recon {metrics['recon']:.4f} "
-            f"dice LV {metrics['dice_lv']:.4f} MYO {metrics['dice_myo']:.4f} ar {metrics['ar']:.3f} kl {metrics['kl']:.1f}"
-            f"{' *best*' if improved else ''}"
-        )
-        torch.save(
-            {"state_dict": network.state_dict(), "optimizer": opt.state_dict(), "state": state,
-             "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state},
-            last_path,
-        )
-        if state["bad_epochs"] >= config.patience:
-            log(f"early stopping: no improvement for {config.patience} epochs")
-            stop = True
-
-    # Final pass: latent bounds of the best model over the whole training set.
-    best = torch.load(out_path, map_location="cpu", weights_only=True)
-    network.load_state_dict(best["state_dict"])
-    st = latent_statistics(network, frames)
-    final = make_checkpoint(
-        network, names, st["bounds"], latent_mean=st["mean"], latent_std=st["std"],
-        attribute_stats=_attribute_stats(attrs), alignment_config=AlignmentConfig(grid_size=model_config.grid_size),
-        provenance={**best["provenance"], "total_minutes": round((elapsed0 + time.time() - t_run) / 60.0, 2)},
-        metrics={"validation": best["metrics"].get("validation", {}), "final": True},
-    )
-    save_checkpoint(final, out_path)
-    summary = {"out": str(out_path), "epochs": state["epoch"], "steps": state["step"], "minutes": round((elapsed0 + time.time() - t_run) / 60.0, 2),
-               "best_validation": best["metrics"].get("validation", {})}
+    while r.state["epoch"] < config.epochs and not stop:
+        stop = r.train_epoch()
+        stop = r.end_epoch() or stop
+    summary = r.finish()
     log(f"done: {summary}")
     return summary

@@ -20,13 +20,15 @@ endocardial (LV) contour from one mitral hinge to the other through the apex, cu
 the hinges (the mitral plane excluded); it is not speckle-tracking strain.
 
 Modules: ``geometry`` (LV boundary polygon, landmarks, long axis of one frame), ``volume`` (Simpson
-disks, monoplane volumes), ``strain`` (hinge-to-hinge contour, strain curve), ``indices`` (per-frame
-measures for reuse, ED/ES, EF, GLS, biplane volumes), ``cycles`` (ED/ES of every beat of half-sequences,
+disks, monoplane volumes), ``strain`` (hinge-to-hinge contour, strain curve), ``frames`` (per-frame
+measures, reused), ``indices`` (ED/ES, EF, GLS of a view), ``biplane`` (a patient's biplane volumes), ``cycles`` (ED/ES of every beat of half-sequences,
 full cycles and several beats; per-beat indices; peak ejection/filling rates).
 """
 
 from __future__ import annotations
 
+from echotemporal.measure.clinical.biplane import biplane_volumes_from_measures, biplane_volumes_ml
+from echotemporal.measure.clinical.frames import FrameMeasures, measure_frames
 from echotemporal.measure.clinical.cycles import (
     BeatIndices,
     BeatRates,
@@ -38,14 +40,10 @@ from echotemporal.measure.clinical.cycles import (
 )
 from echotemporal.measure.clinical.indices import (
     ClinicalIndices,
-    FrameMeasures,
-    biplane_volumes_from_measures,
-    biplane_volumes_ml,
     clinical_indices,
     detect_ed_es,
     ejection_fraction_percent,
     indices_from_measures,
-    measure_frames,
 )
 from echotemporal.measure.clinical.strain import STRAIN_POINTS, strain_curve_percent
 from echotemporal.measure.clinical.volume import N_DISKS, disk_diameters_mm, lv_volumes_ml

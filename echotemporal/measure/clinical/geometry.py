@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from echotemporal.measure.attributes import lv_landmarks
+from echotemporal.core.boxes import HEART_MARGIN_PX, heart_mask, mask_box
 from echotemporal.core.labels import LV
 
-# Pixels kept around the LV∪MYO bounding box when landmarks are looked for on a crop: hinge detection
-# looks at the immediate neighbours of LV boundary pixels, so a few pixels keep it identical.
-_CROP_MARGIN_PX = 4
+# Landmarks are looked for on the LV∪MYO box grown by HEART_MARGIN_PX: hinge detection looks at the
+# immediate neighbours of LV boundary pixels, so a few pixels keep it identical to the whole frame.
 
 
 @dataclass(frozen=True)
@@ -110,17 +110,9 @@ def _boundary_polygon(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _heart_crop(frame: np.ndarray) -> np.ndarray | None:
     """The (h, w) window of one (H, W) frame that its geometry is measured on (LV∪MYO box plus a
     margin), or None without LV and MYO. The geometry depends on this window's pixels only."""
-    # One full-frame pass for LV∪MYO (uint8 wrap-around: 0 -> 255), then work on the heart's box only.
-    heart = (frame - np.uint8(1)) < 2
-    h_rows = np.flatnonzero(heart.any(axis=1))
-    if h_rows.size == 0:
-        return None
-    h_cols = np.flatnonzero(heart[h_rows[0] : h_rows[-1] + 1].any(axis=0))
-    R0 = max(h_rows[0] - _CROP_MARGIN_PX, 0)
-    R1 = min(h_rows[-1] + 1 + _CROP_MARGIN_PX, frame.shape[0])
-    C0 = max(h_cols[0] - _CROP_MARGIN_PX, 0)
-    C1 = min(h_cols[-1] + 1 + _CROP_MARGIN_PX, frame.shape[1])
-    return frame[R0:R1, C0:C1]
+    # One full-frame pass for LV∪MYO, then work on the heart's box only.
+    box = mask_box(heart_mask(frame), HEART_MARGIN_PX)
+    return None if box is None else frame[box]
 
 
 def _frame_geometry(frame: np.ndarray, spacing: np.ndarray) -> _FrameGeometry | str:

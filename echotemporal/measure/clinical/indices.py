@@ -1,56 +1,29 @@
-"""Indices of a view or a patient: ED/ES, EF, GLS, biplane volumes, and per-frame measures for reuse.
+"""Indices of a view: ED/ES, EDV, ESV, EF and GLS from its per-frame measures.
 
-The per-frame part of every index (Simpson volume, hinge-to-hinge contour length) is gathered by
-:func:`measure_frames`; only ED/ES detection, EDV/ESV, EF and strain/GLS depend on the whole curve
-(:func:`indices_from_measures`). A corrected sequence therefore re-measures only the frames that
-changed: explicitly (``measure_frames(..., reference=...)``), and in any case through a small memo of
-per-frame measures keyed by the frame's pixels (a frame's measures depend on nothing else), which
-also serves a batch's biplane indices from the monoplane pass.
+The per-frame part of every index is gathered by :func:`~echotemporal.measure.clinical.frames.measure_frames`;
+only ED/ES detection, EDV/ESV, EF and strain/GLS depend on the whole curve (:func:`indices_from_measures`),
+so a corrected sequence re-measures only the frames that changed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from echotemporal.measure.clinical.cycles import detect_beats
-from echotemporal.measure.clinical.geometry import (
-    _crop_geometry,
-    _geometries,
-    _heart_crop,
-)
-from echotemporal.measure.clinical.strain import (
-    STRAIN_POINTS,
-    _contour_length_mm,
-    _strain_from_lengths,
-)
-from echotemporal.measure.clinical.volume import (
-    _MM3_PER_ML,
-    N_DISKS,
-    _diameters_and_lengths,
-    _monoplane_ml,
-)
-from echotemporal.core.errors import ConfigError
 from echotemporal.core.labels import as_label_sequence, check_frame_index, check_spacing
-from echotemporal.core.parallel import map_threads
+from echotemporal.measure.clinical.frames import FrameMeasures, measure_frames
+from echotemporal.measure.clinical.strain import _strain_from_lengths
 
 __all__ = [
     "ClinicalIndices",
-    "FrameMeasures",
-    "biplane_volumes_from_measures",
-    "biplane_volumes_ml",
     "clinical_indices",
     "detect_ed_es",
     "ejection_fraction_percent",
     "indices_from_measures",
-    "measure_frames",
 ]
 
 # Relative peak-to-peak below which a volume curve is "flat": ED and ES are then undefined.
@@ -80,243 +53,6 @@ class ClinicalIndices:
     esv_ml: float
     ef_percent: float
     gls_percent: float
-
-
-@dataclass(frozen=True)
-class FrameMeasures:
-    """Per-frame LV measures of a sequence: what the clinical indices need of each frame alone.
-
-    Attributes:
-        volumes_ml: (T,) LV volume, Simpson monoplane, mL; NaN where unmeasurable.
-        contour_mm: (T,) length of the hinge → apex → hinge endocardial contour (strain's numerator),
-            mm; NaN where unmeasurable.
-        unmeasurable: (T,) why each frame is unmeasurable ("no LV", "no mitral hinges", ...), None
-            where it was measured.
-        diameters_mm: (T, N_DISKS) Simpson disk diameters, base first (biplane volumes need them).
-        lengths_mm: (T,) LV long-axis length, mm.
-    """
-
-    volumes_ml: np.ndarray
-    contour_mm: np.ndarray
-    unmeasurable: tuple[str | None, ...]
-    diameters_mm: np.ndarray  # (T, N_DISKS) Simpson disk diameters, base first; NaN rows where unmeasurable
-    lengths_mm: np.ndarray  # (T,) long-axis length; NaN where unmeasurable
-
-    def reversed(self) -> FrameMeasures:
-        return FrameMeasures(
-            self.volumes_ml[::-1].copy(),
-            self.contour_mm[::-1].copy(),
-            self.unmeasurable[::-1],
-            self.diameters_mm[::-1].copy(),
-            self.lengths_mm[::-1].copy(),
-        )
-
-
-def measure_frames(
-    labels: np.ndarray,
-    spacing_mm: Sequence[float],
-    *,
-    reference: tuple[np.ndarray, FrameMeasures] | None = None,
-    threads: int = 1,
-) -> FrameMeasures:
-    """Per-frame LV volume and endocardial contour length of every frame (no warning: see ``unmeasurable``).
-
-    A frame's measures depend on its own pixels only (not on the other frames, nor on where the array
-    was cropped), so frames identical to those of another version of the sequence can take that
-    version's measures: a corrected sequence re-measures only the frames the correction changed.
-
-    Args:
-        labels: (T, H, W) uint8 CAMUS label sequence (or one (H, W) frame), apex towards row 0.
-        spacing_mm: (row_mm, col_mm) pixel spacing.
-        reference: (labels (T, H, W) of the same shape, their measures at the same spacing): frames
-            equal to the reference's take its measures instead of being measured again.
-        threads: frames measured in parallel by this many threads (same result).
-
-    Returns:
-        FrameMeasures.
-    """
-    seq = as_label_sequence(labels)
-    spacing = np.asarray(check_spacing(spacing_mm))
-    n = len(seq)
-    volumes = np.full(n, np.nan)
-    contour = np.full(n, np.nan)
-    diameters = np.full((n, N_DISKS), np.nan)
-    lengths = np.full(n, np.nan)
-    reasons: list[str | None] = [None] * n
-    todo = np.ones(n, dtype=bool)
-    if reference is not None:
-        ref_labels, ref = reference
-        ref_labels = np.asarray(ref_labels)
-        if ref_labels.shape != seq.shape or len(ref.volumes_ml) != n:
-            raise ConfigError(
-                f"reference labels of shape {ref_labels.shape} with {len(ref.volumes_ml)} measured frames "
-                f"do not match labels of shape {seq.shape}; pass the reference version of the same sequence"
-            )
-        todo = (seq != ref_labels).reshape(n, -1).any(axis=1)
-        volumes[~todo] = ref.volumes_ml[~todo]
-        contour[~todo] = ref.contour_mm[~todo]
-        diameters[~todo] = ref.diameters_mm[~todo]
-        lengths[~todo] = ref.lengths_mm[~todo]
-        reasons = [None if todo[t] else ref.unmeasurable[t] for t in range(n)]
-    rows = [int(t) for t in np.flatnonzero(todo)]
-    frame = lambda t: _frame_measures(seq[t], spacing)
-    results = map_threads(frame, rows, threads)
-    for t, (volume, length, reason, diameter, axis) in zip(rows, results):
-        volumes[t], contour[t], reasons[t], diameters[t], lengths[t] = volume, length, reason, diameter, axis
-    return FrameMeasures(volumes, contour, tuple(reasons), diameters, lengths)
-
-
-#: Per-frame measures by the content of the frame's heart window: a frame is measured once however
-#: often it recurs (a sequence and its correction share most frames, and a batch measures each view
-#: again for the patient's biplane). Bounded: a few hundred frames of a few hundred bytes each.
-_MEMO_SIZE = 512
-_MEMO: OrderedDict[tuple[Any, ...], tuple[float, float, str | None, np.ndarray, float]] = OrderedDict()
-_MEMO_LOCK = threading.Lock()
-
-
-def _frame_measures(frame: np.ndarray, spacing: np.ndarray) -> tuple[float, float, str | None, np.ndarray, float]:
-    """(volume mL, contour mm, None, diameters, axis length) of one (H, W) frame; NaN and why if unmeasurable.
-
-    The geometry depends only on the frame's heart window (:func:`geometry._heart_crop`) and the
-    spacing, so results are remembered by a digest of exactly those.
-    """
-    crop = _heart_crop(frame)
-    if crop is None:
-        return np.nan, np.nan, "no LV", np.full(N_DISKS, np.nan), np.nan
-    window = np.ascontiguousarray(crop)
-    # SHA-256: hardware-accelerated on current CPUs, about twice as fast as BLAKE2 on a heart window.
-    key = (window.shape, window.dtype.str, np.asarray(spacing, dtype=np.float64).tobytes(),
-           hashlib.sha256(window.data).digest())
-    with _MEMO_LOCK:
-        found = _MEMO.get(key)
-        if found is not None:
-            _MEMO.move_to_end(key)
-            return found
-    geom = _crop_geometry(window, spacing)
-    if isinstance(geom, str):
-        result: tuple[float, float, str | None, np.ndarray, float] = (
-            np.nan, np.nan, geom, np.full(N_DISKS, np.nan), np.nan
-        )
-    else:
-        diameters, lengths = _diameters_and_lengths([geom], N_DISKS)
-        volume = float(_monoplane_ml(diameters, lengths)[0])
-        result = (volume, _contour_length_mm(geom, STRAIN_POINTS), None, diameters[0], float(lengths[0]))
-    result[3].flags.writeable = False  # shared by every caller that meets this frame again
-    with _MEMO_LOCK:
-        _MEMO[key] = result
-        while len(_MEMO) > _MEMO_SIZE:
-            _MEMO.popitem(last=False)
-    return result
-
-def _normalized_time(n_frames: int, ed: int, es: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frames between ED and ES (either storage order) and their normalized time 0 (ED) .. 1 (ES)."""
-    frames = np.arange(n_frames)
-    t = (frames - ed) / (es - ed)
-    inside = (t >= 0) & (t <= 1)
-    order = np.argsort(t[inside])
-    return frames[inside][order], t[inside][order]
-
-
-def biplane_volumes_ml(
-    labels_2ch: np.ndarray,
-    spacing_2ch: Sequence[float],
-    labels_4ch: np.ndarray,
-    spacing_4ch: Sequence[float],
-    *,
-    ed_es_2ch: tuple[int, int] | None = None,
-    ed_es_4ch: tuple[int, int] | None = None,
-    n_samples: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """LV volume curve by Simpson's biplane method of disks: ``V = π/4·Σ a_i·b_i·h``.
-
-    ``a_i`` are the 2CH disk diameters, ``b_i`` the 4CH ones, ``h = max(L_2CH, L_4CH)/n_disks``. The
-    two views usually have different frame counts, so each view's per-disk diameters and length are
-    linearly interpolated on a common normalized time grid, 0 at ED and 1 at ES, before pairing.
-    A view stored ES→ED is handled (its ED index is then the larger one).
-
-    Args:
-        labels_2ch: (T2, H, W) uint8 apical two-chamber label sequence.
-        spacing_2ch: (row_mm, col_mm) of the 2CH sequence.
-        labels_4ch: (T4, H', W') uint8 apical four-chamber label sequence.
-        spacing_4ch: (row_mm, col_mm) of the 4CH sequence.
-        ed_es_2ch: 0-based (ED, ES) frames of the 2CH view; detected from its monoplane volume
-            curve when None.
-        ed_es_4ch: same for the 4CH view.
-        n_samples: number of points of the common grid; default the larger number of frames
-            between ED and ES of the two views.
-
-    Returns:
-        t: (N,) normalized time, 0 (ED) .. 1 (ES).
-        volumes: (N,) biplane LV volume in mL; NaN where either view is unmeasurable.
-
-    Warns:
-        RuntimeWarning: unmeasurable frames, undetectable or coinciding ED/ES.
-    """
-    views = []
-    for name, labels, spacing_mm in (("2CH", labels_2ch, spacing_2ch), ("4CH", labels_4ch, spacing_4ch)):
-        seq = as_label_sequence(labels)
-        spacing = np.asarray(check_spacing(spacing_mm))
-        views.append(_diameters_and_lengths(_geometries(seq, spacing, f"biplane {name}"), N_DISKS))
-    return _biplane(views, ed_es_2ch, ed_es_4ch, n_samples)
-
-
-def biplane_volumes_from_measures(
-    measures_2ch: FrameMeasures,
-    measures_4ch: FrameMeasures,
-    *,
-    ed_es_2ch: tuple[int, int] | None = None,
-    ed_es_4ch: tuple[int, int] | None = None,
-    n_samples: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`biplane_volumes_ml` from the views' per-frame measures (:func:`measure_frames`): the same
-    result, without measuring frames again (e.g. the unchanged frames of a corrected sequence).
-
-    Warns:
-        RuntimeWarning: undetectable or coinciding ED/ES (unmeasurable frames are in ``unmeasurable``).
-    """
-    views = [(m.diameters_mm, m.lengths_mm) for m in (measures_2ch, measures_4ch)]
-    return _biplane(views, ed_es_2ch, ed_es_4ch, n_samples)
-
-
-def _biplane(
-    views: list[tuple[np.ndarray, np.ndarray]],
-    ed_es_2ch: tuple[int, int] | None,
-    ed_es_4ch: tuple[int, int] | None,
-    n_samples: int | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Biplane curve from ((T, N_DISKS) diameters, (T,) lengths) of the 2CH and 4CH views."""
-    per_view = []
-    for name, (diameters, lengths), ed_es in zip(("2CH", "4CH"), views, (ed_es_2ch, ed_es_4ch)):
-        if ed_es is None:
-            ed, es = detect_ed_es(_monoplane_ml(diameters, lengths))
-        else:
-            ed = check_frame_index(ed_es[0], len(lengths), f"ed_es_{name.lower()}[0]")
-            es = check_frame_index(ed_es[1], len(lengths), f"ed_es_{name.lower()}[1]")
-        per_view.append((name, diameters, lengths, ed, es))
-
-    n_default = max(abs(v[4] - v[3]) + 1 for v in per_view)
-    n = int(n_samples) if n_samples is not None else n_default
-    grid = np.linspace(0.0, 1.0, max(n, 1))
-    if any(v[3] == v[4] for v in per_view):
-        names = ", ".join(v[0] for v in per_view if v[3] == v[4])
-        warnings.warn(
-            f"biplane_volumes_ml: ED and ES are the same frame in {names}; normalized time is undefined, "
-            "volumes set to NaN (pass ed_es_2ch/ed_es_4ch from the Info cfg)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return grid, np.full(grid.shape, np.nan)
-
-    resampled = []
-    for _, diameters, lengths, ed, es in per_view:
-        frames, t = _normalized_time(len(lengths), ed, es)
-        # np.interp carries NaN into every interval that touches an unmeasurable frame: honest gaps.
-        d = np.stack([np.interp(grid, t, diameters[frames, i]) for i in range(diameters.shape[1])], axis=1)
-        resampled.append((d, np.interp(grid, t, lengths[frames])))
-    (a, length_a), (b, length_b) = resampled
-    h = np.maximum(length_a, length_b) / N_DISKS
-    volumes = np.pi / 4 * np.sum(a * b, axis=1) * h / _MM3_PER_ML
-    return grid, volumes
 
 
 def ejection_fraction_percent(edv_ml: float, esv_ml: float) -> float:

@@ -202,7 +202,7 @@ def test_user_errors_are_specific() -> None:
 
 
 def test_phantom_sequence_is_fully_valid() -> None:
-    phantoms = pytest.importorskip("echotemporal.phantoms")
+    from echotemporal import phantoms
     if not hasattr(phantoms, "generate_sequence"):
         pytest.skip("phantoms.generate_sequence not available yet")
     for seed, view in ((0, "4CH"), (1, "2CH")):
@@ -219,7 +219,7 @@ def test_threshold_override() -> None:
         check_validity(wide_la, SPACING, thresholds={"unknown_criterion": 1.0})
 
 
-def test_euler_shortcuts_agree_with_labelling():
+def test_kernel_euler_shortcuts_match_slow_labelling():
     """The hole and gap shortcuts (Euler number of 2x2 quads) never change a verdict: random blobs
     with and without holes, 4- and 8-connected, against plain labelling."""
     from scipy import ndimage
@@ -254,7 +254,7 @@ def test_euler_shortcuts_agree_with_labelling():
     assert _has_gap(pocket, myo, la, 1.0, connected=True) and _has_gap(pocket, myo, la, 1.0)
 
 
-def test_box_erosions_agree_with_the_chessboard_distance_transform():
+def test_kernel_box_erosions_match_chessboard_distance_transform():
     """The erosion criterion reads its eroded levels and its depth floor from box erosions instead of a
     chessboard distance transform: same levels, same maximum depth, and the depth of a grid is at most
     2m + 1 for the maximum depth m of its 2x subsample (the bound that lets it skip the measurement)."""

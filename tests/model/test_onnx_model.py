@@ -19,7 +19,7 @@ from echotemporal.model.network import ShapeModel  # noqa: E402
 from echotemporal.model.export import export_onnx  # noqa: E402
 from echotemporal.model.onnx_runtime import OnnxShapeModel, onnx_paths, onnx_source_sha256  # noqa: E402
 from echotemporal.model.registry import DEFAULT_WEIGHTS, REGISTRY, file_sha256, load_model, weights_dir  # noqa: E402
-from tests.test_pretrained import NAMES, TINY, frames, tiny_checkpoint  # noqa: E402
+from tiny_model import NAMES, TINY, frames, tiny_checkpoint  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -7,29 +7,10 @@ import pytest
 import torch
 
 from echotemporal.model import registry as pretrained
-from echotemporal.core.config import ModelConfig
 from echotemporal.core.errors import WeightsError
-from echotemporal.model.network import ARVAE
 from echotemporal.model.registry import DEFAULT_WEIGHTS, REGISTRY, file_sha256, load_model, weights_dir
-from echotemporal.training.loop import make_checkpoint, save_checkpoint
 
-TINY = ModelConfig(grid_size=32, latent_dim=10, channels=(4, 8, 16))
-NAMES = ("lv_area_mm2", "lv_length_mm", "lv_base_width_mm", "lv_orientation_deg", "myo_area_mm2",
-         "epi_center_x_mm", "epi_center_y_mm")
-
-
-def tiny_checkpoint(tmp_path, name="tiny.pt"):
-    torch.manual_seed(0)
-    net = ARVAE(TINY).eval()
-    bounds = np.stack([-np.arange(1, 8), np.arange(1, 8)], axis=1).astype(float)
-    path = save_checkpoint(make_checkpoint(net, NAMES, bounds, provenance={"note": "test"}), tmp_path / name)
-    return net, path
-
-
-def frames():
-    yy, xx = np.mgrid[:32, :32]
-    d = np.hypot(yy - 16, xx - 16)
-    return np.stack([np.where(d < r, 1, np.where(d < r + 3, 2, 0)) for r in (5, 7, 9)]).astype(np.uint8)
+from tiny_model import NAMES, TINY, frames, tiny_checkpoint
 
 
 def test_round_trip_is_strict_and_exact(tmp_path):

@@ -129,11 +129,10 @@ def test_strain_excludes_the_mitral_plane():
     assert np.all(strain_curve_percent(seq, CAMUS_SPACING) == 0.0)
     h = ((a - b) / (a + b)) ** 2
     half_perimeter = np.pi * (a + b) * (1 + 3 * h / (10 + np.sqrt(4 - 3 * h))) / 2  # Ramanujan
-    from echotemporal.measure.clinical.geometry import _frame_geometry
-    from echotemporal.measure.clinical.strain import _contour_length_mm
+    from echotemporal.measure.clinical import measure_frames
 
-    geom = _frame_geometry(frame, np.asarray(CAMUS_SPACING))
-    assert _contour_length_mm(geom, 64) == pytest.approx(half_perimeter, rel=0.02)
+    contour_mm = measure_frames(seq, CAMUS_SPACING).contour_mm
+    assert contour_mm[0] == pytest.approx(half_perimeter, rel=0.02)
 
 
 def test_biplane_of_identical_views_equals_monoplane():
@@ -225,7 +224,7 @@ def test_user_errors_name_the_value():
         clinical_indices(frame, CAMUS_SPACING, ed_frame=5)
 
 
-def test_boundary_polygon_is_the_marching_squares_contour():
+def test_kernel_boundary_polygon_matches_slow_marching_squares():
     from skimage.measure import find_contours
 
     from echotemporal.measure.clinical.geometry import _boundary_polygon
@@ -269,13 +268,13 @@ def test_indices_from_frame_measures_equal_clinical_indices():
 def test_frame_measures_do_not_depend_on_the_crop():
     # Frame-local geometry: padding the images (another crop of the same frames) changes no bit,
     # which is what makes the reuse of measures across differently cropped versions exact.
-    from echotemporal.measure.clinical import indices, measure_frames
+    from echotemporal.measure.clinical import frames, measure_frames
 
     seq = _five_frame_sequence()
     padded = np.pad(seq, ((0, 0), (7, 3), (11, 0)))
-    indices._MEMO.clear()
+    frames._MEMO.clear()
     a = measure_frames(seq, CAMUS_SPACING)
-    indices._MEMO.clear()  # measured again, not remembered
+    frames._MEMO.clear()  # measured again, not remembered
     b = measure_frames(padded, CAMUS_SPACING)
     np.testing.assert_array_equal(a.volumes_ml, b.volumes_ml)
     np.testing.assert_array_equal(a.contour_mm, b.contour_mm)
@@ -283,15 +282,15 @@ def test_frame_measures_do_not_depend_on_the_crop():
 
 
 def test_frame_measures_are_remembered_by_content(monkeypatch):
-    from echotemporal.measure.clinical import indices, measure_frames
+    from echotemporal.measure.clinical import frames, measure_frames
 
     seq = _five_frame_sequence()
-    indices._MEMO.clear()
+    frames._MEMO.clear()
     first = measure_frames(seq, CAMUS_SPACING)
-    assert len(indices._MEMO) == 5
+    assert len(frames._MEMO) == 5
     calls = []
-    real = indices._crop_geometry
-    monkeypatch.setattr(indices, "_crop_geometry", lambda *a: calls.append(1) or real(*a))
+    real = frames._crop_geometry
+    monkeypatch.setattr(frames, "_crop_geometry", lambda *a: calls.append(1) or real(*a))
     # The same frames in another crop, one frame changed, another spacing: only new content is measured.
     again = np.pad(seq, ((0, 0), (5, 0), (0, 9)))
     again[1] = np.pad(half_ellipsoid_frame(47, 20), ((5, 0), (0, 9)))
@@ -301,9 +300,9 @@ def test_frame_measures_are_remembered_by_content(monkeypatch):
     assert second.volumes_ml[1] != first.volumes_ml[1]
     measure_frames(seq[:2], (0.2, 0.3))
     assert len(calls) == 3
-    monkeypatch.setattr(indices, "_MEMO_SIZE", 4)
+    monkeypatch.setattr(frames, "_MEMO_SIZE", 4)
     measure_frames(seq, (0.25, 0.25))
-    assert len(indices._MEMO) == 4  # bounded
+    assert len(frames._MEMO) == 4  # bounded
 
 
 def test_frame_measures_reuse_only_identical_frames():
@@ -356,7 +355,7 @@ def test_biplane_from_measures_equals_biplane_from_labels():
     np.testing.assert_array_equal(given[1], expected[1])
 
 
-def test_ordered_loop_walks_as_a_depth_first_search():
+def test_kernel_ordered_loop_matches_slow_depth_first_search():
     # The walk direction decides where the strain arc is cut: it must stay the one an undirected
     # depth-first search of the segment graph takes.
     from scipy.sparse import coo_matrix

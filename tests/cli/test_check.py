@@ -23,7 +23,7 @@ REPORT_KEYS = {
 
 @pytest.fixture(scope="module")
 def phantom():
-    phantoms = pytest.importorskip("echotemporal.phantoms")
+    from echotemporal import phantoms
     return phantoms.generate_sequence(3, view="4CH", n_frames=12)
 
 

@@ -23,7 +23,7 @@ from echotemporal.io import (
 )
 
 REAL_PATIENT = (
-    Path(os.environ.get("ECHOTEMPORAL_REAL_SHAPES", Path(__file__).resolve().parents[2] / "shared/data/real-shapes"))
+    Path(os.environ.get("ECHOTEMPORAL_REAL_SHAPES", Path(__file__).resolve().parents[3] / "shared/data/real-shapes"))
     / "camus-travislatchman-mhd/MIA23_Project1_data/patient0001"
 )
 needs_real = pytest.mark.skipif(not REAL_PATIENT.is_dir(), reason="real CAMUS sample not available")
@@ -191,7 +191,7 @@ def test_input_errors_are_one_line_without_native_noise(tmp_path: Path, capfd: p
 @pytest.mark.parametrize("ext", FORMATS)
 def test_no_overwrite_without_permission(tmp_path: Path, labels: np.ndarray, ext: str) -> None:
     path = write_sequence(tmp_path / f"seq.{ext}", labels, spacing_mm=(1.0, 1.0))
-    with pytest.raises(OutputExistsError, match=rf"seq\.{ext}.*pass --overwrite"):
+    with pytest.raises(OutputExistsError, match=rf"seq\.{ext}.*rerun with --overwrite"):
         write_sequence(path, np.zeros_like(labels), spacing_mm=(1.0, 1.0))
     np.testing.assert_array_equal(read_sequence(path).labels, labels)  # untouched
     write_sequence(path, np.zeros_like(labels), spacing_mm=(1.0, 1.0), overwrite=True)
@@ -287,7 +287,7 @@ def test_new_release_info_cfg_with_unknown_key_round_trips(tmp_path: Path) -> No
     assert (info.ef_percent, info.frame_rate_hz, info.edv_ml) == (41.0, 33.5, None)
     assert info.extra == {"Scanner": "GE Vivid E95"}
 
-    with pytest.raises(OutputExistsError, match="pass --overwrite"):
+    with pytest.raises(OutputExistsError, match="rerun with --overwrite"):
         write_info_cfg(path, info)
     out = write_info_cfg(tmp_path / "copy.cfg", info)
     text = out.read_text()

@@ -109,7 +109,7 @@ def test_empty_sequence_warns_and_survives():
     assert probabilities_to_native_labels(probs, al).max() == 0
 
 
-def test_to_grid_is_the_majority_of_its_sub_samples_with_ties_to_the_lower_label():
+def test_kernel_to_grid_matches_slow_majority_of_sub_samples_ties_to_lower_label():
     """Against a plain count of the 3x3 nearest-neighbour votes, on random labels and a transform
     reaching outside the image (outside votes are background)."""
     from echotemporal.model.alignment import _SUPERSAMPLE, _grid_to_native_affine

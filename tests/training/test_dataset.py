@@ -18,8 +18,9 @@ from echotemporal.training.dataset import (
     aligned_frames,
     interpolate_shapes,
     prepare_dataset,
-    real_shape_spacing,
+    real_shape_sequences,
 )
+from echotemporal.phantoms.real_shapes import default_real_shapes_dir, load_real_shapes
 from echotemporal.core.errors import OutputExistsError
 
 
@@ -36,9 +37,23 @@ def test_interpolation_reproduces_ends_and_keeps_nesting():
     assert np.all((frames == 2).sum(axis=(1, 2)) > 0)
 
 
-def test_real_shape_spacing_undoes_depth_stretch():
-    row_mm, col_mm = real_shape_spacing(1.3)
-    assert col_mm / row_mm == pytest.approx(1.3)
+REAL_SHAPES = default_real_shapes_dir()
+
+
+@pytest.mark.skipif(
+    not (REAL_SHAPES / "camus-gavkujo-224-npy" / "derived" / "labels_repaired_apex_up_uint8.npz").is_file(),
+    reason="shared real-shape data not available",
+)
+def test_real_shape_sequences_interpolate_between_the_real_masks():
+    shapes = load_real_shapes("train", REAL_SHAPES)
+    seqs = list(real_shape_sequences(("train",), copies=1, n_frames=(4, 4), aspect=(1.3, 1.3), root=REAL_SHAPES, limit=2))
+    assert len(seqs) == 2
+    index = {str(n): i for i, n in enumerate(shapes.names)}
+    for seq in seqs:
+        key = f"{seq.patient}_{seq.view}"
+        assert seq.labels.shape == (4, 224, 224) and seq.spacing_mm[1] / seq.spacing_mm[0] == pytest.approx(1.3)
+        np.testing.assert_array_equal(seq.labels[0], shapes.labels[index[key + "_ED"]])
+        np.testing.assert_array_equal(seq.labels[-1], shapes.labels[index[key + "_ES"]])
 
 
 def test_aligned_frames_attributes_and_augmentation():

@@ -1,0 +1,64 @@
+"""The ``sequences.csv`` row of one view: its fixed columns, the values read from the correction's
+summary, and one-line failure messages."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from echotemporal.batch.tables import SUMMARY_COLUMNS
+from echotemporal.batch.tasks import PatientTask, ViewTask
+from echotemporal.core.errors import EchoTemporalError
+
+__all__ = ["one_line", "nan", "as_float", "as_frame_index", "row_from_summary", "base_row"]
+
+
+def one_line(exc: BaseException) -> str:
+    """A failure as one line: library errors carry their own message; others get their type."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, EchoTemporalError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def nan() -> float:
+    return float("nan")
+
+
+def as_float(value: Any) -> float:
+    try:
+        return float(value) if value is not None else nan()
+    except (TypeError, ValueError):
+        return nan()
+
+
+def as_frame_index(value: Any) -> int | None:
+    f = as_float(value)
+    return int(f) if math.isfinite(f) else None
+
+
+def row_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The sequences.csv columns that come from the pipeline's JSON summary (same key names)."""
+    row = {}
+    for name in SUMMARY_COLUMNS:
+        value = summary.get(name)
+        if value is None and name.startswith(("n_inconsistent_", "n_invalid_")):
+            value = summary.get(name.replace("_before", "_frames_before").replace("_after", "_frames_after"))
+        row[name] = as_float(value)
+    residue = summary.get("residue") or {}
+    row["residue_clean"] = bool(residue.get("clean", False))
+    return row
+
+
+def base_row(task: PatientTask, view: ViewTask) -> dict[str, Any]:
+    return {
+        "patient": task.patient,
+        "view": view.view,
+        "status": "failed",
+        "error": "",
+        "seconds": nan(),
+        "input": str(view.input),
+        "info": "" if view.info is None else str(view.info),
+        "output": view.out_relative,
+        "method": task.config.method,
+    }

@@ -1,0 +1,54 @@
+"""The units of a batch's work and what comes back: picklable, they travel to pool processes and Dask workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from echotemporal.batch.tables import FramesPart
+from echotemporal.core.config import SmoothingConfig
+
+__all__ = ["ViewTask", "PatientTask", "PatientResult"]
+
+
+@dataclass(frozen=True)
+class ViewTask:
+    """One sequence of a patient: where it is, where its correction goes."""
+
+    view: str
+    input: Path
+    info: Path | None
+    output: Path
+    out_relative: str  # output path relative to OUT, as written in the tables
+    done: dict[str, Any] | None = None  # sequences.csv row of an earlier run: only read for biplane
+
+
+@dataclass(frozen=True)
+class PatientTask:
+    """The unit of work: a patient's views (picklable, it travels to pool processes and Dask workers)."""
+
+    patient: str
+    views: tuple[ViewTask, ...]
+    config: SmoothingConfig
+    weights: str | None
+    overwrite: bool
+    info_copies: tuple[tuple[Path, Path], ...] = ()  # (source, destination) Info cfg files
+
+    @property
+    def n_todo(self) -> int:
+        return sum(v.done is None for v in self.views)
+
+
+@dataclass
+class PatientResult:
+    """What a worker sends back: small rows and text, never label maps."""
+
+    patient: str
+    rows: list[dict[str, Any]]
+    frames: dict[str, FramesPart]  # view -> its frames.csv rows
+    patient_row: dict[str, Any]
+    curve: pd.DataFrame | None
+    weights_sha256: str | None = None
