@@ -48,7 +48,7 @@ class BModeStyle:
 
     half_angle_deg: tuple[float, float] = (36.0, 42.0)
     blood: tuple[float, float] = (0.008, 0.025)
-    myocardium: tuple[float, float] = (0.2, 0.45)
+    myocardium: tuple[float, float] = (0.18, 0.4)
     tissue: tuple[float, float] = (0.15, 0.35)
     pericardium: tuple[float, float] = (0.45, 0.9)
     psf_lateral_mm: tuple[float, float] = (1.0, 2.5)
@@ -57,11 +57,11 @@ class BModeStyle:
     speckle_rho: tuple[float, float] = (0.6, 0.85)
     attenuation_per_mm: tuple[float, float] = (0.006, 0.012)
     specular_dropout: tuple[float, float] = (0.5, 0.85)
-    n_dropouts: tuple[int, int] = (2, 4)
-    dropout_radius_mm: tuple[float, float] = (6.0, 12.0)
-    dropout_depth: tuple[float, float] = (0.6, 0.95)
-    clutter: tuple[float, float] = (0.3, 0.7)
-    clutter_depth_mm: tuple[float, float] = (12.0, 25.0)
+    n_dropouts: tuple[int, int] = (2, 5)
+    dropout_radius_mm: tuple[float, float] = (8.0, 16.0)
+    dropout_depth: tuple[float, float] = (0.7, 0.98)
+    clutter: tuple[float, float] = (0.4, 0.9)
+    clutter_depth_mm: tuple[float, float] = (15.0, 35.0)
     noise: tuple[float, float] = (0.01, 0.03)
 
 
