@@ -71,12 +71,15 @@ def test_intensity_decreases_with_depth() -> None:
 
 def test_dropout_region_lowers_the_wall_signal() -> None:
     labels = _heart(n_frames=2)
-    without = BModeStyle(n_dropouts=(0, 0))
-    strong = BModeStyle(n_dropouts=(3, 3), dropout_depth=(0.95, 0.95), dropout_radius_mm=(12.0, 12.0))
+    # No clutter or additive noise: the drop-out gain is then the only difference between the two.
+    quiet = {"clutter": (0.0, 0.0), "noise": (0.0, 0.0)}
+    without = BModeStyle(n_dropouts=(0, 0), **quiet)
+    strong = BModeStyle(n_dropouts=(3, 3), dropout_depth=(0.95, 0.95), dropout_radius_mm=(12.0, 12.0), **quiet)
     a = render_bmode(labels, SPACING, np.random.default_rng(3), style=without)
     b = render_bmode(labels, SPACING, np.random.default_rng(3), style=strong)
     wall = labels == 2
     assert b[wall].mean() < 0.85 * a[wall].mean()
+    assert np.all(b <= a + 1e-6)  # a drop-out only removes signal
 
 
 def test_wall_along_the_beam_loses_more_signal_than_a_wall_facing_it() -> None:
