@@ -141,7 +141,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-train", type=int, default=400, help="train-patient sequences rendered for training")
     parser.add_argument("--train-frames", type=int, default=3, help="frames per training sequence (ED .. ES)")
     parser.add_argument("--size", type=int, default=96, help="U-Net input size (pixels, divisible by 8)")
-    parser.add_argument("--steps", type=int, default=200, help="training steps (fixes the set)")
+    parser.add_argument("--steps", type=int, default=150, help="training steps (fixes the set)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 128], help="U-Net channels per level")
     parser.add_argument("--threads", type=int, default=1,

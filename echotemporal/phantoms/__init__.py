@@ -3,7 +3,9 @@
 Modules: `parametric` (analytic bullet-shaped hearts, ED -> ES), `real_shapes` (expert CAMUS ED/ES
 masks and signed-distance interpolation between them), `corruption` (annotation jitter and recorded
 corruptions), `tree` (CAMUS-layout folders of synthetic patients), `raster` (polygon filling, mask
-surgery), `contour` (exact contour measures), `records` (result types).
+surgery), `contour` (exact contour measures), `records` (result types), `bmode` (B-mode-like images
+of a label sequence), `segmenter_set` (a U-Net's predictions with their truth, on disk) and
+`segmenter` (that U-Net; imports torch, so it is not imported here).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ class BModeStyle:
     psf_lateral_mm: tuple[float, float] = (1.0, 2.5)
     speckle_axial_mm: tuple[float, float] = (0.3, 0.5)
     speckle_lateral_mm: tuple[float, float] = (0.8, 1.4)
-    speckle_rho: tuple[float, float] = (0.6, 0.85)
+    speckle_rho: tuple[float, float] = (0.85, 0.97)
     attenuation_per_mm: tuple[float, float] = (0.006, 0.012)
     specular_dropout: tuple[float, float] = (0.5, 0.85)
     n_dropouts: tuple[int, int] = (2, 5)
@@ -219,7 +219,7 @@ def render_bmode(
     speckle = np.hypot(real, imag) / np.sqrt(np.pi / 2.0)  # Rayleigh amplitude, mean 1
     gain = _dropout_gain(rng, seq, spacing, style) * np.exp(-attenuation * depth)
     haze = clutter * np.exp(-depth / clutter_mm) * (0.6 + 0.4 * np.abs(_correlated_field(rng, shape, px(2.0))))
-    additive = noise * _ar1(rng, n_frames, shape, px(1.5), 0.8)
+    additive = noise * _ar1(rng, n_frames, shape, px(1.5), 0.9)
     intensity = np.clip(echo * speckle * gain + haze + additive, 0.0, None)
     # Log compression as on a scanner: dark stays dark, the bright range is compressed.
     image = np.log1p(30.0 * intensity) / np.log1p(30.0)
