@@ -4,8 +4,10 @@ Modules: `parametric` (analytic bullet-shaped hearts, ED -> ES or whole cycles),
 (contraction over whole beats), `real_shapes` (expert CAMUS ED/ES
 masks and signed-distance interpolation between them), `corruption` (annotation jitter and recorded
 corruptions), `coherent` (runs of frames broken as CNN segmenters fail), `failure_set` (benchmark
-sets of coherently broken sequences), `tree` (CAMUS-layout folders of synthetic patients), `raster` (polygon filling, mask
-surgery), `contour` (exact contour measures), `records` (result types).
+sets of coherently broken sequences), `tree` (CAMUS-layout folders of synthetic patients), `raster`
+(polygon filling, mask surgery), `contour` (exact contour measures), `records` (result types), `bmode`
+(B-mode-like images of a label sequence), `segmenter_set` (a U-Net's predictions with their truth, on
+disk) and `segmenter` (that U-Net; imports torch, so it is not imported here).
 """
 
 from __future__ import annotations
