@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from echotemporal.core.config import SmoothingConfig
+from echotemporal.core.labels import LV, MYO
 from echotemporal.correct.cleanup import cleanup_labels
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.correct.reestimate import reestimate_frames
@@ -84,6 +85,31 @@ def _cleaned_for_encoding(labels: np.ndarray, before: ShapeMeasures) -> np.ndarr
     sub[:, rows, cols] = cleanup_labels(np.ascontiguousarray(sub[:, rows, cols]), before.present)
     seen[invalid] = sub
     return seen
+
+
+#: An invalid frame whose clean-up (largest component per label, holes filled) changes at most this
+#: fraction of its LV∪MYO pixels is judged as cleaned: specks and pinholes, not a lost structure.
+MINOR_CLEANUP = 0.03
+
+
+def _minor_cleanups(
+    labels: np.ndarray, seen: np.ndarray, before: ShapeMeasures, spacing_mm: tuple[float, float],
+    thresholds: AttributeThresholds,
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """The input with its invalid frames replaced by their clean-up where that changes little.
+
+    Returns:
+        (labels (T, H, W), their measures), the input itself when no frame qualifies.
+    """
+    n = len(labels)
+    changed = (seen != labels).reshape(n, -1).sum(axis=1)
+    heart = ((labels == LV) | (labels == MYO)).reshape(n, -1).sum(axis=1)
+    minor = ~before.valid & (changed > 0) & (changed <= MINOR_CLEANUP * np.maximum(heart, 1))
+    if not minor.any():
+        return labels, before
+    out = labels.copy()
+    out[minor] = seen[minor]
+    return out, measure_shape(out, spacing_mm, thresholds, reference=(labels, before))
 
 
 def judge_frames(
@@ -222,6 +248,7 @@ def smooth_arvae(
     trust, reestimated = None, None
     if config.robust:
         ends = anchors if anchors is not None else (0, len(labels) - 1)
+        labels, before = _minor_cleanups(labels, seen, before, spacing_mm, thresholds)
         labels, before, z0, trust, reestimated = _robust_start(
             labels, spacing_mm, model, thresholds, before, z0, alignment, tuple(ends)
         )

@@ -13,7 +13,8 @@ metric alone misses them. Three independent witnesses are combined:
   Frames are peeled one at a time, the worst first, so that a glitch does not discredit the
   neighbours whose second differences it also spoils (the consistency metric flags both).
 
-A frame is trusted when all three agree. ``confidence`` grades the same evidence in [0, 1] for the
+A frame is trusted when all three agree; an invalid frame whose reconstruction is as good as the
+sequence's good frames' stays trusted (nearly right: the consistency correction repairs it in place). ``confidence`` grades the same evidence in [0, 1] for the
 reader (per-frame CSV, summary, volume figure).
 """
 
@@ -211,7 +212,10 @@ def assess_frames(
     if lv_one_piece is not None:
         lv_intact &= np.asarray(lv_one_piece, dtype=bool)
     floor = np.maximum(MIN_RECONSTRUCTION_DICE, reference - RELATIVE_DROP)
-    candidates = np.asarray(valid, dtype=bool) & (per_label >= floor).all(axis=1)
+    # An invalid frame that reconstructs as well as the sequence's good frames is nearly right (a
+    # frontier a few pixels too long, border noise): the consistency correction repairs it in place.
+    # It is re-estimated only when its reconstruction says a structure is broken.
+    candidates = (per_label >= floor).all(axis=1) & (np.asarray(valid, dtype=bool) | ~weak)
     candidates &= ~_spread(~candidates, weak)
     outlier = temporal_outliers(attributes, thresholds, candidates, tuple(int(a) for a in anchors))
     trusted = candidates & ~outlier
