@@ -8,6 +8,7 @@ and the result carries both (:mod:`echotemporal.correct.result`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -176,6 +177,83 @@ def smooth_sequence(
     work = arr[::-1].copy() if reverse else arr
     if reverse:
         ed, es = n_frames - 1 - ed, n_frames - 1 - es  # type: ignore[operator]
+    done = _correct(work, spacing, ed, es, model, config, thresholds)
+    if reverse:
+        done = done.reversed()
+        done.notes.insert(0, "stored ES->ED: reversed for processing and reversed back")
+    out = np.ascontiguousarray(done.labels, dtype=np.uint8)
+    if out is arr or np.shares_memory(out, arr):
+        out = out.copy()
+    columns = frame_columns(arr, out, tuple(thresholds.names), done.before, done.after, done.clin_before,
+                            done.clin_after, done.kept, done.trust, done.reestimated)
+    beats = {"before": beat_table(done.clin_before, frame_time_ms, ed_frame, es_frame),
+             "after": beat_table(done.clin_after, frame_time_ms, ed_frame, es_frame)}
+    columns.update(beat_columns(beats["after"][0], done.clin_before.volumes_ml, done.clin_after.volumes_ml, frame_time_ms))
+    summary = build_summary(
+        config, thresholds, arr, spacing, done.before, done.after, done.clin_before, done.clin_after, columns,
+        done.kept, given_ed_es=ed_frame is not None and es_frame is not None, reverse=reverse, notes=done.notes,
+        rounds=done.rounds, tolerances=done.tolerances, n_denoised=done.n_denoised, trust=done.trust,
+        model=done.model, beats=beats, frame_time_ms=frame_time_ms,
+    )
+    summary["outcome"] = done.verdict
+    summary["kept_input_because_worse"] = bool(done.verdict == "worse" and config.on_worse == "keep_input")
+    summary["seconds"] = time.perf_counter() - start
+    return SmoothingResult(
+        labels=out[0] if np.asarray(labels).ndim == 2 else out,
+        method=config.method,
+        columns=columns,
+        summary=summary,
+        frame_measures={"before": done.clin_before.frames, "after": done.clin_after.frames},
+    )
+
+
+@dataclass
+class Corrected:
+    """A method's result on the sequence with everything measured, frames in one order.
+
+    Attributes:
+        labels: (T, H, W) output; before/after: shape measures; clin_before/clin_after: clinical ones.
+        kept: (T,) input frames kept; trust: input frames' confidence (arvae); reestimated: (T,) bool.
+        verdict: "clean", "residue" or "worse"; notes: for the reader; model: the model used (arvae).
+        rounds, tolerances, n_denoised: as in :class:`MethodOutcome`.
+    """
+
+    labels: np.ndarray
+    before: ShapeMeasures
+    after: ShapeMeasures
+    clin_before: Any
+    clin_after: Any
+    kept: np.ndarray
+    trust: FrameTrust | None
+    reestimated: np.ndarray | None
+    verdict: str
+    notes: list[str]
+    model: Any
+    rounds: int
+    tolerances: np.ndarray | None
+    n_denoised: int
+
+    def reversed(self) -> Corrected:
+        """The same result in reversed frame order."""
+        flip = lambda x: None if x is None else x.reversed()  # noqa: E731
+        return dataclasses.replace(
+            self, labels=self.labels[::-1], before=self.before.reversed(), after=self.after.reversed(),
+            clin_before=self.clin_before.reversed(), clin_after=self.clin_after.reversed(), kept=self.kept[::-1],
+            trust=flip(self.trust), reestimated=None if self.reestimated is None else self.reestimated[::-1],
+        )
+
+
+def _correct(
+    work: np.ndarray,
+    spacing: tuple[float, float],
+    ed: int | None,
+    es: int | None,
+    model: Any,
+    config: SmoothingConfig,
+    thresholds: AttributeThresholds,
+) -> Corrected:
+    """Measure the ED→ES ordered (T, H, W) ``work``, apply the method, judge the outcome, measure again."""
+    n_frames = len(work)
     before = measure_shape(work, spacing, thresholds)
     # The input's clinical measures (mostly Python, holding the GIL) run beside the encoding and
     # decoding (ONNX/numpy kernels, which release it).
@@ -201,36 +279,6 @@ def smooth_sequence(
         outcome.reestimated = None
     clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es)
     kept = outcome.kept if outcome.kept is not None else np.zeros(n_frames, dtype=bool)
-    trust, reestimated = outcome.trust, outcome.reestimated
-    notes = (["stored ES->ED: reversed for processing and reversed back"] if reverse else []) + outcome.notes
-    if reverse:
-        out = out[::-1]
-        before, after = before.reversed(), after.reversed()
-        clin_before, clin_after = clin_before.reversed(), clin_after.reversed()
-        kept = kept[::-1]
-        trust = None if trust is None else trust.reversed()
-        reestimated = None if reestimated is None else reestimated[::-1]
-    out = np.ascontiguousarray(out, dtype=np.uint8)
-    if out is arr or np.shares_memory(out, arr):
-        out = out.copy()
-    names = tuple(thresholds.names)
-    columns = frame_columns(arr, out, names, before, after, clin_before, clin_after, kept, trust, reestimated)
-    beats = {"before": beat_table(clin_before, frame_time_ms, ed_frame, es_frame),
-             "after": beat_table(clin_after, frame_time_ms, ed_frame, es_frame)}
-    columns.update(beat_columns(beats["after"][0], clin_before.volumes_ml, clin_after.volumes_ml, frame_time_ms))
-    summary = build_summary(
-        config, thresholds, arr, spacing, before, after, clin_before, clin_after, columns, kept,
-        given_ed_es=ed_frame is not None and es_frame is not None, reverse=reverse, notes=notes,
-        rounds=outcome.rounds, tolerances=outcome.tolerances, n_denoised=outcome.n_denoised, trust=trust,
-        model=model if config.method == "arvae" else None, beats=beats, frame_time_ms=frame_time_ms,
-    )
-    summary["outcome"] = verdict
-    summary["kept_input_because_worse"] = bool(verdict == "worse" and config.on_worse == "keep_input")
-    summary["seconds"] = time.perf_counter() - start
-    return SmoothingResult(
-        labels=out[0] if np.asarray(labels).ndim == 2 else out,
-        method=config.method,
-        columns=columns,
-        summary=summary,
-        frame_measures={"before": clin_before.frames, "after": clin_after.frames},
-    )
+    return Corrected(out, before, after, clin_before, clin_after, kept, outcome.trust, outcome.reestimated, verdict,
+                     outcome.notes, model if config.method == "arvae" else None, outcome.rounds, outcome.tolerances,
+                     outcome.n_denoised)
