@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from echotemporal.batch.cache import worker_model, worker_thresholds
 from echotemporal.io.atomic import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,28 +24,11 @@ __all__ = ["OUT", "worker_info", "correct_job", "check_job", "render_volume", "r
 
 #: Sub-folder of a job's folder holding its results.
 OUT = "out"
-_THRESHOLDS: list[Any] = []
-
-
-def _thresholds() -> Any:
-    if not _THRESHOLDS:
-        from echotemporal.measure.temporal import load_thresholds
-
-        _THRESHOLDS.append(load_thresholds())
-    return _THRESHOLDS[0]
-
-
-def _model(method: str, weights: str | None) -> Any:
-    if method != "arvae":
-        return None
-    from echotemporal.model.registry import load_model
-
-    return load_model(weights)
 
 
 def worker_info(weights: str | None) -> dict[str, Any]:
     """The worker's pid and its model's sha256 and backend (loads the model if not yet loaded)."""
-    model = _model("arvae", weights)
+    model = worker_model("arvae", weights)
     return {"pid": os.getpid(), "model_sha256": model.sha256, "backend": getattr(model, "backend", "torch")}
 
 
@@ -77,8 +61,8 @@ def correct_job(
     out = Path(job_dir) / OUT
     out.mkdir()
     result = smooth_file(
-        sequence_path, out / "labels.nii.gz", method=method, model=_model(method, weights),
-        info_path=info_path, report_dir=out, sequence=sequence, thresholds=_thresholds(),
+        sequence_path, out / "labels.nii.gz", method=method, model=worker_model(method, weights),
+        info_path=info_path, report_dir=out, sequence=sequence, thresholds=worker_thresholds(),
     )
     for role, name in (("frames", "frames.csv"), ("config", "config.yaml")):
         Path(result.summary["outputs"][role]).rename(out / name)
