@@ -184,7 +184,7 @@ def _robust_start(
     from echotemporal.model.alignment import to_grid
 
     trust = judge_frames(labels, z0, alignment, model, before, thresholds, anchors)
-    untrusted = ~trust.trusted
+    untrusted = ~trust.trusted & ~trust.kept
     if not untrusted.any() or trust.trusted.sum() < 2:
         return labels, before, z0, trust, np.zeros(len(labels), dtype=bool)
     present = before.present
@@ -221,7 +221,7 @@ def _robust_start(
         names = tuple(model.attribute_names)
         phase = np.array([names.index(n) for n in PHASE_ATTRIBUTES if n in names], dtype=int)
         fit = reestimate_frames(
-            out, z, ~rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
+            out, z, trust.trusted | blended, rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
             lv_intact=trust.lv_intact,
         )
         out = fit.labels

@@ -160,9 +160,8 @@ def search_valid_latents(
 
 def _fit_weights(z0: np.ndarray, trusted: np.ndarray, phase_dims: np.ndarray, lv_intact: np.ndarray) -> np.ndarray:
     weights = np.where(trusted, 1.0, UNTRUSTED_WEIGHT)[:, None] * np.ones(z0.shape[1])
-    carrier = ~trusted & lv_intact
-    if carrier.any() and phase_dims.size:
-        weights[np.ix_(carrier, phase_dims)] = PHASE_WEIGHT
+    if phase_dims.size:
+        weights[np.ix_(~trusted & lv_intact, phase_dims)] = PHASE_WEIGHT
     return weights
 
 
@@ -170,6 +169,7 @@ def reestimate_frames(
     labels: np.ndarray,
     z0: np.ndarray,
     trusted: np.ndarray,
+    targets: np.ndarray,
     alignment: Any,
     model: Any,
     *,
@@ -183,7 +183,9 @@ def reestimate_frames(
 
     Args:
         labels: (T, H, W) uint8 input; z0: (T, D) its latents (posterior means).
-        trusted: (T,) bool, at least two True.
+        trusted: (T,) bool, the frames that support the fit (at least two).
+        targets: (T,) bool, the frames to re-estimate (untrusted; frames neither trusted nor targets
+            are left as they are and do not support the fit).
         alignment: the sequence's alignment (``encode_sequence``); model: the shape model.
         spacing_mm: native (row_mm, col_mm); present: labels present in the sequence.
         phase_dims: latent dims of LV area and length (the phase carriers).
@@ -194,7 +196,7 @@ def reestimate_frames(
     Returns:
         Reestimate.
     """
-    frames = np.flatnonzero(~trusted)
+    frames = np.flatnonzero(targets & ~trusted)
     z = fit_latent_trajectory(z0, _fit_weights(z0, trusted, phase_dims, lv_intact))
     z[trusted] = z0[trusted]
     spread = np.maximum(z0.std(axis=0), 0.1 * np.median(z0.std(axis=0)) + 1e-3)

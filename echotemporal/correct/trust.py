@@ -63,6 +63,7 @@ class FrameTrust:
         outlier: bool, off the temporal curve of the trusted frames (or an attribute unmeasurable).
         lv_intact: bool, the LV alone looks right (one piece, reconstructed as well as the
             sequence's good frames): its area and length still carry the cardiac phase.
+        kept: bool, untrusted ED/ES frames left as drawn (not rebuilt, not a support).
     """
 
     confidence: np.ndarray
@@ -71,6 +72,7 @@ class FrameTrust:
     valid: np.ndarray
     outlier: np.ndarray
     lv_intact: np.ndarray
+    kept: np.ndarray
 
     def reversed(self) -> FrameTrust:
         """The same evidence in reversed frame order."""
@@ -219,7 +221,15 @@ def assess_frames(
     candidates &= ~_spread(~candidates, weak)
     outlier = temporal_outliers(attributes, thresholds, candidates, tuple(int(a) for a in anchors))
     trusted = candidates & ~outlier
+    # A valid ED/ES frame is kept as drawn unless the evidence is strong (its own reconstruction below
+    # the absolute floor, or a turning-point outlier): the relative evidence is size-dependent (small
+    # end-systolic LVs reconstruct a little worse), and a frame rebuilt across a turning point misses
+    # the volume extremum the EF is read on. Kept, it still supports nothing unless trusted.
+    anchor = np.zeros(len(trusted), dtype=bool)
+    anchor[[a for a in anchors if 0 <= a < len(anchor)]] = True
+    kept = anchor & ~trusted & ~outlier & np.asarray(valid, dtype=bool)
+    kept &= (per_label >= MIN_RECONSTRUCTION_DICE).all(axis=1)
     graded = np.clip((per_label - floor) / np.maximum(reference - floor, 1e-6), 0, 1).min(axis=1)
     confidence = (0.5 + 0.5 * graded) * np.where(valid, 1.0, 0.4) * np.where(outlier, 0.5, 1.0)
     confidence = np.where(trusted, confidence, np.minimum(confidence, 0.49))
-    return FrameTrust(confidence, trusted, recon_dice, np.asarray(valid, dtype=bool), outlier, lv_intact)
+    return FrameTrust(confidence, trusted, recon_dice, np.asarray(valid, dtype=bool), outlier, lv_intact, kept)
