@@ -335,10 +335,7 @@ def coherent_failures(
     seq = validate_labels(np.asarray(labels), "labels")
     if seq.ndim != 3:
         raise ValueError(f"labels has shape {seq.shape}; expected (T, H, W)")
-    pool = list(COHERENT_KINDS if kinds is None else kinds)
-    unknown = [k for k in pool if k not in COHERENT_KINDS]
-    if unknown or not pool:
-        raise ValueError(f"unknown coherent failure kinds {unknown or pool}; valid kinds: {', '.join(COHERENT_KINDS)}")
+    pool = _kind_pool(kinds)
     lo_frac, hi_frac = (float(v) for v in broken_fraction)
     if not 0.0 <= lo_frac <= hi_frac <= 1.0:
         raise ValueError(f"broken_fraction={broken_fraction}: need 0 <= low <= high <= 1")
@@ -346,10 +343,7 @@ def coherent_failures(
         raise ValueError(f"run_frames={run_frames}: need 1 <= shortest <= longest")
     spacing = (float(spacing_mm[0]), float(spacing_mm[1]))
     n_frames = seq.shape[0]
-    n_lo, n_hi = math.ceil(lo_frac * n_frames - 1e-9), math.floor(hi_frac * n_frames + 1e-9)
-    n_broken = int(np.clip(round(rng.uniform(lo_frac, hi_frac) * n_frames), min(n_lo, n_hi), max(n_lo, n_hi)))
-    # Runs as long as the range allows: a short sequence gets one run of `run_frames[0]` frames if it can.
-    n_broken = max(n_broken, min(int(run_frames[0]), max(n_lo, n_hi)))
+    n_broken = _count_broken(n_frames, lo_frac, hi_frac, int(run_frames[0]), rng)
     if n_broken == 0:
         return seq.copy(), []
     spans = _place_runs(n_frames, n_broken, (int(run_frames[0]), int(run_frames[1])), rng)
@@ -364,23 +358,47 @@ def coherent_failures(
             run_kinds.append(str(rng.choice([k for k in pool if k != run_kinds[0]])))
         drawn = [(kind, _KINDS[kind][0](rng, has_la)) for kind in run_kinds]
         severity = _severity(last - first + 1, rng)
-        progress = np.linspace(0.0, 1.0, last - first + 1)
-        for j, t in enumerate(range(first, last + 1)):
-            rows, cols = np.nonzero(seq[t])
-            if rows.size == 0:
-                continue
-            box = grow((slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()), int(cols.max()) + 1)),
-                       margin, seq.shape)
-            crop = seq[t][box]
-            geometry = _geometry(crop, spacing)
-            if geometry is None:
-                continue
-            for kind, params in drawn:
-                crop = _KINDS[kind][1](crop, geometry, spacing, float(severity[j]), float(progress[j]), params)
-            out[t][box] = crop
+        _break_run(seq, out, first, last, drawn, severity, spacing, margin)
         records.extend(CorruptionRun(kind, first, last, _detail(params)) for kind, params in drawn)
     records.sort(key=lambda r: (r.first_frame, COHERENT_KINDS.index(r.kind)))
     return out, records
+
+
+def _kind_pool(kinds: tuple[str, ...] | list[str] | None) -> list[str]:
+    """The kinds to draw from (default all `COHERENT_KINDS`); ValueError for an unknown or empty list."""
+    pool = list(COHERENT_KINDS if kinds is None else kinds)
+    unknown = [k for k in pool if k not in COHERENT_KINDS]
+    if unknown or not pool:
+        raise ValueError(f"unknown coherent failure kinds {unknown or pool}; valid kinds: {', '.join(COHERENT_KINDS)}")
+    return pool
+
+
+def _count_broken(n_frames: int, lo_frac: float, hi_frac: float, shortest: int, rng: np.random.Generator) -> int:
+    """Number of frames to break: a share drawn in [lo_frac, hi_frac] of ``n_frames``, rounded into
+    the range where T allows, and at least one run of ``shortest`` frames when the range allows it."""
+    n_lo, n_hi = math.ceil(lo_frac * n_frames - 1e-9), math.floor(hi_frac * n_frames + 1e-9)
+    n_broken = int(np.clip(round(rng.uniform(lo_frac, hi_frac) * n_frames), min(n_lo, n_hi), max(n_lo, n_hi)))
+    return max(n_broken, min(shortest, max(n_lo, n_hi)))
+
+
+def _break_run(seq: np.ndarray, out: np.ndarray, first: int, last: int, drawn: list[tuple[str, dict[str, Any]]],
+               severity: np.ndarray, spacing: tuple[float, float], margin: tuple[int, int]) -> None:
+    """Apply the drawn kinds to frames ``first..last`` of ``out`` (T, H, W), in place, each frame's
+    heart box (grown by ``margin`` pixels) read from the clean ``seq``; ``severity``: (last-first+1,)."""
+    progress = np.linspace(0.0, 1.0, last - first + 1)
+    for j, t in enumerate(range(first, last + 1)):
+        rows, cols = np.nonzero(seq[t])
+        if rows.size == 0:
+            continue
+        box = grow((slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()), int(cols.max()) + 1)),
+                   margin, seq.shape)
+        crop = seq[t][box]
+        geometry = _geometry(crop, spacing)
+        if geometry is None:
+            continue
+        for kind, params in drawn:
+            crop = _KINDS[kind][1](crop, geometry, spacing, float(severity[j]), float(progress[j]), params)
+        out[t][box] = crop
 
 
 def broken_frames(runs: list[CorruptionRun], n_frames: int) -> np.ndarray:

@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from echotemporal import __version__
 from echotemporal.core.errors import EchoTemporalError
@@ -28,6 +28,9 @@ from echotemporal.serve.jobs import Job, JobStore
 from echotemporal.serve.pool import WorkerLost, WorkerPool
 from echotemporal.serve.uploads import Upload, receive_upload
 from echotemporal.serve import worker
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 __all__ = ["ServeSettings", "RESULT_FILES", "create_app", "run_server"]
 
@@ -180,6 +183,45 @@ def _unmap_large_buffers(threshold_bytes: int = 1 << 20) -> None:
         pass
 
 
+@dataclass
+class _Service:
+    """What the routes share: options, job store, worker pool, upload-reading threads, the version
+    report (completed at start-up) and the durations of the last finished jobs (s)."""
+
+    settings: ServeSettings
+    store: JobStore
+    pool: WorkerPool
+    readers: ThreadPoolExecutor
+    version: dict[str, Any]
+    durations: list[float]
+
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait: the mean job time times the queue per worker."""
+        durations = self.durations
+        mean = sum(durations[-20:]) / len(durations[-20:]) if durations else 5.0
+        return max(1, math.ceil(mean * (self.store.waiting + 1) / self.pool.n))
+
+    def check_length(self, request: "Request") -> None:
+        """413 before reading a body whose declared length is over the limit."""
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.settings.max_upload_bytes:
+            raise ApiError(
+                413, f"upload of {int(length) / 2**20:.1f} MB is over the server's limit of {self.settings.max_upload_mb:g} MB",
+                "send a smaller file (one view's sequence), or start the server with a larger --max-upload-mb",
+            )
+
+    async def receive(self, request: "Request", folder: Path) -> Upload:
+        """The request's multipart upload, streamed into ``folder``."""
+        from starlette.requests import ClientDisconnect
+
+        try:
+            return await receive_upload(
+                request.headers.get("content-type", ""), request.stream(), folder, limit_bytes=self.settings.max_upload_bytes
+            )
+        except ClientDisconnect:
+            raise ApiError(400, "the client disconnected during the upload", "send the whole body") from None
+
+
 def create_app(settings: ServeSettings | None = None) -> Any:
     """The FastAPI app; worker processes start with the app's lifespan and stop with it.
 
@@ -190,46 +232,60 @@ def create_app(settings: ServeSettings | None = None) -> Any:
         A ``fastapi.FastAPI`` instance; ``app.state.store`` and ``app.state.pool`` are its job store
         and worker pool.
     """
-    from fastapi import APIRouter, Depends, FastAPI, Request
-    from fastapi.responses import FileResponse, JSONResponse, Response
-    from starlette.requests import ClientDisconnect
+    from fastapi import FastAPI
 
     settings = ServeSettings() if settings is None else settings
     store = JobStore(settings.results_ttl_s, settings.max_queue)
     pool = WorkerPool(settings.workers, settings.method, settings.weights)
-    version: dict[str, Any] = {"package": __version__}
-    durations: list[float] = []
-
     readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="echotemporal-read")
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> Any:
-        _unmap_large_buffers()
-        info = await asyncio.to_thread(pool.start, worker.worker_info, settings.weights)
-        version.update(model_sha256=info["model_sha256"], backend=info["backend"])
-        pool.attach()
-        sweeper = asyncio.create_task(_sweep())
-        try:
-            yield
-        finally:
-            sweeper.cancel()
-            store.close()
-            await asyncio.to_thread(pool.shutdown)
-            readers.shutdown(wait=False, cancel_futures=True)
-
-    async def _sweep() -> None:
-        while True:  # at least once a second, and four times per TTL
-            await asyncio.sleep(min(max(store.ttl_s / 4, 0.05), 1.0))
-            store.expire()
+    service = _Service(settings, store, pool, readers, {"package": __version__}, [])
 
     app = FastAPI(
         title="echotemporal",
         version=__version__,
         description="Temporal and anatomical consistency for segmented 2D+t echocardiography, as a service.",
-        lifespan=lifespan,
+        lifespan=_lifespan(service),
     )
     app.state.store, app.state.pool, app.state.settings = store, pool, settings
     install_handlers(app)
+    app.include_router(_v1_router(service))
+    _add_page_routes(app, service)
+    return app
+
+
+def _lifespan(service: _Service) -> Any:
+    """The app's lifespan: start the workers and the expiry sweep; on shutdown stop them all."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        _unmap_large_buffers()
+        info = await asyncio.to_thread(service.pool.start, worker.worker_info, service.settings.weights)
+        service.version.update(model_sha256=info["model_sha256"], backend=info["backend"])
+        service.pool.attach()
+        sweeper = asyncio.create_task(_sweep(service.store))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            service.store.close()
+            await asyncio.to_thread(service.pool.shutdown)
+            service.readers.shutdown(wait=False, cancel_futures=True)
+
+    return lifespan
+
+
+async def _sweep(store: JobStore) -> None:
+    """Expire finished jobs past their TTL, forever."""
+    while True:  # at least once a second, and four times per TTL
+        await asyncio.sleep(min(max(store.ttl_s / 4, 0.05), 1.0))
+        store.expire()
+
+
+def _v1_router(service: _Service) -> Any:
+    """The ``/v1`` routes, behind the bearer token when one is set."""
+    from fastapi import APIRouter, Depends, Request
+
+    settings = service.settings
 
     def require_token(request: Request) -> None:
         if settings.token is None:
@@ -241,81 +297,47 @@ def create_app(settings: ServeSettings | None = None) -> Any:
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
-    def retry_after() -> int:
-        mean = sum(durations[-20:]) / len(durations[-20:]) if durations else 5.0
-        return max(1, math.ceil(mean * (store.waiting + 1) / pool.n))
-
-    def check_length(request: Request) -> None:
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > settings.max_upload_bytes:
-            raise ApiError(
-                413, f"upload of {int(length) / 2**20:.1f} MB is over the server's limit of {settings.max_upload_mb:g} MB",
-                "send a smaller file (one view's sequence), or start the server with a larger --max-upload-mb",
-            )
-
-    async def receive(request: Request, folder: Path) -> Upload:
-        try:
-            return await receive_upload(
-                request.headers.get("content-type", ""), request.stream(), folder, limit_bytes=settings.max_upload_bytes
-            )
-        except ClientDisconnect:
-            raise ApiError(400, "the client disconnected during the upload", "send the whole body") from None
-
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)])
+    _add_job_routes(v1, service)
+    _add_job_file_routes(v1, service)
+    _add_check_routes(v1, service)
+    return v1
+
+
+def _add_job_routes(v1: Any, service: _Service) -> None:
+    """``POST /jobs`` (submit a sequence for correction) and ``GET /jobs/{id}`` (its status)."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    store = service.store
 
     @v1.post("/jobs", status_code=202, openapi_extra=_MULTIPART_DOC, summary="Submit a sequence for correction")
     async def submit_job(request: Request) -> JSONResponse:
         """Multipart upload (``sequence``, optional ``info``, ``method``, ``ed``, ``es``, ``fps``) →
         ``202 {"id", "status_url"}``; poll the status URL."""
-        check_length(request)
-        store.check_capacity(retry_after())
+        service.check_length(request)
+        store.check_capacity(service.retry_after())
         folder = store.private_folder()
         try:
-            upload = await receive(request, folder)
+            upload = await service.receive(request, folder)
             try:
                 sequence, info, method, fps = await asyncio.get_running_loop().run_in_executor(
-                    readers, _prepare_input, upload, folder
+                    service.readers, _prepare_input, upload, folder
                 )
             except (EchoTemporalError, OSError, ValueError) as exc:
                 raise from_library_error(exc, folder) from None
-            store.check_capacity(retry_after())
+            store.check_capacity(service.retry_after())
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         job = store.add(folder)
         job.input_name = upload.sequence.name
         store.waiting += 1
-        job.task = asyncio.create_task(_run_job(job, upload, sequence, info, method or settings.method, fps))
+        job.task = asyncio.create_task(
+            _run_job(service, job, upload, sequence, info, method or service.settings.method, fps)
+        )
         url = str(request.url_for("job_status", job_id=job.id))
         return JSONResponse({"id": job.id, "status_url": url}, status_code=202, headers={"Location": url})
-
-    async def _run_job(job: Job, upload: Upload, sequence: Any, info: str | None, method: str, fps: float | None) -> None:
-        def started() -> None:
-            store.waiting -= 1
-            job.status, job.started = "running", time.time()
-
-        try:
-            job.summary = await pool.run(
-                worker.correct_job, str(job.folder), str(upload.sequence), sequence, info, method, settings.weights, fps,
-                on_start=started,
-            )
-            job.status = "done"
-            durations.append(time.time() - (job.started or job.created))
-            del durations[:-100]
-        except asyncio.CancelledError:
-            if job.status == "queued":
-                store.waiting -= 1
-            raise
-        except WorkerLost as exc:
-            job.status = "failed"
-            job.error = {"status": 500, "error": str(exc), "hint": "the server keeps serving; submit the sequence again"}
-        except Exception as exc:  # noqa: BLE001 - every failure of one job is that job's failure
-            api = from_library_error(exc, job.folder)
-            job.status = "failed"
-            job.error = {"status": api.status, "error": api.error, "hint": api.hint}
-        finally:
-            if job.status in ("done", "failed"):
-                store.finished(job)
 
     @v1.get("/jobs/{job_id}", name="job_status", summary="Status of a job, with its summary and result URLs when done")
     async def job_status(job_id: str, request: Request) -> dict[str, Any]:
@@ -337,6 +359,46 @@ def create_app(settings: ServeSettings | None = None) -> Any:
         if job.error is not None:
             body["error"] = job.error
         return body
+
+
+async def _run_job(service: _Service, job: Job, upload: Upload, sequence: Any, info: str | None, method: str,
+                   fps: float | None) -> None:
+    """Correct one job's sequence in a worker; record its summary, or its failure, on the job."""
+    store, durations = service.store, service.durations
+
+    def started() -> None:
+        store.waiting -= 1
+        job.status, job.started = "running", time.time()
+
+    try:
+        job.summary = await service.pool.run(
+            worker.correct_job, str(job.folder), str(upload.sequence), sequence, info, method, service.settings.weights,
+            fps, on_start=started,
+        )
+        job.status = "done"
+        durations.append(time.time() - (job.started or job.created))
+        del durations[:-100]
+    except asyncio.CancelledError:
+        if job.status == "queued":
+            store.waiting -= 1
+        raise
+    except WorkerLost as exc:
+        job.status = "failed"
+        job.error = {"status": 500, "error": str(exc), "hint": "the server keeps serving; submit the sequence again"}
+    except Exception as exc:  # noqa: BLE001 - every failure of one job is that job's failure
+        api = from_library_error(exc, job.folder)
+        job.status = "failed"
+        job.error = {"status": api.status, "error": api.error, "hint": api.hint}
+    finally:
+        if job.status in ("done", "failed"):
+            store.finished(job)
+
+
+def _add_job_file_routes(v1: Any, service: _Service) -> None:
+    """``GET /jobs/{id}/{file}`` (a result file, drawn on first request) and ``DELETE /jobs/{id}``."""
+    from fastapi.responses import FileResponse, Response
+
+    store, pool = service.store, service.pool
 
     @v1.get("/jobs/{job_id}/{name}", name="job_result", summary="A result file of a done job")
     async def job_result(job_id: str, name: str) -> Response:
@@ -370,14 +432,21 @@ def create_app(settings: ServeSettings | None = None) -> Any:
         store.remove(job)
         return {"id": job.id, "status": "deleted"}
 
+
+def _add_check_routes(v1: Any, service: _Service) -> None:
+    """``POST /check`` (the model-free report, synchronously) and ``GET /version``."""
+    from fastapi import Request
+
+    store, pool = service.store, service.pool
+
     @v1.post("/check", openapi_extra=_CHECK_DOC, summary="The `echotemporal check --json` report of a sequence")
     async def check(request: Request) -> dict[str, Any]:
         """Multipart upload (``sequence``, optional ``info``) → the model-free report, synchronously."""
-        check_length(request)
-        store.check_capacity(retry_after())
+        service.check_length(request)
+        store.check_capacity(service.retry_after())
         folder = store.private_folder()
         try:
-            upload = await receive(request, folder)
+            upload = await service.receive(request, folder)
             store.waiting += 1
             started = [False]
 
@@ -406,9 +475,14 @@ def create_app(settings: ServeSettings | None = None) -> Any:
 
     @v1.get("/version", summary="Package version, model sha256 and inference backend")
     async def get_version() -> dict[str, Any]:
-        return {**version, "method": settings.method, "workers": pool.n}
+        return {**service.version, "method": service.settings.method, "workers": pool.n}
 
-    app.include_router(v1)
+
+def _add_page_routes(app: Any, service: _Service) -> None:
+    """``GET /healthz`` (liveness and load) and the review page at ``/`` with its script."""
+    from fastapi.responses import FileResponse
+
+    store, pool = service.store, service.pool
 
     @app.get("/healthz", summary="Liveness and load")
     async def healthz() -> dict[str, Any]:
@@ -421,8 +495,6 @@ def create_app(settings: ServeSettings | None = None) -> Any:
     @app.get("/review.js", include_in_schema=False)
     async def script() -> FileResponse:
         return FileResponse(_STATIC / "review.js", media_type="text/javascript")
-
-    return app
 
 
 def run_server(settings: ServeSettings) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from echotemporal.io import SEQUENCE_SUFFIXES
 from echotemporal.serve.errors import ApiError
@@ -87,109 +87,15 @@ async def receive_upload(
         raise ApiError(400, "the body is not multipart/form-data", "send the sequence as a form file field 'sequence'")
 
     taken: set[str] = set()
-    files: dict[str, list[Path]] = {name: [] for name in FILE_FIELDS}
-    fields: dict[str, str] = {}
-    state: dict[str, object] = {"header": b"", "value": b"", "headers": {}, "sink": None, "text": None, "parts": 0}
-    problems: list[ApiError] = []
-
-    def on_part_begin() -> None:
-        state["headers"] = {}
-        state["parts"] = int(state["parts"]) + 1  # type: ignore[call-overload]
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["header"] = bytes(state["header"]) + data[start:end]  # type: ignore[arg-type]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] = bytes(state["value"]) + data[start:end]  # type: ignore[arg-type]
-
-    def on_header_end() -> None:
-        headers = state["headers"]
-        assert isinstance(headers, dict)
-        headers[bytes(state["header"]).lower()] = bytes(state["value"])  # type: ignore[arg-type]
-        state["header"], state["value"] = b"", b""
-
-    def on_headers_finished() -> None:
-        headers = state["headers"]
-        assert isinstance(headers, dict)
-        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
-        name = disposition.get(b"name", b"").decode("latin-1")
-        filename = disposition.get(b"filename")
-        state["sink"], state["text"] = None, None
-        if int(state["parts"]) > _MAX_PARTS:  # type: ignore[call-overload]
-            problems.append(ApiError(422, f"more than {_MAX_PARTS} form parts", "send one sequence (and its cfg)"))
-        elif name in FILE_FIELDS and filename is not None:
-            if len(files[name]) >= (2 if name == "sequence" else 1):
-                problems.append(ApiError(422, f"field '{name}' repeated", "send one file per field (two for an .mhd with its .raw)"))
-                return
-            path = folder / _safe_name(filename.decode("utf-8", "replace"), taken)
-            files[name].append(path)
-            state["sink"] = open(path, "wb")  # noqa: SIM115 - closed in on_part_end / on error
-        elif name in TEXT_FIELDS and filename is None:
-            if name in fields:
-                problems.append(ApiError(422, f"field '{name}' repeated", "send each field once"))
-                return
-            state["text"] = name
-            fields[name] = ""
-        else:
-            what = "a file" if filename is not None else "text"
-            problems.append(ApiError(
-                422, f"unexpected form field '{name}' ({what})",
-                "file fields: sequence, info; text fields: " + ", ".join(TEXT_FIELDS),
-            ))
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        sink = state["sink"]
-        if sink is not None:
-            sink.write(data[start:end])  # type: ignore[attr-defined]
-        elif state["text"] is not None:
-            name = str(state["text"])
-            fields[name] += data[start:end].decode("utf-8", "replace")
-            if len(fields[name]) > _MAX_TEXT:
-                problems.append(ApiError(422, f"field '{name}' longer than {_MAX_TEXT} characters", "send a short value"))
-
-    def on_part_end() -> None:
-        sink = state["sink"]
-        if sink is not None:
-            sink.close()  # type: ignore[attr-defined]
-        state["sink"], state["text"] = None, None
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-        },
-    )
-    received = 0
+    form = _FormParts(folder, taken)
+    parser = MultipartParser(boundary, form.callbacks())
     try:
-        async for chunk in chunks:
-            received += len(chunk)
-            if received > limit_bytes:
-                raise ApiError(
-                    413, f"upload larger than the server's limit of {limit_bytes / 2**20:g} MB",
-                    "send a smaller file (one view's sequence), or start the server with a larger --max-upload-mb",
-                )
-            try:
-                parser.write(chunk)
-            except Exception as exc:  # python-multipart raises its own MultipartParseError and ValueError
-                raise ApiError(400, f"malformed multipart body ({exc.__class__.__name__})", "send a well-formed multipart/form-data request") from None
-            if problems:
-                raise problems[0]
-        try:
-            parser.finalize()
-        except Exception as exc:  # noqa: BLE001
-            raise ApiError(400, f"malformed multipart body ({exc.__class__.__name__})", "send a well-formed multipart/form-data request") from None
+        await _feed(parser, chunks, limit_bytes, form.problems)
     finally:
-        sink = state["sink"]
-        if sink is not None:
-            sink.close()  # type: ignore[attr-defined]
-    if problems:
-        raise problems[0]
+        form.close()
+    files, fields = form.files, form.fields
+    if form.problems:
+        raise form.problems[0]
     if not files["sequence"]:
         raise ApiError(422, "no 'sequence' file in the form", "send the label sequence as the file field 'sequence'")
     if not _finished(parser):  # a body cut before its closing boundary
@@ -201,6 +107,125 @@ async def receive_upload(
         cfgs = [p for p in folder.iterdir() if p.suffix.lower() == ".cfg"]
         info = cfgs[0] if len(cfgs) == 1 else None
     return Upload(sequence=sequence, info=info, fields=fields, names=names)
+
+
+class _FormParts:
+    """Callbacks of python-multipart's push parser: file parts written to ``folder``, text parts kept.
+
+    Attributes:
+        files: paths written, by file field (``FILE_FIELDS``).
+        fields: text fields by name (``TEXT_FIELDS``).
+        problems: missing, unknown, repeated or too long fields seen so far; the first is raised.
+    """
+
+    def __init__(self, folder: Path, taken: set[str]) -> None:
+        self.folder, self.taken = folder, taken
+        self.files: dict[str, list[Path]] = {name: [] for name in FILE_FIELDS}
+        self.fields: dict[str, str] = {}
+        self.problems: list[ApiError] = []
+        self._header, self._value = b"", b""
+        self._headers: dict[bytes, bytes] = {}
+        self._sink: IO[bytes] | None = None
+        self._text: str | None = None
+        self._parts = 0
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        """The parser's callbacks, by the names python-multipart calls them."""
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+        }
+
+    def on_part_begin(self) -> None:
+        self._headers = {}
+        self._parts += 1
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._headers[self._header.lower()] = self._value
+        self._header, self._value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        """Open the part's file, or start its text field, or record why the part is refused."""
+        from python_multipart.multipart import parse_options_header
+
+        _, disposition = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = disposition.get(b"name", b"").decode("latin-1")
+        filename = disposition.get(b"filename")
+        self._sink, self._text = None, None
+        if self._parts > _MAX_PARTS:
+            self.problems.append(ApiError(422, f"more than {_MAX_PARTS} form parts", "send one sequence (and its cfg)"))
+        elif name in FILE_FIELDS and filename is not None:
+            if len(self.files[name]) >= (2 if name == "sequence" else 1):
+                self.problems.append(ApiError(422, f"field '{name}' repeated", "send one file per field (two for an .mhd with its .raw)"))
+                return
+            path = self.folder / _safe_name(filename.decode("utf-8", "replace"), self.taken)
+            self.files[name].append(path)
+            self._sink = open(path, "wb")  # noqa: SIM115 - closed in on_part_end / close
+        elif name in TEXT_FIELDS and filename is None:
+            if name in self.fields:
+                self.problems.append(ApiError(422, f"field '{name}' repeated", "send each field once"))
+                return
+            self._text = name
+            self.fields[name] = ""
+        else:
+            what = "a file" if filename is not None else "text"
+            self.problems.append(ApiError(
+                422, f"unexpected form field '{name}' ({what})",
+                "file fields: sequence, info; text fields: " + ", ".join(TEXT_FIELDS),
+            ))
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._sink is not None:
+            self._sink.write(data[start:end])
+        elif self._text is not None:
+            name = self._text
+            self.fields[name] += data[start:end].decode("utf-8", "replace")
+            if len(self.fields[name]) > _MAX_TEXT:
+                self.problems.append(ApiError(422, f"field '{name}' longer than {_MAX_TEXT} characters", "send a short value"))
+
+    def on_part_end(self) -> None:
+        self.close()
+        self._text = None
+
+    def close(self) -> None:
+        """Close the file being written, if any."""
+        if self._sink is not None:
+            self._sink.close()
+        self._sink = None
+
+
+async def _feed(parser: Any, chunks: AsyncIterator[bytes], limit_bytes: int, problems: list[ApiError]) -> None:
+    """Push the body through ``parser``, stopping at the first byte over ``limit_bytes`` (413), at a
+    malformed body (400) or at the first problem the callbacks recorded."""
+    received = 0
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > limit_bytes:
+            raise ApiError(
+                413, f"upload larger than the server's limit of {limit_bytes / 2**20:g} MB",
+                "send a smaller file (one view's sequence), or start the server with a larger --max-upload-mb",
+            )
+        try:
+            parser.write(chunk)
+        except Exception as exc:  # python-multipart raises its own MultipartParseError and ValueError
+            raise ApiError(400, f"malformed multipart body ({exc.__class__.__name__})", "send a well-formed multipart/form-data request") from None
+        if problems:
+            raise problems[0]
+    try:
+        parser.finalize()
+    except Exception as exc:  # noqa: BLE001
+        raise ApiError(400, f"malformed multipart body ({exc.__class__.__name__})", "send a well-formed multipart/form-data request") from None
 
 
 def _finished(parser: object) -> bool:

@@ -231,17 +231,7 @@ def detect_beats(
     ess_given = _check_frames(es_frames, n, "es_frames")
     s = robust_smooth(v)
     if eds_given is not None and ess_given is not None:
-        if len(eds_given) != len(ess_given):
-            raise ConfigError(
-                f"ed_frames {eds_given} and es_frames {ess_given} have different lengths; give one ED and one "
-                "ES per beat, or only one of them"
-            )
-        order = np.argsort([min(a, b) for a, b in zip(eds_given, ess_given)], kind="stable")
-        eds = [eds_given[i] for i in order]
-        ess = [ess_given[i] for i in order]
-        ends = [eds[k + 1] if k + 1 < len(eds) and ess[k] < eds[k + 1] else
-                (eds[k] if ess[k] < eds[k] else _closing_ed(s, ess[k], n)) for k in range(len(eds))]
-        return CardiacCycles(tuple(eds), tuple(ess), tuple(ends), _kind(len(eds), eds, ess, ends), None, "given", s)
+        return _given_cycles(s, eds_given, ess_given)
 
     finite = np.isfinite(v)
     nothing = lambda why: CardiacCycles((), (), (), "unknown", why, "detected", s)  # noqa: E731
@@ -256,15 +246,43 @@ def detect_beats(
     if eds_given is not None or ess_given is not None:
         return _partner(v, s, eds_given, ess_given)
 
-    threshold = prominence_fraction * span
-    distance = max(1, min_frames // 2)
+    extrema = _smoothed_extrema(s, prominence_fraction * span, max(1, min_frames // 2))
+    refined = _refine_extrema(v, s, finite, span, extrema, refine_frames)
+    eds, ess, ends = _pair_beats(refined, n)
+    if not eds:
+        return nothing("no ED followed by an ES: the curve rises or falls less than "
+                       f"{100 * prominence_fraction:g} % of its range between extrema")
+    return CardiacCycles(tuple(eds), tuple(ess), tuple(ends), _kind(len(eds), eds, ess, ends), None, "detected", s)
+
+
+def _given_cycles(s: np.ndarray, eds_given: list[int], ess_given: list[int]) -> CardiacCycles:
+    """Beats from explicit ED and ES frames, paired in time order; ``s``: (T,) smoothed curve, mL."""
+    n = len(s)
+    if len(eds_given) != len(ess_given):
+        raise ConfigError(
+            f"ed_frames {eds_given} and es_frames {ess_given} have different lengths; give one ED and one "
+            "ES per beat, or only one of them"
+        )
+    order = np.argsort([min(a, b) for a, b in zip(eds_given, ess_given)], kind="stable")
+    eds = [eds_given[i] for i in order]
+    ess = [ess_given[i] for i in order]
+    ends = [eds[k + 1] if k + 1 < len(eds) and ess[k] < eds[k + 1] else
+            (eds[k] if ess[k] < eds[k] else _closing_ed(s, ess[k], n)) for k in range(len(eds))]
+    return CardiacCycles(tuple(eds), tuple(ess), tuple(ends), _kind(len(eds), eds, ess, ends), None, "given", s)
+
+
+def _smoothed_extrema(s: np.ndarray, threshold: float, distance: int) -> list[tuple[int, bool]]:
+    """Alternating (frame, is_max) extrema of the (T,) smoothed curve ``s``, end frames included.
+
+    Interior extrema are peaks of prominence ``threshold`` (mL) at least ``distance`` frames apart.
+    The extremum of the leading (trailing) segment is one when the curve moves away from it by the
+    threshold before the first (after the last) interior extremum: an end frame, or a trough/peak too
+    close to the end for find_peaks to see its prominence.
+    """
+    n = len(s)
     peaks, _ = find_peaks(s, prominence=threshold, distance=distance)
     troughs, _ = find_peaks(-s, prominence=threshold, distance=distance)
     extrema = _alternate([(int(p), True) for p in peaks] + [(int(q), False) for q in troughs], s)
-    # End frames: extrema when the curve moves away from them by the threshold.
-    # The extremum of the leading (trailing) segment is one when the curve moves away from it by the
-    # threshold before the first (after the last) interior extremum: an end frame, or a trough/peak too
-    # close to the end for find_peaks to see its prominence.
     first_other = extrema[0][0] if extrema else n - 1
     head = s[: first_other + 1]
     if (not extrema or not extrema[0][1]) and head.max() - head[int(np.argmax(head)):].min() >= threshold:
@@ -277,8 +295,14 @@ def detect_beats(
         extrema.append((last_other + int(np.argmax(tail)), True))
     elif extrema[-1][1] and tail[: int(np.argmin(tail)) + 1].max() - tail.min() >= threshold:
         extrema.append((last_other + int(np.argmin(tail)), False))
-    extrema = _alternate(extrema, s)
+    return _alternate(extrema, s)
 
+
+def _refine_extrema(v: np.ndarray, s: np.ndarray, finite: np.ndarray, span: float,
+                    extrema: list[tuple[int, bool]], radius: int) -> list[tuple[int, bool]]:
+    """Each extremum moved to the extremum of the (T,) given curve ``v`` within ``radius`` frames,
+    among the frames that agree with the smoothed curve ``s`` (mL) and between its neighbours."""
+    n = len(v)
     residual = v - s
     scale = 1.4826 * np.median(np.abs(residual[finite] - np.median(residual[finite])))
     trusted = finite & (np.abs(residual) <= max(4.0 * scale, 0.05 * span))
@@ -286,8 +310,13 @@ def detect_beats(
     for k, (frame, is_max) in enumerate(extrema):
         lo = extrema[k - 1][0] + 1 if k > 0 else 0
         hi = extrema[k + 1][0] - 1 if k + 1 < len(extrema) else n - 1
-        refined.append((_refine(v, s, trusted, frame, refine_frames, lo, hi, is_max), is_max))
+        refined.append((_refine(v, s, trusted, frame, radius, lo, hi, is_max), is_max))
+    return refined
 
+
+def _pair_beats(refined: list[tuple[int, bool]], n: int) -> tuple[list[int], list[int], list[int]]:
+    """(ED frames, ES frames, end frames) of the beats of alternating extrema: each ES with the ED
+    before it; a curve of only an ES then an ED is one ES → ED beat."""
     eds, ess, ends = [], [], []
     for k, (frame, is_max) in enumerate(refined):
         if is_max or k == 0:
@@ -297,10 +326,7 @@ def detect_beats(
         ends.append(refined[k + 1][0] if k + 1 < len(refined) else n - 1)
     if not eds and len(refined) == 2 and not refined[0][1]:
         eds, ess, ends = [refined[1][0]], [refined[0][0]], [refined[1][0]]  # stored ES -> ED
-    if not eds:
-        return nothing("no ED followed by an ES: the curve rises or falls less than "
-                       f"{100 * prominence_fraction:g} % of its range between extrema")
-    return CardiacCycles(tuple(eds), tuple(ess), tuple(ends), _kind(len(eds), eds, ess, ends), None, "detected", s)
+    return eds, ess, ends
 
 
 def _closing_ed(s: np.ndarray, es: int, n: int) -> int:
