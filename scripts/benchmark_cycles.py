@@ -31,7 +31,8 @@ import warnings
 import numpy as np
 
 from echotemporal.measure.clinical import measure_frames
-from echotemporal.measure.clinical.cycles import beat_indices, detect_beats, robust_smooth, volume_rates
+from echotemporal.measure.clinical.beats import beat_indices, volume_rates
+from echotemporal.measure.clinical.cycles import detect_beats, robust_smooth
 from echotemporal.phantoms import (
     corrupt_sequence,
     cycle_profile,

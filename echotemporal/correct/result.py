@@ -124,7 +124,8 @@ def beat_table(
     """
     import dataclasses
 
-    from echotemporal.measure.clinical.cycles import beat_indices, detect_beats, volume_rates
+    from echotemporal.measure.clinical.beats import beat_indices, volume_rates
+    from echotemporal.measure.clinical.cycles import detect_beats
 
     contour = None if clin.frames is None else clin.frames.contour_mm
     cycles = detect_beats(clin.volumes_ml, ed_frames=ed_frame, es_frames=es_frame)
@@ -153,7 +154,7 @@ def _beat_phases(cycles: Any, n: int) -> tuple[np.ndarray, list[str]]:
 def beat_columns(cycles: Any, volumes_before: np.ndarray, volumes_after: np.ndarray,
                  frame_time_ms: float | None) -> dict[str, Any]:
     """Per-frame cycle columns: time (ms, NaN without a frame time), beat, phase, dV/dt before/after."""
-    from echotemporal.measure.clinical.cycles import volume_derivative
+    from echotemporal.measure.clinical.beats import volume_derivative
 
     n = len(volumes_after)
     beat, phase = _beat_phases(cycles, n)

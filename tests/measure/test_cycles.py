@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 
 from echotemporal.measure.clinical import detect_ed_es, measure_frames
-from echotemporal.measure.clinical.cycles import (
-    beat_indices,
-    detect_beats,
-    robust_smooth,
-    summarize_beats,
-    volume_derivative,
-    volume_rates,
-)
+from echotemporal.measure.clinical.beats import beat_indices, summarize_beats, volume_derivative, volume_rates
+from echotemporal.measure.clinical.cycles import detect_beats, robust_smooth
 from echotemporal.core.errors import ConfigError
 from echotemporal.io.sequence import frame_time_ms_from_header, read_sequence, write_sequence
 from echotemporal.phantoms import (

@@ -29,15 +29,8 @@ from __future__ import annotations
 
 from echotemporal.measure.clinical.biplane import biplane_volumes_from_measures, biplane_volumes_ml
 from echotemporal.measure.clinical.frames import FrameMeasures, measure_frames
-from echotemporal.measure.clinical.cycles import (
-    BeatIndices,
-    BeatRates,
-    CardiacCycles,
-    beat_indices,
-    detect_beats,
-    summarize_beats,
-    volume_rates,
-)
+from echotemporal.measure.clinical.beats import BeatIndices, BeatRates, beat_indices, summarize_beats, volume_rates
+from echotemporal.measure.clinical.cycles import CardiacCycles, detect_beats
 from echotemporal.measure.clinical.indices import (
     ClinicalIndices,
     clinical_indices,
