@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.method != "none":
         from echotemporal.core.config import SmoothingConfig
         from echotemporal.pipeline import smooth_sequence
-        from echotemporal.model.network.registry import load_model
+        from echotemporal.model.registry import load_model
 
         model = load_model() if args.method == "arvae" else None
         config = SmoothingConfig(method=args.method)
