@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
-    from echotemporal import pretrained
+    from echotemporal.model import registry as pretrained
     from echotemporal.measure.clinical import frames as clinical_frames
     from echotemporal.pipeline import smooth_sequence
 
