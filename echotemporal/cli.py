@@ -82,6 +82,44 @@ def _config_option(help: str = "Smoothing preset YAML (see configs/smoothing.yam
     return click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help=help)
 
 
+def _frame_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ed/--es`` (1-based, as in the Info cfg), ``--fps``, ``--spacing`` and ``--allow-implausible``."""
+    options = [
+        click.option("--ed", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="ED frame, numbered from 1 as in the Info cfg (with --es; overrides the cfg)."),
+        click.option("--es", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="ES frame, numbered from 1 (with --ed)."),
+        click.option("--fps", type=float, default=None, help="Frames per second [default: the file's frame time]."),
+        click.option("--spacing", type=(float, float), default=None, metavar="ROW_MM COL_MM",
+                     help="Pixel size in mm when the header's is missing or wrong (0.05-2 mm)."),
+        click.option("--allow-implausible", is_flag=True,
+                     help="Warn instead of refusing ED/ES that give no EF or a transposed/rotated sequence."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _zero_based(ed: int | None, es: int | None) -> tuple[int | None, int | None]:
+    """The 1-based ``--ed/--es`` as the library's 0-based indices."""
+    return (None if ed is None else ed - 1), (None if es is None else es - 1)
+
+
+#: Exit codes of smooth and batch (also in their --help and the README).
+EXIT_RESIDUE, EXIT_WORSE, EXIT_FAILED = 3, 4, 1
+
+
+def _exit_code(outcomes: list[str], strict: bool) -> int:
+    """The exit code of a run whose sequences had these outcomes (the most serious wins)."""
+    if "failed" in outcomes:
+        return EXIT_FAILED
+    if "worse" in outcomes:
+        return EXIT_WORSE
+    if strict and "residue" in outcomes:
+        return EXIT_RESIDUE
+    return 0
+
+
 # ---- commands are added below, one block each, in the order of DESIGN.md §8 ----
 
 
@@ -104,21 +142,46 @@ def _one_line_warnings() -> Any:
 @_config_option()
 @click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for the CSV/JSON/figures [default: the output's folder].")
-@click.option("--plot/--no-plot", default=False, show_default=True, help="Write the volume and attribute figures.")
+@click.option("--plot/--no-plot", default=False, show_default=True,
+              help="Write the volume and attribute figures and the before/after contours of changed frames.")
+@_frame_options
+@click.option("--force", is_flag=True, help="Keep a correction that scored worse than the input (default: keep the input).")
+@click.option("--strict", is_flag=True, help="Exit 3 when frames are still flagged or invalid (residue).")
 @_overwrite_option()
 @_friendly_errors
 def smooth(seq: Path, output: Path | None, method: str | None, weights: str | None, info_path: Path | None,
-           config_path: Path | None, report_dir: Path | None, plot: bool, overwrite: bool) -> None:
-    """Correct the temporal and anatomical glitches of one segmented sequence SEQ."""
+           config_path: Path | None, report_dir: Path | None, plot: bool, ed: int | None, es: int | None,
+           fps: float | None, spacing: tuple[float, float] | None, allow_implausible: bool, force: bool,
+           strict: bool, overwrite: bool) -> None:
+    """Correct the temporal and anatomical glitches of one segmented sequence SEQ.
+
+    The summary line starts with the outcome: CLEAN, RESIDUE (frames still flagged or invalid: see
+    the summary JSON) or WORSE (the correction scored worse than the input on the inconsistent/invalid
+    frame counts; the input is written unchanged unless --force). Frames are numbered from 1, as in
+    the Info cfg.
+
+    \b
+    Exit codes: 0 clean or residue, 3 residue with --strict, 4 worse,
+    1 error, 2 usage error.
+    """
+    import dataclasses
+
     from echotemporal.core.config import SmoothingConfig, load_config
     from echotemporal.outputs.files import summary_line
     from echotemporal.outputs.sequence_file import smooth_file
 
     config = load_config(config_path, SmoothingConfig) if config_path is not None else None
+    if force:
+        config = dataclasses.replace(config or SmoothingConfig(), on_worse="keep_output")
+    ed0, es0 = _zero_based(ed, es)
     with _one_line_warnings():
         result = smooth_file(seq, output, method=method, model=weights, config=config, info_path=info_path,
-                             report_dir=report_dir, plot=plot, overwrite=overwrite)
+                             report_dir=report_dir, plot=plot, overwrite=overwrite, ed_frame=ed0, es_frame=es0,
+                             spacing_mm=spacing, fps=fps, allow_implausible=allow_implausible)
     click.echo(summary_line(result))
+    code = _exit_code([result.summary.get("outcome", "clean")], strict)
+    if code:
+        sys.exit(code)
 
 
 @main.command()
@@ -126,14 +189,21 @@ def smooth(seq: Path, output: Path | None, method: str | None, weights: str | No
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON instead of a summary.")
 @click.option("--info", "info_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="CAMUS Info_{2CH,4CH}.cfg giving ED/ES (else detected from the volume curve).")
+@_frame_options
 @_friendly_errors
-def check(seq: Path, as_json: bool, info_path: Path | None) -> None:
-    """Report inconsistent frames, anatomical validity and clinical indices of SEQ (no model)."""
+def check(seq: Path, as_json: bool, info_path: Path | None, ed: int | None, es: int | None, fps: float | None,
+          spacing: tuple[float, float] | None, allow_implausible: bool) -> None:
+    """Report inconsistent frames, anatomical validity and clinical indices of SEQ (no model).
+
+    Frames are numbered from 1, as in the Info cfg (the --json report keeps 0-based indices).
+    """
     import json
 
     from echotemporal.measure.check import check_file, format_report
 
-    report = check_file(seq, info_path)
+    ed0, es0 = _zero_based(ed, es)
+    report = check_file(seq, info_path, ed_frame=ed0, es_frame=es0, spacing_mm=spacing, fps=fps,
+                        allow_implausible=allow_implausible)
     for message in report["warnings"]:
         click.echo(f"warning: {message}", err=True)
     click.echo(json.dumps(report, indent=2, allow_nan=False) if as_json else format_report(report))

@@ -173,8 +173,22 @@ def write_outputs(
     return written
 
 
+def _residue_frames(summary: Mapping[str, Any]) -> str:
+    """The frames still flagged or invalid after the correction, numbered from 1 as in the Info cfg."""
+    residue = summary.get("residue") or {}
+    flagged = sorted({f for frames in (residue.get("inconsistent_attributes") or {}).values() for f in frames})
+    invalid = list(residue.get("invalid_frames") or [])
+    parts = []
+    if flagged:
+        parts.append("inconsistent frame(s) " + ", ".join(str(f + 1) for f in flagged))
+    if invalid:
+        parts.append("invalid frame(s) " + ", ".join(str(f + 1) for f in invalid))
+    return "; ".join(parts) or "see the summary"
+
+
 def summary_line(result: SmoothingResult) -> str:
-    """One line for the terminal: output, method, flagged/invalid frames and EF before -> after."""
+    """One line for the terminal: outcome, output, method, flagged/invalid frames and EF before -> after
+    (residue frames numbered from 1, as in the Info cfg)."""
     s = result.summary
 
     def ef(key: str) -> str:
@@ -184,7 +198,7 @@ def summary_line(result: SmoothingResult) -> str:
     where = s.get("outputs", {}).get("labels", "")
     head = f"{where}: " if where else ""
     outcome = s.get("outcome", "clean")
-    residue = {"clean": "", "residue": " (residue: see the summary)",
+    residue = {"clean": "", "residue": f" (residue: {_residue_frames(s)})",
                "worse": " (correction scored worse than the input: input kept; --force keeps it)"
                if s.get("kept_input_because_worse") else " (correction scored worse than the input)"}[outcome]
     return (
