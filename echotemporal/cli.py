@@ -243,31 +243,62 @@ def demo(output: Path, seed: int, weights: str | None, overwrite: bool) -> None:
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Run on an existing Dask cluster instead, e.g. tcp://host:8786 (needs echotemporal[dask]).")
 @click.option("--resume", is_flag=True, help="Keep the sequences OUT already finished; process the rest.")
-@_overwrite_option("Redo a batch into an OUT that already holds results.")
+@_overwrite_option("Redo a batch into an OUT that already holds results (removes what it no longer produces).")
+@click.option("--fps", type=float, default=None, help="Frames per second of every sequence [default: each file's header].")
+@click.option("--allow-implausible", is_flag=True,
+              help="Process sequences with implausible ED/ES or orientation (with a warning) instead of failing them.")
+@click.option("--force", is_flag=True, help="Keep corrections that scored worse than their input (default: keep the input).")
+@click.option("--strict", is_flag=True, help="Exit 3 when a sequence has frames still flagged or invalid (residue).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @_friendly_errors
 def batch(camus_root: Path, output: Path, suffix: str, views: str, method: str | None, weights: str | None,
           config_path: Path | None, workers: int, scheduler: str | None, resume: bool, overwrite: bool,
-          progress: bool) -> None:
-    """Smooth every sequence of a CAMUS tree CAMUS_ROOT; per-sequence, per-frame and patient tables in OUT."""
+          fps: float | None, allow_implausible: bool, force: bool, strict: bool, progress: bool) -> None:
+    """Smooth every sequence of a CAMUS tree CAMUS_ROOT; per-sequence, per-frame and patient tables in OUT.
+
+    Each sequence's outcome (clean, residue, worse, failed) is in sequences.csv; the run ends with
+    their count. OUT is locked while a batch runs; Ctrl-C, SIGTERM and SIGHUP leave consistent
+    tables (rerun with --resume).
+
+    \b
+    Exit codes: 0 all clean or residue, 3 residue with --strict,
+    4 a sequence worse, 1 a sequence failed or an error, 2 usage error,
+    130/143/129 interrupted by Ctrl-C/SIGTERM/SIGHUP.
+    """
+    import dataclasses
+
     from echotemporal.batch import run_batch
+    from echotemporal.batch.signals import Terminated
     from echotemporal.core.config import SmoothingConfig, load_config
 
     config = load_config(config_path, SmoothingConfig) if config_path is not None else None
+    if force:
+        config = dataclasses.replace(config or SmoothingConfig(), on_worse="keep_output")
     view_list = tuple(v.strip() for v in views.split(",") if v.strip())
     try:
-        summary = run_batch(camus_root, output, suffix=suffix, views=view_list, method=method, weights=weights,
-                            config=config, workers=workers, scheduler=scheduler, resume=resume,
-                            overwrite=overwrite, progress=progress)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: tables of the finished sequences are in {output}/; rerun with --resume", err=True)
-        sys.exit(130)
-    click.echo(f"{summary.n_ok} ok, {summary.n_failed} failed"
+        with _one_line_warnings():
+            summary = run_batch(camus_root, output, suffix=suffix, views=view_list, method=method, weights=weights,
+                                config=config, workers=workers, scheduler=scheduler, resume=resume,
+                                overwrite=overwrite, progress=progress, fps=fps, allow_implausible=allow_implausible)
+    except KeyboardInterrupt as exc:
+        what = f"stopped by {exc.args[0]}" if isinstance(exc, Terminated) else "interrupted"
+        click.echo(f"{what}: tables of the finished sequences are in {output}/; rerun with --resume", err=True)
+        sys.exit(128 + exc.signum if isinstance(exc, Terminated) else 130)
+    outcomes = ", ".join(f"{n} {name}" for name, n in summary.outcomes.items())
+    modes = ", ".join(f"{n} {mode}" for mode, n in summary.modes.items())
+    click.echo(f"{summary.n_sequences} sequences: {outcomes}"
                + (f" ({summary.n_skipped} from an earlier run)" if summary.n_skipped else "")
-               + f" of {summary.n_sequences} sequences in {summary.seconds:.1f} s; tables in {summary.out}/ "
-               f"(sequences.csv, frames.csv, patients.csv)")
-    if summary.n_failed:
-        sys.exit(1)
+               + f"; patients: {modes}; {summary.seconds:.1f} s; tables in {summary.out}/ "
+               f"(sequences.csv with each outcome, frames.csv, beats.csv, patients.csv)")
+    listed = [name for name in ("failed", "worse") if summary.outcomes.get(name)]
+    if listed or summary.modes.get("monoplane"):
+        click.echo(f"see sequences.csv for the {' and '.join(listed) or 'single-view'} sequences"
+                   + (" and patients.csv for the monoplane fallbacks" if summary.modes.get("monoplane") else ""),
+                   err=True)
+    outcome_list = [name for name, n in summary.outcomes.items() if n]
+    code = _exit_code(outcome_list, strict)
+    if code:
+        sys.exit(code)
 
 
 @main.command()
