@@ -49,4 +49,10 @@ def die_with_parent() -> None:
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     except (OSError, AttributeError):  # not glibc: workers are still stopped by the parent's handlers
-        pass
+        return
+    import multiprocessing
+    import os
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the parent died before the line above
+        os._exit(1)
