@@ -34,9 +34,29 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except (EchoTemporalError, OSError, ValueError) as exc:
             if verbose:
                 raise
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__) from None
+            raise click.ClickException(_cli_message(exc)) from None
 
     return wrapper
+
+
+#: Python-API words some library messages carry, in the CLI's words.
+_CLI_WORDS = {
+    " (overwrite=True)": "",
+    "pass ed_frame/es_frame from the Info cfg": "give ED/ES with --info or --ed/--es",
+    " or pass root=": " (README: 'Where CAMUS data comes from'), or use 'prepare CAMUS_ROOT' or 'prepare phantoms'",
+}
+
+
+def _cli_message(exc: BaseException) -> str:
+    """The one line a user reads: OS errors rewritten (path, failure, fix), API words in CLI words."""
+    from echotemporal.core.os_errors import describe_os_error
+
+    if isinstance(exc, OSError) and not isinstance(exc, EchoTemporalError) and exc.errno is not None:
+        return describe_os_error(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    for api, cli in _CLI_WORDS.items():
+        text = text.replace(api, cli)
+    return text
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,7 +147,7 @@ def _exit_code(outcomes: list[str], strict: bool) -> int:
 def _one_line_warnings() -> Any:
     """Show library warnings (degenerate frames) as one stderr line each, for this command only."""
     with warnings.catch_warnings():
-        warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"warning: {message}", err=True)
+        warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"warning: {_cli_message(message)}", err=True)
         yield
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from echotemporal.batch.tables import BEAT_COLUMNS, SUMMARY_COLUMNS
 from echotemporal.batch.tasks import PatientTask, ViewTask
 from echotemporal.core.errors import EchoTemporalError
+from echotemporal.core.os_errors import describe_os_error
 
 __all__ = ["one_line", "nan", "as_float", "as_frame_index", "row_from_summary", "base_row", "beat_rows"]
 
@@ -18,6 +19,8 @@ def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, EchoTemporalError) and text:
         return text
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return describe_os_error(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

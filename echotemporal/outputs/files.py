@@ -143,13 +143,29 @@ def write_outputs(
         spacing_mm: used only when ``geometry`` is None.
 
     Returns:
-        role -> path of the files written.
+        role -> path of the files written. All or nothing: when one write fails, the files this call
+        wrote are removed before the error propagates.
     """
-    from echotemporal.io import write_sequence
-
     if not overwrite:
         check_no_overwrite(paths)
     written: dict[str, Path] = {}
+    try:
+        _write_all(result, paths, geometry, overwrite, thresholds, spacing_mm, written)
+    except BaseException:
+        # All or nothing: a run that failed half-way leaves no partial set to block or mislead a rerun.
+        for path in written.values():
+            Path(path).unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _write_all(
+    result: SmoothingResult, paths: Mapping[str, Path], geometry: ImageGeometry | None, overwrite: bool,
+    thresholds: AttributeThresholds | None, spacing_mm: tuple[float, float] | None, written: dict[str, Path],
+) -> None:
+    """The writes of :func:`write_outputs`, recording each file in ``written`` as soon as it exists."""
+    from echotemporal.io import write_sequence
+
     labels_path = Path(paths["labels"])
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     if geometry is None:
@@ -170,7 +186,6 @@ def write_outputs(
         )
         written.update(figures)
     written["summary"] = write_summary(result, paths["summary"], overwrite=overwrite)
-    return written
 
 
 def _residue_frames(summary: Mapping[str, Any]) -> str:
