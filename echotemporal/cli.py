@@ -331,7 +331,7 @@ def plot(batch_out: Path, patient: str | None, output: Path | None, overwrite: b
     """Review figures of a batch OUT: a cohort page and one page per patient (volume curves, EF, GLS)."""
     from echotemporal.batch.review import write_review
 
-    path, n_pages = write_review(batch_out, output, patient=patient, overwrite=overwrite)
+    path, n_pages = write_review(batch_out, output, patient=patient, overwrite=overwrite, progress=True)
     click.echo(f"{n_pages} page(s) written to {path}")
 
 

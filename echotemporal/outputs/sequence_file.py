@@ -117,7 +117,8 @@ def smooth_file(
     result.summary["info_cfg"] = None if info_path is None else str(info_path)
     result.summary["outputs"] = {k: str(v) for k, v in paths.items()}
     result.summary["seconds_total"] = time.perf_counter() - start
-    export.write_outputs(result, paths, seq.geometry, overwrite=overwrite, thresholds=thresholds)
+    export.write_outputs(result, paths, seq.geometry, overwrite=overwrite, thresholds=thresholds,
+                         input_labels=seq.labels)
     return result
 
 
