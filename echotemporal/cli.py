@@ -376,7 +376,13 @@ def prepare(source: str, output: Path, phantoms: int | None, copies: int, suffix
     import itertools
 
     from echotemporal.core.config import AlignmentConfig, load_config
-    from echotemporal.training.dataset import camus_sequences, phantom_sequences, prepare_dataset, real_shape_sequences
+    from echotemporal.training.dataset import (
+        camus_sequences,
+        count_real_shape_sequences,
+        phantom_sequences,
+        prepare_dataset,
+        real_shape_sequences,
+    )
 
     cfg = load_config(config_path, AlignmentConfig, "alignment") if config_path else AlignmentConfig()
     from echotemporal.io.atomic import check_overwrite
@@ -384,17 +390,22 @@ def prepare(source: str, output: Path, phantoms: int | None, copies: int, suffix
     check_overwrite(output, overwrite)
     if source == "real-shapes":
         sources = [real_shape_sequences(("train", "val"), copies=copies, seed=seed)]
+        total = count_real_shape_sequences(("train", "val"), copies=copies)
     elif source == "phantoms":
         phantoms = 400 if phantoms is None else phantoms
-        sources = []
+        sources, total = [], 0
     elif Path(source).is_dir():
+        from echotemporal.io import discover_camus
+
         sources = [camus_sequences(source, suffix=suffix)]
+        total = len(discover_camus(source, suffix=suffix))
     else:
         raise click.ClickException(f"{source}: not a folder; SOURCE is a CAMUS tree, 'real-shapes' or 'phantoms'")
     if phantoms:
         sources.append(phantom_sequences(phantoms, seed=seed))
+        total += phantoms
     counts = prepare_dataset(itertools.chain(*sources), output, config=cfg, seed=seed, overwrite=overwrite,
-                             description=f"echotemporal prepare {source}")
+                             description=f"echotemporal prepare {source}", total=total)
     click.echo(f"{sum(counts.values())} frames ({', '.join(f'{k} {v}' for k, v in counts.items())}) written to {output}")
 
 
