@@ -254,6 +254,9 @@ def demo(output: Path, seed: int, weights: str | None, overwrite: bool) -> None:
 @click.option("--suffix", default="_half_sequence_gt", show_default=True,
               help="File-name part after the view, e.g. _half_sequence_gt or your segmenter's _half_sequence_pred.")
 @click.option("--views", default="2CH,4CH", show_default=True, help="Comma-separated views to process.")
+@click.option("--ed-es-pairs", is_flag=True,
+              help="Native CAMUS-2019 layout: each view's _ED_gt.mhd and _ES_gt.mhd masks as a 2-frame sequence "
+                   "(indices and per-frame checks; no temporal step). --suffix then defaults to _gt.")
 @click.option("--method", type=click.Choice(["arvae", "gaussian", "none"]), default=None,
               help="Correction method [default: arvae, or the --config preset's].")
 @_weights_option()
@@ -271,7 +274,8 @@ def demo(output: Path, seed: int, weights: str | None, overwrite: bool) -> None:
 @click.option("--strict", is_flag=True, help="Exit 3 when a sequence has frames still flagged or invalid (residue).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @_friendly_errors
-def batch(camus_root: Path, output: Path, suffix: str, views: str, method: str | None, weights: str | None,
+def batch(camus_root: Path, output: Path, suffix: str, views: str, ed_es_pairs: bool, method: str | None,
+          weights: str | None,
           config_path: Path | None, workers: int, scheduler: str | None, resume: bool, overwrite: bool,
           fps: float | None, allow_implausible: bool, force: bool, strict: bool, progress: bool) -> None:
     """Smooth every sequence of a CAMUS tree CAMUS_ROOT; per-sequence, per-frame and patient tables in OUT.
@@ -295,11 +299,14 @@ def batch(camus_root: Path, output: Path, suffix: str, views: str, method: str |
     if force:
         config = dataclasses.replace(config or SmoothingConfig(), on_worse="keep_output")
     view_list = tuple(v.strip() for v in views.split(",") if v.strip())
+    if ed_es_pairs and click.get_current_context().get_parameter_source("suffix").name == "DEFAULT":
+        suffix = "_gt"
     try:
         with _one_line_warnings():
             summary = run_batch(camus_root, output, suffix=suffix, views=view_list, method=method, weights=weights,
                                 config=config, workers=workers, scheduler=scheduler, resume=resume,
-                                overwrite=overwrite, progress=progress, fps=fps, allow_implausible=allow_implausible)
+                                overwrite=overwrite, progress=progress, fps=fps, allow_implausible=allow_implausible,
+                                ed_es_pairs=ed_es_pairs)
     except KeyboardInterrupt as exc:
         what = f"stopped by {exc.args[0]}" if isinstance(exc, Terminated) else "interrupted"
         click.echo(f"{what}: tables of the finished sequences are in {output}/; rerun with --resume", err=True)

@@ -189,6 +189,7 @@ def _build_tasks(
     overwrite: bool,
     finished: set[tuple[str, str]],
     state: BatchState,
+    pair_suffix: str = "_gt",
 ) -> list[PatientTask]:
     by_patient: dict[str, list[Any]] = {}
     for case in cases:
@@ -202,6 +203,11 @@ def _build_tasks(
             path = Path(os.path.abspath(case.path))
             info_path = None if case.info_path is None else Path(os.path.abspath(case.info_path))
             relative = path.relative_to(root)
+            es_input = None if case.es_path is None else Path(os.path.abspath(case.es_path))
+            if es_input is not None:  # a CAMUS-2019 pair: one 2-frame sequence beside the ED mask's place
+                from echotemporal.io.camus_pairs import pair_output_name
+
+                relative = relative.with_name(pair_output_name(case, pair_suffix))
             key = (patient, case.view)
             views.append(
                 ViewTask(
@@ -211,6 +217,7 @@ def _build_tasks(
                     output=out / relative,
                     out_relative=relative.as_posix(),
                     done=state.rows.get(key) if key in finished else None,
+                    es_input=es_input,
                 )
             )
             if info_path is not None:
@@ -222,10 +229,12 @@ def _build_tasks(
 
 
 def _discover(
-    root: Path, out: Path, suffix: str, views: Sequence[str], workers: int, *, resume: bool, overwrite: bool
+    root: Path, out: Path, suffix: str, views: Sequence[str], workers: int, *, resume: bool, overwrite: bool,
+    ed_es_pairs: bool = False,
 ) -> list[Any]:
     """The CAMUS cases under ``root``, after checking the arguments that fail before any work starts."""
     from echotemporal.io import discover_camus
+    from echotemporal.io.camus_pairs import discover_camus_pairs
 
     if int(workers) < 0:
         raise ConfigError(f"workers={workers}: use --workers 1 or more (0 runs in this process)")
@@ -233,7 +242,20 @@ def _discover(
         raise ConfigError(
             f"{out}: the output folder must not be the CAMUS root (the mirror keeps file names); pick another -o"
         )
+    if ed_es_pairs:
+        cases = discover_camus_pairs(root, suffix=suffix, views=tuple(views))
+        if not cases:
+            raise InputFileError(
+                f"{root}: no CAMUS-2019 ED/ES pairs patient*/patient*_{{{','.join(views)}}}_{{ED,ES}}{suffix}.mhd "
+                "found; check the CAMUS root and --suffix/--views"
+            )
+        return cases
     cases = discover_camus(root, suffix=suffix, views=tuple(views))
+    if not cases and discover_camus_pairs(root, views=tuple(views)):
+        raise InputFileError(
+            f"{root}: CAMUS-2019 ED/ES masks (patient*_{{2CH,4CH}}_{{ED,ES}}_gt.mhd) but no {suffix} sequences; "
+            "add --ed-es-pairs to process each view's ED and ES masks as a 2-frame sequence"
+        )
     if not cases:
         raise InputFileError(
             f"{root}: no sequences patient*/patient*_{{{','.join(views)}}}{suffix}.nii.gz|.mhd found; "
@@ -357,6 +379,7 @@ def run_batch(
     flush_every: int = 20,
     fps: float | None = None,
     allow_implausible: bool = False,
+    ed_es_pairs: bool = False,
 ) -> BatchSummary:
     """Smooth every sequence of a CAMUS tree and write corrected files and tables under ``out``.
 
@@ -381,6 +404,9 @@ def run_batch(
         fps: frames per second of every sequence (None: each file's header), for rates in mL/s.
         allow_implausible: sequences with implausible ED/ES or orientation are processed with a
             warning instead of failing.
+        ed_es_pairs: the native CAMUS-2019 layout: each view's ``_ED{suffix}.mhd`` and
+            ``_ES{suffix}.mhd`` masks read as a 2-frame sequence (frame 1 ED, frame 2 ES; indices and
+            per-frame checks, no temporal step), written as ``<patient>_<view>_EDES{suffix}.nii.gz``.
 
     While it runs, ``out`` is locked (:mod:`echotemporal.batch.lock`): a second batch on it stops at
     once. SIGTERM and SIGHUP stop it like Ctrl-C, except that running workers are stopped too; the
@@ -405,7 +431,7 @@ def run_batch(
     base = config if config is not None else SmoothingConfig()
     config = dataclasses.replace(base, method=method or base.method)
     weights_str = _weights_argument(weights)
-    cases = _discover(root, out, suffix, views, workers, resume=resume, overwrite=overwrite)
+    cases = _discover(root, out, suffix, views, workers, resume=resume, overwrite=overwrite, ed_es_pairs=ed_es_pairs)
     with output_lock(out) as note, terminate_as_interrupt():
         if note is not None:
             warnings.warn(f"{out}: {note}", RuntimeWarning, stacklevel=2)
@@ -433,7 +459,7 @@ def _run_locked(
     finished = _load_previous(state, out, settings) if resume and (out / SEQUENCES_CSV).exists() else set()
     if resume and not config_doc["weights_sha256"] and finished:
         config_doc["weights_sha256"] = read_tables(out).config.get("weights_sha256")
-    tasks = _build_tasks(cases, root, out, config, weights_str, overwrite or resume, finished, state)
+    tasks = _build_tasks(cases, root, out, config, weights_str, overwrite or resume, finished, state, suffix)
     tasks = [dataclasses.replace(task, fps=fps, allow_implausible=allow_implausible) for task in tasks]
     out.mkdir(parents=True, exist_ok=True)
     state.write()

@@ -24,6 +24,7 @@ class ViewTask:
     output: Path
     out_relative: str  # output path relative to OUT, as written in the tables
     done: dict[str, Any] | None = None  # sequences.csv row of an earlier run: only read for biplane
+    es_input: Path | None = None  # CAMUS-2019 pair: the ES mask file (``input`` is then the ED one)
 
 
 @dataclass(frozen=True)

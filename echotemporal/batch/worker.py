@@ -52,12 +52,22 @@ def init_pool_worker(method: str, weights: str | None) -> None:
         pass
 
 
+def _read_input(view: ViewTask) -> Any:
+    """The view's input: its sequence file, or a CAMUS-2019 ED/ES pair as a 2-frame sequence."""
+    from echotemporal.io import read_sequence
+
+    if view.es_input is None:
+        return read_sequence(view.input)
+    from echotemporal.io.camus_pairs import read_ed_es_pair
+
+    return read_ed_es_pair(view.input, view.es_input)
+
+
 def _smooth_view(
     task: PatientTask, view: ViewTask, model: Any
 ) -> tuple[dict[str, Any], FramesPart | None, ViewData | None]:
     """One sequence through ``pipeline.smooth_file``; any failure becomes a failed row with its message."""
     from echotemporal.outputs import sequence_file
-    from echotemporal.io import read_sequence
 
     start = time.perf_counter()
     row = base_row(task, view)
@@ -67,7 +77,8 @@ def _smooth_view(
         with warnings.catch_warnings():
             # Degenerate frames warn inside the pipeline; in a batch the tables record them instead.
             warnings.simplefilter("ignore")
-            before = read_sequence(view.input)  # read once: smooth_file takes it, the biplane needs it
+            before = _read_input(view)  # read once: smooth_file takes it, the biplane needs it
+            pair = view.es_input is not None  # frame 1 ED, frame 2 ES, whatever the Info cfg's frames
             result = sequence_file.smooth_file(
                 view.input,
                 view.output,
@@ -82,6 +93,8 @@ def _smooth_view(
                 sequence=before,
                 fps=task.fps,
                 allow_implausible=task.allow_implausible,
+                ed_frame=0 if pair else None,
+                es_frame=1 if pair else None,
             )
         row.update(row_from_summary(result.summary))
         row["beats"] = beat_rows(task.patient, view.view, result.summary)
@@ -102,7 +115,7 @@ def _done_view_data(view: ViewTask) -> ViewData | None:
     from echotemporal.io import read_sequence
 
     try:
-        before = read_sequence(view.input)
+        before = _read_input(view)
         after = read_sequence(view.output)
     except Exception:  # noqa: BLE001 - without them the patient falls back to monoplane
         return None
