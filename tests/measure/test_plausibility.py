@@ -60,6 +60,7 @@ def _zero_pixdim(src, dst):
         handle.write(bytes(header))
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_zero_pixdim_is_refused_unless_spacing_given(phantom, tmp_path):
     path = tmp_path / "a.nii.gz"
     write_sequence(path, phantom.labels, spacing_mm=SPACING)
