@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -56,7 +57,9 @@ def _cli_message(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
     for api, cli in _CLI_WORDS.items():
         text = text.replace(api, cli)
-    return text
+    # Library messages list 0-based frame indices; a person reads frames numbered from 1, as in the cfg.
+    return re.sub(r"frame\(s\) \[([\d, ]*)\] \(0-based\)",
+                  lambda m: "frame(s) " + ", ".join(str(int(f) + 1) for f in m[1].split(",") if f.strip()), text)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -222,10 +225,11 @@ def check(seq: Path, as_json: bool, info_path: Path | None, ed: int | None, es: 
     from echotemporal.measure.check import check_file, format_report
 
     ed0, es0 = _zero_based(ed, es)
-    report = check_file(seq, info_path, ed_frame=ed0, es_frame=es0, spacing_mm=spacing, fps=fps,
-                        allow_implausible=allow_implausible)
+    with _one_line_warnings():
+        report = check_file(seq, info_path, ed_frame=ed0, es_frame=es0, spacing_mm=spacing, fps=fps,
+                            allow_implausible=allow_implausible)
     for message in report["warnings"]:
-        click.echo(f"warning: {message}", err=True)
+        click.echo(f"warning: {_cli_message(Warning(message))}", err=True)
     click.echo(json.dumps(report, indent=2, allow_nan=False) if as_json else format_report(report))
 
 
