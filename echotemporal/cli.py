@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -34,9 +35,31 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except (EchoTemporalError, OSError, ValueError) as exc:
             if verbose:
                 raise
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__) from None
+            raise click.ClickException(_cli_message(exc)) from None
 
     return wrapper
+
+
+#: Python-API words some library messages carry, in the CLI's words.
+_CLI_WORDS = {
+    " (overwrite=True)": "",
+    "pass ed_frame/es_frame from the Info cfg": "give ED/ES with --info or --ed/--es",
+    " or pass root=": " (README: 'Where CAMUS data comes from'), or use 'prepare CAMUS_ROOT' or 'prepare phantoms'",
+}
+
+
+def _cli_message(exc: BaseException) -> str:
+    """The one line a user reads: OS errors rewritten (path, failure, fix), API words in CLI words."""
+    from echotemporal.core.os_errors import describe_os_error
+
+    if isinstance(exc, OSError) and not isinstance(exc, EchoTemporalError) and exc.errno is not None:
+        return describe_os_error(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    for api, cli in _CLI_WORDS.items():
+        text = text.replace(api, cli)
+    # Library messages list 0-based frame indices; a person reads frames numbered from 1, as in the cfg.
+    return re.sub(r"frame\(s\) \[([\d, ]*)\] \(0-based\)",
+                  lambda m: "frame(s) " + ", ".join(str(int(f) + 1) for f in m[1].split(",") if f.strip()), text)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,6 +105,44 @@ def _config_option(help: str = "Smoothing preset YAML (see configs/smoothing.yam
     return click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help=help)
 
 
+def _frame_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--ed/--es`` (1-based, as in the Info cfg), ``--fps``, ``--spacing`` and ``--allow-implausible``."""
+    options = [
+        click.option("--ed", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="ED frame, numbered from 1 as in the Info cfg (with --es; overrides the cfg)."),
+        click.option("--es", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="ES frame, numbered from 1 (with --ed)."),
+        click.option("--fps", type=float, default=None, help="Frames per second [default: the file's frame time]."),
+        click.option("--spacing", type=(float, float), default=None, metavar="ROW_MM COL_MM",
+                     help="Pixel size in mm when the header's is missing or wrong (0.05-2 mm)."),
+        click.option("--allow-implausible", is_flag=True,
+                     help="Warn instead of refusing ED/ES that give no EF or a transposed/rotated sequence."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _zero_based(ed: int | None, es: int | None) -> tuple[int | None, int | None]:
+    """The 1-based ``--ed/--es`` as the library's 0-based indices."""
+    return (None if ed is None else ed - 1), (None if es is None else es - 1)
+
+
+#: Exit codes of smooth and batch (also in their --help and the README).
+EXIT_RESIDUE, EXIT_WORSE, EXIT_FAILED = 3, 4, 1
+
+
+def _exit_code(outcomes: list[str], strict: bool) -> int:
+    """The exit code of a run whose sequences had these outcomes (the most serious wins)."""
+    if "failed" in outcomes:
+        return EXIT_FAILED
+    if "worse" in outcomes:
+        return EXIT_WORSE
+    if strict and "residue" in outcomes:
+        return EXIT_RESIDUE
+    return 0
+
+
 # ---- commands are added below, one block each, in the order of DESIGN.md §8 ----
 
 
@@ -89,7 +150,7 @@ def _config_option(help: str = "Smoothing preset YAML (see configs/smoothing.yam
 def _one_line_warnings() -> Any:
     """Show library warnings (degenerate frames) as one stderr line each, for this command only."""
     with warnings.catch_warnings():
-        warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"warning: {message}", err=True)
+        warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"warning: {_cli_message(message)}", err=True)
         yield
 
 
@@ -104,21 +165,46 @@ def _one_line_warnings() -> Any:
 @_config_option()
 @click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for the CSV/JSON/figures [default: the output's folder].")
-@click.option("--plot/--no-plot", default=False, show_default=True, help="Write the volume and attribute figures.")
+@click.option("--plot/--no-plot", default=False, show_default=True,
+              help="Write the volume and attribute figures and the before/after contours of changed frames.")
+@_frame_options
+@click.option("--force", is_flag=True, help="Keep a correction that scored worse than the input (default: keep the input).")
+@click.option("--strict", is_flag=True, help="Exit 3 when frames are still flagged or invalid (residue).")
 @_overwrite_option()
 @_friendly_errors
 def smooth(seq: Path, output: Path | None, method: str | None, weights: str | None, info_path: Path | None,
-           config_path: Path | None, report_dir: Path | None, plot: bool, overwrite: bool) -> None:
-    """Correct the temporal and anatomical glitches of one segmented sequence SEQ."""
+           config_path: Path | None, report_dir: Path | None, plot: bool, ed: int | None, es: int | None,
+           fps: float | None, spacing: tuple[float, float] | None, allow_implausible: bool, force: bool,
+           strict: bool, overwrite: bool) -> None:
+    """Correct the temporal and anatomical glitches of one segmented sequence SEQ.
+
+    The summary line starts with the outcome: CLEAN, RESIDUE (frames still flagged or invalid: see
+    the summary JSON) or WORSE (the correction scored worse than the input on the inconsistent/invalid
+    frame counts; the input is written unchanged unless --force). Frames are numbered from 1, as in
+    the Info cfg.
+
+    \b
+    Exit codes: 0 clean or residue, 3 residue with --strict, 4 worse,
+    1 error, 2 usage error.
+    """
+    import dataclasses
+
     from echotemporal.core.config import SmoothingConfig, load_config
     from echotemporal.outputs.files import summary_line
     from echotemporal.outputs.sequence_file import smooth_file
 
     config = load_config(config_path, SmoothingConfig) if config_path is not None else None
+    if force:
+        config = dataclasses.replace(config or SmoothingConfig(), on_worse="keep_output")
+    ed0, es0 = _zero_based(ed, es)
     with _one_line_warnings():
         result = smooth_file(seq, output, method=method, model=weights, config=config, info_path=info_path,
-                             report_dir=report_dir, plot=plot, overwrite=overwrite)
+                             report_dir=report_dir, plot=plot, overwrite=overwrite, ed_frame=ed0, es_frame=es0,
+                             spacing_mm=spacing, fps=fps, allow_implausible=allow_implausible)
     click.echo(summary_line(result))
+    code = _exit_code([result.summary.get("outcome", "clean")], strict)
+    if code:
+        sys.exit(code)
 
 
 @main.command()
@@ -126,16 +212,24 @@ def smooth(seq: Path, output: Path | None, method: str | None, weights: str | No
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON instead of a summary.")
 @click.option("--info", "info_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="CAMUS Info_{2CH,4CH}.cfg giving ED/ES (else detected from the volume curve).")
+@_frame_options
 @_friendly_errors
-def check(seq: Path, as_json: bool, info_path: Path | None) -> None:
-    """Report inconsistent frames, anatomical validity and clinical indices of SEQ (no model)."""
+def check(seq: Path, as_json: bool, info_path: Path | None, ed: int | None, es: int | None, fps: float | None,
+          spacing: tuple[float, float] | None, allow_implausible: bool) -> None:
+    """Report inconsistent frames, anatomical validity and clinical indices of SEQ (no model).
+
+    Frames are numbered from 1, as in the Info cfg (the --json report keeps 0-based indices).
+    """
     import json
 
     from echotemporal.measure.check import check_file, format_report
 
-    report = check_file(seq, info_path)
+    ed0, es0 = _zero_based(ed, es)
+    with _one_line_warnings():
+        report = check_file(seq, info_path, ed_frame=ed0, es_frame=es0, spacing_mm=spacing, fps=fps,
+                            allow_implausible=allow_implausible)
     for message in report["warnings"]:
-        click.echo(f"warning: {message}", err=True)
+        click.echo(f"warning: {_cli_message(Warning(message))}", err=True)
     click.echo(json.dumps(report, indent=2, allow_nan=False) if as_json else format_report(report))
 
 
@@ -164,6 +258,9 @@ def demo(output: Path, seed: int, weights: str | None, overwrite: bool) -> None:
 @click.option("--suffix", default="_half_sequence_gt", show_default=True,
               help="File-name part after the view, e.g. _half_sequence_gt or your segmenter's _half_sequence_pred.")
 @click.option("--views", default="2CH,4CH", show_default=True, help="Comma-separated views to process.")
+@click.option("--ed-es-pairs", is_flag=True,
+              help="Native CAMUS-2019 layout: each view's _ED_gt.mhd and _ES_gt.mhd masks as a 2-frame sequence "
+                   "(indices and per-frame checks; no temporal step). --suffix then defaults to _gt.")
 @click.option("--method", type=click.Choice(["arvae", "gaussian", "none"]), default=None,
               help="Correction method [default: arvae, or the --config preset's].")
 @_weights_option()
@@ -173,31 +270,66 @@ def demo(output: Path, seed: int, weights: str | None, overwrite: bool) -> None:
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Run on an existing Dask cluster instead, e.g. tcp://host:8786 (needs echotemporal[dask]).")
 @click.option("--resume", is_flag=True, help="Keep the sequences OUT already finished; process the rest.")
-@_overwrite_option("Redo a batch into an OUT that already holds results.")
+@_overwrite_option("Redo a batch into an OUT that already holds results (removes what it no longer produces).")
+@click.option("--fps", type=float, default=None, help="Frames per second of every sequence [default: each file's header].")
+@click.option("--allow-implausible", is_flag=True,
+              help="Process sequences with implausible ED/ES or orientation (with a warning) instead of failing them.")
+@click.option("--force", is_flag=True, help="Keep corrections that scored worse than their input (default: keep the input).")
+@click.option("--strict", is_flag=True, help="Exit 3 when a sequence has frames still flagged or invalid (residue).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @_friendly_errors
-def batch(camus_root: Path, output: Path, suffix: str, views: str, method: str | None, weights: str | None,
+def batch(camus_root: Path, output: Path, suffix: str, views: str, ed_es_pairs: bool, method: str | None,
+          weights: str | None,
           config_path: Path | None, workers: int, scheduler: str | None, resume: bool, overwrite: bool,
-          progress: bool) -> None:
-    """Smooth every sequence of a CAMUS tree CAMUS_ROOT; per-sequence, per-frame and patient tables in OUT."""
+          fps: float | None, allow_implausible: bool, force: bool, strict: bool, progress: bool) -> None:
+    """Smooth every sequence of a CAMUS tree CAMUS_ROOT; per-sequence, per-frame and patient tables in OUT.
+
+    Each sequence's outcome (clean, residue, worse, failed) is in sequences.csv; the run ends with
+    their count. OUT is locked while a batch runs; Ctrl-C, SIGTERM and SIGHUP leave consistent
+    tables (rerun with --resume).
+
+    \b
+    Exit codes: 0 all clean or residue, 3 residue with --strict,
+    4 a sequence worse, 1 a sequence failed or an error, 2 usage error,
+    130/143/129 interrupted by Ctrl-C/SIGTERM/SIGHUP.
+    """
+    import dataclasses
+
     from echotemporal.batch import run_batch
+    from echotemporal.batch.signals import Terminated
     from echotemporal.core.config import SmoothingConfig, load_config
 
     config = load_config(config_path, SmoothingConfig) if config_path is not None else None
+    if force:
+        config = dataclasses.replace(config or SmoothingConfig(), on_worse="keep_output")
     view_list = tuple(v.strip() for v in views.split(",") if v.strip())
+    if ed_es_pairs and click.get_current_context().get_parameter_source("suffix").name == "DEFAULT":
+        suffix = "_gt"
     try:
-        summary = run_batch(camus_root, output, suffix=suffix, views=view_list, method=method, weights=weights,
-                            config=config, workers=workers, scheduler=scheduler, resume=resume,
-                            overwrite=overwrite, progress=progress)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: tables of the finished sequences are in {output}/; rerun with --resume", err=True)
-        sys.exit(130)
-    click.echo(f"{summary.n_ok} ok, {summary.n_failed} failed"
+        with _one_line_warnings():
+            summary = run_batch(camus_root, output, suffix=suffix, views=view_list, method=method, weights=weights,
+                                config=config, workers=workers, scheduler=scheduler, resume=resume,
+                                overwrite=overwrite, progress=progress, fps=fps, allow_implausible=allow_implausible,
+                                ed_es_pairs=ed_es_pairs)
+    except KeyboardInterrupt as exc:
+        what = f"stopped by {exc.args[0]}" if isinstance(exc, Terminated) else "interrupted"
+        click.echo(f"{what}: tables of the finished sequences are in {output}/; rerun with --resume", err=True)
+        sys.exit(128 + exc.signum if isinstance(exc, Terminated) else 130)
+    outcomes = ", ".join(f"{n} {name}" for name, n in summary.outcomes.items())
+    modes = ", ".join(f"{n} {mode}" for mode, n in summary.modes.items())
+    click.echo(f"{summary.n_sequences} sequences: {outcomes}"
                + (f" ({summary.n_skipped} from an earlier run)" if summary.n_skipped else "")
-               + f" of {summary.n_sequences} sequences in {summary.seconds:.1f} s; tables in {summary.out}/ "
-               f"(sequences.csv, frames.csv, patients.csv)")
-    if summary.n_failed:
-        sys.exit(1)
+               + f"; patients: {modes}; {summary.seconds:.1f} s; tables in {summary.out}/ "
+               f"(sequences.csv with each outcome, frames.csv, beats.csv, patients.csv)")
+    listed = [name for name in ("failed", "worse") if summary.outcomes.get(name)]
+    if listed or summary.modes.get("monoplane"):
+        click.echo(f"see sequences.csv for the {' and '.join(listed) or 'single-view'} sequences"
+                   + (" and patients.csv for the monoplane fallbacks" if summary.modes.get("monoplane") else ""),
+                   err=True)
+    outcome_list = [name for name, n in summary.outcomes.items() if n]
+    code = _exit_code(outcome_list, strict)
+    if code:
+        sys.exit(code)
 
 
 @main.command()
@@ -210,7 +342,7 @@ def plot(batch_out: Path, patient: str | None, output: Path | None, overwrite: b
     """Review figures of a batch OUT: a cohort page and one page per patient (volume curves, EF, GLS)."""
     from echotemporal.batch.review import write_review
 
-    path, n_pages = write_review(batch_out, output, patient=patient, overwrite=overwrite)
+    path, n_pages = write_review(batch_out, output, patient=patient, overwrite=overwrite, progress=True)
     click.echo(f"{n_pages} page(s) written to {path}")
 
 
@@ -255,7 +387,13 @@ def prepare(source: str, output: Path, phantoms: int | None, copies: int, suffix
     import itertools
 
     from echotemporal.core.config import AlignmentConfig, load_config
-    from echotemporal.training.dataset import camus_sequences, phantom_sequences, prepare_dataset, real_shape_sequences
+    from echotemporal.training.dataset import (
+        camus_sequences,
+        count_real_shape_sequences,
+        phantom_sequences,
+        prepare_dataset,
+        real_shape_sequences,
+    )
 
     cfg = load_config(config_path, AlignmentConfig, "alignment") if config_path else AlignmentConfig()
     from echotemporal.io.atomic import check_overwrite
@@ -263,17 +401,22 @@ def prepare(source: str, output: Path, phantoms: int | None, copies: int, suffix
     check_overwrite(output, overwrite)
     if source == "real-shapes":
         sources = [real_shape_sequences(("train", "val"), copies=copies, seed=seed)]
+        total = count_real_shape_sequences(("train", "val"), copies=copies)
     elif source == "phantoms":
         phantoms = 400 if phantoms is None else phantoms
-        sources = []
+        sources, total = [], 0
     elif Path(source).is_dir():
+        from echotemporal.io import discover_camus
+
         sources = [camus_sequences(source, suffix=suffix)]
+        total = len(discover_camus(source, suffix=suffix))
     else:
         raise click.ClickException(f"{source}: not a folder; SOURCE is a CAMUS tree, 'real-shapes' or 'phantoms'")
     if phantoms:
         sources.append(phantom_sequences(phantoms, seed=seed))
+        total += phantoms
     counts = prepare_dataset(itertools.chain(*sources), output, config=cfg, seed=seed, overwrite=overwrite,
-                             description=f"echotemporal prepare {source}")
+                             description=f"echotemporal prepare {source}", total=total)
     click.echo(f"{sum(counts.values())} frames ({', '.join(f'{k} {v}' for k, v in counts.items())}) written to {output}")
 
 

@@ -86,6 +86,12 @@ def _view_measures(view: ViewData) -> dict[str, Any]:
     return measures
 
 
+def _outcome(row: dict[str, Any]) -> str:
+    """A view's outcome from its row (rows of older runs have none: their sequences finished ok)."""
+    outcome = row.get("outcome")
+    return outcome if isinstance(outcome, str) and outcome else "clean"
+
+
 def patient_indices(
     patient: str, data: dict[str, ViewData], info: dict[str, float]
 ) -> tuple[dict[str, Any], pd.DataFrame | None]:
@@ -100,7 +106,8 @@ def patient_indices(
 
     row: dict[str, Any] = {name: nan() for name in PATIENT_COLUMNS}
     row.update(info)
-    row.update(patient=patient, mode="none", views="+".join(sorted(data)), error="")
+    row.update(patient=patient, mode="none", views="+".join(sorted(data)), error="",
+               view_outcomes=", ".join(f"{v} {_outcome(data[v].row)}" for v in sorted(data)))
     curve = None
     if not data:
         return row, curve

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from echotemporal.batch.environment import worker_environment
+from echotemporal.batch.signals import Terminated
 from echotemporal.batch.tasks import PatientResult, PatientTask
 from echotemporal.batch.worker import init_pool_worker, process_patient, process_patient_on_dask
 from echotemporal.core.config import SmoothingConfig
@@ -47,15 +49,27 @@ def _dispatch_local(
                 outcome = exc
             on_result(task, outcome)
             del future
-    except BaseException:
+    except BaseException as exc:
         # Ctrl-C or a fatal error: drop what has not started, let running patients finish (workers
-        # ignore SIGINT) and keep their results.
+        # ignore SIGINT) and keep their results. SIGTERM/SIGHUP: stop the running ones too, now.
+        if isinstance(exc, Terminated):
+            _terminate_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)
         for future, task in pending.items():
             if future.done() and not future.cancelled() and future.exception() is None:
                 on_result(task, future.result())
         raise
     pool.shutdown(wait=True)
+
+
+def _terminate_workers(pool: Any) -> None:
+    """SIGTERM every worker process of a ProcessPoolExecutor (no public API lists them)."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        with contextlib.suppress(Exception):
+            process.terminate()
+    for process in list(getattr(pool, "_processes", {}).values()):
+        with contextlib.suppress(Exception):
+            process.join(5)
 
 
 def _dispatch_inline(tasks: list[PatientTask], on_result: Outcome) -> None:

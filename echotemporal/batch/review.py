@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,7 +88,7 @@ def _view_panel(ax: Axes, view: str, row: dict[str, Any] | None, frames: pd.Data
         ax.set_title(f"{view}: failed")
         ax.set_axis_off()
         return
-    t = frames["frame"].to_numpy() if "frame" in frames else np.arange(len(frames))
+    t = (frames["frame"].to_numpy() if "frame" in frames else np.arange(len(frames))) + 1  # from 1, as in the cfg
     before = frames["lv_volume_ml_before"].to_numpy(dtype=float)
     after = frames["lv_volume_ml_after"].to_numpy(dtype=float)
     ax.plot(
@@ -103,17 +104,21 @@ def _view_panel(ax: Axes, view: str, row: dict[str, Any] | None, frames: pd.Data
         if flagged.any():
             ax.plot(t[flagged], before[flagged], "x", color=_FLAG, ms=7, mew=1.5, label="inconsistent in input")
     for key, name, style in (("ed_frame", "ED", "-"), ("es_frame", "ES", ":")):
-        frame = _num(row.get(key))
+        frame = _num(row.get(key)) + 1
         if math.isfinite(frame):
             ax.axvline(frame, color="k", ls=style, lw=1, label=f"{name} = frame {int(frame)}")
             ax.plot([frame], [np.interp(frame, t, after)], "v" if name == "ED" else "^", color="k", ms=6)
+    outcome = _text(row.get("outcome"))
     ax.set_title(
-        f"{view}: inconsistent frames {_count(row.get('n_inconsistent_before'))} → "
+        (f"{view} [{outcome}]" if outcome else view) + f": inconsistent frames {_count(row.get('n_inconsistent_before'))} → "
         f"{_count(row.get('n_inconsistent_after'))}, invalid "
         f"{_count(row.get('n_invalid_before'))} → {_count(row.get('n_invalid_after'))}",
         fontsize="medium",
     )
-    ax.set_xlabel("frame")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("frame (from 1, as in the Info cfg)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("LV volume (mL, monoplane)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
@@ -155,7 +160,19 @@ def _biplane_panel(ax: Axes, patient_row: dict[str, Any] | None, curve: pd.DataF
     ax.legend(fontsize="small", loc="best")
 
 
-def _table_panel(ax: Axes, patient_row: dict[str, Any] | None, rows: dict[str, dict[str, Any]], method: str) -> None:
+def _beats_text(beats: pd.DataFrame | None, view: str, when: str) -> str:
+    """A view's per-beat EF ("62.1, 60.4 (61.3 ± 1.2)"), or "" with fewer than two beats."""
+    if beats is None or beats.empty:
+        return ""
+    mine = beats[(beats["view"].astype(str) == view) & (beats["when"] == when)]
+    values = mine["ef_percent"].to_numpy(dtype=float)
+    if values.size < 2:
+        return ""
+    return f"{', '.join(f'{v:.1f}' for v in values)} ({np.nanmean(values):.1f}±{np.nanstd(values, ddof=1):.1f})"
+
+
+def _table_panel(ax: Axes, patient_row: dict[str, Any] | None, rows: dict[str, dict[str, Any]], method: str,
+                 beats: pd.DataFrame | None = None) -> None:
     """The patient's indices as a small table: what a reviewer copies into a report."""
     row = patient_row or {}
     ax.set_axis_off()
@@ -174,6 +191,9 @@ def _table_panel(ax: Axes, patient_row: dict[str, Any] | None, rows: dict[str, d
                 f"{_count(r.get('n_inconsistent_after'))} / {_count(r.get('n_invalid_after'))}",
                 "",
             ])
+            per_beat = (_beats_text(beats, view, "before"), _beats_text(beats, view, "after"))
+            if any(per_beat):
+                cells.append([f"{view} EF per beat (mean ± SD)", *per_beat, ""])
         else:
             cells.append([f"{view}", "failed", "", ""])
     table = ax.table(
@@ -183,7 +203,7 @@ def _table_panel(ax: Axes, patient_row: dict[str, Any] | None, rows: dict[str, d
     table.auto_set_font_size(False)
     table.set_fontsize(9)
     table.scale(1.0, 1.4)
-    views = _text(row.get("views")) or "none"
+    views = _text(row.get("view_outcomes")) or _text(row.get("views")) or "none"
     ax.set_title(f"{_text(row.get('mode')) or 'no'} indices (views: {views})", fontsize="medium")
 
 
@@ -191,12 +211,51 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return [] if table is None or table.empty else table.to_dict("records")
 
 
-def patient_figure(tables: BatchTables, patient: str) -> Figure:
-    """One review page for a patient: both views' volume curves, the biplane curve, the indices.
+def _mask_strip(fig: Figure, cell: Any, out_dir: Path | None, rows: dict[str, dict[str, Any]],
+                frames: pd.DataFrame, patient: str, views: list[str], per_view: int = 5) -> None:
+    """Before/after masks of each view's changed and flagged frames (ED/ES when none), read from the
+    batch folder: the input file named in sequences.csv, the corrected file under OUT."""
+    from echotemporal.io import read_sequence
+    from echotemporal.plotting.contours import frame_notes, plot_frame_contours, review_frames
+
+    grid = cell.subgridspec(1, per_view * len(views), wspace=0.05)
+    box = cell.get_position(fig)
+    fig.text(box.x0, box.y1 + 0.035, "masks of the changed and flagged frames: input dashed white, corrected cyan "
+             "(LV red, myocardium grey, LA blue; frames from 1)", fontsize="small")
+    for v, view in enumerate(views):
+        row = rows.get(view)
+        axes = [fig.add_subplot(grid[0, v * per_view + k]) for k in range(per_view)]
+        for ax in axes:
+            ax.set_axis_off()
+        if row is None or row.get("status") != "ok" or out_dir is None:
+            continue
+        mine = frames[(frames["patient"].astype(str) == str(patient)) & (frames["view"].astype(str) == view)]
+        try:
+            before = read_sequence(str(row["input"])).labels
+            after = read_sequence(out_dir / str(row["output"])).labels
+        except Exception:  # noqa: BLE001 - moved or deleted files: the curves still review the sequence
+            axes[0].text(0, 0.5, f"{view}: masks not found\n(input or output moved)", fontsize="x-small",
+                         color=_FLAG, transform=axes[0].transAxes)
+            continue
+        changed = mine["changed"].astype(bool).to_numpy() if "changed" in mine else np.zeros(len(before), bool)
+        flagged = mine["inconsistent_before"].astype(bool).to_numpy() | ~mine["valid_before"].astype(bool).to_numpy()
+        ed_es = [int(_num(row.get(k))) for k in ("ed_frame", "es_frame") if math.isfinite(_num(row.get(k)))]
+        picked = review_frames(changed, flagged, limit=per_view, fallback=ed_es)
+        notes = frame_notes(picked, changed, flagged)
+        for k, frame in enumerate(picked):
+            axes[k].set_axis_on()
+            note = notes[k] or ("ED/ES" if frame in ed_es else "")
+            plot_frame_contours(axes[k], before[frame], after[frame], f"{view} frame {frame + 1}\n{note}")
+
+
+def patient_figure(tables: BatchTables, patient: str, out_dir: str | Path | None = None) -> Figure:
+    """One review page for a patient: both views' volume curves, the biplane curve, the indices, and
+    the before/after masks of the frames the correction changed or flagged (frames from 1).
 
     Args:
         tables: the batch tables (``echotemporal.batch.read_tables``).
         patient: patient id as in ``sequences.csv`` (e.g. "patient0001").
+        out_dir: the batch folder, to draw the masks from its files (None: no masks).
 
     Returns:
         An A4-landscape Figure on an Agg canvas.
@@ -220,7 +279,7 @@ def patient_figure(tables: BatchTables, patient: str) -> Figure:
         curve = tables.biplane[tables.biplane["patient"].astype(str) == str(patient)]
 
     fig = _new_figure()
-    grid = fig.add_gridspec(2, 2, **_GRID)
+    grid = fig.add_gridspec(3, 2, height_ratios=(1.0, 1.0, 0.62), **{**_GRID, "bottom": 0.02, "hspace": 0.42})
     views = list(dict.fromkeys(["2CH", "4CH", *rows]))[:2]
     for k, view in enumerate(views):
         ax = fig.add_subplot(grid[0, k])
@@ -229,7 +288,11 @@ def patient_figure(tables: BatchTables, patient: str) -> Figure:
             view_frames = frames[(frames["patient"].astype(str) == str(patient)) & (frames["view"].astype(str) == view)]
         _view_panel(ax, view, rows.get(view), view_frames, method)
     _biplane_panel(fig.add_subplot(grid[1, 0]), patient_row, curve, method)
-    _table_panel(fig.add_subplot(grid[1, 1]), patient_row, rows, method)
+    beats = tables.beats
+    if beats is not None and not beats.empty:
+        beats = beats[beats["patient"].astype(str) == str(patient)]
+    _table_panel(fig.add_subplot(grid[1, 1]), patient_row, rows, method, beats)
+    _mask_strip(fig, grid[2, :], None if out_dir is None else Path(out_dir), rows, frames, patient, views)
     title = f"{patient}"
     if patient_row is not None:
         title += (
@@ -330,8 +393,14 @@ def cohort_figure(tables: BatchTables) -> Figure:
         )
 
     n_patients = seq["patient"].nunique() if not seq.empty else 0
+    outcomes = ""
+    if "outcome" in seq and not seq.empty:
+        counts = seq["outcome"].fillna("failed").value_counts()
+        outcomes = " (" + ", ".join(f"{int(counts[o])} {o}" for o in ("clean", "residue", "worse", "failed")
+                                     if o in counts) + ")"
     fig.suptitle(
-        f"Cohort: {n_patients} patients, {n_ok} sequences ok, {n_failed} failed — method {method}", fontsize="large"
+        f"Cohort: {n_patients} patients, {n_ok} sequences ok{outcomes}, {n_failed} failed — method {method}",
+        fontsize="large",
     )
     if n_failed:
         failed = seq[seq["status"] != "ok"]
@@ -354,6 +423,7 @@ def write_review(
     patient: str | None = None,
     overwrite: bool = False,
     dpi: int = 120,
+    progress: bool = False,
 ) -> tuple[Path, int]:
     """Write the review of a batch: a multi-page PDF (cohort page, then one page per patient), or one
     patient's page.
@@ -365,6 +435,7 @@ def write_review(
         patient: just this patient's page.
         overwrite: replace an existing file.
         dpi: resolution of raster output.
+        progress: a progress bar (patients done / total) on stderr.
 
     Returns:
         (path written, number of pages).
@@ -375,6 +446,7 @@ def write_review(
         InputFileError: ``out_dir`` is not a batch output folder.
     """
     from matplotlib.backends.backend_pdf import PdfPages
+    from tqdm import tqdm
 
     from echotemporal.batch import read_tables
 
@@ -389,14 +461,14 @@ def write_review(
     tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp{output.suffix}")
     try:
         if patient is not None:
-            patient_figure(tables, patient).savefig(tmp, dpi=dpi)
+            patient_figure(tables, patient, out_dir).savefig(tmp, dpi=dpi)
             n_pages = 1
         else:
             patients = list(dict.fromkeys(tables.sequences["patient"].astype(str)))
             with PdfPages(tmp, metadata={"Title": f"echotemporal batch review: {Path(out_dir).name}"}) as pdf:
                 pdf.savefig(cohort_figure(tables))
-                for name in patients:
-                    pdf.savefig(patient_figure(tables, name))
+                for name in tqdm(patients, desc="review", unit="patient", file=sys.stderr, disable=not progress):
+                    pdf.savefig(patient_figure(tables, name, out_dir))
                 n_pages = pdf.get_pagecount()
         os.replace(tmp, output)
     finally:

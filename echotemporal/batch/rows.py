@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from echotemporal.batch.tables import SUMMARY_COLUMNS
+from echotemporal.batch.tables import BEAT_COLUMNS, SUMMARY_COLUMNS
 from echotemporal.batch.tasks import PatientTask, ViewTask
 from echotemporal.core.errors import EchoTemporalError
+from echotemporal.core.os_errors import describe_os_error
 
-__all__ = ["one_line", "nan", "as_float", "as_frame_index", "row_from_summary", "base_row"]
+__all__ = ["one_line", "nan", "as_float", "as_frame_index", "row_from_summary", "base_row", "beat_rows"]
 
 
 def one_line(exc: BaseException) -> str:
@@ -18,6 +19,8 @@ def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, EchoTemporalError) and text:
         return text
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return describe_os_error(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -47,7 +50,21 @@ def row_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
         row[name] = as_float(value)
     residue = summary.get("residue") or {}
     row["residue_clean"] = bool(residue.get("clean", False))
+    row["outcome"] = summary.get("outcome", "clean")
     return row
+
+
+def beat_rows(patient: str, view: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The beats.csv rows of one sequence: every beat before and after, beats and frames numbered from 1."""
+    rows = []
+    for when in ("before", "after"):
+        for beat in summary.get(f"beats_{when}") or []:
+            row = {name: beat.get(name) for name in BEAT_COLUMNS if name in beat}
+            row.update(patient=patient, view=view, when=when, beat=int(beat["beat"]) + 1,
+                       ed_frame=int(beat["ed_frame"]) + 1, es_frame=int(beat["es_frame"]) + 1,
+                       units=beat.get("rate_unit", ""))
+            rows.append(row)
+    return rows
 
 
 def base_row(task: PatientTask, view: ViewTask) -> dict[str, Any]:
@@ -55,6 +72,7 @@ def base_row(task: PatientTask, view: ViewTask) -> dict[str, Any]:
         "patient": task.patient,
         "view": view.view,
         "status": "failed",
+        "outcome": "failed",
         "error": "",
         "seconds": nan(),
         "input": str(view.input),

@@ -7,6 +7,7 @@ import importlib.metadata
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ import yaml
 
 from echotemporal import __version__
 from echotemporal.batch.tables import (
+    BEAT_COLUMNS,
+    BEATS_CSV,
     BIPLANE_COLUMNS,
     BIPLANE_CSV,
     CONFIG_YAML,
@@ -32,7 +35,10 @@ from echotemporal.batch.tables import (
     sort_key,
     write_csv,
 )
+from echotemporal.batch.cleanup import remove_previous_outputs
 from echotemporal.batch.dispatch import dispatch, fatal
+from echotemporal.batch.lock import output_lock
+from echotemporal.batch.signals import terminate_as_interrupt
 from echotemporal.batch.tasks import PatientResult, PatientTask, ViewTask
 from echotemporal.batch.worker import failed_result
 from echotemporal.core.config import SmoothingConfig, config_to_dict
@@ -57,7 +63,9 @@ class BatchSummary:
         n_failed: sequences that failed (their rows carry the message).
         n_skipped: sequences skipped because an earlier run finished them (``resume``).
         seconds: wall-clock time of this run.
-        tables: table name -> path (sequences, frames, patients, biplane, config).
+        tables: table name -> path (sequences, frames, patients, biplane, beats, config).
+        outcomes: outcome ("clean", "residue", "worse", "failed") -> number of sequences.
+        modes: patient mode ("biplane", "monoplane", "none") -> number of patients.
     """
 
     out: Path
@@ -67,6 +75,8 @@ class BatchSummary:
     n_skipped: int
     seconds: float
     tables: dict[str, Path]
+    outcomes: dict[str, int] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)
 
 
 def _version(dist: str) -> str | None:
@@ -88,12 +98,14 @@ class BatchState:
     frames: dict[tuple[str, str], FramesPart] = field(default_factory=dict)
     patients: dict[str, dict[str, Any]] = field(default_factory=dict)
     curves: dict[str, pd.DataFrame] = field(default_factory=dict)
+    beats: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
     def add(self, result: PatientResult) -> None:
         for row in result.rows:
             key = (row["patient"], row["view"])
             self.rows[key] = row
             self.frames.pop(key, None)
+            self.beats[key] = list(result.beats.get(row["view"], []))
         for view, part in result.frames.items():
             self.frames[(result.patient, view)] = part
         self.patients[result.patient] = result.patient_row
@@ -124,6 +136,9 @@ class BatchState:
         order = sorted(self.patients, key=sort_key(self.order, self.views))
         patient_table = pd.DataFrame([self.patients[p] for p in order], columns=list(PATIENT_COLUMNS))
         write_csv(self.out / PATIENTS_CSV, patient_table)
+        keys = sorted(self.beats, key=sort_key(self.order, self.views))
+        beats = pd.DataFrame([b for k in keys for b in self.beats[k]], columns=list(BEAT_COLUMNS))
+        write_csv(self.out / BEATS_CSV, beats)
         text = yaml.safe_dump(self.config_doc, sort_keys=False)
         write_atomic(self.out / CONFIG_YAML, lambda tmp: tmp.write_text(text), overwrite=True, durable=True)
         write_csv(self.out / SEQUENCES_CSV, self.sequences_table())
@@ -153,6 +168,10 @@ def _load_previous(state: BatchState, out: Path, result_keys: dict[str, Any]) ->
         for key, part in tables.frames.groupby(["patient", "view"], sort=False):
             if key in finished:
                 state.frames[key] = FramesPart.from_table(part)
+    if tables.beats is not None and not tables.beats.empty:
+        for key, part in tables.beats.groupby(["patient", "view"], sort=False):
+            if key in finished:
+                state.beats[key] = part.to_dict("records")
     for record in tables.patients.to_dict("records"):
         state.patients[str(record["patient"])] = row_from_csv(record)
     if not tables.biplane.empty:
@@ -170,6 +189,7 @@ def _build_tasks(
     overwrite: bool,
     finished: set[tuple[str, str]],
     state: BatchState,
+    pair_suffix: str = "_gt",
 ) -> list[PatientTask]:
     by_patient: dict[str, list[Any]] = {}
     for case in cases:
@@ -183,6 +203,11 @@ def _build_tasks(
             path = Path(os.path.abspath(case.path))
             info_path = None if case.info_path is None else Path(os.path.abspath(case.info_path))
             relative = path.relative_to(root)
+            es_input = None if case.es_path is None else Path(os.path.abspath(case.es_path))
+            if es_input is not None:  # a CAMUS-2019 pair: one 2-frame sequence beside the ED mask's place
+                from echotemporal.io.camus_pairs import pair_output_name
+
+                relative = relative.with_name(pair_output_name(case, pair_suffix))
             key = (patient, case.view)
             views.append(
                 ViewTask(
@@ -192,6 +217,7 @@ def _build_tasks(
                     output=out / relative,
                     out_relative=relative.as_posix(),
                     done=state.rows.get(key) if key in finished else None,
+                    es_input=es_input,
                 )
             )
             if info_path is not None:
@@ -203,10 +229,12 @@ def _build_tasks(
 
 
 def _discover(
-    root: Path, out: Path, suffix: str, views: Sequence[str], workers: int, *, resume: bool, overwrite: bool
+    root: Path, out: Path, suffix: str, views: Sequence[str], workers: int, *, resume: bool, overwrite: bool,
+    ed_es_pairs: bool = False,
 ) -> list[Any]:
     """The CAMUS cases under ``root``, after checking the arguments that fail before any work starts."""
     from echotemporal.io import discover_camus
+    from echotemporal.io.camus_pairs import discover_camus_pairs
 
     if int(workers) < 0:
         raise ConfigError(f"workers={workers}: use --workers 1 or more (0 runs in this process)")
@@ -214,14 +242,25 @@ def _discover(
         raise ConfigError(
             f"{out}: the output folder must not be the CAMUS root (the mirror keeps file names); pick another -o"
         )
+    if ed_es_pairs:
+        cases = discover_camus_pairs(root, suffix=suffix, views=tuple(views))
+        if not cases:
+            raise InputFileError(
+                f"{root}: no CAMUS-2019 ED/ES pairs patient*/patient*_{{{','.join(views)}}}_{{ED,ES}}{suffix}.mhd "
+                "found; check the CAMUS root and --suffix/--views"
+            )
+        return cases
     cases = discover_camus(root, suffix=suffix, views=tuple(views))
+    if not cases and discover_camus_pairs(root, views=tuple(views)):
+        raise InputFileError(
+            f"{root}: CAMUS-2019 ED/ES masks (patient*_{{2CH,4CH}}_{{ED,ES}}_gt.mhd) but no {suffix} sequences; "
+            "add --ed-es-pairs to process each view's ED and ES masks as a 2-frame sequence"
+        )
     if not cases:
         raise InputFileError(
             f"{root}: no sequences patient*/patient*_{{{','.join(views)}}}{suffix}.nii.gz|.mhd found; "
             "check the CAMUS root and --suffix/--views"
         )
-    # A folder that holds a batch's table holds its results: continue them, or redo them.
-    check_overwrite(out / SEQUENCES_CSV, resume or overwrite, alternative=", or --resume to continue that batch")
     return cases
 
 
@@ -295,6 +334,14 @@ class _Progress:
 
 def _summary(out: Path, state: BatchState, n_sequences: int, n_skipped: int, start: float) -> BatchSummary:
     statuses = [row.get("status") for row in state.rows.values()]
+    outcomes = {name: 0 for name in ("clean", "residue", "worse", "failed")}
+    for row in state.rows.values():
+        outcome = row.get("outcome")
+        name = "failed" if row.get("status") != "ok" else outcome if isinstance(outcome, str) and outcome else "clean"
+        outcomes[name] = outcomes.get(name, 0) + 1
+    modes: dict[str, int] = {}
+    for row in state.patients.values():
+        modes[str(row.get("mode"))] = modes.get(str(row.get("mode")), 0) + 1
     return BatchSummary(
         out=out,
         n_sequences=n_sequences,
@@ -307,8 +354,11 @@ def _summary(out: Path, state: BatchState, n_sequences: int, n_skipped: int, sta
             "frames": out / FRAMES_CSV,
             "patients": out / PATIENTS_CSV,
             "biplane": out / BIPLANE_CSV,
+            "beats": out / BEATS_CSV,
             "config": out / CONFIG_YAML,
         },
+        outcomes=outcomes,
+        modes=modes,
     )
 
 
@@ -327,6 +377,9 @@ def run_batch(
     overwrite: bool = False,
     progress: bool = True,
     flush_every: int = 20,
+    fps: float | None = None,
+    allow_implausible: bool = False,
+    ed_es_pairs: bool = False,
 ) -> BatchSummary:
     """Smooth every sequence of a CAMUS tree and write corrected files and tables under ``out``.
 
@@ -348,6 +401,17 @@ def run_batch(
         overwrite: allow a fresh run into a folder that already holds batch results.
         progress: show a progress bar (rate, ETA) on stderr.
         flush_every: rewrite the tables after this many finished sequences (and every 30 s).
+        fps: frames per second of every sequence (None: each file's header), for rates in mL/s.
+        allow_implausible: sequences with implausible ED/ES or orientation are processed with a
+            warning instead of failing.
+        ed_es_pairs: the native CAMUS-2019 layout: each view's ``_ED{suffix}.mhd`` and
+            ``_ES{suffix}.mhd`` masks read as a 2-frame sequence (frame 1 ED, frame 2 ES; indices and
+            per-frame checks, no temporal step), written as ``<patient>_<view>_EDES{suffix}.nii.gz``.
+
+    While it runs, ``out`` is locked (:mod:`echotemporal.batch.lock`): a second batch on it stops at
+    once. SIGTERM and SIGHUP stop it like Ctrl-C, except that running workers are stopped too; the
+    tables then hold what finished. With ``overwrite`` the files an earlier batch wrote into ``out``
+    (its tables, corrected sequences and reports, review files) are removed first.
 
     Returns:
         BatchSummary; failed sequences are rows of ``sequences.csv`` with their message.
@@ -355,9 +419,11 @@ def run_batch(
     Raises:
         InputFileError: no sequence found under ``root``.
         OutputExistsError: ``out`` already holds a batch and neither ``resume`` nor ``overwrite``.
+        OutputLockedError: another batch is running on ``out``.
         ConfigError: bad method/workers, ``out`` equal to ``root``, or resuming with other settings.
         WeightsError: the model cannot be loaded (the batch stops; finished rows are written).
-        KeyboardInterrupt: re-raised after the tables of what finished have been written.
+        KeyboardInterrupt: re-raised after the tables of what finished have been written
+            (:class:`echotemporal.batch.signals.Terminated` for SIGTERM/SIGHUP).
     """
     start = time.perf_counter()
     root = Path(root).expanduser().resolve()
@@ -365,9 +431,26 @@ def run_batch(
     base = config if config is not None else SmoothingConfig()
     config = dataclasses.replace(base, method=method or base.method)
     weights_str = _weights_argument(weights)
-    cases = _discover(root, out, suffix, views, workers, resume=resume, overwrite=overwrite)
+    cases = _discover(root, out, suffix, views, workers, resume=resume, overwrite=overwrite, ed_es_pairs=ed_es_pairs)
+    with output_lock(out) as note, terminate_as_interrupt():
+        if note is not None:
+            warnings.warn(f"{out}: {note}", RuntimeWarning, stacklevel=2)
+        # A folder that holds a batch's table holds its results: continue them, or redo them.
+        check_overwrite(out / SEQUENCES_CSV, resume or overwrite, alternative=", or --resume to continue that batch")
+        if overwrite and not resume:
+            remove_previous_outputs(out)
+        return _run_locked(root, out, cases, suffix, views, config, weights_str, workers, scheduler, resume,
+                           overwrite, progress, flush_every, fps, allow_implausible, start)
 
-    settings = {"suffix": suffix, "method": config.method, "weights": weights_str, "smoothing": config_to_dict(config)}
+
+def _run_locked(
+    root: Path, out: Path, cases: list[Any], suffix: str, views: Sequence[str], config: SmoothingConfig,
+    weights_str: str | None, workers: int, scheduler: Any, resume: bool, overwrite: bool, progress: bool,
+    flush_every: int, fps: float | None, allow_implausible: bool, start: float,
+) -> BatchSummary:
+    """The batch proper, with OUT locked and SIGTERM/SIGHUP raising like Ctrl-C."""
+    settings = {"suffix": suffix, "method": config.method, "weights": weights_str, "smoothing": config_to_dict(config),
+                "fps": fps}
     config_doc = _config_document(root, views, settings, config, workers, scheduler)
     order: dict[str, int] = {}
     for case in cases:
@@ -376,7 +459,8 @@ def run_batch(
     finished = _load_previous(state, out, settings) if resume and (out / SEQUENCES_CSV).exists() else set()
     if resume and not config_doc["weights_sha256"] and finished:
         config_doc["weights_sha256"] = read_tables(out).config.get("weights_sha256")
-    tasks = _build_tasks(cases, root, out, config, weights_str, overwrite or resume, finished, state)
+    tasks = _build_tasks(cases, root, out, config, weights_str, overwrite or resume, finished, state, suffix)
+    tasks = [dataclasses.replace(task, fps=fps, allow_implausible=allow_implausible) for task in tasks]
     out.mkdir(parents=True, exist_ok=True)
     state.write()
     on_result = _Progress(state, sum(task.n_todo for task in tasks), len(finished), progress, flush_every)

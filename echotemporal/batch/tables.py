@@ -25,6 +25,8 @@ __all__ = [
     "PATIENTS_CSV",
     "BIPLANE_CSV",
     "CONFIG_YAML",
+    "BEATS_CSV",
+    "BEAT_COLUMNS",
     "SUMMARY_COLUMNS",
     "SEQUENCE_COLUMNS",
     "PATIENT_COLUMNS",
@@ -56,12 +58,17 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     *(f"{name}_{when}" for when in ("before", "after") for name in INDEX_NAMES),
     "n_changed_frames",
     "rounds",
+    "frame_time_ms",
+    *(f"{name}_{when}" for when in ("before", "after") for name in (
+        "n_beats", "ef_percent_sd", "peak_ejection_rate_mean", "peak_filling_rate_mean",
+        "time_to_peak_filling_mean")),
 )
 
 SEQUENCE_COLUMNS: tuple[str, ...] = (
     "patient",
     "view",
     "status",
+    "outcome",  # clean, residue, worse (the correction scored worse than the input) or failed
     "error",
     "seconds",
     "input",
@@ -77,6 +84,7 @@ PATIENT_COLUMNS: tuple[str, ...] = (
     "patient",
     "mode",  # "biplane", "monoplane" or "none"
     "views",  # views that contributed, e.g. "2CH+4CH"
+    "view_outcomes",  # the outcome of each view the row rests on, e.g. "2CH clean, 4CH worse"
     "edv_ml_before",
     "esv_ml_before",
     "ef_percent_before",
@@ -93,6 +101,14 @@ PATIENT_COLUMNS: tuple[str, ...] = (
 
 BIPLANE_COLUMNS: tuple[str, ...] = ("patient", "t", "volume_ml_before", "volume_ml_after")
 
+BEATS_CSV = "beats.csv"
+#: One row per beat of each sequence's volume curve, before and after ("when"); frames numbered from 1.
+BEAT_COLUMNS: tuple[str, ...] = (
+    "patient", "view", "when", "beat", "ed_frame", "es_frame", "edv_ml", "esv_ml", "sv_ml", "ef_percent",
+    "gls_percent", "peak_ejection_rate", "peak_filling_rate", "peak_ejection_rate_edv", "peak_filling_rate_edv",
+    "time_to_peak_filling", "units",
+)
+
 @dataclass(frozen=True)
 class BatchTables:
     """The tables of a batch output folder, as read back by :func:`read_tables`."""
@@ -102,6 +118,7 @@ class BatchTables:
     patients: pd.DataFrame
     biplane: pd.DataFrame
     config: dict[str, Any]
+    beats: pd.DataFrame | None = None
 
 
 def read_tables(out: str | Path) -> BatchTables:
@@ -133,6 +150,7 @@ def read_tables(out: str | Path) -> BatchTables:
         patients=read(PATIENTS_CSV, PATIENT_COLUMNS),
         biplane=read(BIPLANE_CSV, BIPLANE_COLUMNS),
         config=config or {},
+        beats=read(BEATS_CSV, BEAT_COLUMNS),
     )
 
 

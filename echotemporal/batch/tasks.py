@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ class ViewTask:
     output: Path
     out_relative: str  # output path relative to OUT, as written in the tables
     done: dict[str, Any] | None = None  # sequences.csv row of an earlier run: only read for biplane
+    es_input: Path | None = None  # CAMUS-2019 pair: the ES mask file (``input`` is then the ED one)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class PatientTask:
     weights: str | None
     overwrite: bool
     info_copies: tuple[tuple[Path, Path], ...] = ()  # (source, destination) Info cfg files
+    fps: float | None = None  # frames per second for every sequence (None: each file's header)
+    allow_implausible: bool = False  # implausible ED/ES or orientation: warning instead of failure
 
     @property
     def n_todo(self) -> int:
@@ -52,3 +55,4 @@ class PatientResult:
     patient_row: dict[str, Any]
     curve: pd.DataFrame | None
     weights_sha256: str | None = None
+    beats: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # view -> its beats.csv rows

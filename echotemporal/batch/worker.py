@@ -20,7 +20,8 @@ import numpy as np
 from echotemporal.batch.biplane import ViewData, info_values, patient_indices
 from echotemporal.batch.cache import worker_model, worker_thresholds
 from echotemporal.batch.environment import WORKER_ENV, prepare_worker, worker_environment
-from echotemporal.batch.rows import base_row, nan, one_line, row_from_summary
+from echotemporal.batch.signals import die_with_parent
+from echotemporal.batch.rows import base_row, beat_rows, nan, one_line, row_from_summary
 from echotemporal.batch.tables import PATIENT_COLUMNS, FramesPart
 from echotemporal.batch.tasks import PatientResult, PatientTask, ViewTask
 
@@ -40,8 +41,10 @@ __all__ = [
 
 def init_pool_worker(method: str, weights: str | None) -> None:
     """ProcessPoolExecutor initializer: threads, Ctrl-C, model (load errors resurface in the tasks)."""
-    # The parent owns Ctrl-C: it lets running patients finish and writes the tables.
+    # The parent owns Ctrl-C: it lets running patients finish and writes the tables. SIGTERM keeps
+    # its default (the parent terminates its workers on SIGTERM/SIGHUP); a parent that dies takes us along.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
     prepare_worker(method)
     try:
         worker_model(method, weights)
@@ -49,12 +52,22 @@ def init_pool_worker(method: str, weights: str | None) -> None:
         pass
 
 
+def _read_input(view: ViewTask) -> Any:
+    """The view's input: its sequence file, or a CAMUS-2019 ED/ES pair as a 2-frame sequence."""
+    from echotemporal.io import read_sequence
+
+    if view.es_input is None:
+        return read_sequence(view.input)
+    from echotemporal.io.camus_pairs import read_ed_es_pair
+
+    return read_ed_es_pair(view.input, view.es_input)
+
+
 def _smooth_view(
     task: PatientTask, view: ViewTask, model: Any
 ) -> tuple[dict[str, Any], FramesPart | None, ViewData | None]:
     """One sequence through ``pipeline.smooth_file``; any failure becomes a failed row with its message."""
     from echotemporal.outputs import sequence_file
-    from echotemporal.io import read_sequence
 
     start = time.perf_counter()
     row = base_row(task, view)
@@ -64,7 +77,8 @@ def _smooth_view(
         with warnings.catch_warnings():
             # Degenerate frames warn inside the pipeline; in a batch the tables record them instead.
             warnings.simplefilter("ignore")
-            before = read_sequence(view.input)  # read once: smooth_file takes it, the biplane needs it
+            before = _read_input(view)  # read once: smooth_file takes it, the biplane needs it
+            pair = view.es_input is not None  # frame 1 ED, frame 2 ES, whatever the Info cfg's frames
             result = sequence_file.smooth_file(
                 view.input,
                 view.output,
@@ -77,8 +91,13 @@ def _smooth_view(
                 overwrite=task.overwrite,
                 thresholds=worker_thresholds(),
                 sequence=before,
+                fps=task.fps,
+                allow_implausible=task.allow_implausible,
+                ed_frame=0 if pair else None,
+                es_frame=1 if pair else None,
             )
         row.update(row_from_summary(result.summary))
+        row["beats"] = beat_rows(task.patient, view.view, result.summary)
         table = result.frames.reset_index(drop=result.frames.index.name is None)
         table.insert(0, "view", view.view)
         table.insert(0, "patient", task.patient)
@@ -96,7 +115,7 @@ def _done_view_data(view: ViewTask) -> ViewData | None:
     from echotemporal.io import read_sequence
 
     try:
-        before = read_sequence(view.input)
+        before = _read_input(view)
         after = read_sequence(view.output)
     except Exception:  # noqa: BLE001 - without them the patient falls back to monoplane
         return None
@@ -112,6 +131,7 @@ def process_patient(task: PatientTask) -> PatientResult:
     model = worker_model(task.config.method, task.weights)
     info = info_values(task.views)
     rows: list[dict[str, Any]] = []
+    beats: dict[str, list[dict[str, Any]]] = {}
     frames: dict[str, FramesPart] = {}
     data: dict[str, ViewData] = {}
     for view in task.views:
@@ -122,6 +142,7 @@ def process_patient(task: PatientTask) -> PatientResult:
             continue
         row, view_frames, view_data = _smooth_view(task, view, model)
         row["info_ef_percent"] = info["info_ef_percent"]
+        beats[view.view] = row.pop("beats", [])
         rows.append(row)
         if view_frames is not None:
             frames[view.view] = view_frames
@@ -143,6 +164,7 @@ def process_patient(task: PatientTask) -> PatientResult:
         patient_row=patient_row,
         curve=curve,
         weights_sha256=getattr(model, "sha256", None),
+        beats=beats,
     )
 
 
@@ -157,7 +179,7 @@ def failed_result(task: PatientTask, exc: BaseException) -> PatientResult:
     message = f"worker failed: {one_line(exc)}"
     rows = [dict(base_row(task, v), error=message) for v in task.views if v.done is None]
     row: dict[str, Any] = {name: nan() for name in PATIENT_COLUMNS}
-    row.update(patient=task.patient, mode="none", views="", error=message)
+    row.update(patient=task.patient, mode="none", views="", view_outcomes="", error=message)
     return PatientResult(task.patient, rows, {}, row, None)
 
 

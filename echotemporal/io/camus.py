@@ -23,12 +23,15 @@ class CamusCase:
         view: ``"2CH"`` or ``"4CH"``.
         path: the label-sequence file.
         info_path: its ``Info_{view}.cfg``, or None when absent.
+        es_path: for a CAMUS-2019 ED/ES pair (:mod:`echotemporal.io.camus_pairs`), the ES mask file;
+            ``path`` is then the ED mask file.
     """
 
     patient: str
     view: str
     path: Path
     info_path: Path | None
+    es_path: Path | None = None
 
 
 _PATIENT_DIR = re.compile(r"patient(\d+)")

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from echotemporal import __version__
-from echotemporal.core.errors import InputFileError
 from echotemporal.core.labels import check_frame_index, frame_indices, validate_labels
 from echotemporal.measure.sequence import ClinicalMeasures, ShapeMeasures, measure_clinical, measure_shape
 
@@ -154,39 +153,39 @@ def _data_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
 
 
 def check_file(
-    path: str | os.PathLike[str], info_path: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    info_path: str | os.PathLike[str] | None = None,
+    *,
+    ed_frame: int | None = None,
+    es_frame: int | None = None,
+    spacing_mm: tuple[float, float] | None = None,
+    fps: float | None = None,
+    allow_implausible: bool = False,
 ) -> dict[str, Any]:
     """:func:`check_sequence` on a label-sequence file, with ED/ES from its CAMUS Info cfg if given.
 
     Args:
         path: ``.nii.gz``, ``.nii`` or ``.mhd`` label sequence.
         info_path: its ``Info_{2CH,4CH}.cfg``; None = ED/ES detected from the volume curve.
+        ed_frame, es_frame, spacing_mm, fps, allow_implausible: as for
+            :func:`echotemporal.measure.inputs.prepare_input` (0-based ED/ES overriding the cfg's).
 
     Returns:
         The report of :func:`check_sequence`, plus ``file`` and ``info_file``.
 
     Raises:
-        InputFileError: unreadable sequence or cfg, or cfg ED/ES outside the sequence.
+        InputFileError: unreadable sequence or cfg, cfg ED/ES outside the sequence, or a failed
+            plausibility gate.
         InvalidLabelsError: the file is not a CAMUS label map.
     """
-    from echotemporal.io import read_info_cfg, read_sequence
+    from echotemporal.measure.inputs import prepare_input
 
-    seq = read_sequence(path)
-    ed = es = None
-    extra_warnings: list[str] = []
-    if info_path is not None:
-        info = read_info_cfg(info_path)
-        ed, es = info.ed_frame, info.es_frame
-        for name, frame in (("ED", ed), ("ES", es)):
-            if frame is not None and not 0 <= frame < seq.n_frames:
-                raise InputFileError(
-                    f"{info_path}: {name}: {frame + 1} is beyond the {seq.n_frames} frames of {path}; "
-                    "pass the Info cfg of this sequence's view"
-                )
-        if info.n_frames is not None and info.n_frames != seq.n_frames:
-            extra_warnings.append(f"{info_path}: NbFrame {info.n_frames} but {path} has {seq.n_frames} frames")
+    prepared = prepare_input(path, info_path=info_path, ed_frame=ed_frame, es_frame=es_frame, spacing_mm=spacing_mm,
+                             fps=fps, allow_implausible=allow_implausible)
+    seq, ed, es, extra_warnings = prepared.sequence, prepared.ed_frame, prepared.es_frame, prepared.warnings
     report = check_sequence(seq.labels, seq.spacing_mm, ed_frame=ed, es_frame=es)
     report["warnings"] = extra_warnings + report["warnings"]
+    report["frame_time_ms"] = prepared.frame_time_ms
     return {"file": str(path), "info_file": None if info_path is None else str(info_path), **report}
 
 
@@ -195,15 +194,21 @@ def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
 
 
 def _frame_text(frames: list[int]) -> str:
-    return ", ".join(str(f) for f in frames)
+    """0-based frame indices as the 1-based numbers of the Info cfg."""
+    return ", ".join("n/a" if f is None else str(f + 1) for f in frames)
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """A short human summary of a :func:`check_sequence` / :func:`check_file` report (frames 0-based)."""
+    """A short human summary of a :func:`check_sequence` / :func:`check_file` report.
+
+    Frames are numbered from 1, as in CAMUS Info cfg files and ``--ed/--es`` (the JSON report keeps
+    0-based indices, as arrays do); the first line says so.
+    """
     name = report.get("file") or "sequence"
     h, w = report["image_shape"]
     row_mm, col_mm = report["spacing_mm"]
-    lines = [f"{name}: {report['n_frames']} frame(s) of {h}x{w} px, {row_mm:.4g} x {col_mm:.4g} mm (row x col)"]
+    lines = [f"{name}: {report['n_frames']} frame(s) of {h}x{w} px, {row_mm:.4g} x {col_mm:.4g} mm (row x col); "
+             "frames numbered from 1, as in the Info cfg"]
     flagged = {k: v for k, v in report["flagged_frames"].items() if v}
     lines.append(
         f"temporal: {report['n_inconsistent_frames']} inconsistent frame(s)"
@@ -219,7 +224,8 @@ def format_report(report: dict[str, Any]) -> str:
     if volumes:
         lines.append(f"LV volume: {min(volumes):.1f}-{max(volumes):.1f} mL over {len(volumes)} measurable frame(s)")
     lines.append(
-        f"clinical: ED frame {report['ed_frame']}, ES frame {report['es_frame']} ({report['ed_es_source']}{order}); "
+        f"clinical: ED frame {_frame_text([report['ed_frame']])}, ES frame {_frame_text([report['es_frame']])} "
+        f"({report['ed_es_source']}{order}); "
         f"EDV {_fmt(report['edv_ml'], 'mL')}, ESV {_fmt(report['esv_ml'], 'mL')}, "
         f"EF {_fmt(report['ef_percent'], '%')}, GLS {_fmt(report['gls_percent'], '%')}"
     )

@@ -73,6 +73,8 @@ def resolve_weights(name_or_path: str | Path | None = None) -> Path:
     path = Path(name)
     if path.is_file():
         return path
+    if f"{name}.pt" in REGISTRY:  # a model's name: its checkpoint (the ONNX graphs come with it)
+        name = f"{name}.pt"
     if str(name) in REGISTRY:
         packaged = weights_dir() / str(name)
         if packaged.is_file():
@@ -82,7 +84,8 @@ def resolve_weights(name_or_path: str | Path | None = None) -> Path:
             "echotemporal, or pass --weights PATH to a checkpoint trained with `echotemporal train`"
         )
     raise WeightsError(
-        f"{name}: no such weights file or registered name; registered: {', '.join(sorted(REGISTRY))}; "
+        f"{name}: no such weights file or registered name; registered: "
+        f"{', '.join(sorted(n.removesuffix('.pt') for n in REGISTRY if n.endswith('.pt')))}; "
         "or pass a path to a checkpoint trained with `echotemporal train`"
     )
 

@@ -35,7 +35,9 @@ __all__ = [
 ]
 
 #: Roles of the files written for one sequence, in writing order.
-ROLES: tuple[str, ...] = ("labels", "frames", "summary", "config", "volume_figure", "attributes_figure")
+ROLES: tuple[str, ...] = (
+    "labels", "frames", "summary", "config", "volume_figure", "attributes_figure", "contours_figure",
+)
 
 
 def sequence_stem(path: str | Path) -> str:
@@ -58,7 +60,8 @@ def output_paths(output_path: str | Path, report_dir: str | Path | None = None, 
 
     Returns:
         role -> path for "labels", "frames" (CSV), "summary" (JSON), "config" (YAML) and, with
-        ``plot``, "volume_figure" and "attributes_figure".
+        ``plot``, "volume_figure", "attributes_figure" and "contours_figure" (before/after masks of
+        the changed and flagged frames).
     """
     output_path = Path(output_path)
     folder = output_path.parent if report_dir is None else Path(report_dir)
@@ -72,6 +75,7 @@ def output_paths(output_path: str | Path, report_dir: str | Path | None = None, 
     if plot:
         paths["volume_figure"] = folder / f"{stem}_volume.png"
         paths["attributes_figure"] = folder / f"{stem}_attributes.png"
+        paths["contours_figure"] = folder / f"{stem}_contours.png"
     return paths
 
 
@@ -131,6 +135,7 @@ def write_outputs(
     overwrite: bool = False,
     thresholds: AttributeThresholds | None = None,
     spacing_mm: tuple[float, float] | None = None,
+    input_labels: np.ndarray | None = None,
 ) -> dict[str, Path]:
     """Write every file of :func:`output_paths` for one result.
 
@@ -141,15 +146,46 @@ def write_outputs(
         overwrite: replace existing files.
         thresholds: for the attribute figure's threshold lines (``None``: packaged thresholds).
         spacing_mm: used only when ``geometry`` is None.
+        input_labels: (T, H, W) input of the correction, for the "contours_figure" (skipped without).
 
     Returns:
-        role -> path of the files written.
+        role -> path of the files written. All or nothing: when one write fails, the files this call
+        wrote are removed before the error propagates.
     """
-    from echotemporal.io import write_sequence
-
     if not overwrite:
         check_no_overwrite(paths)
     written: dict[str, Path] = {}
+    try:
+        _write_all(result, paths, geometry, overwrite, thresholds, spacing_mm, written, input_labels)
+    except BaseException:
+        # All or nothing: a run that failed half-way leaves no partial set to block or mislead a rerun.
+        for path in written.values():
+            Path(path).unlink(missing_ok=True)
+        raise
+    return written
+
+
+def _write_contours(result: SmoothingResult, path: Path, input_labels: np.ndarray, overwrite: bool) -> Path:
+    """Before/after masks of the frames the correction changed or that were flagged (ED/ES if none)."""
+    from echotemporal.plotting.contours import save_contour_figure
+
+    columns = result.columns
+    flagged = np.asarray(columns["inconsistent_before"], bool) | ~np.asarray(columns["valid_before"], bool)
+    ed_es = [result.summary.get(k) for k in ("ed_frame", "es_frame") if result.summary.get(k) is not None]
+    title = f"{sequence_stem(path).removesuffix('_contours')}: {result.summary.get('method')}"
+    return save_contour_figure(path, np.asarray(input_labels).reshape(np.shape(result.labels)), result.labels,
+                               np.asarray(columns["changed"], bool), flagged, title=title, fallback=ed_es,
+                               overwrite=overwrite)
+
+
+def _write_all(
+    result: SmoothingResult, paths: Mapping[str, Path], geometry: ImageGeometry | None, overwrite: bool,
+    thresholds: AttributeThresholds | None, spacing_mm: tuple[float, float] | None, written: dict[str, Path],
+    input_labels: np.ndarray | None,
+) -> None:
+    """The writes of :func:`write_outputs`, recording each file in ``written`` as soon as it exists."""
+    from echotemporal.io import write_sequence
+
     labels_path = Path(paths["labels"])
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     if geometry is None:
@@ -169,12 +205,27 @@ def write_outputs(
             overwrite=overwrite,
         )
         written.update(figures)
+    if "contours_figure" in paths and input_labels is not None:
+        written["contours_figure"] = _write_contours(result, paths["contours_figure"], input_labels, overwrite)
     written["summary"] = write_summary(result, paths["summary"], overwrite=overwrite)
-    return written
+
+
+def _residue_frames(summary: Mapping[str, Any]) -> str:
+    """The frames still flagged or invalid after the correction, numbered from 1 as in the Info cfg."""
+    residue = summary.get("residue") or {}
+    flagged = sorted({f for frames in (residue.get("inconsistent_attributes") or {}).values() for f in frames})
+    invalid = list(residue.get("invalid_frames") or [])
+    parts = []
+    if flagged:
+        parts.append("inconsistent frame(s) " + ", ".join(str(f + 1) for f in flagged))
+    if invalid:
+        parts.append("invalid frame(s) " + ", ".join(str(f + 1) for f in invalid))
+    return "; ".join(parts) or "see the summary"
 
 
 def summary_line(result: SmoothingResult) -> str:
-    """One line for the terminal: output, method, flagged/invalid frames and EF before -> after."""
+    """One line for the terminal: outcome, output, method, flagged/invalid frames and EF before -> after
+    (residue frames numbered from 1, as in the Info cfg)."""
     s = result.summary
 
     def ef(key: str) -> str:
@@ -184,7 +235,7 @@ def summary_line(result: SmoothingResult) -> str:
     where = s.get("outputs", {}).get("labels", "")
     head = f"{where}: " if where else ""
     outcome = s.get("outcome", "clean")
-    residue = {"clean": "", "residue": " (residue: see the summary)",
+    residue = {"clean": "", "residue": f" (residue: {_residue_frames(s)})",
                "worse": " (correction scored worse than the input: input kept; --force keeps it)"
                if s.get("kept_input_because_worse") else " (correction scored worse than the input)"}[outcome]
     return (

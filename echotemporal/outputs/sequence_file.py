@@ -12,6 +12,7 @@ import numpy as np
 
 from echotemporal.core.config import SmoothingConfig
 from echotemporal.core.errors import InputFileError
+from echotemporal.measure.inputs import prepare_input
 from echotemporal.outputs.files import sequence_stem
 from echotemporal.correct.smoothing import SmoothingResult, smooth_sequence
 
@@ -52,6 +53,11 @@ def smooth_file(
     overwrite: bool = False,
     thresholds: AttributeThresholds | None = None,
     sequence: LabelSequence | None = None,
+    ed_frame: int | None = None,
+    es_frame: int | None = None,
+    spacing_mm: tuple[float, float] | None = None,
+    fps: float | None = None,
+    allow_implausible: bool = False,
 ) -> SmoothingResult:
     """Read a sequence file, smooth it and write the corrected NIfTI, CSV, JSON (and figures).
 
@@ -70,12 +76,17 @@ def smooth_file(
         overwrite: replace existing outputs; otherwise OutputExistsError before any work is done.
         thresholds: consistency thresholds; ``None`` loads the packaged ones.
         sequence: ``input_path`` already read (``io.read_sequence``): it is not read again.
+        ed_frame, es_frame: 0-based ED/ES overriding the Info cfg's (both or neither).
+        spacing_mm: (row_mm, col_mm) replacing the header's spacing (also written to the output).
+        fps: frames per second replacing the header's frame time (rates in mL/s).
+        allow_implausible: the plausibility gates (:mod:`echotemporal.measure.plausibility`) on ED/ES
+            and orientation warn instead of raising.
 
     Returns:
         The SmoothingResult; ``summary["outputs"]`` lists the files written.
     """
     from echotemporal.outputs import files as export
-    from echotemporal.io import read_info_cfg, read_sequence
+    from echotemporal.io import read_sequence
 
     start = time.perf_counter()
     input_path = Path(input_path)
@@ -89,33 +100,25 @@ def smooth_file(
     paths = export.output_paths(output_path, report_dir, plot=plot)
     if not overwrite:  # before any work: a refused run costs nothing
         export.check_no_overwrite(paths)
-    ed = es = None
-    if info_path is not None:
-        info = read_info_cfg(info_path)
-        n = len(seq.labels)
-        for what, value in (("ED", info.ed_frame), ("ES", info.es_frame)):
-            if value is not None and not 0 <= value < n:
-                raise InputFileError(
-                    f"{info_path}: {what} frame {value + 1} (1-based) is outside the {n} frames of "
-                    f"{input_path}; pass the Info cfg of this sequence, or no --info to detect ED/ES"
-                )
-        if info.n_frames is not None and info.n_frames != n:
-            warnings.warn(
-                f"{info_path}: NbFrame={info.n_frames} but {input_path} has {n} frames; using ED/ES anyway",
-                stacklevel=2,
-            )
-        ed, es = info.ed_frame, info.es_frame
+    prepared = prepare_input(input_path, info_path=info_path, ed_frame=ed_frame, es_frame=es_frame,
+                             spacing_mm=spacing_mm, fps=fps, allow_implausible=allow_implausible, sequence=seq)
+    for message in prepared.warnings:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    seq, ed, es = prepared.sequence, prepared.ed_frame, prepared.es_frame
     loaded = _resolve_model(model, config.method)
     result = smooth_sequence(
-        seq.labels, seq.spacing_mm, model=loaded, config=config, thresholds=thresholds, ed_frame=ed, es_frame=es
+        seq.labels, seq.spacing_mm, model=loaded, config=config, thresholds=thresholds, ed_frame=ed, es_frame=es,
+        frame_time_ms=prepared.frame_time_ms,
     )
-    if ed is not None and es is not None:
-        result.summary["ed_es_source"] = "cfg"
+    if prepared.ed_es_source is not None:
+        result.summary["ed_es_source"] = prepared.ed_es_source
+    result.summary["input_warnings"] = list(prepared.warnings)
     result.summary["input"] = str(input_path)
     result.summary["info_cfg"] = None if info_path is None else str(info_path)
     result.summary["outputs"] = {k: str(v) for k, v in paths.items()}
     result.summary["seconds_total"] = time.perf_counter() - start
-    export.write_outputs(result, paths, seq.geometry, overwrite=overwrite, thresholds=thresholds)
+    export.write_outputs(result, paths, seq.geometry, overwrite=overwrite, thresholds=thresholds,
+                         input_labels=seq.labels)
     return result
 
 

@@ -60,11 +60,12 @@ def _label(name: str) -> str:
 
 
 def _time_axis(frames: pd.DataFrame, summary: Mapping[str, Any]) -> tuple[np.ndarray, str, float]:
-    """(x values, axis label, x units per frame): ms when the frame time is known, else frames."""
+    """(x values, axis label, x units per frame): ms when the frame time is known, else frame numbers
+    from 1 (as in the Info cfg)."""
     step = summary.get("frame_time_ms")
     if step:
         return frames["frame"].to_numpy() * float(step), "time (ms)", float(step)
-    return frames["frame"].to_numpy(), "frame", 1.0
+    return frames["frame"].to_numpy() + 1, "frame (from 1)", 1.0
 
 
 def _beat_frames(summary: Mapping[str, Any], when: str, key: str) -> list[int]:
@@ -140,7 +141,7 @@ def plot_attribute_trajectories(
     Returns:
         ``axes``.
     """
-    t = frames["frame"].to_numpy()
+    t = frames["frame"].to_numpy() + 1  # numbered from 1, as in the Info cfg
     for k, name in enumerate(thresholds.names):
         ax_v, ax_m = axes[k]
         lo, hi, tau = float(thresholds.lo[k]), float(thresholds.hi[k]), float(thresholds.tau[k])
@@ -168,7 +169,7 @@ def plot_attribute_trajectories(
     from matplotlib.ticker import MaxNLocator
 
     for ax in axes[-1]:
-        ax.set_xlabel("frame")
+        ax.set_xlabel("frame (from 1)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return axes
 

@@ -176,6 +176,18 @@ def real_shape_sequences(
                 yield AlignedSequence(seq, spacing, patient, view, "real", split)
 
 
+def count_real_shape_sequences(
+    splits: Sequence[str] = ("train", "val"), *, copies: int = 2, root: str | Path | None = None
+) -> int:
+    """How many sequences :func:`real_shape_sequences` yields with these arguments (no ``limit``)."""
+    total = 0
+    for split in splits:
+        names = {str(n) for n in load_real_shapes(split, root).names}
+        keys = {n.rsplit("_", 1)[0] for n in names}
+        total += copies * sum(f"{k}_ED" in names and f"{k}_ES" in names for k in keys)
+    return total
+
+
 def _phantom_split(index: int, val_fraction: float) -> str:
     h = int(hashlib.sha256(f"phantom{index}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "val" if h < val_fraction else "train"
@@ -315,6 +327,7 @@ def prepare_dataset(
     overwrite: bool = False,
     description: str = "",
     progress: bool = True,
+    total: int | None = None,
 ) -> dict[str, int]:
     """Align, augment and measure sequences and write them to an HDF5 training set.
 
@@ -327,6 +340,7 @@ def prepare_dataset(
         overwrite: replace an existing file.
         description: free text stored in the file.
         progress: show a progress bar on stderr.
+        total: number of sequences ``sequences`` yields, for the bar's total and ETA (None: unknown).
 
     Returns:
         Frame counts per split.
@@ -344,7 +358,7 @@ def prepare_dataset(
     rng = np.random.default_rng(seed)
     G = int(config.grid_size)
     frames_l, attrs_l, aug_l, meta = [], [], [], []
-    for si, seq in enumerate(tqdm(sequences, desc="prepare", unit="seq", disable=not progress)):
+    for si, seq in enumerate(tqdm(sequences, desc="prepare", unit="seq", total=total, disable=not progress)):
         f, a, p = aligned_frames(seq, config, augmentation, rng)
         frames_l.append(f)
         attrs_l.append(a)

@@ -88,3 +88,20 @@ def test_cli_plot(batch_out: Path, tmp_path: Path) -> None:
     assert f"{len(PATIENTS) + 1} page(s)" in result.output and _pdf_pages(tmp_path / "r.pdf") == len(PATIENTS) + 1
     missing = CliRunner().invoke(main, ["plot", str(tmp_path), "-o", str(tmp_path / "s.pdf")])
     assert missing.exit_code != 0 and "sequences.csv" in missing.output
+
+
+def test_review_shows_the_masks_with_one_based_frames(batch_out: Path, tmp_path: Path) -> None:
+    path, _ = write_review(batch_out, tmp_path / "masks.pdf")
+    images = re.findall(rb"/Subtype\s*/Image", path.read_bytes())
+    assert len(images) >= 5  # at least one mask image per sequence (5 sequences)
+    tables = read_tables(batch_out)
+    fig = patient_figure(tables, "patient0001", batch_out)
+    mask_axes = [ax for ax in fig.axes if ax.images]
+    assert mask_axes and all(ax.get_title().split(" frame ")[0] in ("2CH", "4CH") for ax in mask_axes)
+    frames = {int(ax.get_title().split(" frame ")[1].split()[0]) for ax in mask_axes}
+    assert min(frames) >= 1  # numbered from 1, as in the Info cfg
+    without = patient_figure(tables, "patient0001")  # no batch folder given: curves only
+    assert not any(ax.images for ax in without.axes)
+    curve_ax = fig.axes[0]
+    ticks = curve_ax.get_xticks()
+    assert np.allclose(ticks, np.round(ticks)) and "from 1" in curve_ax.get_xlabel()

@@ -85,7 +85,14 @@ def test_tables_have_the_right_rows_and_columns(camus_root: Path, pool_out: tupl
         [BROKEN, TRUNCATED]
     )
     ok = seq[seq["status"] == "ok"]
+    assert set(seq.loc[seq["status"] == "failed", "outcome"]) == {"failed"}
+    assert set(ok["outcome"]) <= {"clean", "residue", "worse"}
+    assert summary.outcomes["failed"] == 2 and sum(summary.outcomes.values()) == 6
     assert (ok["n_frames"] == N_FRAMES).all()
+    assert (ok["n_beats_after"] >= 1).all()
+    beats = tables.beats  # one row per beat, before and after, frames numbered from 1
+    assert set(zip(beats["patient"], beats["view"])) == set(zip(ok["patient"], ok["view"]))
+    assert beats["ed_frame"].min() >= 1 and set(beats["when"]) == {"before", "after"}
     assert ok["ef_percent_after"].notna().all() and ok["edv_ml_after"].gt(0).all()
     assert (ok["n_inconsistent_after"] >= 0).all() and ok["seconds"].gt(0).all()
     # Info cfg EF sits beside ours, per sequence and per patient.
@@ -107,6 +114,7 @@ def test_tables_have_the_right_rows_and_columns(camus_root: Path, pool_out: tupl
     row_2ch = ok.set_index(["patient", "view"]).loc[("patient0002", "2CH")]
     assert mono["ef_percent_after"] == pytest.approx(row_2ch["ef_percent_after"])
     assert mono["views"] == "2CH"
+    assert mono["view_outcomes"] == f"2CH {row_2ch['outcome']}"
     bi = patients.set_index("patient").loc["patient0001"]
     assert 0 < bi["esv_ml_after"] < bi["edv_ml_after"]
     assert bi["ef_percent_after"] == pytest.approx(100 * (bi["edv_ml_after"] - bi["esv_ml_after"]) / bi["edv_ml_after"])
@@ -258,7 +266,7 @@ def test_cli_batch_summary_line_and_exit_code(camus_root: Path, tmp_path: Path) 
         main, ["batch", str(camus_root), "-o", str(out), "--method", "gaussian", "--workers", "0", "--no-progress"]
     )
     assert result.exit_code == 1, result.output  # something failed
-    assert "4 ok, 2 failed" in result.output and "sequences.csv" in result.output
+    assert "6 sequences:" in result.output and "2 failed;" in result.output and "sequences.csv" in result.output
     again = CliRunner().invoke(main, ["batch", str(camus_root), "-o", str(out), "--method", "gaussian"])
     assert again.exit_code != 0 and "--resume" in again.output
     only_good = CliRunner().invoke(
@@ -267,7 +275,7 @@ def test_cli_batch_summary_line_and_exit_code(camus_root: Path, tmp_path: Path) 
          "--workers", "0", "--no-progress", "--suffix", SUFFIX],
     )
     # patient0003's 2CH is the truncated file: still one failure, still exit code 1.
-    assert only_good.exit_code == 1 and "2 ok, 1 failed" in only_good.output
+    assert only_good.exit_code == 1 and "3 sequences:" in only_good.output and "1 failed;" in only_good.output
 
 
 def test_missing_root_or_no_sequences_is_one_line_error(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ REPORT_KEYS = {
     "file", "info_file", "n_frames", "image_shape", "spacing_mm", "flagged_frames", "inconsistent_frames",
     "n_inconsistent_frames", "failed_criteria", "invalid_frames", "n_invalid_frames", "lv_volumes_ml",
     "strain_percent", "ed_frame", "es_frame", "ed_es_source", "stored_es_to_ed", "edv_ml", "esv_ml",
-    "ef_percent", "gls_percent", "attributes", "warnings", "package_version",
+    "ef_percent", "gls_percent", "attributes", "warnings", "package_version", "frame_time_ms",
 }
 
 
@@ -108,9 +108,9 @@ def test_check_finds_the_corrupted_frame(tmp_path: Path, phantom, kind: str, key
     per_item = report["flagged_frames" if key == "inconsistent_frames" else "failed_criteria"]
     hit = {name: frames for name, frames in per_item.items() if frame in frames}
     assert hit
-    human = _run(str(path)).stdout.splitlines()  # the summary lists each culprit and its frames
+    human = _run(str(path)).stdout.splitlines()  # the summary lists each culprit and its frames, from 1
     for name, frames in hit.items():
-        assert f"  {name}: frames {', '.join(map(str, frames))}" in human
+        assert f"  {name}: frames {', '.join(str(f + 1) for f in frames)}" in human
 
 
 def test_check_sequence_library_call_is_json_able(phantom) -> None:

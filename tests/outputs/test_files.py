@@ -138,7 +138,7 @@ def test_single_frame_2d_file_round_trip(tmp_path, phantom):
 def test_figures_are_written(sequence_file, tmp_path):
     result = smooth_quiet(sequence_file, method="gaussian", plot=True)
     paths = {k: v for k, v in result.summary["outputs"].items() if k.endswith("figure")}
-    assert set(paths) == {"volume_figure", "attributes_figure"}
+    assert set(paths) == {"volume_figure", "attributes_figure", "contours_figure"}
     for p in paths.values():
         with open(p, "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"

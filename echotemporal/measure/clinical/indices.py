@@ -125,7 +125,7 @@ def detect_ed_es(volumes_ml: np.ndarray) -> tuple[int, int]:
         warnings.warn(
             "detect_ed_es: the volume curve is flat, NaN, or peaks on its last frame, so ED/ES cannot be "
             f"detected; assuming the CAMUS half-sequence convention ED=0, ES={max(len(v) - 1, 0)} "
-            "(pass ed_frame/es_frame from the Info cfg)",
+            "(give ED/ES: the Info cfg, --info or --ed/--es)",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -197,7 +197,7 @@ def _indices(measures: FrameMeasures, ed_frame: int | None, es_frame: int | None
     if detected is None:
         warnings.warn(
             f"{what}: ED/ES cannot be detected from a flat or NaN volume curve; EDV, ESV, EF and "
-            "GLS set to NaN (pass ed_frame/es_frame from the Info cfg)",
+            "GLS set to NaN (give ED/ES: the Info cfg, --info or --ed/--es)",
             RuntimeWarning,
             stacklevel=3,
         )

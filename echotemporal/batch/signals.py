@@ -1,0 +1,58 @@
+"""Termination signals as Ctrl-C: a batch stopped by ``kill`` (SIGTERM) or a closed terminal (SIGHUP)
+writes its tables and stops its workers, as after Ctrl-C; and workers that die with their parent."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+__all__ = ["Terminated", "terminate_as_interrupt", "die_with_parent"]
+
+
+class Terminated(KeyboardInterrupt):
+    """The batch received SIGTERM or SIGHUP: stop now (running workers are killed, not waited for)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread."""
+    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {name: signal.signal(getattr(signal, name), _raise) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in saved.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when its parent ends (a worker of a killed batch ends too)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # not glibc: workers are still stopped by the parent's handlers
+        return
+    import multiprocessing
+    import os
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the parent died before the line above
+        os._exit(1)

@@ -1,0 +1,139 @@
+"""A batch stopped by SIGTERM leaves no process and consistent tables; --resume completes it; a second
+batch on the same OUT refuses at once; --overwrite removes what it no longer produces."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+from click.testing import CliRunner
+
+from echotemporal.batch import read_tables, run_batch
+from echotemporal.batch.lock import LOCK_NAME
+from echotemporal.cli import main
+from echotemporal.io import InfoCfg, write_info_cfg, write_sequence
+from echotemporal.phantoms import generate_sequence
+
+SUFFIX = "_half_sequence_gt"
+N_PATIENTS = 6
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def camus_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("camus")
+    for p in range(1, N_PATIENTS + 1):
+        folder = root / f"patient{p:04d}"
+        folder.mkdir()
+        for v, view in enumerate(("2CH", "4CH")):
+            phantom = generate_sequence(10 * p + v, view=view, n_frames=12, image_shape=(160, 140))
+            write_sequence(folder / f"patient{p:04d}_{view}{SUFFIX}.nii.gz", phantom.labels, spacing_mm=phantom.spacing_mm)
+            write_info_cfg(folder / f"Info_{view}.cfg", InfoCfg(ed_frame=phantom.ed_frame, es_frame=phantom.es_frame,
+                                                              n_frames=12))
+    return root
+
+
+def _batch(root: Path, out: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    command = [sys.executable, "-m", "echotemporal.cli", "batch", str(root), "-o", str(out), "--method", "gaussian",
+               "--no-progress", *extra]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_no_process_and_resume_completes(camus_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = _batch(camus_root, out, "--workers", "2")
+    parent = psutil.Process(proc.pid)
+    assert _wait_for(lambda: len(parent.children(recursive=True)) >= 2, 60), proc.communicate()
+    children = parent.children(recursive=True)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "stopped by SIGTERM" in stderr and "--resume" in stderr
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, alive
+    assert not (out / LOCK_NAME).exists()
+    partial = read_tables(out)  # consistent: every frames/beats row belongs to a finished sequence
+    finished = set(zip(partial.sequences["patient"], partial.sequences["view"]))
+    assert set(zip(partial.frames.get("patient", []), partial.frames.get("view", []))) <= finished
+    summary = run_batch(camus_root, out, method="gaussian", workers=0, resume=True, progress=False)
+    tables = read_tables(out)
+    keys = list(zip(tables.sequences["patient"], tables.sequences["view"]))
+    assert len(keys) == len(set(keys)) == 2 * N_PATIENTS and summary.n_ok == 2 * N_PATIENTS
+    assert not tables.frames.duplicated(["patient", "view", "frame"]).any()
+    assert len(tables.frames) == 12 * 2 * N_PATIENTS
+
+
+@pytest.mark.slow
+def test_a_second_batch_on_the_same_out_refuses_at_once(camus_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = _batch(camus_root, out, "--workers", "1")
+    assert _wait_for(lambda: (out / LOCK_NAME).exists(), 60)
+    start = time.monotonic()
+    second = CliRunner().invoke(main, ["batch", str(camus_root), "-o", str(out), "--method", "gaussian",
+                                       "--no-progress", "--overwrite"])
+    assert time.monotonic() - start < 5
+    assert second.exit_code == 1 and LOCK_NAME in second.output and f"pid={first.pid}" in second.output
+    assert len(second.output.strip().splitlines()) == 1
+    first.communicate(timeout=120)
+    assert first.returncode == 0
+    sequences = read_tables(out).sequences
+    assert len(sequences) == 2 * N_PATIENTS and (sequences["status"] == "ok").all()
+
+
+def test_stale_lock_is_taken_over(camus_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("pid=999999 host=gone started=2020-01-01T00:00:00\n")
+    with pytest.warns(RuntimeWarning, match="stale lock"):
+        summary = run_batch(camus_root, out, method="none", workers=0, progress=False, views=("4CH",))
+    assert summary.n_ok == N_PATIENTS and not (out / LOCK_NAME).exists()
+
+
+def test_overwrite_removes_what_it_no_longer_produces(camus_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run_batch(camus_root, out, method="none", workers=0, progress=False)
+    (out / "review.pdf").write_bytes(b"%PDF old")
+    old_2ch = out / "patient0001" / f"patient0001_2CH{SUFFIX}.nii.gz"
+    old_report = out / "patient0001" / f"patient0001_2CH{SUFFIX}_summary.json"
+    assert old_2ch.is_file() and old_report.is_file()
+    keep = out / "notes.txt"
+    keep.write_text("mine")
+    run_batch(camus_root, out, method="none", workers=0, progress=False, overwrite=True, views=("4CH",))
+    assert not old_2ch.exists() and not old_report.exists() and not (out / "review.pdf").exists()
+    assert keep.exists()
+    assert set(pd.read_csv(out / "sequences.csv")["view"]) == {"4CH"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_workers_die_with_a_killed_parent(camus_root: Path, tmp_path: Path) -> None:
+    proc = _batch(camus_root, tmp_path / "out", "--workers", "2")
+    parent = psutil.Process(proc.pid)
+    assert _wait_for(lambda: len(parent.children(recursive=True)) >= 3, 60)
+    children = parent.children(recursive=True)
+    time.sleep(1.0)
+    proc.kill()
+    proc.communicate(timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    for process in alive:  # do not leave them behind even when the test fails
+        process.kill()
+    assert not alive

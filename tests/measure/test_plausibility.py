@@ -1,0 +1,97 @@
+"""Plausibility gates: spacing, ED/ES, volumes and orientation, each with a known answer on a phantom."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from echotemporal.core.errors import InputFileError
+from echotemporal.io import write_sequence
+from echotemporal.io.header_spacing import spacing_in_header
+from echotemporal.measure import plausibility
+from echotemporal.measure.inputs import prepare_input
+from echotemporal.phantoms import generate_sequence
+
+SPACING = (0.8, 0.8)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return generate_sequence(7, n_frames=8, spacing_mm=SPACING)
+
+
+def test_spacing_range_and_missing_header():
+    assert plausibility.spacing_problem((0.3, 0.3)) is None
+    assert "outside the 0.05-2 mm" in plausibility.spacing_problem((100.0, 100.0))
+    assert "outside" in plausibility.spacing_problem((0.01, 0.3))
+    assert "no pixel spacing" in plausibility.spacing_problem((1.0, 1.0), in_header=False)
+
+
+def test_ed_es_gates_use_one_based_frames():
+    assert plausibility.ed_es_problem(None, 3, 10) is None
+    assert plausibility.ed_es_problem(0, 9, 10) is None
+    assert "ED = ES = frame 1" in plausibility.ed_es_problem(0, 0, 10)
+    assert "adjacent" in plausibility.ed_es_problem(0, 1, 10)
+    assert plausibility.ejection_problem(120.0, 50.0, 0, 9) is None
+    message = plausibility.ejection_problem(50.0, 120.0, 9, 0)
+    assert "swapped" in message and "frame 1," in message and "-140.0 %" in message
+
+
+def test_volume_warning_outside_physiology():
+    assert plausibility.volume_warning([50.0, 130.0]) is None
+    assert "outside the physiological" in plausibility.volume_warning([5e8, 1e8])
+    assert plausibility.volume_warning([np.nan]) is None
+
+
+def test_orientation_of_upright_transposed_and_flipped(phantom):
+    labels = phantom.labels
+    assert plausibility.orientation_problem(labels) is None
+    assert "transposed or rotated" in plausibility.orientation_problem(labels.transpose(0, 2, 1))
+    assert "upside down" in plausibility.orientation_problem(labels[:, ::-1])
+
+
+def _zero_pixdim(src, dst):
+    header = bytearray(gzip.open(src).read())
+    struct.pack_into("<3f", header, 80, 0.0, 0.0, 0.0)
+    with gzip.open(dst, "wb") as handle:
+        handle.write(bytes(header))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_zero_pixdim_is_refused_unless_spacing_given(phantom, tmp_path):
+    path = tmp_path / "a.nii.gz"
+    write_sequence(path, phantom.labels, spacing_mm=SPACING)
+    zero = tmp_path / "zero.nii.gz"
+    _zero_pixdim(path, zero)
+    assert spacing_in_header(path) and not spacing_in_header(zero)
+    with pytest.raises(InputFileError, match="no pixel spacing.*--spacing ROW_MM COL_MM"):
+        prepare_input(zero)
+    prepared = prepare_input(zero, spacing_mm=(0.8, 0.8))
+    assert prepared.sequence.spacing_mm == (0.8, 0.8)
+    assert prepared.sequence.geometry.spacing[:2] == (0.8, 0.8)
+
+
+def test_prepare_input_ed_es_sources_and_gates(phantom, tmp_path):
+    path = tmp_path / "a.nii.gz"
+    write_sequence(path, phantom.labels, spacing_mm=SPACING)
+    cfg = tmp_path / "Info_4CH.cfg"
+    cfg.write_text("ED: 1\nES: 8\nNbFrame: 8\n")
+    assert (prepare_input(path, info_path=cfg).ed_es_source, prepare_input(path, info_path=cfg).es_frame) == ("cfg", 7)
+    given = prepare_input(path, info_path=cfg, ed_frame=0, es_frame=6, fps=25.0)
+    assert (given.ed_es_source, given.es_frame, given.frame_time_ms) == ("options", 6, 40.0)
+    swapped = tmp_path / "Info_2CH.cfg"
+    swapped.write_text("ED: 8\nES: 1\nNbFrame: 8\n")
+    with pytest.raises(InputFileError, match="swapped"):
+        prepare_input(path, info_path=swapped)
+    assert "swapped" in prepare_input(path, info_path=swapped, allow_implausible=True).warnings[0]
+    far = tmp_path / "Info_far.cfg"
+    far.write_text("ED: 1\nES: 30\n")
+    with pytest.raises(InputFileError, match=r"Info_far.cfg: ES: 30 is outside frames 1..8"):
+        prepare_input(path, info_path=far)
+    with pytest.raises(InputFileError, match="--ed and --es go together"):
+        prepare_input(path, ed_frame=0)
+    with pytest.raises(InputFileError, match="--fps 1000"):
+        prepare_input(path, fps=1000.0)
