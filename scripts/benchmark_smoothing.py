@@ -212,6 +212,8 @@ def score(case: dict[str, Any], out: np.ndarray, result: Any, truth_ci: Any) -> 
         row[f"untouched_keep_{name}"] = (
             float(dice_per_frame(out[kept] == value, labels[kept] == value).mean()) if kept.any() else float("nan")
         )
+    same = [bool((o == i).all()) or min(_dice(o == v, i == v) for v in (LV, MYO)) >= 0.995 for o, i in zip(out, labels)]
+    row["frames_kept"] = int(np.sum(same))
     row["inconsistent_frames"] = s["n_inconsistent_after"]
     row["invalid_frames"] = s["n_invalid_after"]
     row["inconsistent_before"] = s["n_inconsistent_before"]
@@ -283,8 +285,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         "| set | method | n | Dice LV | Dice MYO | HD LV | HD MYO | seqs 0 invalid & 0 inconsistent | "
         "invalid (frames) | inconsistent (frames) | EF err med | GLS err med | vol max err mL med / p90 | "
         "% EDV med / p90 | at broken frames mL med | untouched Dice LV/MYO vs truth | untouched kept LV/MYO | "
-        "worse | s/seq |",
-        "|---" * 19 + "|",
+        "frames kept (identical or Dice >= 0.995 to the input) | worse | s/seq |",
+        "|---" * 20 + "|",
     ]
     for (set_name, method), g in df.groupby(["set", "method"], sort=False):
         perfect = ((g.invalid_frames == 0) & (g.inconsistent_frames == 0)).mean()
@@ -298,6 +300,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{g.vol_touched_err_ml.median():.2f} | "
             f"{g.untouched_dice_lv.median():.3f} / {g.untouched_dice_myo.median():.3f} | "
             f"{g.untouched_keep_lv.median():.3f} / {g.untouched_keep_myo.median():.3f} | "
+            f"{100 * g.frames_kept.sum() / g.n_frames.sum():.1f} % | "
             f"{int(g.worse.sum())} ({int(g.kept_input.sum())} kept input) | {g.seconds.mean():.2f} |"
         )
     return "\n".join(lines)
