@@ -327,6 +327,28 @@ def _paired_counts(ax: Axes, before: np.ndarray, after: np.ndarray, what: str, m
     ax.grid(alpha=0.3)
 
 
+def _ef_vs_info(ax: Axes, pat: pd.DataFrame, method: str) -> None:
+    """Our EF (input and corrected) against the Info cfg EF, one point per patient."""
+    info = pat["info_ef_percent"].to_numpy(dtype=float) if not pat.empty else np.zeros(0)
+    if np.isfinite(info).any():
+        for when, color, marker, name in (("before", _BEFORE, "x", "input"), ("after", _AFTER, "o", method)):
+            ours = pat[f"ef_percent_{when}"].to_numpy(dtype=float)
+            both = np.isfinite(ours) & np.isfinite(info)
+            mae = float(np.mean(np.abs(ours[both] - info[both]))) if both.any() else float("nan")
+            ax.scatter(info, ours, s=18, color=color, marker=marker, label=f"{name}: mean |Δ| {_fmt(mae)} points")
+        finite = info[np.isfinite(info)]
+        span = [finite.min() - 5, finite.max() + 5]
+        ax.plot(span, span, color=_BEFORE, lw=1, ls="--")
+        ax.legend(fontsize="small")
+        ax.set_title("our EF vs Info cfg EF", fontsize="medium")
+    else:
+        ax.text(0.5, 0.5, "no Info cfg EF in this batch", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title("our EF vs Info cfg EF", fontsize="medium")
+    ax.set_xlabel("Info cfg EF (%)")
+    ax.set_ylabel("our EF (%)")
+    ax.grid(alpha=0.3)
+
+
 def cohort_figure(tables: BatchTables) -> Figure:
     """Cohort page: EF before vs after, our EF vs the Info cfg EF, inconsistent and invalid frames.
 
@@ -363,25 +385,7 @@ def cohort_figure(tables: BatchTables) -> Figure:
     ax.set_ylabel(f"EF {method} (%)")
     ax.grid(alpha=0.3)
 
-    ax = axes[0, 1]
-    info = pat["info_ef_percent"].to_numpy(dtype=float) if not pat.empty else np.zeros(0)
-    if np.isfinite(info).any():
-        for when, color, marker, name in (("before", _BEFORE, "x", "input"), ("after", _AFTER, "o", method)):
-            ours = pat[f"ef_percent_{when}"].to_numpy(dtype=float)
-            both = np.isfinite(ours) & np.isfinite(info)
-            mae = float(np.mean(np.abs(ours[both] - info[both]))) if both.any() else float("nan")
-            ax.scatter(info, ours, s=18, color=color, marker=marker, label=f"{name}: mean |Δ| {_fmt(mae)} points")
-        finite = info[np.isfinite(info)]
-        span = [finite.min() - 5, finite.max() + 5]
-        ax.plot(span, span, color=_BEFORE, lw=1, ls="--")
-        ax.legend(fontsize="small")
-        ax.set_title("our EF vs Info cfg EF", fontsize="medium")
-    else:
-        ax.text(0.5, 0.5, "no Info cfg EF in this batch", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title("our EF vs Info cfg EF", fontsize="medium")
-    ax.set_xlabel("Info cfg EF (%)")
-    ax.set_ylabel("our EF (%)")
-    ax.grid(alpha=0.3)
+    _ef_vs_info(axes[0, 1], pat, method)
 
     okseq = seq[seq["status"] == "ok"] if not seq.empty else seq
     for ax, what, key in ((axes[1, 0], "inconsistent", "n_inconsistent"), (axes[1, 1], "invalid", "n_invalid")):
