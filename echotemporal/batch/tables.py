@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -172,7 +173,21 @@ class FramesPart:
         return cls(tuple(map(str, table.columns)), table.to_csv(index=False, header=False))
 
 
+def _integers_as_integers(table: pd.DataFrame) -> pd.DataFrame:
+    """Float columns that hold only whole numbers (counts, frames; NaN where missing) as nullable
+    integers, so that a person reads 25, not 25.0."""
+    out = table.copy()
+    for name in out.columns:
+        column = out[name]
+        if column.dtype.kind == "f":
+            finite = column.dropna()
+            if len(finite) and np.isfinite(finite).all() and (finite == np.round(finite)).all():
+                out[name] = column.astype("Int64")
+    return out
+
+
 def write_csv(path: Path, table: pd.DataFrame) -> None:
+    table = _integers_as_integers(table)
     write_atomic(path, lambda tmp: table.to_csv(tmp, index=False), overwrite=True, durable=True)
 
 

@@ -332,3 +332,14 @@ def test_worker_environment_sets_one_thread_and_restores(monkeypatch):
         assert all(os.environ[name] == "1" for name in WORKER_ENV)
         assert "ECHOTEMPORAL_THREADS" in WORKER_ENV
     assert os.environ["OMP_NUM_THREADS"] == "7" and "ECHOTEMPORAL_THREADS" not in os.environ
+
+
+def test_tables_write_whole_numbers_without_a_decimal_point(tmp_path):
+    import pandas as pd
+
+    from echotemporal.batch.tables import write_csv
+
+    table = pd.DataFrame({"n_frames": [25.0, float("nan"), 18.0], "ef_percent_after": [55.2, 61.0, float("nan")]})
+    write_csv(tmp_path / "t.csv", table)
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert lines[1:] == ["25,55.2", ",61.0", "18,"]
