@@ -362,7 +362,11 @@ def phantom(output: Path, patients: int, corrupt: bool, jitter: bool, seed: int,
 
     from echotemporal.phantoms import write_phantom_tree
 
-    root = write_phantom_tree(output, patients, corrupt=corrupt, seed=seed, overwrite=overwrite, jitter=jitter)
+    from tqdm import tqdm
+
+    with tqdm(total=patients, unit="patient", desc="phantom", file=sys.stderr, disable=None) as bar:
+        root = write_phantom_tree(output, patients, corrupt=corrupt, seed=seed, overwrite=overwrite, jitter=jitter,
+                                  on_patient=lambda _: bar.update())
     with open(root / "manifest.csv", newline="", encoding="utf-8") as handle:
         n_rows = sum(1 for _ in csv.DictReader(handle))
     click.echo(f"{patients} patient(s), {2 * patients} sequences, {n_rows} corrupted frame record(s) "

@@ -16,7 +16,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -140,6 +140,7 @@ def write_phantom_tree(
     jitter: bool = True,
     n_corruptions: tuple[int, int] = (1, 2),
     boundary_noise_probability: float = 0.15,
+    on_patient: Callable[[str], None] | None = None,
 ) -> Path:
     """Write synthetic patients in the CAMUS layout, with exact truth and manifests.
 
@@ -158,6 +159,7 @@ def write_phantom_tree(
         n_corruptions: inclusive (min, max) number of single-frame corruptions per view when ``corrupt``.
         boundary_noise_probability: chance that a corrupted view also gets ``boundary_noise`` on all
             its frames.
+        on_patient: called with each patient id once it is written (progress reporting).
 
     Returns:
         ``root`` as a Path.
@@ -193,5 +195,7 @@ def write_phantom_tree(
                         for c in records)
             entry["views"][view] = _view_entry(pid, view, seq, records)
         patients[pid] = entry
+        if on_patient is not None:
+            on_patient(pid)
     _write_manifests(root, rows, patients, seed=seed, corrupt=corrupt, jitter=jitter)
     return root

@@ -382,3 +382,12 @@ def test_cli_phantom_clean(tmp_path):
         assert list(csv.DictReader(handle)) == []
     again = CliRunner().invoke(main, ["phantom", "-o", str(out), "--patients", "1"])
     assert again.exit_code != 0 and "overwrite" in again.output
+
+
+def test_phantom_tree_reports_each_patient_once_written(tmp_path):
+    from echotemporal.phantoms import write_phantom_tree
+
+    seen: list[str] = []
+    write_phantom_tree(tmp_path / "tree", 2, corrupt=False, jitter=False, on_patient=seen.append)
+    assert seen == ["patient0001", "patient0002"]
+    assert all((tmp_path / "tree" / pid).is_dir() for pid in seen)
