@@ -92,8 +92,38 @@ def _outcome(row: dict[str, Any]) -> str:
     return outcome if isinstance(outcome, str) and outcome else "clean"
 
 
+def _beat_frames(beats: list[dict[str, Any]], when: str) -> list[tuple[int, int]]:
+    """0-based (ED, ES) of each beat of a view's ``beats.csv`` rows (frames there numbered from 1)."""
+    return [(int(b["ed_frame"]) - 1, int(b["es_frame"]) - 1) for b in beats if b.get("when") == when]
+
+
+def _per_beat_biplane(
+    row: dict[str, Any], measures: dict[str, Any], beats: dict[str, list[dict[str, Any]]], when: str
+) -> None:
+    """EDV, ESV and EF of a several-beat patient as the means of its beats' biplane indices, in ``row``.
+
+    Beats are paired in order (the k-th beat of 2CH with the k-th of 4CH); each pair's biplane curve
+    runs from its ED to its ES, as a half-sequence's does.
+    """
+    from echotemporal.measure import clinical
+
+    pairs = list(zip(_beat_frames(beats.get("2CH", []), when), _beat_frames(beats.get("4CH", []), when)))
+    if len(pairs) < 2:
+        return
+    indices = []
+    for ed_es_2ch, ed_es_4ch in pairs:
+        _, volumes = clinical.biplane_volumes_from_measures(
+            measures["2CH"][when], measures["4CH"][when], ed_es_2ch=ed_es_2ch, ed_es_4ch=ed_es_4ch
+        )
+        indices.append((volumes[0], volumes[-1], clinical.ejection_fraction_percent(volumes[0], volumes[-1])))
+    edv, esv, ef = (float(np.nanmean(column)) for column in zip(*indices))
+    row.update({f"edv_ml_{when}": edv, f"esv_ml_{when}": esv, f"ef_percent_{when}": ef, "n_beats_biplane": len(pairs),
+                f"ef_percent_beats_{when}": ";".join(f"{value:.1f}" for _, _, value in indices)})
+
+
 def patient_indices(
-    patient: str, data: dict[str, ViewData], info: dict[str, float]
+    patient: str, data: dict[str, ViewData], info: dict[str, float],
+    beats: dict[str, list[dict[str, Any]]] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """Patient row (biplane when 2CH and 4CH are both available, else monoplane) and biplane curve.
 
@@ -101,6 +131,8 @@ def patient_indices(
         patient: patient id.
         data: view -> labels and row of the views that finished ok.
         info: Info cfg reference values (info_ef_percent, info_edv_ml, info_esv_ml), NaN if absent.
+        beats: view -> its ``beats.csv`` rows (this run's views); with several beats in both views,
+            EDV/ESV/EF are the means of the paired beats' biplane indices.
     """
     from echotemporal.measure import clinical
 
@@ -145,6 +177,8 @@ def patient_indices(
                     row[f"edv_ml_{when}"] = float(volumes[0])
                     row[f"esv_ml_{when}"] = float(volumes[-1])
                     row[f"ef_percent_{when}"] = clinical.ejection_fraction_percent(volumes[0], volumes[-1])
+                    row["n_beats_biplane"] = 1
+                    _per_beat_biplane(row, measures, beats or {}, when)
             curve = pd.DataFrame(
                 {"patient": patient, "t": t, "volume_ml_before": curves["before"], "volume_ml_after": curves["after"]}
             )

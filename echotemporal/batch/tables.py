@@ -94,6 +94,9 @@ PATIENT_COLUMNS: tuple[str, ...] = (
     "ef_percent_after",
     "gls_percent_before",
     "gls_percent_after",
+    "n_beats_biplane",  # beats paired across the views (several-beat sequences; 1 for half-sequences)
+    "ef_percent_beats_before",  # biplane EF of each paired beat, "55.1;56.3" (EF above is their mean)
+    "ef_percent_beats_after",
     "info_ef_percent",
     "info_edv_ml",
     "info_esv_ml",

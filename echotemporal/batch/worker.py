@@ -156,7 +156,7 @@ def process_patient(task: PatientTask) -> PatientResult:
                 shutil.copy2(source, destination)
         except OSError as exc:
             warnings.warn(f"{destination}: Info cfg not copied ({exc})", RuntimeWarning)
-    patient_row, curve = patient_indices(task.patient, data, info)
+    patient_row, curve = patient_indices(task.patient, data, info, beats)
     return PatientResult(
         patient=task.patient,
         rows=rows,

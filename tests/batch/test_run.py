@@ -343,3 +343,27 @@ def test_tables_write_whole_numbers_without_a_decimal_point(tmp_path):
     write_csv(tmp_path / "t.csv", table)
     lines = (tmp_path / "t.csv").read_text().splitlines()
     assert lines[1:] == ["25,55.2", ",61.0", "18,"]
+
+
+def test_a_two_beat_patient_gets_the_mean_of_its_beats_biplane_indices():
+    import numpy as np
+
+    from echotemporal.batch.biplane import ViewData, patient_indices
+    from echotemporal.phantoms import generate_cycle_sequence
+
+    data, beats = {}, {}
+    for view in ("2CH", "4CH"):
+        ph = generate_cycle_sequence(8, view=view, n_beats=2, frames_per_beat=16, image_shape=(260, 230))
+        ed, es = ph.beat_ed_frames[0], ph.beat_es_frames[0]
+        row = {"ed_frame": ed, "es_frame": es, "ed_frame_before": ed, "es_frame_before": es, "outcome": "clean"}
+        data[view] = ViewData(ph.labels, ph.labels, ph.spacing_mm, row)
+        beats[view] = [{"when": when, "ed_frame": e + 1, "es_frame": s + 1}
+                       for when in ("before", "after") for e, s in zip(ph.beat_ed_frames, ph.beat_es_frames)]
+    nan = float("nan")
+    row, _ = patient_indices("p", data, {"info_ef_percent": nan, "info_edv_ml": nan, "info_esv_ml": nan}, beats)
+    assert row["mode"] == "biplane" and row["n_beats_biplane"] == 2
+    per_beat = [float(x) for x in row["ef_percent_beats_after"].split(";")]
+    assert len(per_beat) == 2 and all(20 < ef < 80 for ef in per_beat)
+    assert abs(row["ef_percent_after"] - np.mean(per_beat)) < 0.06  # per-beat values are rounded to 0.1
+    one, _ = patient_indices("p", data, {"info_ef_percent": nan, "info_edv_ml": nan, "info_esv_ml": nan})
+    assert one["n_beats_biplane"] == 1 and abs(one["ef_percent_after"] - per_beat[0]) < 0.06
