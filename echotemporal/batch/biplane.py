@@ -42,10 +42,19 @@ class ViewData:
     after: np.ndarray  # (T, H, W) uint8 corrected
     spacing_mm: tuple[float, float]
     row: dict[str, Any]  # its sequences.csv row
-    measures: dict[str, Any] | None = None  # {"before", "after"}: clinical.FrameMeasures, if known
+    clinical: dict[str, Any] | None = None  # {"before", "after"}: SmoothingResult.clinical, when known
+
+    @property
+    def measures(self) -> dict[str, Any] | None:
+        """{"before", "after"}: the per-frame clinical measures, when this run measured the view."""
+        return None if self.clinical is None else {when: c.frames for when, c in self.clinical.items()}
 
     def ed_es(self, when: str) -> tuple[int, int] | None:
-        """The (ED, ES) the pipeline used for this view's "before" or "after" indices."""
+        """The (ED, ES) the pipeline used for this view's "before" or "after" indices: read from the
+        result's typed measures, or from the table row of a view finished by an earlier run."""
+        if self.clinical is not None:
+            c = self.clinical[when]
+            return None if c.ed_frame is None or c.es_frame is None else (int(c.ed_frame), int(c.es_frame))
         tail = "_before" if when == "before" else ""
         ed = as_frame_index(self.row.get(f"ed_frame{tail}"))
         es = as_frame_index(self.row.get(f"es_frame{tail}"))

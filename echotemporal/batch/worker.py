@@ -102,7 +102,7 @@ def _smooth_view(
         table.insert(0, "view", view.view)
         table.insert(0, "patient", task.patient)
         frames = FramesPart.from_table(table)
-        data = ViewData(before.labels, np.asarray(result.labels), before.spacing_mm, row, result.frame_measures)
+        data = ViewData(before.labels, np.asarray(result.labels), before.spacing_mm, row, result.clinical)
         row["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - a batch records any failure of one case and goes on
         row["error"] = one_line(exc)

@@ -34,16 +34,21 @@ class SmoothingResult:
         columns: the per-frame table as {column: (T,) values}, in column order (see ``frames``).
         summary: JSON-able dict: clinical indices before/after, inconsistent/invalid frames
             before/after, rounds, residue, config, package version, weights sha256, seconds.
-        frame_measures: {"before", "after"}: the per-frame clinical measures
-            (``clinical.FrameMeasures``: volumes, disk diameters, contour lengths) the indices came
-            from, e.g. for biplane volumes with another view.
+        clinical: {"before", "after"}: the clinical measures of the input and of the output, in the
+            input's frame order (volumes, strain, ED/ES, indices and the per-frame measures they came
+            from): what batch and reports read, instead of parsing the summary back.
     """
 
     labels: np.ndarray
     method: str
     columns: dict[str, Any]
     summary: dict[str, Any]
-    frame_measures: dict[str, Any] | None = None
+    clinical: dict[str, ClinicalMeasures] | None = None
+
+    @property
+    def frame_measures(self) -> dict[str, Any] | None:
+        """{"before", "after"}: the per-frame clinical measures (``clinical[...].frames``)."""
+        return None if self.clinical is None else {when: c.frames for when, c in self.clinical.items()}
 
     @functools.cached_property
     def frames(self) -> pd.DataFrame:

@@ -203,7 +203,7 @@ def smooth_sequence(
         method=config.method,
         columns=columns,
         summary=summary,
-        frame_measures={"before": done.clin_before.frames, "after": done.clin_after.frames},
+        clinical={"before": done.clin_before, "after": done.clin_after},
     )
 
 
