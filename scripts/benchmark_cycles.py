@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 corrected = out.frame_measures["after"].volumes_ml
                 scored = _score(corrected, frame_time, truth, None)
                 rows.setdefault(f"{args.method} all", []).extend(scored)
-                rows.setdefault(f"input, same subset", []).extend(_score(volumes, frame_time, truth, None))
+                rows.setdefault("input, same subset", []).extend(_score(volumes, frame_time, truth, None))
     print(f"{args.n} parametric + {args.real} real-shape sequences (seeds from {args.seed0}; every other one "
           f"glitched) in {time.perf_counter() - start:.0f} s")
     for name in sorted(rows):

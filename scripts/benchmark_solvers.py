@@ -33,9 +33,15 @@ from functools import partial  # noqa: E402
 import numpy as np  # noqa: E402
 
 from echotemporal.core.config import SmoothingConfig  # noqa: E402
-from echotemporal.measure.temporal import load_thresholds
-from echotemporal.correct.solvers import # noqa: E402     consistency_residual, gradient_descent_smooth, project_consistent, search_smoothing_weight, whittaker_smooth
-from echotemporal.correct.solvers import _gram  # noqa: E402
+from echotemporal.correct.solvers import (  # noqa: E402
+    _gram,
+    consistency_residual,
+    gradient_descent_smooth,
+    project_consistent,
+    search_smoothing_weight,
+    whittaker_smooth,
+)
+from echotemporal.measure.temporal import load_thresholds  # noqa: E402
 
 T, D, N_ATTR = 20, 24, 7
 LATENT_BOUND = 3.0  # latent bounds (u_lo, u_hi) = (−3, 3): a standard-normal prior's practical range

@@ -19,8 +19,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; keeps pandas off the import
 
     from echotemporal.measure.temporal import AttributeThresholds
 
-    from echotemporal.measure.temporal import AttributeThresholds
-
 __all__ = ["SmoothingResult", "beat_table", "build_summary", "frame_columns"]
 
 

@@ -14,7 +14,6 @@ Outputs equal the torch model's to float32 rounding (about 1e-6; ``tests/model/t
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 

@@ -11,21 +11,10 @@ from click.testing import CliRunner
 from echotemporal.cli import main
 from echotemporal.correct import smoothing
 from echotemporal.io import read_sequence, write_sequence
-from echotemporal.phantoms import generate_sequence
 
 SPACING = (0.8, 0.8)
 
 
-@pytest.fixture(scope="module")
-def phantom():
-    return generate_sequence(7, n_frames=8, spacing_mm=SPACING)
-
-
-@pytest.fixture()
-def seq_path(tmp_path, phantom):
-    path = tmp_path / "case_4CH.nii.gz"
-    write_sequence(path, phantom.labels, spacing_mm=SPACING)
-    return path
 
 
 def invoke(*args):

@@ -8,15 +8,7 @@ import pytest
 from echotemporal.core.errors import ConfigError, InputFileError
 from echotemporal.measure.temporal import AttributeThresholds, consistency_metric, detect_inconsistent_frames, load_thresholds
 
-ATTRIBUTE_NAMES = (
-    "lv_area_mm2",
-    "lv_length_mm",
-    "lv_base_width_mm",
-    "lv_orientation_deg",
-    "myo_area_mm2",
-    "epi_center_x_mm",
-    "epi_center_y_mm",
-)
+from echotemporal.measure.attributes import ATTRIBUTE_NAMES  # noqa: E402 - the order the thresholds file follows
 
 
 def _thresholds(k: int = 3) -> AttributeThresholds:
