@@ -50,7 +50,7 @@ from echotemporal.phantoms import (  # noqa: E402
 from echotemporal.phantoms.corruption import annotation_jitter, corrupt_sequence  # noqa: E402
 from echotemporal.phantoms.records import TEMPORAL_CORRUPTION_KINDS  # noqa: E402
 from echotemporal.measure.temporal import consistency_metric, detect_inconsistent_frames
-from echotemporal.correct.solvers import load_thresholds  # noqa: E402
+from echotemporal.measure.temporal import load_thresholds  # noqa: E402
 
 PARAMETRIC_SEED0 = 7_000_000
 REAL_SEED0 = 8_000_000

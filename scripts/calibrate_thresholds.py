@@ -47,7 +47,7 @@ from echotemporal.phantoms import (  # noqa: E402
 )
 from echotemporal.phantoms.corruption import annotation_jitter  # noqa: E402
 from echotemporal.measure.temporal import consistency_metric, default_thresholds_path
-from echotemporal.correct.solvers import load_thresholds  # noqa: E402
+from echotemporal.measure.temporal import load_thresholds  # noqa: E402
 
 REAL_SHAPE_GRID = (448, 448)
 LV_AREA_SANITY_MM2 = 70.0  # DESIGN §4.1: the reference's LV-area threshold, in physical terms
