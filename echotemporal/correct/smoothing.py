@@ -277,7 +277,7 @@ def _correct(
         )
         out, after = work, before
         outcome.reestimated = None
-    clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es)
+    clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es, reference=(work, clin_before))
     kept = outcome.kept if outcome.kept is not None else np.zeros(n_frames, dtype=bool)
     return Corrected(out, before, after, clin_before, clin_after, kept, outcome.trust, outcome.reestimated, verdict,
                      outcome.notes, model if config.method == "arvae" else None, outcome.rounds, outcome.tolerances,

@@ -160,15 +160,13 @@ def measure_shape(
     *,
     reference: tuple[np.ndarray, ShapeMeasures] | None = None,
     validity: bool = True,
-    warm_clinical: bool = False,
     crop_to_heart: bool = True,
 ) -> ShapeMeasures:
     """Attributes, consistency flags and (optionally) anatomical validity of every frame.
 
     Flags follow ``temporal.detect_inconsistent_frames``: an attribute that is NaN in a frame while
     measurable in others (a structure vanishing for a frame) is flagged there. The anatomical
-    criteria run beside the attributes (see :func:`_criteria_beside`), and, with ``warm_clinical``,
-    the frames' clinical measures, which :func:`measure_clinical` then finds remembered.
+    criteria run beside the attributes (see :func:`_criteria_beside`).
 
     Args:
         labels: (T, H, W) uint8.
@@ -177,7 +175,6 @@ def measure_shape(
         reference: (labels, measures) of another version of the sequence: frames identical to it
             reuse its per-frame attributes and criteria (only flags depend on the neighbours).
         validity: also run the anatomical criteria (the costly part); else criteria/valid are empty.
-        warm_clinical: also measure the new frames' clinical measures (for frames likely to be kept).
         crop_to_heart: measure on the heart's bounding box (fast); False measures the whole frames,
             whose centroids then carry no crop offset (they can differ from the cropped ones in the
             last bits).
@@ -202,12 +199,7 @@ def measure_shape(
         crop = np.ascontiguousarray(sub[:, rows, cols]) if crop_to_heart else sub
 
         def attributes(threads: int) -> np.ndarray:
-            raw = compute_attributes(crop, spacing_mm, threads=threads)
-            if warm_clinical:  # measured now, found remembered by measure_clinical
-                from echotemporal.measure.clinical import measure_frames
-
-                measure_frames(crop, spacing_mm, threads=threads)
-            return raw
+            return compute_attributes(crop, spacing_mm, threads=threads)
 
         if validity:
             criteria, raw = _criteria_beside(crop, spacing_mm, present, attributes)
@@ -288,17 +280,35 @@ def restore_frames(
 
 
 def measure_clinical(
-    labels: np.ndarray, spacing_mm: tuple[float, float], ed_frame: int | None, es_frame: int | None
+    labels: np.ndarray,
+    spacing_mm: tuple[float, float],
+    ed_frame: int | None,
+    es_frame: int | None,
+    *,
+    reference: tuple[np.ndarray, ClinicalMeasures] | None = None,
 ) -> ClinicalMeasures:
     """Clinical indices of the sequence, from its per-frame measures (``clinical.measure_frames``).
 
-    The per-frame measures are remembered by frame content, so a corrected sequence measures only
-    the frames its correction changed; ED/ES detection, EF and strain/GLS are redone on the curve.
+    Args:
+        labels: (T, H, W) uint8; spacing_mm: (row_mm, col_mm); ed_frame, es_frame: 0-based or None.
+        reference: (labels (T, H, W), their measures) of another version of the sequence (the input
+            of a correction): only the frames that differ from it are measured; ED/ES detection, EF
+            and strain/GLS are redone on the curve.
     """
     from echotemporal.measure.clinical import indices_from_measures, measure_frames
 
-    rows, cols = heart_box(labels)
-    frames = measure_frames(np.ascontiguousarray(labels[:, rows, cols]), spacing_mm, threads=measure_threads())
+    if reference is None:
+        rows, cols = heart_box(labels)
+        frames = measure_frames(np.ascontiguousarray(labels[:, rows, cols]), spacing_mm, threads=measure_threads())
+    else:
+        ref_labels, ref = reference
+        # One window for both versions: outside it both are background, so frames equal in the
+        # window are equal whole, and a frame's measures do not depend on the window.
+        rows, cols = heart_box(np.concatenate([labels, ref_labels]))
+        frames = measure_frames(
+            np.ascontiguousarray(labels[:, rows, cols]), spacing_mm, threads=measure_threads(),
+            reference=(ref_labels[:, rows, cols], ref.frames),
+        )
     ci = indices_from_measures(frames, ed_frame=ed_frame, es_frame=es_frame)
     return ClinicalMeasures(
         volumes_ml=np.asarray(ci.volumes_ml, dtype=np.float64),

@@ -377,9 +377,7 @@ def test_measures_do_not_depend_on_the_thread_count(monkeypatch):
     for threads in ("1", "3"):
         monkeypatch.setenv(THREADS_ENV, threads)
         assert measure_threads() == int(threads)
-        from echotemporal.measure.clinical import frames
 
-        frames._MEMO.clear()
         shape = measure_shape(seq.labels, seq.spacing_mm, thresholds)
         clin = measure_clinical(seq.labels, seq.spacing_mm, None, None)
         results.append((shape, clin))

@@ -268,41 +268,33 @@ def test_indices_from_frame_measures_equal_clinical_indices():
 def test_frame_measures_do_not_depend_on_the_crop():
     # Frame-local geometry: padding the images (another crop of the same frames) changes no bit,
     # which is what makes the reuse of measures across differently cropped versions exact.
-    from echotemporal.measure.clinical import frames, measure_frames
+    from echotemporal.measure.clinical import measure_frames
 
     seq = _five_frame_sequence()
     padded = np.pad(seq, ((0, 0), (7, 3), (11, 0)))
-    frames._MEMO.clear()
     a = measure_frames(seq, CAMUS_SPACING)
-    frames._MEMO.clear()  # measured again, not remembered
     b = measure_frames(padded, CAMUS_SPACING)
     np.testing.assert_array_equal(a.volumes_ml, b.volumes_ml)
     np.testing.assert_array_equal(a.contour_mm, b.contour_mm)
     np.testing.assert_array_equal(a.diameters_mm, b.diameters_mm)
 
 
-def test_frame_measures_are_remembered_by_content(monkeypatch):
-    from echotemporal.measure.clinical import frames, measure_frames
+def test_clinical_measures_of_a_correction_measure_only_its_changed_frames(monkeypatch):
+    from echotemporal.measure.clinical import frames
+    from echotemporal.measure.sequence import measure_clinical
 
     seq = _five_frame_sequence()
-    frames._MEMO.clear()
-    first = measure_frames(seq, CAMUS_SPACING)
-    assert len(frames._MEMO) == 5
+    first = measure_clinical(seq, CAMUS_SPACING, 0, 4)
     calls = []
     real = frames._crop_geometry
     monkeypatch.setattr(frames, "_crop_geometry", lambda *a: calls.append(1) or real(*a))
-    # The same frames in another crop, one frame changed, another spacing: only new content is measured.
-    again = np.pad(seq, ((0, 0), (5, 0), (0, 9)))
-    again[1] = np.pad(half_ellipsoid_frame(47, 20), ((5, 0), (0, 9)))
-    second = measure_frames(again, CAMUS_SPACING)
-    assert len(calls) == 1
+    changed = seq.copy()
+    changed[1] = half_ellipsoid_frame(47, 20)
+    second = measure_clinical(changed, CAMUS_SPACING, 0, 4, reference=(seq, first))
+    assert len(calls) == 1  # only the changed frame
     np.testing.assert_array_equal(second.volumes_ml[[0, 2, 3, 4]], first.volumes_ml[[0, 2, 3, 4]])
-    assert second.volumes_ml[1] != first.volumes_ml[1]
-    measure_frames(seq[:2], (0.2, 0.3))
-    assert len(calls) == 3
-    monkeypatch.setattr(frames, "_MEMO_SIZE", 4)
-    measure_frames(seq, (0.25, 0.25))
-    assert len(frames._MEMO) == 4  # bounded
+    fresh = measure_clinical(changed, CAMUS_SPACING, 0, 4)
+    np.testing.assert_array_equal(second.volumes_ml, fresh.volumes_ml)
 
 
 def test_frame_measures_reuse_only_identical_frames():

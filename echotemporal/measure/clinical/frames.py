@@ -1,19 +1,15 @@
 """Per-frame LV measures of a sequence: Simpson volume, disk diameters, axis length and hinge-to-hinge
 contour length, what every clinical index needs of each frame alone.
 
-A frame's measures depend on its own heart window and the spacing only, so frames can be measured
-once and reused: explicitly (``measure_frames(..., reference=...)``), and in any case through a small
-memo keyed by the frame's pixels, which also serves a batch's biplane indices from the monoplane pass.
+A frame's measures depend on its own heart window and the spacing only, so a frame is measured once
+and its measures are passed on: ``measure_frames(..., reference=...)`` measures only the frames that
+differ from another version of the sequence (a correction and its input share most frames).
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -111,33 +107,15 @@ def measure_frames(
     return FrameMeasures(volumes, contour, tuple(reasons), diameters, lengths)
 
 
-#: Per-frame measures by the content of the frame's heart window: a frame is measured once however
-#: often it recurs (a sequence and its correction share most frames, and a batch measures each view
-#: again for the patient's biplane). Bounded: a few hundred frames of a few hundred bytes each.
-_MEMO_SIZE = 512
-_MEMO: OrderedDict[tuple[Any, ...], tuple[float, float, str | None, np.ndarray, float]] = OrderedDict()
-_MEMO_LOCK = threading.Lock()
-
-
 def _frame_measures(frame: np.ndarray, spacing: np.ndarray) -> tuple[float, float, str | None, np.ndarray, float]:
     """(volume mL, contour mm, None, diameters, axis length) of one (H, W) frame; NaN and why if unmeasurable.
 
-    The geometry depends only on the frame's heart window (:func:`geometry._heart_crop`) and the
-    spacing, so results are remembered by a digest of exactly those.
+    The geometry depends only on the frame's heart window (:func:`geometry._heart_crop`) and the spacing.
     """
     crop = _heart_crop(frame)
     if crop is None:
         return np.nan, np.nan, "no LV", np.full(N_DISKS, np.nan), np.nan
-    window = np.ascontiguousarray(crop)
-    # SHA-256: hardware-accelerated on current CPUs, about twice as fast as BLAKE2 on a heart window.
-    key = (window.shape, window.dtype.str, np.asarray(spacing, dtype=np.float64).tobytes(),
-           hashlib.sha256(window.data).digest())
-    with _MEMO_LOCK:
-        found = _MEMO.get(key)
-        if found is not None:
-            _MEMO.move_to_end(key)
-            return found
-    geom = _crop_geometry(window, spacing)
+    geom = _crop_geometry(np.ascontiguousarray(crop), spacing)
     if isinstance(geom, str):
         result: tuple[float, float, str | None, np.ndarray, float] = (
             np.nan, np.nan, geom, np.full(N_DISKS, np.nan), np.nan
@@ -146,9 +124,4 @@ def _frame_measures(frame: np.ndarray, spacing: np.ndarray) -> tuple[float, floa
         diameters, lengths = _diameters_and_lengths([geom], N_DISKS)
         volume = float(_monoplane_ml(diameters, lengths)[0])
         result = (volume, _contour_length_mm(geom, STRAIN_POINTS), None, diameters[0], float(lengths[0]))
-    result[3].flags.writeable = False  # shared by every caller that meets this frame again
-    with _MEMO_LOCK:
-        _MEMO[key] = result
-        while len(_MEMO) > _MEMO_SIZE:
-            _MEMO.popitem(last=False)
     return result
