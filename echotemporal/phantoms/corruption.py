@@ -14,6 +14,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from echotemporal.core.boxes import mask_box
 from echotemporal.core.distances import label_distances, signed_distance
 from echotemporal.core.labels import validate_labels
 from echotemporal.phantoms.raster import enforce_single_components
@@ -77,19 +78,10 @@ def smooth_random_field(shape: tuple[int, int], correlation_px: tuple[float, flo
     return fields[0] if n_fields is None else fields
 
 
-def _heart_box(frame: np.ndarray, margin: int) -> tuple[slice, slice] | None:
-    rows, cols = np.nonzero(frame)
-    if rows.size == 0:
-        return None
-    h, w = frame.shape
-    return (slice(max(int(rows.min()) - margin, 0), min(int(rows.max()) + margin + 1, h)),
-            slice(max(int(cols.min()) - margin, 0), min(int(cols.max()) + margin + 1, w)))
-
-
 def _perturb_frame(frame: np.ndarray, spacing_mm: tuple[float, float], rng: np.random.Generator,
                    amplitude_px: float, correlation_mm: float, clean: bool) -> np.ndarray:
     margin = int(math.ceil(4 * amplitude_px)) + 3
-    box = _heart_box(frame, margin)
+    box = mask_box(frame, margin)
     if box is None or amplitude_px <= 0:
         return frame.copy()
     crop = frame[box]
