@@ -230,6 +230,9 @@ class _Run:
     state: dict[str, Any] = field(init=False)
     elapsed0: float = 0.0
     t_run: float = 0.0
+    #: Seconds kept for what follows the last step (validation, checkpoint, final pass), so that the
+    #: whole run fits ``max_minutes``: estimated from the step time, then from the last epoch's end.
+    reserve_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.config.seed)
@@ -321,7 +324,10 @@ class _Run:
             if state["step"] == 30 and not self.resume:
                 per_step = (time.time() - self.t_run) / 30.0
                 self.log(f"{per_step:.3f} s/step; ~{self.budget_s / per_step / self.steps_per_epoch:.1f} epochs fit in {config.max_minutes} min")
-            if elapsed > self.budget_s:
+                if not self.reserve_s:  # forward passes only (about a third of a step) over val and train frames
+                    frames = len(data.vframes) + 3 * len(data.frames)
+                    self.reserve_s = 0.35 * per_step * frames / config.batch_size
+            if elapsed + self.reserve_s > self.budget_s:
                 out_of_time = True
                 break
         bar.close()
@@ -344,6 +350,14 @@ class _Run:
 
     def end_epoch(self) -> bool:
         """Validate, keep the best model, write the resumable state; True when early stopping triggers."""
+        started = time.time()
+        try:
+            return self._end_epoch()
+        finally:
+            # One more epoch end and the final pass (about twice the latent statistics) still to come.
+            self.reserve_s = 2.5 * (time.time() - started)
+
+    def _end_epoch(self) -> bool:
         state = self.state
         state["epoch"] += 1
         metrics = evaluate_frames(self.network, self.data.vframes, self.data.vattrs, self.config)
