@@ -146,8 +146,8 @@ def frame_indices(mask: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(mask)]
 
 
-def frame_boxes(labels: np.ndarray) -> list[tuple[int, int, int, int] | None]:
-    """Per frame of a (T, H, W) label map, the box (r0, r1, c0, c1), end-exclusive, of its
+def frame_boxes(labels: np.ndarray) -> list[tuple[slice, slice] | None]:
+    """Per frame of a (T, H, W) label map, the box (``core.boxes.Box``: row and column slices) of its
     non-background pixels; None for an empty frame.
 
     One pass over the full frames (maxima over rows and columns, no large temporaries): the
@@ -155,12 +155,12 @@ def frame_boxes(labels: np.ndarray) -> list[tuple[int, int, int, int] | None]:
     """
     rows_max = labels.max(axis=2)
     cols_max = labels.max(axis=1)
-    boxes: list[tuple[int, int, int, int] | None] = []
+    boxes: list[tuple[slice, slice] | None] = []
     for t in range(labels.shape[0]):
         rows = np.flatnonzero(rows_max[t])
         if rows.size == 0:
             boxes.append(None)
             continue
         cols = np.flatnonzero(cols_max[t])
-        boxes.append((int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1))
+        boxes.append((slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)))
     return boxes

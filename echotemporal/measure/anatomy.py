@@ -122,7 +122,7 @@ def _heart_crops(labels: np.ndarray) -> list[np.ndarray | None]:
         if box is None:
             crops.append(None)
             continue
-        r0, r1, c0, c1 = box[0] - 1, box[1] + 1, box[2] - 1, box[3] + 1
+        r0, r1, c0, c1 = box[0].start - 1, box[0].stop + 1, box[1].start - 1, box[1].stop + 1
         crop = np.full((r1 - r0, c1 - c0), _OUTSIDE, dtype=np.uint8)
         sr0, sr1, sc0, sc1 = max(r0, 0), min(r1, height), max(c0, 0), min(c1, width)
         crop[sr0 - r0 : sr1 - r0, sc0 - c0 : sc1 - c0] = labels[t, sr0:sr1, sc0:sc1]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from echotemporal.core.boxes import Box
 from echotemporal.core.errors import InvalidLabelsError
 from echotemporal.core.labels import BACKGROUND, LA, LV, MYO, as_label_sequence, check_spacing, frame_boxes
 from echotemporal.core.parallel import map_threads
@@ -84,36 +85,36 @@ class LvLandmarks:
 
 
 
-def _heart_boxes(labels: np.ndarray) -> list[tuple[int, int, int, int] | None]:
-    """Per frame, the LV∪MYO bounding box (r0, r1, c0, c1) grown by 1 px, or None if empty."""
+def _heart_boxes(labels: np.ndarray) -> list[Box | None]:
+    """Per frame, the LV∪MYO bounding box grown by 1 px (clipped to the image), or None if empty."""
     # The box of all labels (one cheap pass); the exact LV∪MYO box is searched inside that window.
     height, width = labels.shape[1:]
-    boxes: list[tuple[int, int, int, int] | None] = []
+    boxes: list[Box | None] = []
     for t, box in enumerate(frame_boxes(labels)):
         if box is None:
             boxes.append(None)
             continue
-        window = labels[t, box[0] : box[1], box[2] : box[3]]
+        window = labels[t][box]
         heart = (window == LV) | (window == MYO)
         h_rows = np.flatnonzero(heart.any(axis=1))
         if h_rows.size == 0:
             boxes.append(None)
             continue
         h_cols = np.flatnonzero(heart.any(axis=0))
-        r_first, r_last = box[0] + int(h_rows[0]), box[0] + int(h_rows[-1])
-        c_first, c_last = box[2] + int(h_cols[0]), box[2] + int(h_cols[-1])
+        r_first, r_last = box[0].start + int(h_rows[0]), box[0].start + int(h_rows[-1])
+        c_first, c_last = box[1].start + int(h_cols[0]), box[1].start + int(h_cols[-1])
         boxes.append(
-            (max(r_first - 1, 0), min(r_last + 2, height), max(c_first - 1, 0), min(c_last + 2, width))
+            (slice(max(r_first - 1, 0), min(r_last + 2, height)), slice(max(c_first - 1, 0), min(c_last + 2, width)))
         )
     return boxes
 
 
-def _padded_crop(frame: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, int, int]:
+def _padded_crop(frame: np.ndarray, box: Box) -> tuple[np.ndarray, int, int]:
     """Crop ``frame`` to ``box`` with a 1-px frame: image pixels where they exist, else _OUTSIDE.
 
     Returns the crop and the (row, col) of the crop's first pixel in the frame.
     """
-    r0, r1, c0, c1 = box
+    r0, r1, c0, c1 = box[0].start, box[0].stop, box[1].start, box[1].stop
     pr0, pr1 = max(r0 - 1, 0), min(r1 + 1, frame.shape[0])
     pc0, pc1 = max(c0 - 1, 0), min(c1 + 1, frame.shape[1])
     crop = np.full((r1 - r0 + 2, c1 - c0 + 2), _OUTSIDE, dtype=np.uint8)
@@ -355,7 +356,7 @@ def lv_landmarks(frame: np.ndarray, spacing_mm: Sequence[float]) -> LvLandmarks 
 
 
 def _frame_attributes(
-    frame: np.ndarray, box: tuple[int, int, int, int] | None, row_mm: float, col_mm: float
+    frame: np.ndarray, box: Box | None, row_mm: float, col_mm: float
 ) -> tuple[np.ndarray, str | None]:
     """The attributes of one (H, W) frame (NaN where unmeasurable) and why some are missing, if so."""
     out = np.full(len(ATTRIBUTE_NAMES), np.nan, dtype=np.float64)
