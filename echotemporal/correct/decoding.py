@@ -69,8 +69,7 @@ def _grid_footprint_box(mask: np.ndarray, alignment: Any) -> tuple[slice, slice]
     """Native box covering the grid pixels of a (G, G) bool mask (+1.5 grid px), or None."""
     from echotemporal.model.alignment import native_box
 
-    box = native_box(alignment, mask, 1.5)
-    return None if box is None else (slice(box[0], box[1]), slice(box[2], box[3]))
+    return native_box(alignment, mask, 1.5)
 
 
 class SequenceDecoder:
@@ -233,9 +232,8 @@ class SequenceDecoder:
         box = _grid_footprint_box(footprint, self.alignment)
         if borrowing or box is None:  # borrowing frames take their sources' labels over the heart's box
             box = union(self.heart_box, box) or self.heart_box
-        key = (box[0].start, box[0].stop, box[1].start, box[1].stop)
-        if self._taps is None or self._taps.box != key:  # rounds usually share the box
-            self._taps = bilinear_taps(self.alignment, key)
+        if self._taps is None or self._taps.box != box:  # rounds usually share the box
+            self._taps = bilinear_taps(self.alignment, box)
         taps = self._taps
         width = taps.shape[1]
         n_classes = next(iter(p.values())).shape[0]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from echotemporal.core.boxes import Box
 from echotemporal.core.config import AlignmentConfig
 from echotemporal.core.labels import LV, MYO
 
@@ -278,9 +279,9 @@ def _grid_to_native_affine(alignment: SequenceAlignment) -> tuple[np.ndarray, np
     return A, b
 
 
-def native_box(alignment: SequenceAlignment, mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
-    """Native (r0, r1, c0, c1) box covering the grid pixels of a (G, G) bool ``mask``, ``margin`` grid
-    pixels around them (within the grid), clipped to the native image; None if empty."""
+def native_box(alignment: SequenceAlignment, mask: np.ndarray, margin: float) -> Box | None:
+    """Native box (row and column slices) covering the grid pixels of a (G, G) bool ``mask``, ``margin``
+    grid pixels around them (within the grid), clipped to the native image; None if empty."""
     if not mask.any():
         return None
     G = alignment.grid_size
@@ -293,20 +294,20 @@ def native_box(alignment: SequenceAlignment, mask: np.ndarray, margin: float) ->
     r1 = int(np.clip(np.ceil(nat[:, 0].max()) + 1, 0, H))
     c0 = int(np.clip(np.floor(nat[:, 1].min()), 0, W))
     c1 = int(np.clip(np.ceil(nat[:, 1].max()) + 1, 0, W))
-    return None if r1 <= r0 or c1 <= c0 else (r0, r1, c0, c1)
+    return None if r1 <= r0 or c1 <= c0 else (slice(r0, r1), slice(c0, c1))
 
 
-def _native_box(probs: np.ndarray, alignment: SequenceAlignment, threshold: float = 1e-3) -> tuple[int, int, int, int] | None:
-    """Native (r0, r1, c0, c1) box covering every grid pixel whose foreground probability > threshold."""
+def _native_box(probs: np.ndarray, alignment: SequenceAlignment, threshold: float = 1e-3) -> Box | None:
+    """Native box covering every grid pixel whose foreground probability > threshold."""
     return native_box(alignment, (1.0 - probs[:, 0]).max(axis=0) > threshold, 1.5)
 
 
-def _sample_box(probs: np.ndarray, alignment: SequenceAlignment, box: tuple[int, int, int, int]):
+def _sample_box(probs: np.ndarray, alignment: SequenceAlignment, box: Box):
     """Bilinear resampling of (T, C, G, G) grid probabilities onto the native box; (T, C, h, w) tensor."""
     import torch
     import torch.nn.functional as F
 
-    r0, r1, c0, c1 = box
+    r0, r1, c0, c1 = box[0].start, box[0].stop, box[1].start, box[1].stop
     G = alignment.grid_size
     rows = np.arange(r0, r1, dtype=np.float64)
     cols = np.arange(c0, c1, dtype=np.float64)
@@ -341,8 +342,7 @@ def probabilities_to_native(probs: np.ndarray, alignment: SequenceAlignment) -> 
     out[:, 0] = 1.0
     box = _native_box(probs, alignment)
     if box is not None:
-        r0, r1, c0, c1 = box
-        out[:, :, r0:r1, c0:c1] = _sample_box(probs, alignment, box).numpy()
+        out[(slice(None), slice(None), *box)] = _sample_box(probs, alignment, box).numpy()
     return out
 
 
@@ -362,7 +362,7 @@ class BilinearTaps:
         grid_size: G.
     """
 
-    box: tuple[int, int, int, int]
+    box: Box
     k00: np.ndarray
     weights: np.ndarray
     inside: np.ndarray
@@ -370,7 +370,7 @@ class BilinearTaps:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.box[1] - self.box[0], self.box[3] - self.box[2]
+        return self.box[0].stop - self.box[0].start, self.box[1].stop - self.box[1].start
 
     def corners(self, pixels: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, ...]:
         """The four flat grid indices (each (n,)) blended at ``pixels``."""
@@ -403,9 +403,9 @@ class BilinearTaps:
         return out
 
 
-def bilinear_taps(alignment: SequenceAlignment, box: tuple[int, int, int, int]) -> BilinearTaps:
-    """The :class:`BilinearTaps` of the native pixels of ``box`` (r0, r1, c0, c1) on ``alignment``'s grid."""
-    r0, r1, c0, c1 = box
+def bilinear_taps(alignment: SequenceAlignment, box: Box) -> BilinearTaps:
+    """The :class:`BilinearTaps` of the native pixels of ``box`` on ``alignment``'s grid."""
+    r0, r1, c0, c1 = box[0].start, box[0].stop, box[1].start, box[1].stop
     G = alignment.grid_size
     # Grid coordinates of the box pixels (affine, separable).
     sp = np.asarray(alignment.spacing_mm)
@@ -421,7 +421,7 @@ def bilinear_taps(alignment: SequenceAlignment, box: tuple[int, int, int, int]) 
     a = np.where(inside, gr - i0, 0.0).astype(np.float32)
     b = np.where(inside, gc - j0, 0.0).astype(np.float32)
     weights = np.stack([(1 - a) * (1 - b), (1 - a) * b, a * (1 - b), a * b]) * inside
-    return BilinearTaps((r0, r1, c0, c1), i0 * G + j0, weights.astype(np.float32), inside, G)
+    return BilinearTaps(box, i0 * G + j0, weights.astype(np.float32), inside, G)
 
 
 def probabilities_to_native_labels(probs: np.ndarray, alignment: SequenceAlignment) -> np.ndarray:
@@ -447,7 +447,7 @@ def probabilities_to_native_labels(probs: np.ndarray, alignment: SequenceAlignme
     box = native_box(alignment, (grid_lab != 0).any(axis=0), 1.0)
     if box is None:
         return out
-    r0, r1, c0, c1 = box
+    r0, r1, c0, c1 = box[0].start, box[0].stop, box[1].start, box[1].stop
     taps = bilinear_taps(alignment, box)
     pix = np.flatnonzero(taps.inside)
     flat = grid_lab.reshape(T, G * G)
