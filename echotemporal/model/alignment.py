@@ -355,7 +355,7 @@ class BilinearTaps:
     ``weights``; pixels outside the grid get zero weights (values outside the grid are 0).
 
     Attributes:
-        box: native (r0, r1, c0, c1).
+        box: the native box (row and column slices).
         k00: (N,) int64 flat grid index of each pixel's top-left neighbour (clipped to the grid).
         weights: (4, N) float32 weights of the four neighbours.
         inside: (N,) bool, pixel within the grid.
