@@ -30,6 +30,7 @@ import scipy.linalg
 from echotemporal.core.labels import LV, MYO
 from echotemporal.correct.cleanup import MAX_MODELLED
 from echotemporal.correct.decoding import SequenceDecoder
+from echotemporal.correct.solvers import penalty_bands
 
 __all__ = ["Reestimate", "fit_latent_trajectory", "reestimate_frames", "search_valid_latents"]
 
@@ -63,16 +64,6 @@ class Reestimate:
     valid: np.ndarray
 
 
-def _second_difference_bands(n: int, lam: float) -> np.ndarray:
-    d = np.diff(np.eye(n), n=2, axis=0)
-    dtd = lam * (d.T @ d)
-    ab = np.zeros((3, n))
-    ab[0, 2:] = np.diagonal(dtd, 2)
-    ab[1, 1:] = np.diagonal(dtd, 1)
-    ab[2] = np.diagonal(dtd)
-    return ab
-
-
 def fit_latent_trajectory(z0: np.ndarray, weights: np.ndarray, lam: float = FIT_LAMBDA, passes: int = 2) -> np.ndarray:
     """Weighted, outlier-resistant Whittaker fit of every latent dim (module docstring, step 1).
 
@@ -90,7 +81,7 @@ def fit_latent_trajectory(z0: np.ndarray, weights: np.ndarray, lam: float = FIT_
     w = np.broadcast_to(np.asarray(weights, dtype=np.float64).reshape(n, -1), (n, dims)).copy()
     if n < 3:
         return z0.copy()
-    penalty = _second_difference_bands(n, lam)
+    penalty = lam * penalty_bands(n)  # a writable copy of the shared (read-only) DᵀD bands
     base = w.copy()
     fit = z0.copy()
     for step in range(passes + 1):

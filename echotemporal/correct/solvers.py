@@ -26,6 +26,7 @@ import scipy.linalg
 import scipy.linalg.lapack
 
 __all__ = [
+    "penalty_bands",
     "project_consistent",
     "project_consistent_sparse",
     "whittaker_smooth",
@@ -258,7 +259,7 @@ def project_consistent_sparse(z0: np.ndarray, tol: float | np.ndarray, iteration
 
 
 @functools.lru_cache(maxsize=64)
-def _penalty_bands(n_frames: int) -> np.ndarray:
+def penalty_bands(n_frames: int) -> np.ndarray:
     """``DᵀD`` in upper banded storage (3, T) for ``scipy.linalg.solveh_banded``; read-only."""
     d = np.diff(np.eye(n_frames), n=2, axis=0)
     dtd = d.T @ d
@@ -273,7 +274,7 @@ def _penalty_bands(n_frames: int) -> np.ndarray:
 @functools.lru_cache(maxsize=128)
 def _whittaker_bands(n_frames: int, lam: float) -> np.ndarray:
     """``I + lam·DᵀD`` in upper banded storage (3, T); read-only."""
-    ab = lam * _penalty_bands(n_frames)
+    ab = lam * penalty_bands(n_frames)
     ab[2] += 1.0
     ab.setflags(write=False)
     return ab
