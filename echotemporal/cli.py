@@ -57,7 +57,8 @@ def _cli_message(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
     for api, cli in _CLI_WORDS.items():
         text = text.replace(api, cli)
-    # Library messages list 0-based frame indices; a person reads frames numbered from 1, as in the cfg.
+    # Library messages list 0-based frame indices (core.labels.frames_text); a person reads frames
+    # numbered from 1, as in the cfg.
     return re.sub(r"frame\(s\) \[([\d, ]*)\] \(0-based\)",
                   lambda m: "frame(s) " + ", ".join(str(int(f) + 1) for f in m[1].split(",") if f.strip()), text)
 
