@@ -9,6 +9,7 @@ Everything that goes wrong with one sequence ends up in its row; only a model th
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import time
@@ -39,12 +40,20 @@ __all__ = [
 ]
 
 
-def init_pool_worker(method: str, weights: str | None) -> None:
-    """ProcessPoolExecutor initializer: threads, Ctrl-C, model (load errors resurface in the tasks)."""
+def init_pool_worker(method: str, weights: str | None, pids: Any = None) -> None:
+    """ProcessPoolExecutor initializer: threads, Ctrl-C, model (load errors resurface in the tasks).
+
+    Args:
+        method, weights: the model every task of this worker uses (loaded once, here).
+        pids: a multiprocessing ``SimpleQueue`` this worker puts its process id into, so that the
+            parent can stop it on SIGTERM/SIGHUP (the executor has no public list of its processes).
+    """
     # The parent owns Ctrl-C: it lets running patients finish and writes the tables. SIGTERM keeps
     # its default (the parent terminates its workers on SIGTERM/SIGHUP); a parent that dies takes us along.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
+    if pids is not None:
+        pids.put(os.getpid())
     prepare_worker(method)
     try:
         worker_model(method, weights)

@@ -137,3 +137,41 @@ def test_workers_die_with_a_killed_parent(camus_root: Path, tmp_path: Path) -> N
     for process in alive:  # do not leave them behind even when the test fails
         process.kill()
     assert not alive
+
+
+@pytest.mark.slow
+def test_terminate_workers_stops_the_workers_that_reported_and_no_other(tmp_path: Path) -> None:
+    """The parent's handle on its pool workers is the process ids they report, not the executor's insides."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from echotemporal.batch.dispatch import terminate_workers
+    from echotemporal.batch.worker import init_pool_worker
+
+    context = multiprocessing.get_context("spawn")
+    bystander = context.Process(target=time.sleep, args=(30,))  # a child of ours that is no worker
+    bystander.start()
+    pids = context.SimpleQueue()
+    pool = ProcessPoolExecutor(2, mp_context=context, initializer=init_pool_worker, initargs=("none", None, pids))
+    try:
+        busy = [pool.submit(time.sleep, 60) for _ in range(2)]  # two busy workers
+        seen: set[int] = set()
+        assert _wait_for(lambda: (not pids.empty() and seen.add(pids.get())) or len(seen) == 2, 60)
+        for pid in seen:  # put back what the workers reported, for terminate_workers to read
+            pids.put(pid)
+        assert seen <= {child.pid for child in psutil.Process().children()}
+        start = time.monotonic()
+        stopped = terminate_workers(pids)
+        assert set(stopped) == seen
+        for future in busy:
+            with pytest.raises(BrokenProcessPool):
+                future.result(timeout=20)
+        pool.shutdown(wait=True)
+        assert time.monotonic() - start < 20
+        assert bystander.is_alive()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        bystander.terminate()
+        bystander.join(5)
+        pids.close()
