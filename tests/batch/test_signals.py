@@ -175,3 +175,25 @@ def test_terminate_workers_stops_the_workers_that_reported_and_no_other(tmp_path
         bystander.terminate()
         bystander.join(5)
         pids.close()
+
+
+def test_lock_without_fcntl_judges_by_the_process_id_in_the_file(tmp_path: Path, monkeypatch) -> None:
+    """Where fcntl does not exist (Windows), a lock file naming a live process refuses, a dead one is stale."""
+    from echotemporal.batch.lock import OutputLockedError, output_lock
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # `import fcntl` now raises ImportError
+    out = tmp_path / "out"
+    with output_lock(out) as note:
+        assert note is None and (out / LOCK_NAME).read_text().startswith(f"pid={os.getpid()} ")
+        with pytest.raises(OutputLockedError, match=rf"{LOCK_NAME} held by pid={os.getpid()} .*another -o folder"):
+            with output_lock(out):
+                pass
+        assert (out / LOCK_NAME).exists()  # the refused second holder left the first one's lock alone
+    assert not (out / LOCK_NAME).exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / LOCK_NAME).write_text(f"pid={dead.stdout.strip()} host=gone started=2020-01-01T00:00:00\n")
+    with output_lock(out) as note:
+        assert "stale lock (pid=" in note and (out / LOCK_NAME).read_text().startswith(f"pid={os.getpid()} ")
+    (out / LOCK_NAME).write_text("garbage\n")
+    with output_lock(out) as note:  # a lock file naming no process holds nothing
+        assert "stale lock (garbage)" in note
