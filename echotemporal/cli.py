@@ -57,7 +57,8 @@ def _cli_message(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
     for api, cli in _CLI_WORDS.items():
         text = text.replace(api, cli)
-    # Library messages list 0-based frame indices; a person reads frames numbered from 1, as in the cfg.
+    # Library messages list 0-based frame indices (core.labels.frames_text); a person reads frames
+    # numbered from 1, as in the cfg.
     return re.sub(r"frame\(s\) \[([\d, ]*)\] \(0-based\)",
                   lambda m: "frame(s) " + ", ".join(str(int(f) + 1) for f in m[1].split(",") if f.strip()), text)
 
@@ -105,6 +106,16 @@ def _config_option(help: str = "Smoothing preset YAML (see configs/smoothing.yam
     return click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), default=None, help=help)
 
 
+def _spacing_option(help: str = "Pixel size in mm when the header's is missing or wrong (0.05-2 mm).") -> Callable[..., Any]:
+    return click.option("--spacing", type=(float, float), default=None, metavar="ROW_MM COL_MM", help=help)
+
+
+def _allow_implausible_option(
+    help: str = "Warn instead of refusing ED/ES that give no EF or a transposed/rotated sequence.",
+) -> Callable[..., Any]:
+    return click.option("--allow-implausible", is_flag=True, help=help)
+
+
 def _frame_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--ed/--es`` (1-based, as in the Info cfg), ``--fps``, ``--spacing`` and ``--allow-implausible``."""
     options = [
@@ -113,10 +124,8 @@ def _frame_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--es", type=click.IntRange(min=1), default=None, metavar="N",
                      help="ES frame, numbered from 1 (with --ed)."),
         click.option("--fps", type=float, default=None, help="Frames per second [default: the file's frame time]."),
-        click.option("--spacing", type=(float, float), default=None, metavar="ROW_MM COL_MM",
-                     help="Pixel size in mm when the header's is missing or wrong (0.05-2 mm)."),
-        click.option("--allow-implausible", is_flag=True,
-                     help="Warn instead of refusing ED/ES that give no EF or a transposed/rotated sequence."),
+        _spacing_option(),
+        _allow_implausible_option(),
     ]
     for option in reversed(options):
         func = option(func)
@@ -272,16 +281,17 @@ def demo(output: Path, seed: int, weights: str | None, overwrite: bool) -> None:
 @click.option("--resume", is_flag=True, help="Keep the sequences OUT already finished; process the rest.")
 @_overwrite_option("Redo a batch into an OUT that already holds results (removes what it no longer produces).")
 @click.option("--fps", type=float, default=None, help="Frames per second of every sequence [default: each file's header].")
-@click.option("--allow-implausible", is_flag=True,
-              help="Process sequences with implausible ED/ES or orientation (with a warning) instead of failing them.")
+@_spacing_option("Pixel size in mm of every sequence, replacing each header's (0.05-2 mm) "
+                 "[default: each file's header; a sequence without one fails].")
+@_allow_implausible_option("Process sequences with implausible ED/ES or orientation (with a warning) instead of failing them.")
 @click.option("--force", is_flag=True, help="Keep corrections that scored worse than their input (default: keep the input).")
 @click.option("--strict", is_flag=True, help="Exit 3 when a sequence has frames still flagged or invalid (residue).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @_friendly_errors
 def batch(camus_root: Path, output: Path, suffix: str, views: str, ed_es_pairs: bool, method: str | None,
-          weights: str | None,
-          config_path: Path | None, workers: int, scheduler: str | None, resume: bool, overwrite: bool,
-          fps: float | None, allow_implausible: bool, force: bool, strict: bool, progress: bool) -> None:
+          weights: str | None, config_path: Path | None, workers: int, scheduler: str | None, resume: bool, overwrite: bool,
+          fps: float | None, spacing: tuple[float, float] | None, allow_implausible: bool, force: bool, strict: bool,
+          progress: bool) -> None:
     """Smooth every sequence of a CAMUS tree CAMUS_ROOT; per-sequence, per-frame and patient tables in OUT.
 
     Each sequence's outcome (clean, residue, worse, failed) is in sequences.csv; the run ends with
@@ -309,8 +319,8 @@ def batch(camus_root: Path, output: Path, suffix: str, views: str, ed_es_pairs: 
         with _one_line_warnings():
             summary = run_batch(camus_root, output, suffix=suffix, views=view_list, method=method, weights=weights,
                                 config=config, workers=workers, scheduler=scheduler, resume=resume,
-                                overwrite=overwrite, progress=progress, fps=fps, allow_implausible=allow_implausible,
-                                ed_es_pairs=ed_es_pairs)
+                                overwrite=overwrite, progress=progress, fps=fps, spacing_mm=spacing,
+                                allow_implausible=allow_implausible, ed_es_pairs=ed_es_pairs)
     except KeyboardInterrupt as exc:
         what = f"stopped by {exc.args[0]}" if isinstance(exc, Terminated) else "interrupted"
         click.echo(f"{what}: tables of the finished sequences are in {output}/; rerun with --resume", err=True)
@@ -326,6 +336,9 @@ def batch(camus_root: Path, output: Path, suffix: str, views: str, ed_es_pairs: 
         click.echo(f"see sequences.csv for the {' and '.join(listed) or 'single-view'} sequences"
                    + (" and patients.csv for the monoplane fallbacks" if summary.modes.get("monoplane") else ""),
                    err=True)
+    if summary.n_warned:
+        click.echo(f"warning: {summary.n_warned} sequence(s) with warnings (implausible values accepted, or detected "
+                   "ED/ES that give no EF): see the warnings column of sequences.csv", err=True)
     outcome_list = [name for name, n in summary.outcomes.items() if n]
     code = _exit_code(outcome_list, strict)
     if code:

@@ -10,7 +10,8 @@ Layout written under ``OUT``::
 
     patientNNNN/patientNNNN_4CH<suffix>.nii.gz   corrected sequences, mirroring ROOT (+ Info cfg copies)
     sequences.csv   one row per patient/view: indices before/after, inconsistent/invalid frame counts,
-                    status ok/failed, error message, seconds
+                    status ok/failed, outcome, error message, warnings (accepted implausible values,
+                    detected ED/ES that give no EF), seconds
     frames.csv      one row per frame (long format: patient, view, then the pipeline's frame table)
     patients.csv    one row per patient: biplane EDV/ESV/EF where both views exist, monoplane otherwise
                     (column ``mode``), GLS averaged over the available views, Info cfg EF beside ours

@@ -13,7 +13,7 @@ from echotemporal.batch.worker import init_pool_worker, process_patient, process
 from echotemporal.core.config import SmoothingConfig
 from echotemporal.core.errors import ConfigError, EchoTemporalError
 
-__all__ = ["Outcome", "fatal", "dispatch"]
+__all__ = ["Outcome", "fatal", "dispatch", "terminate_workers"]
 
 Outcome = Callable[[PatientTask, "PatientResult | BaseException"], None]
 
@@ -33,11 +33,12 @@ def _dispatch_local(
     # spawn: a fresh interpreter per worker; forking a parent that already runs torch/Dask threads
     # can deadlock, and spawn behaves the same on Linux, macOS and Windows.
     context = multiprocessing.get_context("spawn")
+    pids = context.SimpleQueue()  # each worker puts its process id here (SIGTERM: the ones to stop)
     # The workers start on the first submit and inherit the environment: one thread each, set before
     # they import numpy or torch.
     with worker_environment():
         pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=init_pool_worker, initargs=(method, weights)
+            max_workers=workers, mp_context=context, initializer=init_pool_worker, initargs=(method, weights, pids)
         )
         pending = {pool.submit(process_patient, task): task for task in tasks}
     try:
@@ -53,23 +54,41 @@ def _dispatch_local(
         # Ctrl-C or a fatal error: drop what has not started, let running patients finish (workers
         # ignore SIGINT) and keep their results. SIGTERM/SIGHUP: stop the running ones too, now.
         if isinstance(exc, Terminated):
-            _terminate_workers(pool)
+            terminate_workers(pids)
         pool.shutdown(wait=True, cancel_futures=True)
         for future, task in pending.items():
             if future.done() and not future.cancelled() and future.exception() is None:
                 on_result(task, future.result())
         raise
-    pool.shutdown(wait=True)
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        pids.close()
 
 
-def _terminate_workers(pool: Any) -> None:
-    """SIGTERM every worker process of a ProcessPoolExecutor (no public API lists them)."""
-    for process in list(getattr(pool, "_processes", {}).values()):
-        with contextlib.suppress(Exception):
+def terminate_workers(pids: Any, timeout_s: float = 5.0) -> list[int]:
+    """SIGTERM the pool workers that reported their process id into ``pids`` and wait for them.
+
+    Args:
+        pids: the ``SimpleQueue`` given to :func:`init_pool_worker` (drained here).
+        timeout_s: how long to wait for each worker to end.
+
+    Returns:
+        The process ids stopped. Only live children of this process are touched
+        (``multiprocessing.active_children``), so a reused process id is never signalled.
+    """
+    import multiprocessing
+
+    reported = set()
+    while not pids.empty():
+        reported.add(pids.get())
+    workers = [p for p in multiprocessing.active_children() if p.pid in reported]
+    for process in workers:
+        with contextlib.suppress(OSError):
             process.terminate()
-    for process in list(getattr(pool, "_processes", {}).values()):
-        with contextlib.suppress(Exception):
-            process.join(5)
+    for process in workers:
+        process.join(timeout_s)
+    return [int(p.pid) for p in workers if p.pid is not None]
 
 
 def _dispatch_inline(tasks: list[PatientTask], on_result: Outcome) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,13 +29,32 @@ class OutputLockedError(ConfigError):
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host."""
+    if sys.platform == "win32":  # os.kill(pid, 0) would *terminate* it there
+        return _windows_pid_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
         return True
     return True
+
+
+def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover - Windows only
+    import ctypes
+    from ctypes import wintypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    query_limited_information, still_active, access_denied = 0x1000, 259, 5
+    handle = kernel32.OpenProcess(query_limited_information, False, pid)
+    if not handle:
+        return ctypes.get_last_error() == access_denied
+    try:
+        code = wintypes.DWORD()
+        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == still_active
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def _holder(path: Path) -> str:
@@ -43,6 +63,24 @@ def _holder(path: Path) -> str:
     except OSError:
         return "an unknown process"
     return text or "an unknown process"
+
+
+def _locked(out: Path, path: Path, holder: str) -> OutputLockedError:
+    return OutputLockedError(
+        f"{out}: another batch is writing here (lock {path} held by {holder}); wait for it to finish or stop "
+        "it, or write to another -o folder"
+    )
+
+
+def _holder_alive(text: str) -> bool:
+    """Whether the process named by a lock file's ``pid=N ...`` text still runs (on this host)."""
+    first = text.split(" ")[0]
+    if not first.startswith("pid="):
+        return False
+    try:
+        return _pid_alive(int(first.removeprefix("pid=")))
+    except ValueError:
+        return False
 
 
 @contextlib.contextmanager
@@ -61,18 +99,15 @@ def output_lock(out: Path) -> Iterator[str | None]:
     try:
         try:
             import fcntl
-        except ImportError:  # pragma: no cover - Windows: judge by the process id in the file
+        except ImportError:  # Windows: judge by the process id in the file
             fcntl = None
         if fcntl is not None:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                raise OutputLockedError(
-                    f"{out}: another batch is writing here (lock {path} held by {_holder(path)}); wait for it "
-                    "to finish or stop it, or write to another -o folder"
-                ) from None
-        elif stale and previous.split(" ")[0].startswith("pid=") and _holder_alive(previous):  # pragma: no cover
-            raise OutputLockedError(f"{out}: another batch is writing here (lock {path} held by {previous})")
+                raise _locked(out, path, _holder(path)) from None
+        elif stale and _holder_alive(previous):
+            raise _locked(out, path, previous)
         acquired = True
         started = datetime.datetime.now().isoformat(timespec="seconds")
         handle.seek(0)
@@ -85,10 +120,3 @@ def output_lock(out: Path) -> Iterator[str | None]:
             with contextlib.suppress(OSError):
                 path.unlink()
         handle.close()
-
-
-def _holder_alive(text: str) -> bool:  # pragma: no cover - Windows only
-    try:
-        return _pid_alive(int(text.split(" ")[0].removeprefix("pid=")))
-    except ValueError:
-        return False

@@ -11,7 +11,11 @@ from echotemporal.batch.tasks import PatientTask, ViewTask
 from echotemporal.core.errors import EchoTemporalError
 from echotemporal.core.os_errors import describe_os_error
 
-__all__ = ["one_line", "nan", "as_float", "as_frame_index", "row_from_summary", "base_row", "beat_rows"]
+__all__ = ["WARNING_SEPARATOR", "one_line", "nan", "as_float", "as_frame_index", "row_from_summary", "base_row", "beat_rows"]
+
+
+#: Between the warnings of one sequence in the ``warnings`` column of sequences.csv.
+WARNING_SEPARATOR = " | "
 
 
 def one_line(exc: BaseException) -> str:
@@ -51,6 +55,7 @@ def row_from_summary(summary: dict[str, Any]) -> dict[str, Any]:
     residue = summary.get("residue") or {}
     row["residue_clean"] = bool(residue.get("clean", False))
     row["outcome"] = summary.get("outcome", "clean")
+    row["warnings"] = WARNING_SEPARATOR.join(summary.get("input_warnings") or [])
     return row
 
 
@@ -74,6 +79,7 @@ def base_row(task: PatientTask, view: ViewTask) -> dict[str, Any]:
         "status": "failed",
         "outcome": "failed",
         "error": "",
+        "warnings": "",
         "seconds": nan(),
         "input": str(view.input),
         "info": "" if view.info is None else str(view.info),

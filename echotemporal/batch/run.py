@@ -44,6 +44,7 @@ from echotemporal.batch.worker import failed_result
 from echotemporal.core.config import SmoothingConfig, config_to_dict
 from echotemporal.core.errors import ConfigError, InputFileError
 from echotemporal.io.atomic import check_overwrite, write_atomic
+from echotemporal.measure.inputs import given_spacing
 from echotemporal.model.registry import file_sha256
 
 __all__ = ["BatchSummary", "run_batch"]
@@ -66,6 +67,7 @@ class BatchSummary:
         tables: table name -> path (sequences, frames, patients, biplane, beats, config).
         outcomes: outcome ("clean", "residue", "worse", "failed") -> number of sequences.
         modes: patient mode ("biplane", "monoplane", "none") -> number of patients.
+        n_warned: sequences whose row carries warnings (the ``warnings`` column of sequences.csv).
     """
 
     out: Path
@@ -77,6 +79,7 @@ class BatchSummary:
     tables: dict[str, Path]
     outcomes: dict[str, int] = field(default_factory=dict)
     modes: dict[str, int] = field(default_factory=dict)
+    n_warned: int = 0
 
 
 def _version(dist: str) -> str | None:
@@ -119,7 +122,7 @@ class BatchState:
     def sequences_table(self) -> pd.DataFrame:
         keys = sorted(self.rows, key=sort_key(self.order, self.views))
         table = pd.DataFrame([self.rows[k] for k in keys], columns=list(SEQUENCE_COLUMNS))
-        table["error"] = table["error"].fillna("")
+        table[["error", "warnings"]] = table[["error", "warnings"]].fillna("")
         return table
 
     def write(self) -> None:
@@ -359,6 +362,7 @@ def _summary(out: Path, state: BatchState, n_sequences: int, n_skipped: int, sta
         },
         outcomes=outcomes,
         modes=modes,
+        n_warned=sum(bool(row.get("warnings")) for row in state.rows.values()),
     )
 
 
@@ -378,6 +382,7 @@ def run_batch(
     progress: bool = True,
     flush_every: int = 20,
     fps: float | None = None,
+    spacing_mm: Sequence[float] | None = None,
     allow_implausible: bool = False,
     ed_es_pairs: bool = False,
 ) -> BatchSummary:
@@ -402,6 +407,9 @@ def run_batch(
         progress: show a progress bar (rate, ETA) on stderr.
         flush_every: rewrite the tables after this many finished sequences (and every 30 s).
         fps: frames per second of every sequence (None: each file's header), for rates in mL/s.
+        spacing_mm: (row_mm, col_mm) pixel size of every sequence, replacing each header's (also
+            where a header has none); None: each file's header, and a sequence whose header has no
+            plausible spacing fails.
         allow_implausible: sequences with implausible ED/ES or orientation are processed with a
             warning instead of failing.
         ed_es_pairs: the native CAMUS-2019 layout: each view's ``_ED{suffix}.mhd`` and
@@ -417,7 +425,7 @@ def run_batch(
         BatchSummary; failed sequences are rows of ``sequences.csv`` with their message.
 
     Raises:
-        InputFileError: no sequence found under ``root``.
+        InputFileError: no sequence found under ``root``, or a ``spacing_mm`` no echo produces.
         OutputExistsError: ``out`` already holds a batch and neither ``resume`` nor ``overwrite``.
         OutputLockedError: another batch is running on ``out``.
         ConfigError: bad method/workers, ``out`` equal to ``root``, or resuming with other settings.
@@ -431,6 +439,7 @@ def run_batch(
     base = config if config is not None else SmoothingConfig()
     config = dataclasses.replace(base, method=method or base.method)
     weights_str = _weights_argument(weights)
+    spacing = None if spacing_mm is None else given_spacing(spacing_mm)  # checked once, before any work
     cases = _discover(root, out, suffix, views, workers, resume=resume, overwrite=overwrite, ed_es_pairs=ed_es_pairs)
     with output_lock(out) as note, terminate_as_interrupt():
         if note is not None:
@@ -440,17 +449,17 @@ def run_batch(
         if overwrite and not resume:
             remove_previous_outputs(out)
         return _run_locked(root, out, cases, suffix, views, config, weights_str, workers, scheduler, resume,
-                           overwrite, progress, flush_every, fps, allow_implausible, start)
+                           overwrite, progress, flush_every, fps, spacing, allow_implausible, start)
 
 
 def _run_locked(
     root: Path, out: Path, cases: list[Any], suffix: str, views: Sequence[str], config: SmoothingConfig,
     weights_str: str | None, workers: int, scheduler: Any, resume: bool, overwrite: bool, progress: bool,
-    flush_every: int, fps: float | None, allow_implausible: bool, start: float,
+    flush_every: int, fps: float | None, spacing_mm: tuple[float, float] | None, allow_implausible: bool, start: float,
 ) -> BatchSummary:
     """The batch proper, with OUT locked and SIGTERM/SIGHUP raising like Ctrl-C."""
     settings = {"suffix": suffix, "method": config.method, "weights": weights_str, "smoothing": config_to_dict(config),
-                "fps": fps}
+                "fps": fps, "spacing_mm": None if spacing_mm is None else list(spacing_mm)}
     config_doc = _config_document(root, views, settings, config, workers, scheduler)
     order: dict[str, int] = {}
     for case in cases:
@@ -460,7 +469,8 @@ def _run_locked(
     if resume and not config_doc["weights_sha256"] and finished:
         config_doc["weights_sha256"] = read_tables(out).config.get("weights_sha256")
     tasks = _build_tasks(cases, root, out, config, weights_str, overwrite or resume, finished, state, suffix)
-    tasks = [dataclasses.replace(task, fps=fps, allow_implausible=allow_implausible) for task in tasks]
+    tasks = [dataclasses.replace(task, fps=fps, spacing_mm=spacing_mm, allow_implausible=allow_implausible)
+             for task in tasks]
     out.mkdir(parents=True, exist_ok=True)
     state.write()
     on_result = _Progress(state, sum(task.n_todo for task in tasks), len(finished), progress, flush_every)

@@ -71,6 +71,7 @@ SEQUENCE_COLUMNS: tuple[str, ...] = (
     "status",
     "outcome",  # clean, residue, worse (the correction scored worse than the input) or failed
     "error",
+    "warnings",  # one-line warnings joined by " | ": implausible values accepted, detected ED/ES giving no EF
     "seconds",
     "input",
     "info",
@@ -218,7 +219,7 @@ def frames_csv(parts: list[FramesPart]) -> str:
 
 
 def row_from_csv(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: ("" if k in ("error", "info") and (v is None or (isinstance(v, float) and math.isnan(v))) else v)
+    return {k: ("" if k in ("error", "warnings", "info") and (v is None or (isinstance(v, float) and math.isnan(v))) else v)
             for k, v in record.items()}
 
 

@@ -39,6 +39,7 @@ class PatientTask:
     info_copies: tuple[tuple[Path, Path], ...] = ()  # (source, destination) Info cfg files
     fps: float | None = None  # frames per second for every sequence (None: each file's header)
     allow_implausible: bool = False  # implausible ED/ES or orientation: warning instead of failure
+    spacing_mm: tuple[float, float] | None = None  # (row_mm, col_mm) for every sequence (None: each header's)
 
     @property
     def n_todo(self) -> int:

@@ -9,6 +9,7 @@ Everything that goes wrong with one sequence ends up in its row; only a model th
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import time
@@ -39,12 +40,20 @@ __all__ = [
 ]
 
 
-def init_pool_worker(method: str, weights: str | None) -> None:
-    """ProcessPoolExecutor initializer: threads, Ctrl-C, model (load errors resurface in the tasks)."""
+def init_pool_worker(method: str, weights: str | None, pids: Any = None) -> None:
+    """ProcessPoolExecutor initializer: threads, Ctrl-C, model (load errors resurface in the tasks).
+
+    Args:
+        method, weights: the model every task of this worker uses (loaded once, here).
+        pids: a multiprocessing ``SimpleQueue`` this worker puts its process id into, so that the
+            parent can stop it on SIGTERM/SIGHUP (the executor has no public list of its processes).
+    """
     # The parent owns Ctrl-C: it lets running patients finish and writes the tables. SIGTERM keeps
     # its default (the parent terminates its workers on SIGTERM/SIGHUP); a parent that dies takes us along.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
+    if pids is not None:
+        pids.put(os.getpid())
     prepare_worker(method)
     try:
         worker_model(method, weights)
@@ -92,6 +101,7 @@ def _smooth_view(
                 thresholds=worker_thresholds(),
                 sequence=before,
                 fps=task.fps,
+                spacing_mm=task.spacing_mm,
                 allow_implausible=task.allow_implausible,
                 ed_frame=0 if pair else None,
                 es_frame=1 if pair else None,
@@ -102,7 +112,7 @@ def _smooth_view(
         table.insert(0, "view", view.view)
         table.insert(0, "patient", task.patient)
         frames = FramesPart.from_table(table)
-        data = ViewData(before.labels, np.asarray(result.labels), before.spacing_mm, row, result.clinical)
+        data = ViewData(before.labels, np.asarray(result.labels), _spacing(task, before), row, result.clinical)
         row["status"] = "ok"
     except Exception as exc:  # noqa: BLE001 - a batch records any failure of one case and goes on
         row["error"] = one_line(exc)
@@ -110,7 +120,12 @@ def _smooth_view(
     return row, frames, data
 
 
-def _done_view_data(view: ViewTask) -> ViewData | None:
+def _spacing(task: PatientTask, sequence: Any) -> tuple[float, float]:
+    """(row_mm, col_mm) a view was measured at: the batch's ``spacing_mm``, else its header's."""
+    return sequence.spacing_mm if task.spacing_mm is None else task.spacing_mm
+
+
+def _done_view_data(task: PatientTask, view: ViewTask) -> ViewData | None:
     """Labels of a view finished by an earlier run (resume), for the patient's biplane indices."""
     from echotemporal.io import read_sequence
 
@@ -119,7 +134,7 @@ def _done_view_data(view: ViewTask) -> ViewData | None:
         after = read_sequence(view.output)
     except Exception:  # noqa: BLE001 - without them the patient falls back to monoplane
         return None
-    return ViewData(before.labels, after.labels, before.spacing_mm, dict(view.done or {}))
+    return ViewData(before.labels, after.labels, _spacing(task, before), dict(view.done or {}))
 
 
 def process_patient(task: PatientTask) -> PatientResult:
@@ -136,7 +151,7 @@ def process_patient(task: PatientTask) -> PatientResult:
     data: dict[str, ViewData] = {}
     for view in task.views:
         if view.done is not None:
-            done = _done_view_data(view)
+            done = _done_view_data(task, view)
             if done is not None:
                 data[view.view] = done
             continue

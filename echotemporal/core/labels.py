@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 import numpy as np
 
 from echotemporal.core.errors import ConfigError, InvalidLabelsError
 
-__all__ = ["Label", "BACKGROUND", "LV", "MYO", "LA", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "drop_la", "as_label_sequence", "check_spacing", "check_frame_index", "frame_indices", "frame_boxes"]
+__all__ = ["Label", "BACKGROUND", "LV", "MYO", "LA", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "drop_la", "as_label_sequence", "check_spacing", "check_frame_index", "frame_indices", "frames_text", "frame_boxes"]
 
 
 class Label(IntEnum):
@@ -144,6 +145,15 @@ def check_frame_index(index: int | None, n_frames: int, name: str) -> int | None
 def frame_indices(mask: np.ndarray) -> list[int]:
     """0-based indices (plain ints, for JSON) of the True frames of a (T,) bool ``mask``."""
     return [int(i) for i in np.flatnonzero(mask)]
+
+
+def frames_text(frames: Iterable[int]) -> str:
+    """0-based frame indices as library messages write them: ``frame(s) [1, 3] (0-based)``.
+
+    The one format the CLI rewrites into the 1-based numbers of the Info cfg (``cli._cli_message``),
+    so every warning that names frames reads the same to a person.
+    """
+    return f"frame(s) [{', '.join(str(int(f)) for f in frames)}] (0-based)"
 
 
 def frame_boxes(labels: np.ndarray) -> list[tuple[slice, slice] | None]:

@@ -190,14 +190,15 @@ def _robust_start(
     present = before.present
     in_range = _pose_range(before.attributes[trust.trusted], thresholds)
 
-    def check(frames: np.ndarray) -> np.ndarray:
-        """Valid, and oriented and placed within the trusted frames' own range."""
+    def check(frames: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+        """Valid, and oriented and placed within the trusted frames' own range; ``frames`` (n, H, W) are
+        the sequence's frames ``numbers`` (n,) (0-based, named in warnings)."""
         from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes
 
         rows, cols = heart_box(frames, margin=4)
         crop = np.ascontiguousarray(frames[:, rows, cols])
         ok = np.asarray(check_validity(crop, spacing_mm, present=present), dtype=bool).all(axis=1)
-        attributes = np.asarray(compute_attributes(crop, spacing_mm), dtype=np.float64)
+        attributes = np.asarray(compute_attributes(crop, spacing_mm, frame_numbers=numbers), dtype=np.float64)
         attributes[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
         attributes[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
         return ok & in_range(attributes)
@@ -206,7 +207,8 @@ def _robust_start(
     blended = interpolate_runs(out, untrusted, trust.trusted, spacing_mm, MAX_BLENDED_RUN)
     blended |= extrapolate_turning_ends(out, untrusted & ~blended, trust.trusted, spacing_mm, anchors)
     if blended.any():
-        bad = np.flatnonzero(blended)[~check(out[blended])]
+        rows = np.flatnonzero(blended)
+        bad = rows[~check(out[rows], rows)]
         out[bad] = labels[bad]
         blended[bad] = False
     rest = untrusted & ~blended

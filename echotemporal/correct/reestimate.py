@@ -180,7 +180,8 @@ def reestimate_frames(
         alignment: the sequence's alignment (``encode_sequence``); model: the shape model.
         spacing_mm: native (row_mm, col_mm); present: labels present in the sequence.
         phase_dims: latent dims of LV area and length (the phase carriers).
-        check: ``(n, H, W) labels -> (n,) bool`` native validity of candidate frames.
+        check: ``((n, H, W) labels, (n,) their 0-based frames in the sequence) -> (n,) bool`` native
+            validity of candidate frames (its warnings name those frames).
         lv_intact: (T,) bool, frames whose LV alone is right: their LV is kept as drawn (the rest
             re-estimated around it) wherever the composed frame is valid.
 
@@ -195,7 +196,7 @@ def reestimate_frames(
     decoder = SequenceDecoder(carry, alignment, model, None, cleanup=True, present=present)
     out = labels.copy()
     out[frames] = decoder(z[frames])
-    valid = np.asarray(check(out[frames]), dtype=bool)
+    valid = np.asarray(check(out[frames], frames), dtype=bool)
     searched = np.zeros(len(frames), dtype=bool)
     for i in np.flatnonzero(~valid):
         t = int(frames[i])
@@ -203,7 +204,7 @@ def reestimate_frames(
         if found is None:
             continue
         candidate = SequenceDecoder(carry[i : i + 1], alignment, model, None, cleanup=True, present=present)(found[None])
-        if bool(np.asarray(check(candidate), dtype=bool)[0]):
+        if bool(np.asarray(check(candidate, frames[i : i + 1]), dtype=bool)[0]):
             out[t], z[t], valid[i], searched[i] = candidate[0], found, True, True
     _keep_intact_lv(out, labels, frames[lv_intact[frames]], check)
     return Reestimate(out, z, frames, searched, valid)
@@ -221,7 +222,7 @@ def _keep_intact_lv(out: np.ndarray, labels: np.ndarray, frames: np.ndarray, che
     drawn = labels[frames] == LV
     composed[(composed == LV) & ~drawn] = MYO
     composed[drawn] = LV
-    ok = np.asarray(check(composed), dtype=bool)
+    ok = np.asarray(check(composed, frames), dtype=bool)
     out[frames[ok]] = composed[ok]
 
 

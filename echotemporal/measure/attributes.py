@@ -21,7 +21,9 @@ import numpy as np
 
 from echotemporal.core.boxes import Box
 from echotemporal.core.errors import InvalidLabelsError
-from echotemporal.core.labels import BACKGROUND, LA, LV, MYO, as_label_sequence, check_spacing, frame_boxes
+from echotemporal.core.labels import (
+    BACKGROUND, LA, LV, MYO, as_label_sequence, check_spacing, frame_boxes, frames_text,
+)
 from echotemporal.core.parallel import map_threads
 
 __all__ = [
@@ -397,7 +399,9 @@ def _frame_attributes(
     return out, None
 
 
-def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float], *, threads: int = 1) -> np.ndarray:
+def compute_attributes(
+    labels: np.ndarray, spacing_mm: Sequence[float], *, threads: int = 1, frame_numbers: Sequence[int] | None = None,
+) -> np.ndarray:
     """The seven shape attributes of every frame, in physical units (DESIGN §3).
 
     Definitions (all on pixel centres, ``(y_mm, x_mm) = (row*row_mm, col*col_mm)``):
@@ -414,6 +418,9 @@ def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float], *, threa
         labels: (T, H, W) or (H, W) CAMUS label map (0 bg, 1 LV, 2 MYO, 3 LA), apex towards row 0.
         spacing_mm: (row_mm, col_mm) pixel size in mm.
         threads: frames measured in parallel by this many threads (same result).
+        frame_numbers: (T,) 0-based index in the whole sequence of each frame of ``labels``, when
+            ``labels`` holds only some of its frames (a re-measured subset): the warnings name
+            these frames; default ``0..T-1``.
 
     Returns:
         (T, 7) float64 in the order of :data:`ATTRIBUTE_NAMES` (T = 1 for one (H, W) frame). An
@@ -423,10 +430,14 @@ def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float], *, threa
     Raises:
         InvalidLabelsError: ``labels`` is not a 2D/3D integer array.
         ConfigError: ``spacing_mm`` is not two positive finite numbers.
+        ValueError: ``frame_numbers`` does not hold one number per frame.
     """
     row_mm, col_mm = check_spacing(spacing_mm)
     seq = as_label_sequence(labels)
     n_frames = seq.shape[0]
+    numbers = range(n_frames) if frame_numbers is None else [int(f) for f in frame_numbers]
+    if len(numbers) != n_frames:
+        raise ValueError(f"frame_numbers: {len(numbers)} numbers for {n_frames} frames; give one per frame")
     out = np.full((n_frames, len(ATTRIBUTE_NAMES)), np.nan, dtype=np.float64)
     boxes = _heart_boxes(seq)
     frame = lambda t: _frame_attributes(seq[t], boxes[t], row_mm, col_mm)
@@ -438,5 +449,6 @@ def compute_attributes(labels: np.ndarray, spacing_mm: Sequence[float], *, threa
             problems.setdefault(cause, []).append(t)
 
     for cause, frames in problems.items():
-        warnings.warn(f"compute_attributes: frame(s) {frames} (0-based): {cause}", UserWarning, stacklevel=2)
+        warnings.warn(f"compute_attributes: {frames_text(numbers[t] for t in frames)}: {cause}", UserWarning,
+                      stacklevel=2)
     return out

@@ -171,19 +171,25 @@ def check_file(
             :func:`echotemporal.measure.inputs.prepare_input` (0-based ED/ES overriding the cfg's).
 
     Returns:
-        The report of :func:`check_sequence`, plus ``file`` and ``info_file``.
+        The report of :func:`check_sequence`, plus ``file``, ``info_file`` and ``frame_time_ms``; its
+        ``warnings`` start with those about the input (accepted implausible values, detected ED/ES
+        that cannot give an EF).
 
     Raises:
         InputFileError: unreadable sequence or cfg, cfg ED/ES outside the sequence, or a failed
             plausibility gate.
         InvalidLabelsError: the file is not a CAMUS label map.
     """
-    from echotemporal.measure.inputs import prepare_input
+    from echotemporal.measure.inputs import detected_ed_es_warning, prepare_input
 
     prepared = prepare_input(path, info_path=info_path, ed_frame=ed_frame, es_frame=es_frame, spacing_mm=spacing_mm,
                              fps=fps, allow_implausible=allow_implausible)
-    seq, ed, es, extra_warnings = prepared.sequence, prepared.ed_frame, prepared.es_frame, prepared.warnings
+    seq, ed, es, extra_warnings = prepared.sequence, prepared.ed_frame, prepared.es_frame, list(prepared.warnings)
     report = check_sequence(seq.labels, seq.spacing_mm, ed_frame=ed, es_frame=es)
+    if report["ed_es_source"] == "detected":
+        detected = detected_ed_es_warning(path, report["ed_frame"], report["es_frame"], report["n_frames"],
+                                          report["edv_ml"], report["esv_ml"])
+        extra_warnings += [detected] if detected else []
     report["warnings"] = extra_warnings + report["warnings"]
     report["frame_time_ms"] = prepared.frame_time_ms
     return {"file": str(path), "info_file": None if info_path is None else str(info_path), **report}

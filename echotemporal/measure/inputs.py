@@ -3,7 +3,9 @@
 What ``check`` and ``smooth`` (and each sequence of a batch) do between reading a file and measuring
 it, in one place: the spacing given by the user or the header, the ED/ES given by the user (0-based
 here, 1-based in every message) or the Info cfg, the frame time, and the plausibility gates of
-:mod:`echotemporal.measure.plausibility` (errors, or warnings with ``allow_implausible``).
+:mod:`echotemporal.measure.plausibility` (errors, or warnings with ``allow_implausible``). ED/ES that
+were detected from the volume curve, not given, pass the same gates after measuring
+(:func:`detected_ed_es_warning`), as warnings: the user gave nothing to fix, only something to add.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from echotemporal.io.header_spacing import spacing_in_header
 from echotemporal.io.sequence import ImageGeometry, LabelSequence, read_sequence
 from echotemporal.measure import plausibility
 
-__all__ = ["PreparedInput", "prepare_input"]
+__all__ = ["PreparedInput", "prepare_input", "given_spacing", "detected_ed_es_warning"]
 
 #: Plausible echo frame rates (frames per second) for ``--fps``.
 FPS_RANGE: tuple[float, float] = (5.0, 500.0)
@@ -47,9 +49,23 @@ class PreparedInput:
     warnings: list[str] = field(default_factory=list)
 
 
-def _with_spacing(seq: LabelSequence, spacing_mm: Sequence[float]) -> LabelSequence:
+def given_spacing(spacing_mm: Sequence[float]) -> tuple[float, float]:
+    """A user's ``--spacing`` as (row_mm, col_mm), once checked against what echo produces.
+
+    Raises:
+        InputFileError: not two numbers within :data:`plausibility.SPACING_RANGE_MM` (the message
+            names ``--spacing``).
+    """
+    values = tuple(float(s) for s in spacing_mm)
+    problem = f"{len(values)} values given, 2 needed" if len(values) != 2 else plausibility.spacing_problem(values)
+    if problem is not None:
+        raise InputFileError(f"--spacing: {problem}; give the pixel size in mm (row, then column)")
+    return values[0], values[1]
+
+
+def _with_spacing(seq: LabelSequence, spacing_mm: tuple[float, float]) -> LabelSequence:
     """``seq`` with its in-plane spacing replaced (the geometry's (x, y) = (col, row) too)."""
-    row_mm, col_mm = (float(s) for s in spacing_mm)
+    row_mm, col_mm = spacing_mm
     geometry = seq.geometry
     if geometry is not None:
         spacing = (col_mm, row_mm, *geometry.spacing[2:])
@@ -125,10 +141,7 @@ def prepare_input(
     seq = read_sequence(path) if sequence is None else sequence
     warn: list[str] = []
     if spacing_mm is not None:
-        problem = plausibility.spacing_problem(spacing_mm)
-        if problem is not None:
-            raise InputFileError(f"--spacing: {problem}; give the pixel size in mm (row, then column)")
-        seq = _with_spacing(seq, spacing_mm)
+        seq = _with_spacing(seq, given_spacing(spacing_mm))
     else:
         problem = plausibility.spacing_problem(seq.spacing_mm, spacing_in_header(path))
         if problem is not None:
@@ -141,7 +154,7 @@ def prepare_input(
         frame_time = 1000.0 / float(fps)
     n = seq.n_frames
     ed, es, source = _ed_es(path, n, info_path, ed_frame, es_frame, warn)
-    fix = "check the Info cfg, pass --ed/--es (1-based), or leave them out to detect ED/ES"
+    fix = "check the Info cfg or --ed/--es (1-based; without either, ED/ES are detected), or --allow-implausible"
     _gate(plausibility.ed_es_problem(ed, es, n), fix, allow_implausible, warn, path)
     if ed is not None and es is not None and ed != es:
         from echotemporal.measure.clinical import lv_volumes_ml
@@ -157,3 +170,30 @@ def prepare_input(
     if volume is not None:
         warn.append(f"{path}: {volume}")
     return PreparedInput(seq, ed, es, source, frame_time, warn)
+
+
+def detected_ed_es_warning(
+    path: str | os.PathLike[str], ed_frame: int | None, es_frame: int | None, n_frames: int,
+    edv_ml: float | None, esv_ml: float | None, curve: str = "input's",
+) -> str | None:
+    """A one-line warning when ED/ES *detected* from a volume curve fail the ED/ES gates, else None.
+
+    The gates of given ED/ES (:func:`plausibility.ed_es_problem`, :func:`plausibility.ejection_problem`)
+    applied to a detected pair: equal or adjacent frames, or an ES volume above the ED volume, give
+    an EF that means nothing.
+
+    Args:
+        path: the sequence file (named in the message).
+        ed_frame, es_frame: 0-based detected ED/ES (None: not detected, no warning).
+        n_frames: frames T of the sequence.
+        edv_ml, esv_ml: volumes at the detected ED/ES, mL (None or NaN: not measurable).
+        curve: which volume curve they were detected on ("input's", "corrected"), for the message.
+    """
+    problem = plausibility.ed_es_problem(ed_frame, es_frame, n_frames)
+    if problem is None and ed_frame is not None and es_frame is not None:
+        as_ml = [float("nan") if v is None else float(v) for v in (edv_ml, esv_ml)]
+        problem = plausibility.ejection_problem(as_ml[0], as_ml[1], ed_frame, es_frame)
+    if problem is None:
+        return None
+    return (f"{path}: ED/ES detected from the {curve} volume curve: {problem}; its EF is not to be trusted: "
+            "give ED/ES (an Info cfg, or --ed/--es numbered from 1)")

@@ -198,8 +198,10 @@ def measure_shape(
         rows, cols = heart_box(sub) if crop_to_heart else (slice(0, sub.shape[1]), slice(0, sub.shape[2]))
         crop = np.ascontiguousarray(sub[:, rows, cols]) if crop_to_heart else sub
 
+        numbers = np.flatnonzero(todo)  # warnings name the sequence's frames, not the subset's
+
         def attributes(threads: int) -> np.ndarray:
-            return compute_attributes(crop, spacing_mm, threads=threads)
+            return compute_attributes(crop, spacing_mm, threads=threads, frame_numbers=numbers)
 
         if validity:
             criteria, raw = _criteria_beside(crop, spacing_mm, present, attributes)

@@ -40,6 +40,28 @@ def _resolve_model(model: Any, method: str) -> Any:
     return model
 
 
+def _detected_ed_es_warnings(input_path: Path, summary: dict[str, Any]) -> list[str]:
+    """Warnings for ED/ES detected (not given) on the input's or the corrected volume curve that cannot
+    give an EF (:func:`echotemporal.measure.inputs.detected_ed_es_warning`); the corrected pair only
+    when it differs from the input's."""
+    from echotemporal.measure.inputs import detected_ed_es_warning
+
+    if summary.get("ed_es_source") != "detected":
+        return []
+    messages: list[str] = []
+    seen: set[tuple[Any, Any]] = set()
+    # The summary's keys: ED/ES "ed_frame_before"/"ed_frame", volumes "edv_ml_before"/"edv_ml_after".
+    for curve, frames, volumes in (("input's", "_before", "_before"), ("corrected", "", "_after")):
+        pair = (summary.get(f"ed_frame{frames}"), summary.get(f"es_frame{frames}"))
+        if pair in seen:
+            continue
+        seen.add(pair)
+        message = detected_ed_es_warning(input_path, *pair, summary["n_frames"], summary.get(f"edv_ml{volumes}"),
+                                         summary.get(f"esv_ml{volumes}"), curve)
+        messages += [message] if message else []
+    return messages
+
+
 def smooth_file(
     input_path: str | Path,
     output_path: str | Path | None = None,
@@ -83,7 +105,10 @@ def smooth_file(
             and orientation warn instead of raising.
 
     Returns:
-        The SmoothingResult; ``summary["outputs"]`` lists the files written.
+        The SmoothingResult; ``summary["outputs"]`` lists the files written and
+        ``summary["input_warnings"]`` the warnings about its inputs (implausible values accepted with
+        ``allow_implausible``; ED/ES detected on the input's or corrected curve that cannot give an EF),
+        each also issued as a RuntimeWarning.
     """
     from echotemporal.outputs import files as export
     from echotemporal.io import read_sequence
@@ -112,7 +137,10 @@ def smooth_file(
     )
     if prepared.ed_es_source is not None:
         result.summary["ed_es_source"] = prepared.ed_es_source
-    result.summary["input_warnings"] = list(prepared.warnings)
+    detected = _detected_ed_es_warnings(input_path, result.summary)
+    for message in detected:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    result.summary["input_warnings"] = list(prepared.warnings) + detected
     result.summary["input"] = str(input_path)
     result.summary["info_cfg"] = None if info_path is None else str(info_path)
     result.summary["outputs"] = {k: str(v) for k, v in paths.items()}

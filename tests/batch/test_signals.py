@@ -137,3 +137,63 @@ def test_workers_die_with_a_killed_parent(camus_root: Path, tmp_path: Path) -> N
     for process in alive:  # do not leave them behind even when the test fails
         process.kill()
     assert not alive
+
+
+@pytest.mark.slow
+def test_terminate_workers_stops_the_workers_that_reported_and_no_other(tmp_path: Path) -> None:
+    """The parent's handle on its pool workers is the process ids they report, not the executor's insides."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from echotemporal.batch.dispatch import terminate_workers
+    from echotemporal.batch.worker import init_pool_worker
+
+    context = multiprocessing.get_context("spawn")
+    bystander = context.Process(target=time.sleep, args=(30,))  # a child of ours that is no worker
+    bystander.start()
+    pids = context.SimpleQueue()
+    pool = ProcessPoolExecutor(2, mp_context=context, initializer=init_pool_worker, initargs=("none", None, pids))
+    try:
+        busy = [pool.submit(time.sleep, 60) for _ in range(2)]  # two busy workers
+        seen: set[int] = set()
+        assert _wait_for(lambda: (not pids.empty() and seen.add(pids.get())) or len(seen) == 2, 60)
+        for pid in seen:  # put back what the workers reported, for terminate_workers to read
+            pids.put(pid)
+        assert seen <= {child.pid for child in psutil.Process().children()}
+        start = time.monotonic()
+        stopped = terminate_workers(pids)
+        assert set(stopped) == seen
+        for future in busy:
+            with pytest.raises(BrokenProcessPool):
+                future.result(timeout=20)
+        pool.shutdown(wait=True)
+        assert time.monotonic() - start < 20
+        assert bystander.is_alive()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        bystander.terminate()
+        bystander.join(5)
+        pids.close()
+
+
+def test_lock_without_fcntl_judges_by_the_process_id_in_the_file(tmp_path: Path, monkeypatch) -> None:
+    """Where fcntl does not exist (Windows), a lock file naming a live process refuses, a dead one is stale."""
+    from echotemporal.batch.lock import OutputLockedError, output_lock
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # `import fcntl` now raises ImportError
+    out = tmp_path / "out"
+    with output_lock(out) as note:
+        assert note is None and (out / LOCK_NAME).read_text().startswith(f"pid={os.getpid()} ")
+        with pytest.raises(OutputLockedError, match=rf"{LOCK_NAME} held by pid={os.getpid()} .*another -o folder"):
+            with output_lock(out):
+                pass
+        assert (out / LOCK_NAME).exists()  # the refused second holder left the first one's lock alone
+    assert not (out / LOCK_NAME).exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / LOCK_NAME).write_text(f"pid={dead.stdout.strip()} host=gone started=2020-01-01T00:00:00\n")
+    with output_lock(out) as note:
+        assert "stale lock (pid=" in note and (out / LOCK_NAME).read_text().startswith(f"pid={os.getpid()} ")
+    (out / LOCK_NAME).write_text("garbage\n")
+    with output_lock(out) as note:  # a lock file naming no process holds nothing
+        assert "stale lock (garbage)" in note

@@ -267,3 +267,24 @@ def test_kernel_median_matches_numpy_median():
     for n in (1, 2, 3, 4, 7, 100, 101):
         values = rng.normal(size=n)
         assert _median(values) == np.median(values)
+
+
+def test_a_remeasured_subset_names_the_sequences_frames() -> None:
+    """Re-measuring only the changed frames of a sequence: the warning names the sequence's frame (3),
+    not the frame's place in the subset (0); the CLI then shows it 1-based (frame 4)."""
+    from echotemporal.cli import _cli_message
+    from echotemporal.measure.sequence import measure_shape
+    from echotemporal.measure.temporal import load_thresholds
+
+    labels, _ = _bullet_heart(SPACING)
+    seq = np.stack([labels] * 5)
+    thresholds = load_thresholds()
+    before = measure_shape(seq, SPACING, thresholds, validity=False)
+    changed = seq.copy()
+    changed[3][changed[3] == 2] = 0  # frame 3 (0-based) loses its MYO
+    with pytest.warns(UserWarning, match=r"frame\(s\) \[3\] \(0-based\): no MYO") as caught:
+        measure_shape(changed, SPACING, thresholds, reference=(seq, before), validity=False)
+    assert len(caught) == 1 and "[0]" not in str(caught[0].message)
+    assert "frame(s) 4: no MYO" in _cli_message(caught[0].message)
+    with pytest.raises(ValueError, match="frame_numbers"):
+        compute_attributes(seq[:2], SPACING, frame_numbers=[3])

@@ -95,3 +95,44 @@ def test_prepare_input_ed_es_sources_and_gates(phantom, tmp_path):
         prepare_input(path, ed_frame=0)
     with pytest.raises(InputFileError, match="--fps 1000"):
         prepare_input(path, fps=1000.0)
+
+
+def test_detected_ed_es_warning_names_the_file_and_the_gate():
+    from echotemporal.measure.inputs import detected_ed_es_warning
+
+    assert detected_ed_es_warning("a.nii.gz", 0, 9, 10, 120.0, 50.0) is None
+    assert detected_ed_es_warning("a.nii.gz", None, None, 10, None, None) is None
+    adjacent = detected_ed_es_warning("a.nii.gz", 1, 2, 3, 120.0, 50.0)
+    assert adjacent.startswith("a.nii.gz: ED/ES detected from the input's volume curve: ED frame 2 and ES frame 3")
+    assert "--ed/--es" in adjacent
+    negative = detected_ed_es_warning("a.nii.gz", 0, 5, 10, 50.0, 120.0, curve="corrected")
+    assert "corrected volume curve" in negative and "swapped" in negative
+    assert detected_ed_es_warning("a.nii.gz", 0, 5, 10, None, 120.0) is None  # no EDV: no EF to judge
+
+
+@pytest.fixture()
+def three_frames(phantom, tmp_path):
+    """ES, ED, ES: the ED/ES detected on its curve are frames 2 and 3 (1-based), adjacent."""
+    path = tmp_path / "three.nii.gz"
+    write_sequence(path, phantom.labels[[phantom.es_frame, phantom.ed_frame, phantom.es_frame]], spacing_mm=SPACING)
+    return path
+
+
+def test_check_warns_when_detected_ed_es_are_implausible(three_frames):
+    from echotemporal.measure.check import check_file
+
+    report = check_file(three_frames)
+    assert (report["ed_es_source"], report["ed_frame"], report["es_frame"]) == ("detected", 1, 2)
+    assert str(three_frames) in report["warnings"][0] and "adjacent" in report["warnings"][0]
+    given = check_file(three_frames, ed_frame=1, es_frame=2, allow_implausible=True)  # the gate of given ED/ES
+    assert not any("ED/ES detected" in w for w in given["warnings"])
+
+
+def test_smooth_warns_when_detected_ed_es_are_implausible(three_frames, tmp_path):
+    from echotemporal.pipeline import smooth_file
+
+    with pytest.warns(RuntimeWarning, match="detected from the input's volume curve.*adjacent") as caught:
+        result = smooth_file(three_frames, tmp_path / "out.nii.gz", method="none")
+    detected = [str(w.message) for w in caught if "ED/ES detected" in str(w.message)]
+    assert len(detected) == 1  # the corrected curve gives the same pair: said once
+    assert result.summary["input_warnings"] == detected

@@ -10,13 +10,14 @@ per-frame reuse of :func:`echotemporal.measure.clinical.measure_frames` is there
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from echotemporal.measure.attributes import lv_landmarks
 from echotemporal.core.boxes import HEART_MARGIN_PX, heart_mask, mask_box
-from echotemporal.core.labels import LV
+from echotemporal.core.labels import LV, frames_text
 
 # Landmarks are looked for on the LV∪MYO box grown by HEART_MARGIN_PX: hinge detection looks at the
 # immediate neighbours of LV boundary pixels, so a few pixels keep it identical to the whole frame.
@@ -171,21 +172,25 @@ def _edge_coordinates(
     return s[segments[:, 0]], t[segments[:, 0]], s[segments[:, 1]], t[segments[:, 1]]
 
 
+def _warn_unmeasurable(what: str, reasons: Sequence[str | None], stacklevel: int) -> None:
+    """One RuntimeWarning listing the frames whose reason (T,) is not None, grouped by reason; frames
+    in the format the CLI shows 1-based (:func:`echotemporal.core.labels.frames_text`)."""
+    by_reason: dict[str, list[int]] = {}
+    for t, why in enumerate(reasons):
+        if why is not None:
+            by_reason.setdefault(why, []).append(t)
+    if by_reason:
+        n_failed = sum(map(len, by_reason.values()))
+        warnings.warn(
+            f"{what}: {n_failed} of {len(reasons)} frames unmeasurable, set to NaN: "
+            + "; ".join(f"{frames_text(frames)}: {why}" for why, frames in by_reason.items()),
+            RuntimeWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def _geometries(labels: np.ndarray, spacing: np.ndarray, what: str) -> list[_FrameGeometry | None]:
     """Per-frame geometry; one warning lists the unmeasurable frames and why."""
-    out: list[_FrameGeometry | None] = []
-    failures: list[str] = []
-    for t, frame in enumerate(labels):
-        geom = _frame_geometry(frame, spacing)
-        if isinstance(geom, str):
-            failures.append(f"{t} ({geom})")
-            out.append(None)
-        else:
-            out.append(geom)
-    if failures:
-        warnings.warn(
-            f"{what}: {len(failures)} of {len(labels)} frames unmeasurable, set to NaN: " + ", ".join(failures),
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return out
+    found = [_frame_geometry(frame, spacing) for frame in labels]
+    _warn_unmeasurable(what, [g if isinstance(g, str) else None for g in found], stacklevel=3)
+    return [None if isinstance(g, str) else g for g in found]

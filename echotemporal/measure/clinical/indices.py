@@ -16,6 +16,7 @@ import numpy as np
 from echotemporal.measure.clinical.cycles import detect_beats
 from echotemporal.core.labels import as_label_sequence, check_frame_index, check_spacing
 from echotemporal.measure.clinical.frames import FrameMeasures, measure_frames
+from echotemporal.measure.clinical.geometry import _warn_unmeasurable
 from echotemporal.measure.clinical.strain import _strain_from_lengths
 
 __all__ = [
@@ -184,13 +185,7 @@ def _indices(measures: FrameMeasures, ed_frame: int | None, es_frame: int | None
     n = len(measures.volumes_ml)
     ed = check_frame_index(ed_frame, n, "ed_frame")
     es = check_frame_index(es_frame, n, "es_frame")
-    failures = [f"{t} ({why})" for t, why in enumerate(measures.unmeasurable) if why is not None]
-    if failures:
-        warnings.warn(
-            f"{what}: {len(failures)} of {n} frames unmeasurable, set to NaN: " + ", ".join(failures),
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    _warn_unmeasurable(what, measures.unmeasurable, stacklevel=3)
     volumes = measures.volumes_ml.copy()
 
     detected = (ed, es) if ed is not None and es is not None else _ed_es_or_none(volumes, ed, es)

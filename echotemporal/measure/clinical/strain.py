@@ -15,7 +15,7 @@ from scipy.sparse import csr_array
 from scipy.sparse.csgraph import depth_first_order
 
 from echotemporal.measure.clinical.geometry import _FrameGeometry, _geometries
-from echotemporal.core.labels import as_label_sequence, check_frame_index, check_spacing
+from echotemporal.core.labels import as_label_sequence, check_frame_index, check_spacing, frames_text
 
 __all__ = ["STRAIN_POINTS", "strain_curve_percent"]
 
@@ -120,7 +120,7 @@ def _strain_from_lengths(lengths: np.ndarray, ed_frame: int) -> np.ndarray:
     reference = lengths[ed_frame]
     if not np.isfinite(reference) or reference <= 0:
         warnings.warn(
-            f"strain: the ED frame {ed_frame} has no measurable endocardial contour; strain set to NaN",
+            f"strain: no measurable endocardial contour on the ED frame, {frames_text([ed_frame])}; strain set to NaN",
             RuntimeWarning,
             stacklevel=3,
         )
