@@ -238,7 +238,8 @@ def score(case: dict[str, Any], out: np.ndarray, result: Any, truth_ci: Any) -> 
 # runs
 
 
-def init_worker(overrides: dict[str, Any], methods: tuple[str, ...], segmenter_dir: str | None, tuning: bool = False) -> None:
+def init_worker(overrides: dict[str, Any], methods: tuple[str, ...], segmenter_dir: str | None, tuning: bool = False,
+                detect: bool = False) -> None:
     warnings.simplefilter("ignore")  # degenerate frames warn by design; the table records them
     from echotemporal.measure.temporal import load_thresholds
     from echotemporal.model.registry import load_model
@@ -246,6 +247,7 @@ def init_worker(overrides: dict[str, Any], methods: tuple[str, ...], segmenter_d
     _STATE.update(thresholds=load_thresholds(), overrides=overrides, methods=methods, segmenter_dir=segmenter_dir)
     if tuning:
         _STATE.update(seed_base=TUNING_SEED_BASE, real_split="val")
+    _STATE["detect"] = detect
     _STATE["model"] = load_model()
 
 
@@ -265,7 +267,7 @@ def run_case(task: tuple[str, int]) -> list[dict[str, Any]]:
             cfg = SmoothingConfig(method=method, on_worse="keep_output")
         t0 = time.perf_counter()
         result = smooth_sequence(labels, spacing, config=cfg, model=_STATE["model"], thresholds=_STATE["thresholds"],
-                                 ed_frame=ed, es_frame=es)
+                                 ed_frame=None if _STATE.get("detect") else ed, es_frame=None if _STATE.get("detect") else es)
         row = {"set": case["set"], "index": case["index"], "source": case["source"], "method": method,
                "seconds": time.perf_counter() - t0}
         row.update(score(case, result.labels, result, truth_ci))
@@ -321,6 +323,9 @@ def main() -> None:
     p.add_argument("--csv", default=None, help="also write the per-sequence rows here")
     p.add_argument("--tuning", action="store_true",
                    help="generated sets of other seeds on the val patients: for choosing constants, not for reporting")
+    p.add_argument("--detect", action="store_true",
+                   help="give the methods no ED/ES: each detects them on its own curve (a full cycle without an Info cfg); "
+                        "the truth's indices still use the true ED/ES")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a SmoothingConfig field of arvae (repeatable; value read as YAML)")
     args = p.parse_args()
@@ -344,7 +349,7 @@ def main() -> None:
         else:
             tasks += [(name, i) for i in range(args.n)]
     start = time.perf_counter()
-    init = (overrides, methods, args.segmenter_dir, args.tuning)
+    init = (overrides, methods, args.segmenter_dir, args.tuning, args.detect)
     if args.workers <= 1:
         init_worker(*init)
         results = map(run_case, tasks)

@@ -11,7 +11,10 @@ metric alone misses them. Three independent witnesses are combined:
   reconstructed as a whole heart and disagrees with itself (LV and MYO Dice; the lower one counts);
 * **temporal coherence**: an attribute that leaves the curve drawn by the trusted frames around it.
   Frames are peeled one at a time, the worst first, so that a glitch does not discredit the
-  neighbours whose second differences it also spoils (the consistency metric flags both).
+  neighbours whose second differences it also spoils (the consistency metric flags both). A run of
+  frames whose myocardial area leaves the line its LV area predicts (an endocardium drawn into the
+  wall or away from it, which ramps in smoothly) is an outlier too, edges and all
+  (``off_myocardial_level``).
 
 A frame is trusted when all three agree; an invalid frame whose reconstruction is as good as the
 sequence's good frames' stays trusted (nearly right: the consistency correction repairs it in place). ``confidence`` grades the same evidence in [0, 1] for the
@@ -31,7 +34,9 @@ from echotemporal.core.labels import LV, MYO
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.measure.temporal import AttributeThresholds
 
-__all__ = ["FrameTrust", "MIN_RECONSTRUCTION_DICE", "assess_frames", "reconstruction_dice", "temporal_outliers"]
+__all__ = [
+    "FrameTrust", "MIN_RECONSTRUCTION_DICE", "assess_frames", "off_myocardial_level", "reconstruction_dice", "temporal_outliers",
+]
 
 #: A frame whose LV or MYO Dice with its own reconstruction is below this is not trusted. Expert
 #: masks of held-out CAMUS patients reconstruct at 0.97-0.98 (MYO) on the native grid.
@@ -44,6 +49,12 @@ REFERENCE_QUANTILE = 0.75
 RELATIVE_DROP = np.array([0.03, 0.05])
 #: ...and an untrusted run spreads over neighbours more than this below it (failures ramp in).
 NEIGHBOUR_DROP = RELATIVE_DROP / 2
+#: A frame whose myocardial area is off what its LV area predicts (``off_myocardial_level``) by
+#: more than this fraction of the sequence's median myocardial area is not trusted.
+MYO_LEVEL_BAND = 0.15
+#: Range of the myocardial-on-LV area slope over a cycle: the 0.5-99.5th percentiles of
+#: (MYO_ES - MYO_ED) / (LV_ES - LV_ED) over 800 expert ED/ES pairs (CAMUS, train split): -0.51, 0.87.
+MYO_LV_SLOPES = (-0.5, 0.9)
 #: Extra allowance of an end frame's deviation from the extrapolation of its neighbours.
 END_ALLOWANCE = 2.0
 #: Allowance (units of tau, adjacent supports) of an ED/ES end frame from its turning-point
@@ -139,6 +150,60 @@ def _deviation(values: np.ndarray, t: int, support: np.ndarray, anchor: bool = F
     return float(np.max(np.abs(values[t] - prediction))), allow
 
 
+def _consensus_line(x: np.ndarray, y: np.ndarray, width: float) -> tuple[float, float]:
+    """The line y = a x + b, slope within ``MYO_LV_SLOPES``, that most points lie within ``width`` of.
+
+    Slopes are tried on a grid of 0.02; for each, the densest window of ``width`` in the residuals
+    ``y - a x`` counts its points (ties: the tighter window); b is the median of the winners.
+
+    Args:
+        x, y: (n,) finite values; width: the band's full width, units of y.
+
+    Returns:
+        (slope, intercept).
+    """
+    best = (-1, np.inf, 0.0, 0.0)
+    for slope in np.arange(MYO_LV_SLOPES[0], MYO_LV_SLOPES[1] + 1e-9, 0.02):
+        r = np.sort(y - slope * x)
+        ends = np.searchsorted(r, r + width, side="right")
+        counts = ends - np.arange(len(r))
+        i = int(np.argmax(counts))
+        window = r[i : ends[i]]
+        spread = float(window[-1] - window[0])
+        if (counts[i], -spread) > (best[0], -best[1]):
+            best = (int(counts[i]), spread, float(slope), float(np.median(window)))
+    return best[2], best[3]
+
+
+def off_myocardial_level(attributes: np.ndarray, thresholds: AttributeThresholds, support: np.ndarray) -> np.ndarray:
+    """(T,) bool: frames whose myocardial area leaves what their LV area predicts (``MYO_LEVEL_BAND``).
+
+    Over a cycle the 2D myocardial area follows the phase (the wall thickens as the cavity empties),
+    smoothly and by a patient-specific amount: it is predicted by a straight line in the LV area,
+    fitted robustly (Theil-Sen slope kept within ``MYO_LV_SLOPES``, median intercept) to the
+    ``support`` frames. An LV over- or under-segmented into the wall moves both areas by the same
+    pixels, in opposite directions (a slope of -1 that hearts do not have), and ramps in and out
+    smoothly, so the second-difference test sees only its edges.
+    A run off the line by more than the band takes its adjacent frames off by half as much on the
+    same side. Fewer than five support frames: nothing is flagged.
+    """
+    names = tuple(thresholds.names)
+    if "myo_area_mm2" not in names or "lv_area_mm2" not in names:
+        return np.zeros(len(support), dtype=bool)
+    a = np.asarray(attributes, dtype=np.float64)
+    myo, lv = a[:, names.index("myo_area_mm2")], a[:, names.index("lv_area_mm2")]
+    measured = np.isfinite(myo) & np.isfinite(lv) & (myo > 0)
+    use = support & measured
+    if use.sum() < 5:
+        return np.zeros(len(support), dtype=bool)
+    scale = float(np.median(myo[use]))
+    slope, intercept = _consensus_line(lv[use], myo[use], MYO_LEVEL_BAND / 3 * scale)
+    off = (myo - (intercept + slope * lv)) / scale
+    core = measured & (np.abs(off) > MYO_LEVEL_BAND)
+    weak = measured & (np.abs(off) > MYO_LEVEL_BAND / 2)
+    return _spread(core & (off > 0), weak & (off > 0)) | _spread(core & (off < 0), weak & (off < 0))
+
+
 def temporal_outliers(
     attributes: np.ndarray, thresholds: AttributeThresholds, candidates: np.ndarray, anchors: tuple[int, ...] = ()
 ) -> np.ndarray:
@@ -219,7 +284,12 @@ def assess_frames(
     # It is re-estimated only when its reconstruction says a structure is broken.
     candidates = (per_label >= floor).all(axis=1) & (np.asarray(valid, dtype=bool) | ~weak)
     candidates &= ~_spread(~candidates, weak)
-    outlier = temporal_outliers(attributes, thresholds, candidates, tuple(int(a) for a in anchors))
+    # A frame off the myocardial level is an outlier whatever its neighbours say, and its LV border
+    # is wrong with its wall: its LV carries no phase.
+    off_level = off_myocardial_level(attributes, thresholds, candidates)
+    lv_intact &= ~off_level
+    outlier = temporal_outliers(attributes, thresholds, candidates & ~off_level, tuple(int(a) for a in anchors))
+    outlier |= candidates & off_level
     trusted = candidates & ~outlier
     # A valid ED/ES frame is kept as drawn unless the evidence is strong (its own reconstruction below
     # the absolute floor, or a turning-point outlier): the relative evidence is size-dependent (small

@@ -189,3 +189,32 @@ def test_pose_range_rejects_a_shape_tilted_or_moved_beyond_the_trusted_frames():
     frames[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] = [41.0, 41.0, 90.0]
     frames[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] = 60.5
     assert inside(frames).tolist() == [True, False, False]
+
+
+def _endocardium_moved(frame: np.ndarray, mm: float, spacing=(0.35, 0.5)) -> np.ndarray:
+    """The frame with its LV border drawn ``mm`` into the wall (MYO grown into the LV; base kept open)."""
+    from scipy import ndimage
+
+    near_wall = ndimage.distance_transform_edt(frame != MYO, sampling=spacing) <= mm
+    out = frame.copy()
+    out[(frame == LV) & near_wall] = MYO
+    return out
+
+
+def test_myocardial_level_flags_a_ramped_under_segmentation_and_spares_a_thickening_wall():
+    from echotemporal.measure.sequence import measure_shape
+    from echotemporal.correct.trust import off_myocardial_level
+    from shapes import ellipse_heart
+
+    th = load_thresholds()
+    seq = ellipse_heart(T=16, spacing=(0.35, 0.5))
+    every = np.ones(len(seq), dtype=bool)
+    clean = measure_shape(seq, (0.35, 0.5), th, validity=False).attributes
+    assert not off_myocardial_level(clean, th, every).any()
+    broken = seq.copy()
+    for t, mm in zip(range(6, 12), (1.0, 2.5, 3.5, 3.5, 2.5, 1.0)):  # ramps in and out
+        broken[t] = _endocardium_moved(seq[t], mm)
+    attributes = measure_shape(broken, (0.35, 0.5), th, validity=False).attributes
+    off = off_myocardial_level(attributes, th, every)
+    assert off[7:11].all()  # the plateau
+    assert not off[:5].any() and not off[13:].any()  # frames clear of the run
