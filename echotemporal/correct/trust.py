@@ -150,29 +150,29 @@ def _deviation(values: np.ndarray, t: int, support: np.ndarray, anchor: bool = F
     return float(np.max(np.abs(values[t] - prediction))), allow
 
 
-def _consensus_line(x: np.ndarray, y: np.ndarray, width: float) -> tuple[float, float]:
-    """The line y = a x + b, slope within ``MYO_LV_SLOPES``, that most points lie within ``width`` of.
+def _level_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The least-median-of-squares line y = a x + b, slope within ``MYO_LV_SLOPES``.
 
-    Slopes are tried on a grid of 0.02; for each, the densest window of ``width`` in the residuals
-    ``y - a x`` counts its points (ties: the tighter window); b is the median of the winners.
+    Slopes are tried on a grid of 0.01; for each, the shortest window holding half the residuals
+    ``y - a x`` (plus one) is found; the slope of the shortest such window wins, b is the window's
+    middle. Half the points can be a broken run without tilting it.
 
     Args:
-        x, y: (n,) finite values; width: the band's full width, units of y.
+        x, y: (n,) finite values, n >= 3.
 
     Returns:
         (slope, intercept).
     """
-    best = (-1, np.inf, 0.0, 0.0)
-    for slope in np.arange(MYO_LV_SLOPES[0], MYO_LV_SLOPES[1] + 1e-9, 0.02):
+    n = len(x)
+    h = n // 2 + 1
+    best = (np.inf, 0.0, 0.0)
+    for slope in np.arange(MYO_LV_SLOPES[0], MYO_LV_SLOPES[1] + 1e-9, 0.01):
         r = np.sort(y - slope * x)
-        ends = np.searchsorted(r, r + width, side="right")
-        counts = ends - np.arange(len(r))
-        i = int(np.argmax(counts))
-        window = r[i : ends[i]]
-        spread = float(window[-1] - window[0])
-        if (counts[i], -spread) > (best[0], -best[1]):
-            best = (int(counts[i]), spread, float(slope), float(np.median(window)))
-    return best[2], best[3]
+        widths = r[h - 1 :] - r[: n - h + 1]
+        i = int(np.argmin(widths))
+        if widths[i] < best[0]:
+            best = (float(widths[i]), float(slope), float(0.5 * (r[i] + r[i + h - 1])))
+    return best[1], best[2]
 
 
 def off_myocardial_level(attributes: np.ndarray, thresholds: AttributeThresholds, support: np.ndarray) -> np.ndarray:
@@ -184,8 +184,8 @@ def off_myocardial_level(attributes: np.ndarray, thresholds: AttributeThresholds
     ``support`` frames. An LV over- or under-segmented into the wall moves both areas by the same
     pixels, in opposite directions (a slope of -1 that hearts do not have), and ramps in and out
     smoothly, so the second-difference test sees only its edges.
-    A run off the line by more than the band takes its adjacent frames off by half as much on the
-    same side. Fewer than five support frames: nothing is flagged.
+    A run of support frames off the line by more than the band takes its adjacent frames off by
+    half as much on the same side. Fewer than five support frames: nothing is flagged.
     """
     names = tuple(thresholds.names)
     if "myo_area_mm2" not in names or "lv_area_mm2" not in names:
@@ -197,9 +197,11 @@ def off_myocardial_level(attributes: np.ndarray, thresholds: AttributeThresholds
     if use.sum() < 5:
         return np.zeros(len(support), dtype=bool)
     scale = float(np.median(myo[use]))
-    slope, intercept = _consensus_line(lv[use], myo[use], MYO_LEVEL_BAND / 3 * scale)
+    slope, intercept = _level_line(lv[use], myo[use])
     off = (myo - (intercept + slope * lv)) / scale
-    core = measured & (np.abs(off) > MYO_LEVEL_BAND)
+    # Only frames trusted otherwise start a run: a frame already judged broken (a split LV filled
+    # with wall) would spread onto good neighbours whose areas are at the cycle's extreme.
+    core = use & (np.abs(off) > MYO_LEVEL_BAND)
     weak = measured & (np.abs(off) > MYO_LEVEL_BAND / 2)
     return _spread(core & (off > 0), weak & (off > 0)) | _spread(core & (off < 0), weak & (off < 0))
 
@@ -287,6 +289,9 @@ def assess_frames(
     # A frame off the myocardial level is an outlier whatever its neighbours say, and its LV border
     # is wrong with its wall: its LV carries no phase.
     off_level = off_myocardial_level(attributes, thresholds, candidates)
+    # ED and ES are read as drawn unless their own evidence fails: a level fitted on a sequence that
+    # is half broken can side with the broken half, and a rebuilt ES frame moves the EF.
+    off_level[[a for a in anchors if 0 <= a < len(off_level)]] = False
     lv_intact &= ~off_level
     outlier = temporal_outliers(attributes, thresholds, candidates & ~off_level, tuple(int(a) for a in anchors))
     outlier |= candidates & off_level
