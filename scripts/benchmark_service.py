@@ -76,6 +76,14 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def _cpu_split(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server process, its worker processes and this benchmark process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    workers = sum(_cpu_ticks(c) for c in _children(pid))
+    me = os.times()
+    return {"server": _cpu_ticks(pid) / tick, "workers": workers / tick, "clients": me.user + me.system}
+
+
 def _sequences(workdir: Path, n_patients: int, seed: int) -> tuple[Path, list[tuple[Path, Path]]]:
     """(tree root, [(sequence, Info cfg)]) of a phantom tree generated once."""
     from echotemporal.phantoms import write_phantom_tree
@@ -138,6 +146,7 @@ def _load(url: str, pairs: list, n: int, clients: int, time_limit: float, pid: i
                     if len(latencies) == rss_at:
                         rss[f"after {rss_at}"] = _rss_mb(pid)
 
+    cpu_before = _cpu_split(pid)
     start = time.perf_counter()
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
     for t in threads:
@@ -146,11 +155,13 @@ def _load(url: str, pairs: list, n: int, clients: int, time_limit: float, pid: i
         t.join()
     wall = time.perf_counter() - start
     rss["end"] = _rss_mb(pid)
+    cpu = {k: (v - cpu_before[k]) / max(1, len(latencies)) for k, v in _cpu_split(pid).items()}
     ordered = sorted(latencies)
     p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")  # noqa: E731
     return {
         "requests": n, "completed": len(latencies), "errors": len(errors), "error_examples": errors[:3],
         "wall_s": wall, "throughput_per_s": len(latencies) / wall, "p50_s": p(0.5), "p95_s": p(0.95), "rss_mb": rss,
+        "cpu_s_per_request": cpu,
     }
 
 
@@ -328,6 +339,7 @@ def main() -> None:
         for example in load["error_examples"]:
             print(f"  error: {example}")
         print(f"server RSS: {rss}")
+        print("CPU s per request: " + ", ".join(f"{k} {v:.3f}" for k, v in load["cpu_s_per_request"].items()))
         for case, what, ok in _faults(url, port, tmp, pairs, args.max_upload_mb, server.pid):
             print(f"fault: {case}: {what} -> {'OK' if ok else 'FAIL'}")
     finally:
