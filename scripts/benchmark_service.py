@@ -5,10 +5,12 @@ its own TMPDIR, then:
 
 1. one client, a few sequential requests: the single-request latency;
 2. K concurrent clients (httpx) sending N requests in all, bounded by ``--time-limit``: each request
-   uploads a CAMUS-size corrupted phantom with its Info cfg, polls the job until done, downloads the
-   corrected labels and deletes the job. Prints throughput (completed requests/s, wall clock from the
-   first upload to the last download), p50/p95 latency (upload to download), errors, and the server
-   process's RSS at the start, after the ``--rss-at``-th request and at the end;
+   uploads a CAMUS-size corrupted phantom with its Info cfg, long-polls the job's status
+   (``?wait=30``) until it is done, downloads the corrected labels and deletes the job. Prints
+   throughput (completed requests/s, wall clock from the first upload to the last download), p50/p95
+   latency (upload to download), errors, the server process's RSS at the start, after the
+   ``--rss-at``-th request and at the end, and the CPU seconds per request of the server process, its
+   workers and the clients;
 3. fault cases, each followed by ``/healthz`` and a count of the job folders left in the server's
    temporary folder: a client that disconnects mid-upload, a malformed multipart body, an oversized
    upload (with Content-Length, and chunked), a worker process killed mid-job (SIGKILL to the worker
@@ -100,18 +102,16 @@ def _sequences(workdir: Path, n_patients: int, seed: int) -> tuple[Path, list[tu
 
 
 def _one_request(client: httpx.Client, url: str, seq: Path, cfg: Path) -> float:
-    """Upload, poll, download the labels, delete; seconds. Raises on any non-success."""
+    """Upload, long-poll the status until the job ends, download the labels, delete; seconds. Raises on
+    any non-success."""
     start = time.perf_counter()
     r = client.post(f"{url}/v1/jobs", files={"sequence": (seq.name, seq.read_bytes()), "info": (cfg.name, cfg.read_bytes())})
     r.raise_for_status()
     status_url = r.json()["status_url"]
-    while True:
-        status = client.get(status_url).json()
-        if status["status"] == "done":
-            break
-        if status["status"] == "failed":
-            raise RuntimeError(f"job failed: {status['error']}")
-        time.sleep(0.05)
+    while (status := client.get(status_url, params={"wait": 30}).json())["status"] in ("queued", "running"):
+        pass  # the long-poll answers as soon as the job ends
+    if status["status"] != "done":
+        raise RuntimeError(f"job {status['status']}: {status.get('error')}")
     labels = client.get(status["results"]["labels.nii.gz"])
     labels.raise_for_status()
     seconds = time.perf_counter() - start

@@ -3,9 +3,11 @@
 Endpoints (JSON errors ``{"error", "hint"}`` everywhere; ``/v1/*`` need the bearer token when one is
 set): ``POST /v1/jobs`` (202), ``GET``/``DELETE /v1/jobs/{id}``, ``GET /v1/jobs/{id}/{file}`` for
 the results, ``POST /v1/check`` (the ``check --json`` report), ``GET /healthz``, ``GET /v1/version``,
-``/docs``, and the review page at ``/``. CPU work (reading, correcting, checking, drawing) runs in the
-worker processes of :class:`~echotemporal.serve.pool.WorkerPool` or, for reading the upload, in a
-thread; the event loop only moves bytes.
+``/docs``, and the review page at ``/``. ``GET /v1/jobs/{id}?wait=S`` long-polls: it answers as soon
+as the job ends, or after S seconds, so that a client learns of the end at once without polling in a
+loop. CPU work (reading, correcting, checking, drawing) runs in the worker processes of
+:class:`~echotemporal.serve.pool.WorkerPool` or, for reading the upload, in a thread; the event loop
+only moves bytes.
 """
 
 
@@ -32,7 +34,10 @@ from echotemporal.serve import worker
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-__all__ = ["ServeSettings", "RESULT_FILES", "create_app", "run_server"]
+__all__ = ["ServeSettings", "RESULT_FILES", "MAX_STATUS_WAIT_S", "create_app", "run_server"]
+
+#: Longest long-poll of ``GET /v1/jobs/{id}?wait=S``, seconds (under common proxies' 60 s idle timeout).
+MAX_STATUS_WAIT_S = 30.0
 
 #: Result files of a done job: name -> (media type, shown inline in a browser).
 RESULT_FILES: dict[str, tuple[str, bool]] = {
@@ -306,7 +311,7 @@ def _v1_router(service: _Service) -> Any:
 
 def _add_job_routes(v1: Any, service: _Service) -> None:
     """``POST /jobs`` (submit a sequence for correction) and ``GET /jobs/{id}`` (its status)."""
-    from fastapi import Request
+    from fastapi import Query, Request
     from fastapi.responses import JSONResponse
 
     store = service.store
@@ -340,8 +345,18 @@ def _add_job_routes(v1: Any, service: _Service) -> None:
         return JSONResponse({"id": job.id, "status_url": url}, status_code=202, headers={"Location": url})
 
     @v1.get("/jobs/{job_id}", name="job_status", summary="Status of a job, with its summary and result URLs when done")
-    async def job_status(job_id: str, request: Request) -> dict[str, Any]:
+    async def job_status(
+        job_id: str, request: Request,
+        wait: float = Query(0.0, ge=0.0, le=MAX_STATUS_WAIT_S, description=(
+            "long-poll: seconds to hold the answer while the job is queued or running; it comes back as "
+            f"soon as the job is done or failed, or after the wait with the current status (0-{MAX_STATUS_WAIT_S:g})"
+        )),
+    ) -> dict[str, Any]:
+        """The job's status; with ``wait=S``, answered when the job ends or after S seconds."""
         job = store.get(job_id)
+        if wait > 0:
+            await job.wait_ended(wait)
+            job = store.get(job_id)  # 404 if it was deleted or expired meanwhile
         body: dict[str, Any] = {"id": job.id, "status": job.status, "input": job.input_name, "created": job.created}
         if job.status == "queued":
             body["queue_position"] = store.queue_position(job)
