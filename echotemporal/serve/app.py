@@ -124,16 +124,21 @@ class ServeSettings:
         return int(self.max_upload_mb * 2**20)
 
 
-def _prepare_input(upload: Upload, folder: Path) -> tuple[Any, str | None, str | None, float | None]:
-    """Read and check an upload (in a thread): (sequence, info cfg path, method, fps).
+def _prepare_input(
+    upload: Upload, folder: Path
+) -> tuple[worker.StoredSequence, str | None, str | None, float | None]:
+    """Read and check an upload (in a thread): (sequence stored for the worker, info cfg path, method, fps).
 
+    The read is the check (``io.read_sequence``, with the CLI's messages); the labels it decoded are
+    stored in the job's folder for the worker (:class:`~echotemporal.serve.worker.StoredSequence`),
+    which thus neither decodes the upload again nor receives the voxels through its pipe.
     ``ed``/``es`` fields (0-based) are written into an Info cfg beside the upload, over the uploaded
     cfg's values, so that the correction takes them the way the CLI takes ``--info``.
     """
+    from echotemporal.core.config import METHODS
     from echotemporal.core.errors import ConfigError
     from echotemporal.io import InfoCfg, read_info_cfg, read_sequence, write_info_cfg
     from echotemporal.core.labels import check_frame_index
-    from echotemporal.correct.smoothing import METHODS
 
     fields = upload.fields
     method = fields.get("method") or None
@@ -166,11 +171,12 @@ def _prepare_input(upload: Upload, folder: Path) -> tuple[Any, str | None, str |
             frame_rate_hz=fps if fps is not None else info.frame_rate_hz,
         )
         info_path = write_info_cfg(folder / "Info_request.cfg", info)
-    return sequence, None if info_path is None else str(info_path), method, fps
+    stored = worker.StoredSequence.store(sequence, folder / ".decoded-labels.npy")  # no upload starts with "."
+    return stored, None if info_path is None else str(info_path), method, fps
 
 
 def _unmap_large_buffers(threshold_bytes: int = 1 << 20) -> None:
-    """Serve buffers of ``threshold_bytes`` or more (decoded sequences, their pickles) from fresh
+    """Serve buffers of ``threshold_bytes`` or more (decoded sequences) from fresh
     mappings that go back to the OS when freed (glibc ``M_MMAP_THRESHOLD``, fixed rather than dynamic).
 
     With glibc's dynamic threshold, a freed 10 MB array raises the threshold and the next ones come from
@@ -292,7 +298,7 @@ def _v1_router(service: _Service) -> Any:
 
     settings = service.settings
 
-    def require_token(request: Request) -> None:
+    async def require_token(request: Request) -> None:  # async: no thread hop for a header compare
         if settings.token is None:
             return
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -376,8 +382,8 @@ def _add_job_routes(v1: Any, service: _Service) -> None:
         return body
 
 
-async def _run_job(service: _Service, job: Job, upload: Upload, sequence: Any, info: str | None, method: str,
-                   fps: float | None) -> None:
+async def _run_job(service: _Service, job: Job, upload: Upload, sequence: worker.StoredSequence, info: str | None,
+                   method: str, fps: float | None) -> None:
     """Correct one job's sequence in a worker; record its summary, or its failure, on the job."""
     store, durations = service.store, service.durations
 

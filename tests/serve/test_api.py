@@ -233,6 +233,7 @@ def test_delete_and_expiry(client: TestClient, app, files: dict[str, Path]) -> N
     assert _wait(client, job["status_url"])["status"] == "done"
     folder = store.get(job["id"]).folder
     assert folder.is_dir()
+    assert not list(folder.rglob("*.npy"))  # the decoded copy of the upload went with the job's start
     assert client.delete(f"/v1/jobs/{job['id']}").json()["status"] == "deleted"
     assert not folder.exists()
     _assert_error(client.get(job["status_url"]), 404)
