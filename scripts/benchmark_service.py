@@ -353,8 +353,11 @@ def main() -> None:
         print(f"single request (1 client, median of 3): {single_s:.2f} s")
         print(f"idle server, each of the {len(pairs)} sequences once (1 client): median {statistics.median(idle):.2f} s, "
               f"p95 {_quantile(idle, 0.95):.2f} s, min {min(idle):.2f} s, max {max(idle):.2f} s")
+        load_average = os.getloadavg()[0]
         load = _load(url, pairs, args.requests, args.clients, args.time_limit, server.pid,
                      min(args.rss_at, max(1, args.requests // 4)), idle)
+        print(f"{os.cpu_count()} CPUs; 1-min load average at the start / end of the load phase: "
+              f"{load_average:.1f} / {os.getloadavg()[0]:.1f} (a shared machine: the neighbours' share, beside ours)")
         rss = ", ".join(f"{k} {v:.0f} MB" for k, v in load["rss_mb"].items())
         print(f"load: {load['completed']}/{load['requests']} requests from {args.clients} clients in {load['wall_s']:.1f} s: "
               f"{load['throughput_per_s']:.3f} requests/s, p50 {load['p50_s']:.2f} s, p95 {load['p95_s']:.2f} s "
