@@ -3,12 +3,19 @@
 Starts a real server (``python -m echotemporal.cli serve``) on a free loopback port with W workers and
 its own TMPDIR, then:
 
-1. one client, a few sequential requests: the single-request latency;
+1. one client, a few sequential requests: the single-request latency (median of 3); then each of the
+   sequences once, for the idle latency over the whole mix (median, p95) and each sequence's own
+   idle latency. The sequences differ in size (seed 0: 11-39 frames of 0.23-0.85 Mpx), so their idle
+   latencies spread over a factor of 4, and the load's p95 falls on the largest ones: besides p95 /
+   single, the load phase reports each request's slowdown (its latency / its sequence's idle latency)
+   and the load's p95 / the idle p95;
 2. K concurrent clients (httpx) sending N requests in all, bounded by ``--time-limit``: each request
-   uploads a CAMUS-size corrupted phantom with its Info cfg, polls the job until done, downloads the
-   corrected labels and deletes the job. Prints throughput (completed requests/s, wall clock from the
-   first upload to the last download), p50/p95 latency (upload to download), errors, and the server
-   process's RSS at the start, after the ``--rss-at``-th request and at the end;
+   uploads a CAMUS-size corrupted phantom with its Info cfg, long-polls the job's status
+   (``?wait=30``) until it is done, downloads the corrected labels and deletes the job. Prints
+   throughput (completed requests/s, wall clock from the first upload to the last download), p50/p95
+   latency (upload to download), errors, the server process's RSS at the start, after the
+   ``--rss-at``-th request and at the end, and the CPU seconds per request of the server process, its
+   workers and the clients;
 3. fault cases, each followed by ``/healthz`` and a count of the job folders left in the server's
    temporary folder: a client that disconnects mid-upload, a malformed multipart body, an oversized
    upload (with Content-Length, and chunked), a worker process killed mid-job (SIGKILL to the worker
@@ -16,7 +23,9 @@ its own TMPDIR, then:
 4. the server is stopped with Ctrl-C (SIGINT): its temporary folder must be gone.
 
 With ``--batch`` it also runs ``scripts/benchmark_batch.py``'s measurement (``run_batch`` with the
-same W workers in a fresh process, worker start-up included) on the same sequences for comparison.
+same W workers in a fresh process, worker start-up included) on the same sequences for comparison,
+once before the server starts and once after it stops (the mean rate is compared; CPU seconds per
+sequence are printed beside the service's, a comparison the neighbours' load disturbs less).
 
 The sequences are ``phantoms.write_phantom_tree`` patients (2CH and 4CH views, CAMUS size: about 25
 frames of 460k pixels), generated once into ``--workdir`` and reused.
@@ -76,6 +85,14 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def _cpu_split(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server process, its worker processes and this benchmark process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    workers = sum(_cpu_ticks(c) for c in _children(pid))
+    me = os.times()
+    return {"server": _cpu_ticks(pid) / tick, "workers": workers / tick, "clients": me.user + me.system}
+
+
 def _sequences(workdir: Path, n_patients: int, seed: int) -> tuple[Path, list[tuple[Path, Path]]]:
     """(tree root, [(sequence, Info cfg)]) of a phantom tree generated once."""
     from echotemporal.phantoms import write_phantom_tree
@@ -92,18 +109,16 @@ def _sequences(workdir: Path, n_patients: int, seed: int) -> tuple[Path, list[tu
 
 
 def _one_request(client: httpx.Client, url: str, seq: Path, cfg: Path) -> float:
-    """Upload, poll, download the labels, delete; seconds. Raises on any non-success."""
+    """Upload, long-poll the status until the job ends, download the labels, delete; seconds. Raises on
+    any non-success."""
     start = time.perf_counter()
     r = client.post(f"{url}/v1/jobs", files={"sequence": (seq.name, seq.read_bytes()), "info": (cfg.name, cfg.read_bytes())})
     r.raise_for_status()
     status_url = r.json()["status_url"]
-    while True:
-        status = client.get(status_url).json()
-        if status["status"] == "done":
-            break
-        if status["status"] == "failed":
-            raise RuntimeError(f"job failed: {status['error']}")
-        time.sleep(0.05)
+    while (status := client.get(status_url, params={"wait": 30}).json())["status"] in ("queued", "running"):
+        pass  # the long-poll answers as soon as the job ends
+    if status["status"] != "done":
+        raise RuntimeError(f"job {status['status']}: {status.get('error')}")
     labels = client.get(status["results"]["labels.nii.gz"])
     labels.raise_for_status()
     seconds = time.perf_counter() - start
@@ -111,8 +126,17 @@ def _one_request(client: httpx.Client, url: str, seq: Path, cfg: Path) -> float:
     return seconds
 
 
-def _load(url: str, pairs: list, n: int, clients: int, time_limit: float, pid: int, rss_at: int) -> dict:
+def _quantile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (the value at rank ``int(q * n)`` of the sorted list)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _load(url: str, pairs: list, n: int, clients: int, time_limit: float, pid: int, rss_at: int,
+          idle_s: list[float]) -> dict:
+    """The load phase; ``idle_s[i]``: sequence i's latency on the idle server, for each request's slowdown."""
     latencies: list[float] = []
+    slowdowns: list[float] = []
     errors: list[str] = []
     rss: dict[str, float] = {"start": _rss_mb(pid)}
     lock = threading.Lock()
@@ -135,9 +159,11 @@ def _load(url: str, pairs: list, n: int, clients: int, time_limit: float, pid: i
                     continue
                 with lock:
                     latencies.append(seconds)
+                    slowdowns.append(seconds / idle_s[i % len(pairs)])
                     if len(latencies) == rss_at:
                         rss[f"after {rss_at}"] = _rss_mb(pid)
 
+    cpu_before = _cpu_split(pid)
     start = time.perf_counter()
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
     for t in threads:
@@ -146,11 +172,12 @@ def _load(url: str, pairs: list, n: int, clients: int, time_limit: float, pid: i
         t.join()
     wall = time.perf_counter() - start
     rss["end"] = _rss_mb(pid)
-    ordered = sorted(latencies)
-    p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")  # noqa: E731
+    cpu = {k: (v - cpu_before[k]) / max(1, len(latencies)) for k, v in _cpu_split(pid).items()}
     return {
         "requests": n, "completed": len(latencies), "errors": len(errors), "error_examples": errors[:3],
-        "wall_s": wall, "throughput_per_s": len(latencies) / wall, "p50_s": p(0.5), "p95_s": p(0.95), "rss_mb": rss,
+        "wall_s": wall, "throughput_per_s": len(latencies) / wall, "p50_s": _quantile(latencies, 0.5),
+        "p95_s": _quantile(latencies, 0.95), "rss_mb": rss, "cpu_s_per_request": cpu,
+        "slowdown_p50": _quantile(slowdowns, 0.5), "slowdown_p95": _quantile(slowdowns, 0.95),
     }
 
 
@@ -292,6 +319,9 @@ def main() -> None:
     sizes = [read_sequence(s).labels.shape for s, _ in pairs]
     print(f"{len(pairs)} sequences: {statistics.mean(s[0] for s in sizes):.1f} frames x "
           f"{statistics.mean(s[1] * s[2] for s in sizes) / 1e3:.0f}k pixels on average")
+    # On a shared machine the neighbours' load changes within minutes: the batch runs once before and
+    # once after the service's load phase, and the service is compared with the mean of the two.
+    batches = [_batch(root, args.workdir, args.workers, args.method)] if args.batch else []
     tmp = Path(tempfile.mkdtemp(prefix="server-tmp-", dir=args.workdir))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -318,16 +348,26 @@ def main() -> None:
         with httpx.Client(timeout=120) as client:
             _one_request(client, url, *pairs[0])  # warm-up (first-use imports in the worker)
             single = [_one_request(client, url, *pairs[i % len(pairs)]) for i in range(3)]
+            idle = [_one_request(client, url, *pair) for pair in pairs]  # each sequence once, server idle
         single_s = statistics.median(single)
         print(f"single request (1 client, median of 3): {single_s:.2f} s")
-        load = _load(url, pairs, args.requests, args.clients, args.time_limit, server.pid, min(args.rss_at, max(1, args.requests // 4)))
+        print(f"idle server, each of the {len(pairs)} sequences once (1 client): median {statistics.median(idle):.2f} s, "
+              f"p95 {_quantile(idle, 0.95):.2f} s, min {min(idle):.2f} s, max {max(idle):.2f} s")
+        load_average = os.getloadavg()[0]
+        load = _load(url, pairs, args.requests, args.clients, args.time_limit, server.pid,
+                     min(args.rss_at, max(1, args.requests // 4)), idle)
+        print(f"{os.cpu_count()} CPUs; 1-min load average at the start / end of the load phase: "
+              f"{load_average:.1f} / {os.getloadavg()[0]:.1f} (a shared machine: the neighbours' share, beside ours)")
         rss = ", ".join(f"{k} {v:.0f} MB" for k, v in load["rss_mb"].items())
         print(f"load: {load['completed']}/{load['requests']} requests from {args.clients} clients in {load['wall_s']:.1f} s: "
               f"{load['throughput_per_s']:.3f} requests/s, p50 {load['p50_s']:.2f} s, p95 {load['p95_s']:.2f} s "
               f"(p95 / single {load['p95_s'] / single_s:.2f}), errors {load['errors']}")
+        print(f"each request's latency / its sequence's idle latency: p50 {load['slowdown_p50']:.2f}, "
+              f"p95 {load['slowdown_p95']:.2f}; load p95 / idle p95 {load['p95_s'] / _quantile(idle, 0.95):.2f}")
         for example in load["error_examples"]:
             print(f"  error: {example}")
         print(f"server RSS: {rss}")
+        print("CPU s per request: " + ", ".join(f"{k} {v:.3f}" for k, v in load["cpu_s_per_request"].items()))
         for case, what, ok in _faults(url, port, tmp, pairs, args.max_upload_mb, server.pid):
             print(f"fault: {case}: {what} -> {'OK' if ok else 'FAIL'}")
     finally:
@@ -336,10 +376,15 @@ def main() -> None:
     left = list(tmp.glob("echotemporal-serve-*"))
     print(f"server stopped (exit {code}); its temporary folders left: {len(left)}")
     if args.batch:
-        batch = _batch(root, args.workdir, args.workers, args.method)
-        rate = batch["n"] / batch["wall_s"]
-        print(f"in-process batch: {batch['n']} sequences, {args.workers} workers, {batch['wall_s']:.1f} s "
-              f"(worker start-up included): {rate:.3f} sequences/s; service / batch = {load['throughput_per_s'] / rate:.2f}")
+        batches.append(_batch(root, args.workdir, args.workers, args.method))
+        rates = [b["n"] / b["wall_s"] for b in batches]
+        rate = statistics.mean(rates)
+        cpu_per_request = sum(load["cpu_s_per_request"].values())
+        print(f"in-process batch: {batches[0]['n']} sequences, {args.workers} workers (worker start-up included), "
+              f"before / after the service: {rates[0]:.3f} / {rates[1]:.3f} sequences/s, mean {rate:.3f}; "
+              f"service / batch = {load['throughput_per_s'] / rate:.2f}")
+        print(f"CPU s per sequence: batch {statistics.mean(b['cpu_s'] / b['n'] for b in batches):.3f} (start-up included), "
+              f"service {cpu_per_request:.3f} (server, workers and clients)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,6 @@ Needs the ``serve`` extra (``pip install 'echotemporal[serve]'``).
 
 from __future__ import annotations
 
-from echotemporal.serve.app import RESULT_FILES, ServeSettings, create_app, run_server
+from echotemporal.serve.app import MAX_STATUS_WAIT_S, RESULT_FILES, ServeSettings, create_app, run_server
 
-__all__ = ["ServeSettings", "RESULT_FILES", "create_app", "run_server"]
+__all__ = ["ServeSettings", "RESULT_FILES", "MAX_STATUS_WAIT_S", "create_app", "run_server"]

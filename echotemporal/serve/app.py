@@ -3,9 +3,11 @@
 Endpoints (JSON errors ``{"error", "hint"}`` everywhere; ``/v1/*`` need the bearer token when one is
 set): ``POST /v1/jobs`` (202), ``GET``/``DELETE /v1/jobs/{id}``, ``GET /v1/jobs/{id}/{file}`` for
 the results, ``POST /v1/check`` (the ``check --json`` report), ``GET /healthz``, ``GET /v1/version``,
-``/docs``, and the review page at ``/``. CPU work (reading, correcting, checking, drawing) runs in the
-worker processes of :class:`~echotemporal.serve.pool.WorkerPool` or, for reading the upload, in a
-thread; the event loop only moves bytes.
+``/docs``, and the review page at ``/``. ``GET /v1/jobs/{id}?wait=S`` long-polls: it answers as soon
+as the job ends, or after S seconds, so that a client learns of the end at once without polling in a
+loop. CPU work (reading, correcting, checking, drawing) runs in the worker processes of
+:class:`~echotemporal.serve.pool.WorkerPool` or, for reading the upload, in a thread; the event loop
+only moves bytes.
 """
 
 
@@ -32,7 +34,10 @@ from echotemporal.serve import worker
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-__all__ = ["ServeSettings", "RESULT_FILES", "create_app", "run_server"]
+__all__ = ["ServeSettings", "RESULT_FILES", "MAX_STATUS_WAIT_S", "create_app", "run_server"]
+
+#: Longest long-poll of ``GET /v1/jobs/{id}?wait=S``, seconds (under common proxies' 60 s idle timeout).
+MAX_STATUS_WAIT_S = 30.0
 
 #: Result files of a done job: name -> (media type, shown inline in a browser).
 RESULT_FILES: dict[str, tuple[str, bool]] = {
@@ -119,16 +124,21 @@ class ServeSettings:
         return int(self.max_upload_mb * 2**20)
 
 
-def _prepare_input(upload: Upload, folder: Path) -> tuple[Any, str | None, str | None, float | None]:
-    """Read and check an upload (in a thread): (sequence, info cfg path, method, fps).
+def _prepare_input(
+    upload: Upload, folder: Path
+) -> tuple[worker.StoredSequence, str | None, str | None, float | None]:
+    """Read and check an upload (in a thread): (sequence stored for the worker, info cfg path, method, fps).
 
+    The read is the check (``io.read_sequence``, with the CLI's messages); the labels it decoded are
+    stored in the job's folder for the worker (:class:`~echotemporal.serve.worker.StoredSequence`),
+    which thus neither decodes the upload again nor receives the voxels through its pipe.
     ``ed``/``es`` fields (0-based) are written into an Info cfg beside the upload, over the uploaded
     cfg's values, so that the correction takes them the way the CLI takes ``--info``.
     """
+    from echotemporal.core.config import METHODS
     from echotemporal.core.errors import ConfigError
     from echotemporal.io import InfoCfg, read_info_cfg, read_sequence, write_info_cfg
     from echotemporal.core.labels import check_frame_index
-    from echotemporal.correct.smoothing import METHODS
 
     fields = upload.fields
     method = fields.get("method") or None
@@ -161,11 +171,12 @@ def _prepare_input(upload: Upload, folder: Path) -> tuple[Any, str | None, str |
             frame_rate_hz=fps if fps is not None else info.frame_rate_hz,
         )
         info_path = write_info_cfg(folder / "Info_request.cfg", info)
-    return sequence, None if info_path is None else str(info_path), method, fps
+    stored = worker.StoredSequence.store(sequence, folder / ".decoded-labels.npy")  # no upload starts with "."
+    return stored, None if info_path is None else str(info_path), method, fps
 
 
 def _unmap_large_buffers(threshold_bytes: int = 1 << 20) -> None:
-    """Serve buffers of ``threshold_bytes`` or more (decoded sequences, their pickles) from fresh
+    """Serve buffers of ``threshold_bytes`` or more (decoded sequences) from fresh
     mappings that go back to the OS when freed (glibc ``M_MMAP_THRESHOLD``, fixed rather than dynamic).
 
     With glibc's dynamic threshold, a freed 10 MB array raises the threshold and the next ones come from
@@ -287,7 +298,7 @@ def _v1_router(service: _Service) -> Any:
 
     settings = service.settings
 
-    def require_token(request: Request) -> None:
+    async def require_token(request: Request) -> None:  # async: no thread hop for a header compare
         if settings.token is None:
             return
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -306,7 +317,7 @@ def _v1_router(service: _Service) -> Any:
 
 def _add_job_routes(v1: Any, service: _Service) -> None:
     """``POST /jobs`` (submit a sequence for correction) and ``GET /jobs/{id}`` (its status)."""
-    from fastapi import Request
+    from fastapi import Query, Request
     from fastapi.responses import JSONResponse
 
     store = service.store
@@ -340,8 +351,18 @@ def _add_job_routes(v1: Any, service: _Service) -> None:
         return JSONResponse({"id": job.id, "status_url": url}, status_code=202, headers={"Location": url})
 
     @v1.get("/jobs/{job_id}", name="job_status", summary="Status of a job, with its summary and result URLs when done")
-    async def job_status(job_id: str, request: Request) -> dict[str, Any]:
+    async def job_status(
+        job_id: str, request: Request,
+        wait: float = Query(0.0, ge=0.0, le=MAX_STATUS_WAIT_S, description=(
+            "long-poll: seconds to hold the answer while the job is queued or running; it comes back as "
+            f"soon as the job is done or failed, or after the wait with the current status (0-{MAX_STATUS_WAIT_S:g})"
+        )),
+    ) -> dict[str, Any]:
+        """The job's status; with ``wait=S``, answered when the job ends or after S seconds."""
         job = store.get(job_id)
+        if wait > 0:
+            await job.wait_ended(wait)
+            job = store.get(job_id)  # 404 if it was deleted or expired meanwhile
         body: dict[str, Any] = {"id": job.id, "status": job.status, "input": job.input_name, "created": job.created}
         if job.status == "queued":
             body["queue_position"] = store.queue_position(job)
@@ -361,8 +382,8 @@ def _add_job_routes(v1: Any, service: _Service) -> None:
         return body
 
 
-async def _run_job(service: _Service, job: Job, upload: Upload, sequence: Any, info: str | None, method: str,
-                   fps: float | None) -> None:
+async def _run_job(service: _Service, job: Job, upload: Upload, sequence: worker.StoredSequence, info: str | None,
+                   method: str, fps: float | None) -> None:
     """Correct one job's sequence in a worker; record its summary, or its failure, on the job."""
     store, durations = service.store, service.durations
 

@@ -8,6 +8,7 @@ shutdown. Ids are 128-bit random URL-safe tokens (``secrets.token_urlsafe``); no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import shutil
 import tempfile
@@ -36,6 +37,8 @@ class Job:
         summary: the JSON summary once done.
         error: ``{"error", "hint", "status"}`` once failed.
         deleted: DELETE was asked while it ran; removed when it ends.
+        ended: set when the job finishes (done or failed) or is removed: what a long-polling status
+            request (``GET /v1/jobs/{id}?wait=S``) waits on.
     """
 
     id: str
@@ -50,6 +53,13 @@ class Job:
     deleted: bool = False
     task: asyncio.Task[Any] | None = None
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_ended(self, timeout_s: float) -> None:
+        """Return when the job has ended (or is removed), or after ``timeout_s`` seconds."""
+        if self.finished is None and not self.deleted:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.ended.wait(), timeout_s)
 
 
 class JobStore:
@@ -105,6 +115,7 @@ class JobStore:
         if job.status == "running":
             job.deleted = True
             return
+        job.ended.set()
         if job.task is not None and not job.task.done():
             job.task.cancel()
         self._jobs.pop(job.id, None)
@@ -113,6 +124,7 @@ class JobStore:
     def finished(self, job: Job) -> None:
         """Called when a job ends: a job deleted while running goes now."""
         job.finished = time.time()
+        job.ended.set()
         if job.deleted:
             self._jobs.pop(job.id, None)
             shutil.rmtree(job.folder, ignore_errors=True)

@@ -2,15 +2,20 @@
 
 The shape model is loaded once per worker process (``batch.worker.init_pool_worker`` as the pool
 initializer); each task then reuses it (``pretrained.load_model`` caches it per process). Tasks take
-and return small, picklable values: paths in the job's folder, a read sequence, JSON-able dicts.
+and return small, picklable values: paths in the job's folder, JSON-able dicts, and the upload the
+server has already read as a :class:`StoredSequence` (its voxels in a ``.npy`` file of the job's
+folder: loading it costs a memory copy, where a second decode of the upload or a pickle of the voxels
+through the pool's pipe would cost about twice as much CPU).
 Result files keep fixed names in ``<job>/out``: labels.nii.gz, frames.csv, frames.json, summary.json,
 config.yaml, and, drawn on first request, volume.png and contours.json.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +25,45 @@ from echotemporal.io.atomic import write_atomic
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.io import LabelSequence
 
-__all__ = ["OUT", "worker_info", "correct_job", "check_job", "render_volume", "render_contours"]
+__all__ = ["OUT", "StoredSequence", "worker_info", "correct_job", "check_job", "render_volume", "render_contours"]
 
 #: Sub-folder of a job's folder holding its results.
 OUT = "out"
+
+
+@dataclass(frozen=True)
+class StoredSequence:
+    """A sequence the server has read and checked, handed to a worker: its labels in an ``.npy`` file,
+    the other fields of the :class:`~echotemporal.io.LabelSequence` (spacing, geometry, path, frame
+    time) as they are.
+
+    Attributes:
+        labels_path: the ``.npy`` file of the (T, H, W) uint8 labels.
+        fields: every other LabelSequence field, by name.
+    """
+
+    labels_path: str
+    fields: dict[str, Any]
+
+    @classmethod
+    def store(cls, sequence: LabelSequence, path: str | Path) -> StoredSequence:
+        """Write ``sequence.labels`` to ``path`` (``numpy.save``); the handle of the stored sequence."""
+        import numpy as np
+
+        np.save(path, sequence.labels, allow_pickle=False)
+        fields = {f.name: getattr(sequence, f.name) for f in dataclasses.fields(sequence) if f.name != "labels"}
+        return cls(str(path), fields)
+
+    def load(self) -> LabelSequence:
+        """The sequence again, its labels read back; the ``.npy`` file is then deleted (the job keeps
+        its upload, not a second, decoded copy of it)."""
+        import numpy as np
+
+        from echotemporal.io import LabelSequence
+
+        labels = np.load(self.labels_path, allow_pickle=False)
+        Path(self.labels_path).unlink()
+        return LabelSequence(labels=labels, **self.fields)
 
 
 def worker_info(weights: str | None) -> dict[str, Any]:
@@ -35,7 +75,7 @@ def worker_info(weights: str | None) -> dict[str, Any]:
 def correct_job(
     job_dir: str,
     sequence_path: str,
-    sequence: LabelSequence,
+    sequence: StoredSequence,
     info_path: str | None,
     method: str,
     weights: str | None,
@@ -46,7 +86,7 @@ def correct_job(
     Args:
         job_dir: the job's private folder.
         sequence_path: the uploaded sequence file (inside ``job_dir``).
-        sequence: that file, already read (``io.read_sequence``).
+        sequence: that file as the server read it (``io.read_sequence``), stored in ``job_dir``.
         info_path: its Info cfg (ED/ES), or None to detect ED/ES.
         method: "arvae", "gaussian" or "none".
         weights: model weights name or path; None = shipped model.
@@ -62,7 +102,7 @@ def correct_job(
     out.mkdir()
     result = smooth_file(
         sequence_path, out / "labels.nii.gz", method=method, model=worker_model(method, weights),
-        info_path=info_path, report_dir=out, sequence=sequence, thresholds=worker_thresholds(),
+        info_path=info_path, report_dir=out, sequence=sequence.load(), thresholds=worker_thresholds(),
     )
     for role, name in (("frames", "frames.csv"), ("config", "config.yaml")):
         Path(result.summary["outputs"][role]).rename(out / name)

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import signal
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -27,7 +28,7 @@ from echotemporal.io import read_sequence, write_sequence  # noqa: E402
 from echotemporal.phantoms import generate_sequence  # noqa: E402
 from echotemporal.pipeline import smooth_file  # noqa: E402
 from echotemporal.measure.check import check_file  # noqa: E402
-from echotemporal.serve import RESULT_FILES, ServeSettings, create_app  # noqa: E402
+from echotemporal.serve import MAX_STATUS_WAIT_S, RESULT_FILES, ServeSettings, create_app  # noqa: E402
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -232,6 +233,7 @@ def test_delete_and_expiry(client: TestClient, app, files: dict[str, Path]) -> N
     assert _wait(client, job["status_url"])["status"] == "done"
     folder = store.get(job["id"]).folder
     assert folder.is_dir()
+    assert not list(folder.rglob("*.npy"))  # the decoded copy of the upload went with the job's start
     assert client.delete(f"/v1/jobs/{job['id']}").json()["status"] == "deleted"
     assert not folder.exists()
     _assert_error(client.get(job["status_url"]), 404)
@@ -247,6 +249,45 @@ def test_delete_and_expiry(client: TestClient, app, files: dict[str, Path]) -> N
         assert not folder.exists()
     finally:
         store.ttl_s = saved
+
+
+def test_status_long_poll(client: TestClient, files: dict[str, Path]) -> None:
+    first = _submit(client, files["big"])  # one worker: the second CAMUS-size job waits for the first
+    second = _submit(client, files["big"])
+    start = time.monotonic()
+    held = client.get(second["status_url"], params={"wait": 0.5}).json()
+    assert 0.5 <= time.monotonic() - start < 5.0  # held for the whole wait, then the current status
+    assert held["status"] in ("queued", "running")
+
+    start = time.monotonic()
+    done = client.get(second["status_url"], params={"wait": 30}).json()
+    answered = time.time()
+    assert done["status"] == "done" and time.monotonic() - start < 29.0
+    assert answered - done["finished"] < 0.5  # answered as the job ended, not when the wait ran out
+    quick = time.monotonic()
+    assert client.get(second["status_url"], params={"wait": 30}).json()["status"] == "done"
+    assert time.monotonic() - quick < 1.0  # a finished job is not held
+    assert client.get(first["status_url"]).json()["status"] == "done"
+    for job in (first, second):
+        client.delete(job["status_url"])
+    _assert_error(client.get(second["status_url"], params={"wait": MAX_STATUS_WAIT_S + 1}), 422)
+    _assert_error(client.get(second["status_url"], params={"wait": -1}), 422)
+
+
+def test_long_poll_of_a_deleted_job_ends_at_once(client: TestClient, files: dict[str, Path]) -> None:
+    busy = _submit(client, files["big"])
+    queued = _submit(client, files["small"])
+    answer: list = []
+    start = time.monotonic()
+    poller = threading.Thread(target=lambda: answer.append(client.get(queued["status_url"], params={"wait": 20})))
+    poller.start()
+    time.sleep(0.3)
+    assert client.delete(queued["status_url"]).json()["status"] == "deleted"
+    poller.join(timeout=25)
+    _assert_error(answer[0], 404, "no job")
+    assert time.monotonic() - start < 10.0
+    _wait(client, busy["status_url"])
+    client.delete(busy["status_url"])
 
 
 def test_killed_worker_fails_its_job_only(client: TestClient, app, files: dict[str, Path]) -> None:

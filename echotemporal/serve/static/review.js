@@ -42,9 +42,10 @@ $("upload").addEventListener("submit", async (event) => {
   }
 });
 
+// Long-polls the status (?wait=1): the end of the job shows at once, the progress once a second.
 async function poll(url) {
   for (;;) {
-    const status = await (await api(url)).json();
+    const status = await (await api(url + "?wait=1")).json();
     if (status.status === "queued") setStatus(`queued (position ${status.queue_position})…`);
     else if (status.status === "running") setStatus(`running (${status.elapsed_s.toFixed(1)} s)…`);
     else if (status.status === "failed") {
@@ -56,7 +57,6 @@ async function poll(url) {
       await show(status);
       return;
     }
-    await new Promise((resolve) => setTimeout(resolve, 300));
   }
 }
 
