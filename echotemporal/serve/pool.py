@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
@@ -41,21 +43,23 @@ class WorkerPool:
         self._weights = weights
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._executors: list[ProcessPoolExecutor] = []
+        self._pids: list[Future[int]] = []  # each executor's process id, reported by the process itself
         self._free: list[int] | None = None
         self._waiters: collections.deque[asyncio.Future[int]] = collections.deque()
         self.running = 0
 
-    def _new_executor(self) -> ProcessPoolExecutor:
+    def _new_executor(self) -> tuple[ProcessPoolExecutor, Future[int]]:
+        """A one-process executor, its process spawned now, and the future of that process's id."""
         with worker_environment():  # one thread per worker process, set before numpy/onnxruntime load
             executor = ProcessPoolExecutor(
                 1, mp_context=self._context, initializer=init_pool_worker, initargs=(self._method, self._weights)
             )
-            executor.submit(int)  # spawns the process now, inside worker_environment()
-        return executor
+            pid = executor.submit(os.getpid)  # spawns the process now, inside worker_environment()
+        return executor, pid
 
     def start(self, probe: Callable[..., Any], *args: Any) -> Any:
         """Spawn the workers (blocking; run it in a thread) and return ``probe(*args)`` run in the first one."""
-        self._executors = [self._new_executor() for _ in range(self.n)]
+        self._executors, self._pids = (list(x) for x in zip(*(self._new_executor() for _ in range(self.n))))
         results = [executor.submit(probe, *args) for executor in self._executors]
         return [r.result() for r in results][0]
 
@@ -89,7 +93,7 @@ class WorkerPool:
 
     def _replace(self, i: int) -> None:
         old = self._executors[i]
-        self._executors[i] = self._new_executor()
+        self._executors[i], self._pids[i] = self._new_executor()
         old.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, fn: Callable[..., Any], *args: Any, on_start: Callable[[], None] | None = None) -> Any:
@@ -121,13 +125,20 @@ class WorkerPool:
             self._release(i)
 
     def worker_pids(self) -> list[int]:
-        """Process ids of the live worker processes."""
-        return [pid for ex in self._executors for pid in (getattr(ex, "_processes", None) or {})]
+        """Process ids of the worker processes that have reported theirs (a replacement may not have yet)."""
+        return [f.result() for f in self._pids if f.done() and not f.cancelled() and f.exception() is None]
 
     def shutdown(self) -> None:
-        """Stop every worker process (queued tasks are cancelled, running ones end with the process)."""
+        """Stop every worker process (queued tasks are cancelled, running ones end with the process).
+
+        Only live children of this process whose id a worker reported are signalled, so a reused
+        process id is never touched.
+        """
+        known = set(self.worker_pids())
+        for process in multiprocessing.active_children():
+            if process.pid in known:
+                with contextlib.suppress(OSError):
+                    process.terminate()
         for executor in self._executors:
-            for process in list((getattr(executor, "_processes", None) or {}).values()):
-                process.terminate()
             executor.shutdown(wait=True, cancel_futures=True)
-        self._executors = []
+        self._executors, self._pids = [], []
