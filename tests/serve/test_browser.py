@@ -131,6 +131,11 @@ def test_review_page_in_chromium(server, sequence: Path, tmp_path: Path) -> None
         start = int(browser.find_element(By.ID, "frame-number").text)
         slider.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
         assert int(browser.find_element(By.ID, "frame-number").text) == start + 2
+        # Frames read from 1, like the Info cfg: the slider's 0-based value plus one, ED/ES likewise.
+        assert int(browser.find_element(By.ID, "frame-number").text) == int(slider.get_attribute("value")) + 1
+        ed_row = browser.find_elements(By.CSS_SELECTOR, "#indices tbody tr")[4].find_elements(By.TAG_NAME, "td")
+        assert ed_row[0].text == "ED frame (from 1)"
+        assert int(ed_row[2].text) == browser.execute_script("return state.summary.ed_frame") + 1
         lit = browser.execute_script(
             """const c = document.getElementById('frame-canvas'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
                let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] + d[i+1] + d[i+2] > 120) n++; return n;"""

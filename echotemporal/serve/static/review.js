@@ -93,8 +93,9 @@ function drawCurve() {
     ctx.textAlign = "right"; ctx.fillText(v.toFixed(0), L - 5, y(v) + 4); ctx.textAlign = "left";
   }
   const step = Math.max(1, Math.ceil(n / 10));
-  for (let t = 0; t < n; t += step) ctx.fillText(String(t), x(t) - 3, T + H + 14);
-  ctx.fillText("frame", L + W / 2 - 12, T + H + 30);
+  // Frames are numbered from 1 wherever a person reads them, as in the Info cfg.
+  for (let t = 0; t < n; t += step) ctx.fillText(String(t + 1), x(t) - 3, T + H + 14);
+  ctx.fillText("frame (from 1)", L + W / 2 - 30, T + H + 30);
   ctx.save(); ctx.translate(14, T + H / 2 + 40); ctx.rotate(-Math.PI / 2); ctx.fillText("LV volume (mL)", 0, 0); ctx.restore();
   for (const [key, dash] of [["ed_frame", []], ["es_frame", [3, 3]]]) {
     if (s[key] === null || s[key] === undefined) continue;
@@ -133,7 +134,7 @@ function drawCurve() {
 
 function drawFrame() {
   const t = Number($("frame-slider").value);
-  $("frame-number").textContent = String(t);
+  $("frame-number").textContent = String(t + 1);
   const f = state.frames;
   const notes = [];
   if (f.inconsistent_before[t]) notes.push("flagged in input");
@@ -169,6 +170,8 @@ function drawFrame() {
 
 $("frame-slider").addEventListener("input", drawFrame);
 
+function oneBased(t) { return t === null || t === undefined ? t : Number(t) + 1; }
+
 function fmt(v, digits = 1) { return v === null || v === undefined ? "n/a" : Number(v).toFixed(digits); }
 
 function fillIndices() {
@@ -176,7 +179,8 @@ function fillIndices() {
   const rows = [
     ["EDV (mL)", s.edv_ml_before, s.edv_ml_after], ["ESV (mL)", s.esv_ml_before, s.esv_ml_after],
     ["EF (%)", s.ef_percent_before, s.ef_percent_after], ["GLS (%)", s.gls_percent_before, s.gls_percent_after],
-    ["ED frame", s.ed_frame_before, s.ed_frame, 0], ["ES frame", s.es_frame_before, s.es_frame, 0],
+    ["ED frame (from 1)", oneBased(s.ed_frame_before), oneBased(s.ed_frame), 0],
+    ["ES frame (from 1)", oneBased(s.es_frame_before), oneBased(s.es_frame), 0],
     ["inconsistent frames", s.n_inconsistent_before, s.n_inconsistent_after, 0],
     ["invalid frames", s.n_invalid_before, s.n_invalid_after, 0],
   ];
