@@ -116,6 +116,8 @@ def plot_volume_curve(ax: Axes, frames: pd.DataFrame, summary: Mapping[str, Any]
 
     ax.set_xlabel(xlabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if xlabel.startswith("frame") and len(t):
+        ax.set_xlim(float(np.min(t)) - 0.5, float(np.max(t)) + 0.5)  # no tick at frame 0 on a 1-based axis
     ax.set_ylabel("LV volume (mL, Simpson monoplane)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
@@ -171,6 +173,7 @@ def plot_attribute_trajectories(
     for ax in axes[-1]:
         ax.set_xlabel("frame (from 1)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(float(t.min()) - 0.5, float(t.max()) + 0.5)  # no tick at frame 0
     return axes
 
 
