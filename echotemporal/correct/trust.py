@@ -180,8 +180,8 @@ def off_myocardial_level(attributes: np.ndarray, thresholds: AttributeThresholds
 
     Over a cycle the 2D myocardial area follows the phase (the wall thickens as the cavity empties),
     smoothly and by a patient-specific amount: it is predicted by a straight line in the LV area,
-    fitted robustly (Theil-Sen slope kept within ``MYO_LV_SLOPES``, median intercept) to the
-    ``support`` frames. An LV over- or under-segmented into the wall moves both areas by the same
+    fitted to the ``support`` frames by least median of squares with its slope within
+    ``MYO_LV_SLOPES`` (:func:`_level_line`: half the frames may be a broken run). An LV over- or under-segmented into the wall moves both areas by the same
     pixels, in opposite directions (a slope of -1 that hearts do not have), and ramps in and out
     smoothly, so the second-difference test sees only its edges.
     A run of support frames off the line by more than the band takes its adjacent frames off by
