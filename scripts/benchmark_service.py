@@ -52,13 +52,9 @@ from pathlib import Path
 
 import httpx
 
+from echotemporal.serve.launch import ServerStartError, spawn_server
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> float:
@@ -323,25 +319,16 @@ def main() -> None:
     # once after the service's load phase, and the service is compared with the mean of the two.
     batches = [_batch(root, args.workdir, args.workers, args.method)] if args.batch else []
     tmp = Path(tempfile.mkdtemp(prefix="server-tmp-", dir=args.workdir))
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     log = open(args.workdir / "server.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(
-        [sys.executable, "-m", "echotemporal.cli", "serve", "--port", str(port), "--workers", str(args.workers),
-         "--method", args.method, "--max-queue", str(max(64, 2 * args.clients)), "--max-upload-mb", str(args.max_upload_mb)],
-        cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT,
-    )
+    options = ["--workers", str(args.workers), "--method", args.method, "--max-queue", str(max(64, 2 * args.clients)),
+               "--max-upload-mb", str(args.max_upload_mb)]
     try:
-        end = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > end:
-                raise SystemExit((args.workdir / "server.log").read_text()[-3000:])
-            time.sleep(0.2)
+        server, url = spawn_server(options, env={**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}, log=log,
+                                   cwd=ROOT, timeout_s=120, poll_s=0.2)
+    except ServerStartError as exc:
+        raise SystemExit(f"{exc}\n{(args.workdir / 'server.log').read_text()[-3000:]}") from exc
+    port = int(url.rsplit(":", 1)[1])
+    try:
         version = httpx.get(f"{url}/v1/version").json()
         print(f"server: {args.workers} workers, method {args.method}, backend {version['backend']}, "
               f"model sha256 {version['model_sha256'][:12]}")

@@ -6,6 +6,7 @@
 - :mod:`~echotemporal.serve.worker` what runs in a worker (correct, check, draw);
 - :mod:`~echotemporal.serve.uploads` streamed multipart uploads with a byte limit;
 - :mod:`~echotemporal.serve.errors` the JSON error shape;
+- :mod:`~echotemporal.serve.launch` a server as a child process on a free port (benchmark, tests);
 - ``static/`` the review page (plain HTML and one script).
 
 Needs the ``serve`` extra (``pip install 'echotemporal[serve]'``).

@@ -6,9 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,37 +18,21 @@ pytest.importorskip("uvicorn")
 
 from echotemporal.io import read_sequence, write_sequence  # noqa: E402
 from echotemporal.phantoms import corrupt_sequence, generate_sequence  # noqa: E402
+from echotemporal.serve.launch import ServerStartError, spawn_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     """``python -m echotemporal.cli serve`` on a free port; stopped (Ctrl-C) after the module."""
     tmp = tmp_path_factory.mktemp("server-tmp")
-    port = _free_port()
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     log = open(tmp.parent / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "echotemporal.cli", "serve", "--port", str(port), "--workers", "1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < end, (tmp.parent / "server.log").read_text()
-        time.sleep(0.1)
+    try:
+        proc, url = spawn_server(["--workers", "1"], env=env, log=log, cwd=ROOT, timeout_s=60)
+    except ServerStartError as exc:
+        pytest.fail(f"{exc}\n{(tmp.parent / 'server.log').read_text()}")
     yield url, proc, tmp
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0
