@@ -45,6 +45,22 @@ class ArvaeOutcome:
     reestimated: np.ndarray | None = None  # (T,) bool, frames re-estimated from the trusted ones
 
 
+@dataclass(frozen=True)
+class _Sequence:
+    """What the stages of one sequence's correction share and never change.
+
+    Attributes:
+        spacing_mm: native (row_mm, col_mm) pixel size; model: the shape model;
+        thresholds: the consistency thresholds; alignment: the sequence's alignment to the model
+            grid (``encode_sequence``).
+    """
+
+    spacing_mm: tuple[float, float]
+    model: Any
+    thresholds: AttributeThresholds
+    alignment: Any
+
+
 def inpaint_latents(z: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """(T, D) latents with the ``missing`` (T,) frames replaced by linear inter/extrapolation in time."""
     out = z.copy()
@@ -93,8 +109,7 @@ MINOR_CLEANUP = 0.03
 
 
 def _minor_cleanups(
-    labels: np.ndarray, seen: np.ndarray, before: ShapeMeasures, spacing_mm: tuple[float, float],
-    thresholds: AttributeThresholds,
+    labels: np.ndarray, seen: np.ndarray, before: ShapeMeasures, ctx: _Sequence
 ) -> tuple[np.ndarray, ShapeMeasures]:
     """The input with its invalid frames replaced by their clean-up where that changes little.
 
@@ -109,26 +124,20 @@ def _minor_cleanups(
         return labels, before
     out = labels.copy()
     out[minor] = seen[minor]
-    return out, measure_shape(out, spacing_mm, thresholds, reference=(labels, before))
+    return out, measure_shape(out, ctx.spacing_mm, ctx.thresholds, reference=(labels, before))
 
 
 def judge_frames(
-    labels: np.ndarray,
-    z0: np.ndarray,
-    alignment: Any,
-    model: Any,
-    before: ShapeMeasures,
-    thresholds: AttributeThresholds,
-    anchors: tuple[int, ...] = (),
+    labels: np.ndarray, z0: np.ndarray, before: ShapeMeasures, ctx: _Sequence, anchors: tuple[int, ...] = ()
 ) -> FrameTrust:
     """Per-frame trust of the input (:mod:`echotemporal.correct.trust`), from its encoding ``z0`` (T, D)."""
     from echotemporal.measure.anatomy import CRITERIA
     from echotemporal.model.alignment import to_grid
 
-    probs = np.asarray(model.decode(np.asarray(z0, dtype=np.float32)))
-    dice = reconstruction_dice(to_grid(labels, alignment), probs)
+    probs = np.asarray(ctx.model.decode(np.asarray(z0, dtype=np.float32)))
+    dice = reconstruction_dice(to_grid(labels, ctx.alignment), probs)
     lv_one_piece = before.criteria[:, CRITERIA.index("lv_one_component")] if before.checked else None
-    return assess_frames(before.valid, before.attributes, dice, thresholds, lv_one_piece, anchors)
+    return assess_frames(before.valid, before.attributes, dice, ctx.thresholds, lv_one_piece, anchors)
 
 
 #: Attributes of a re-estimated frame that must stay within the trusted frames' range.
@@ -162,14 +171,7 @@ def _pose_range(trusted_attributes: np.ndarray, thresholds: AttributeThresholds)
 
 
 def _robust_start(
-    labels: np.ndarray,
-    spacing_mm: tuple[float, float],
-    model: Any,
-    thresholds: AttributeThresholds,
-    before: ShapeMeasures,
-    z0: np.ndarray,
-    alignment: Any,
-    anchors: tuple[int, ...],
+    labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, anchors: tuple[int, ...]
 ) -> tuple[np.ndarray, ShapeMeasures, np.ndarray, FrameTrust, np.ndarray]:
     """Replace the untrusted frames before the consistency correction (DESIGN.md §4.4).
 
@@ -183,7 +185,8 @@ def _robust_start(
     from echotemporal.measure.anatomy import check_validity
     from echotemporal.model.alignment import to_grid
 
-    trust = judge_frames(labels, z0, alignment, model, before, thresholds, anchors)
+    spacing_mm, model, thresholds, alignment = ctx.spacing_mm, ctx.model, ctx.thresholds, ctx.alignment
+    trust = judge_frames(labels, z0, before, ctx, anchors)
     untrusted = ~trust.trusted & ~trust.kept
     if not untrusted.any() or trust.trusted.sum() < 2:
         return labels, before, z0, trust, np.zeros(len(labels), dtype=bool)
@@ -222,11 +225,10 @@ def _robust_start(
     if rest.any():
         names = tuple(model.attribute_names)
         phase = np.array([names.index(n) for n in PHASE_ATTRIBUTES if n in names], dtype=int)
-        fit = reestimate_frames(
+        out = reestimate_frames(
             out, z, trust.trusted | blended, rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
             lv_intact=trust.lv_intact,
         )
-        out = fit.labels
         encode(rest)
     measured = measure_shape(out, spacing_mm, thresholds, reference=(labels, before))
     return out, measured, z, trust, untrusted
@@ -247,34 +249,27 @@ def smooth_arvae(
     """
     seen = _cleaned_for_encoding(labels, before)
     z0, alignment = encode_sequence(seen, spacing_mm, model)
+    ctx = _Sequence(spacing_mm, model, thresholds, alignment)
     trust, reestimated = None, None
     if config.robust:
         ends = anchors if anchors is not None else (0, len(labels) - 1)
-        labels, before = _minor_cleanups(labels, seen, before, spacing_mm, thresholds)
-        labels, before, z0, trust, reestimated = _robust_start(
-            labels, spacing_mm, model, thresholds, before, z0, alignment, tuple(ends)
-        )
+        labels, before = _minor_cleanups(labels, seen, before, ctx)
+        labels, before, z0, trust, reestimated = _robust_start(labels, before, z0, ctx, tuple(ends))
     if trust is not None and before.valid.all() and not before.flags.any():
         # Nothing left to correct: the latent projection would only spread small changes onto
         # frames that need none (its constraints are on latents, not on the measured attributes).
         keep = np.zeros(len(labels), dtype=bool)
         return ArvaeOutcome(labels, before, 0, latent_tolerances(model, thresholds)[1], keep, trust, reestimated)
-    outcome = _consistency_rounds(labels, spacing_mm, model, config, thresholds, before, z0, alignment)
+    outcome = _consistency_rounds(labels, before, z0, ctx, config)
     outcome.trust, outcome.reestimated = trust, reestimated
     return outcome
 
 
 def _consistency_rounds(
-    labels: np.ndarray,
-    spacing_mm: tuple[float, float],
-    model: Any,
-    config: SmoothingConfig,
-    thresholds: AttributeThresholds,
-    before: ShapeMeasures,
-    z0: np.ndarray,
-    alignment: Any,
+    labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, config: SmoothingConfig
 ) -> ArvaeOutcome:
     """DESIGN.md §4.3: project/smooth the latents, decode, verify and tighten; then the repairs."""
+    spacing_mm, model, thresholds, alignment = ctx.spacing_mm, ctx.model, ctx.thresholds, ctx.alignment
     from echotemporal.correct.solvers import project_consistent, project_consistent_sparse, whittaker_smooth
 
     project = {"sparse": project_consistent_sparse, "least_squares": project_consistent}[config.projection]

@@ -21,7 +21,6 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from echotemporal.correct.cleanup import MAX_MODELLED
 from echotemporal.correct.decoding import SequenceDecoder
 from echotemporal.correct.solvers import penalty_bands
 
-__all__ = ["Reestimate", "fit_latent_trajectory", "reestimate_frames", "search_valid_latents"]
+__all__ = ["fit_latent_trajectory", "reestimate_frames", "search_valid_latents"]
 
 #: Smoothing weight of the trajectory fit (per second difference, latent units).
 FIT_LAMBDA = 0.1
@@ -43,25 +42,6 @@ PHASE_WEIGHT = 0.5
 #: Latent search: samples per radius, radii in units of the sequence's per-dim latent spread.
 SEARCH_SAMPLES = 24
 SEARCH_RADII = (0.25, 0.5, 1.0, 2.0)
-
-
-@dataclass(frozen=True)
-class Reestimate:
-    """Re-estimated frames.
-
-    Attributes:
-        labels: (T, H, W) uint8, the input with the re-estimated frames replaced.
-        latents: (T, D) fitted latents (equal to the input's on trusted frames).
-        frames: (n,) int, the re-estimated frames.
-        searched: (n,) bool, frames whose shape came from the latent search.
-        valid: (n,) bool, the re-estimated frame is anatomically valid.
-    """
-
-    labels: np.ndarray
-    latents: np.ndarray
-    frames: np.ndarray
-    searched: np.ndarray
-    valid: np.ndarray
 
 
 def fit_latent_trajectory(z0: np.ndarray, weights: np.ndarray, lam: float = FIT_LAMBDA, passes: int = 2) -> np.ndarray:
@@ -169,7 +149,7 @@ def reestimate_frames(
     phase_dims: np.ndarray,
     check: Any,
     lv_intact: np.ndarray,
-) -> Reestimate:
+) -> np.ndarray:
     """Replace the untrusted frames by the model's shapes at latents fitted to the trusted frames.
 
     Args:
@@ -186,7 +166,8 @@ def reestimate_frames(
             re-estimated around it) wherever the composed frame is valid.
 
     Returns:
-        Reestimate.
+        (T, H, W) uint8, ``labels`` with the re-estimated frames replaced. A frame whose decoding
+        stays invalid after the latent search keeps the invalid decoding (the caller's checks see it).
     """
     frames = np.flatnonzero(targets & ~trusted)
     z = fit_latent_trajectory(z0, _fit_weights(z0, trusted, phase_dims, lv_intact))
@@ -197,7 +178,6 @@ def reestimate_frames(
     out = labels.copy()
     out[frames] = decoder(z[frames])
     valid = np.asarray(check(out[frames], frames), dtype=bool)
-    searched = np.zeros(len(frames), dtype=bool)
     for i in np.flatnonzero(~valid):
         t = int(frames[i])
         found = search_valid_latents(z[t], model, float(alignment.scale_mm), spread, seed=t)
@@ -205,9 +185,9 @@ def reestimate_frames(
             continue
         candidate = SequenceDecoder(carry[i : i + 1], alignment, model, None, cleanup=True, present=present)(found[None])
         if bool(np.asarray(check(candidate, frames[i : i + 1]), dtype=bool)[0]):
-            out[t], z[t], valid[i], searched[i] = candidate[0], found, True, True
+            out[t] = candidate[0]
     _keep_intact_lv(out, labels, frames[lv_intact[frames]], check)
-    return Reestimate(out, z, frames, searched, valid)
+    return out
 
 
 def _keep_intact_lv(out: np.ndarray, labels: np.ndarray, frames: np.ndarray, check: Any) -> None:

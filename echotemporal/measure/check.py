@@ -8,7 +8,6 @@ model is involved, so the report is cheap and says what ``smooth`` would have to
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from typing import Any
@@ -16,18 +15,11 @@ from typing import Any
 import numpy as np
 
 from echotemporal import __version__
+from echotemporal.core.jsonable import to_jsonable
 from echotemporal.core.labels import check_frame_index, frame_indices, validate_labels
 from echotemporal.measure.sequence import ClinicalMeasures, ShapeMeasures, measure_clinical, measure_shape
 
 __all__ = ["check_sequence", "check_file", "format_report"]
-
-
-def _num(value: Any) -> float | None:
-    """Python float for JSON; NaN/inf become None so that the report is strict JSON."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def check_sequence(
@@ -96,7 +88,7 @@ def _report(
     from echotemporal.measure.anatomy import CRITERIA
 
     flags, satisfied, invalid = shape.flags, shape.criteria, ~shape.valid
-    return {
+    return to_jsonable({
         "n_frames": len(arr),
         "image_shape": [int(s) for s in arr.shape[1:]],
         "spacing_mm": list(spacing),
@@ -106,20 +98,20 @@ def _report(
         "failed_criteria": {name: frame_indices(~satisfied[:, k]) for k, name in enumerate(CRITERIA)},
         "invalid_frames": frame_indices(invalid),
         "n_invalid_frames": int(invalid.sum()),
-        "lv_volumes_ml": [_num(v) for v in clinical.volumes_ml],
-        "strain_percent": [_num(v) for v in clinical.strain_percent],
+        "lv_volumes_ml": clinical.volumes_ml,
+        "strain_percent": clinical.strain_percent,
         "ed_frame": clinical.ed_frame,
         "es_frame": clinical.es_frame,
         "ed_es_source": "given" if given else "detected",
         "stored_es_to_ed": bool(reverse),
-        "edv_ml": _num(clinical.edv_ml),
-        "esv_ml": _num(clinical.esv_ml),
-        "ef_percent": _num(clinical.ef_percent),
-        "gls_percent": _num(clinical.gls_percent),
-        "attributes": {name: [_num(v) for v in shape.attributes[:, k]] for k, name in enumerate(names)},
+        "edv_ml": clinical.edv_ml,
+        "esv_ml": clinical.esv_ml,
+        "ef_percent": clinical.ef_percent,
+        "gls_percent": clinical.gls_percent,
+        "attributes": {name: shape.attributes[:, k] for k, name in enumerate(names)},
         "warnings": messages,
         "package_version": __version__,
-    }
+    })
 
 
 def _measure(
