@@ -83,11 +83,11 @@ def _carry_from(labels: np.ndarray, frames: np.ndarray, trusted: np.ndarray) -> 
     """(n, H, W) labels whose unmodelled labels (LA) are the majority of the nearest trusted frames."""
     good = np.flatnonzero(trusted)
     out = np.zeros((len(frames),) + labels.shape[1:], dtype=labels.dtype)
+    unmodelled = range(MAX_MODELLED + 1, int(labels[good].max(initial=0)) + 1)  # one pass, not a sort per frame
     for i, t in enumerate(frames):
         order = good[np.argsort(np.abs(good - t), kind="stable")][:2]
-        for value in np.unique(labels[order]):
-            if value > MAX_MODELLED:
-                out[i][np.mean([labels[s] == value for s in order], axis=0) >= 0.5] = value
+        for value in unmodelled:
+            out[i][np.mean([labels[s] == value for s in order], axis=0) >= 0.5] = value
     return out
 
 
