@@ -82,6 +82,9 @@ def inpaint_latents(z: np.ndarray, missing: np.ndarray) -> np.ndarray:
 #: distances of the two trusted neighbours); longer runs, and runs at an end, are re-estimated by
 #: the shape model.
 MAX_BLENDED_RUN = 3
+#: Anatomical criteria of the LV on its own: a drawn LV passing them (and on the myocardial level)
+#: may be kept in a rebuilt ED/ES frame (``reestimate._beyond_bridge``).
+LV_OWN_CRITERIA = ("lv_one_component", "lv_no_holes", "lv_myo_no_holes", "lv_base_open")
 #: Latent dims that carry the cardiac phase through a run of untrusted frames.
 PHASE_ATTRIBUTES = ("lv_area_mm2", "lv_length_mm")
 
@@ -147,8 +150,11 @@ POSE_MARGIN_TAU = 3.0
 
 
 def _pose_range(trusted_attributes: np.ndarray, thresholds: AttributeThresholds) -> Any:
-    """``(n, 7) attributes -> (n,) bool``: orientation and epicardial centre within the range of the
-    trusted frames (``(m, K)`` in ``thresholds.names`` order), widened by ``POSE_MARGIN_TAU``."""
+    """``(attributes (n, 7)[, own (n, K)]) -> (n,) bool``: orientation and epicardial centre within the
+    range of the trusted frames (``(m, K)`` in ``thresholds.names`` order), widened by
+    ``POSE_MARGIN_TAU``. ``own``: the drawn frames' attributes (``thresholds.names`` order), for frames
+    that keep their drawn LV: each frame's range then also reaches its own drawn pose (the phase moves
+    the base and the centre; a run across ES is outside the range of trusted frames near ED)."""
     from echotemporal.measure.attributes import ATTRIBUTE_NAMES
 
     names = tuple(thresholds.names)
@@ -159,12 +165,17 @@ def _pose_range(trusted_attributes: np.ndarray, thresholds: AttributeThresholds)
             values = trusted_attributes[:, k][np.isfinite(trusted_attributes[:, k])]
             if values.size:
                 margin = POSE_MARGIN_TAU * float(thresholds.tau[k]) * abs(float(thresholds.hi[k]) - float(thresholds.lo[k]))
-                limits.append((ATTRIBUTE_NAMES.index(name), values.min() - margin, values.max() + margin))
+                limits.append((ATTRIBUTE_NAMES.index(name), k, values.min() - margin, values.max() + margin, margin))
 
-    def inside(attributes: np.ndarray) -> np.ndarray:
+    def inside(attributes: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
         ok = np.ones(len(attributes), dtype=bool)
-        for j, low, high in limits:
-            ok &= (attributes[:, j] >= low) & (attributes[:, j] <= high)
+        for j, k, low, high, margin in limits:
+            lo, hi = np.full(len(attributes), low), np.full(len(attributes), high)
+            if own is not None:
+                drawn = own[:, k]
+                lo = np.where(np.isfinite(drawn), np.minimum(lo, drawn - margin), lo)
+                hi = np.where(np.isfinite(drawn), np.maximum(hi, drawn + margin), hi)
+            ok &= (attributes[:, j] >= lo) & (attributes[:, j] <= hi)
         return ok
 
     return inside
@@ -182,7 +193,7 @@ def _robust_start(
     Returns:
         (labels, their measures, their latents (T, D), the input's trust, (T,) bool re-estimated).
     """
-    from echotemporal.measure.anatomy import check_validity
+    from echotemporal.measure.anatomy import CRITERIA, check_validity
     from echotemporal.model.alignment import to_grid
 
     spacing_mm, model, thresholds, alignment = ctx.spacing_mm, ctx.model, ctx.thresholds, ctx.alignment
@@ -193,9 +204,10 @@ def _robust_start(
     present = before.present
     in_range = _pose_range(before.attributes[trust.trusted], thresholds)
 
-    def check(frames: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    def check(frames: np.ndarray, numbers: np.ndarray, drawn_lv: bool = False) -> np.ndarray:
         """Valid, and oriented and placed within the trusted frames' own range; ``frames`` (n, H, W) are
-        the sequence's frames ``numbers`` (n,) (0-based, named in warnings)."""
+        the sequence's frames ``numbers`` (n,) (0-based, named in warnings); ``drawn_lv``: they keep
+        their drawn LV, and the range reaches their drawn pose too."""
         from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes
 
         rows, cols = heart_box(frames, margin=4)
@@ -204,7 +216,7 @@ def _robust_start(
         attributes = np.asarray(compute_attributes(crop, spacing_mm, frame_numbers=numbers), dtype=np.float64)
         attributes[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
         attributes[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
-        return ok & in_range(attributes)
+        return ok & in_range(attributes, before.attributes[numbers] if drawn_lv else None)
 
     out = labels.copy()
     blended = interpolate_runs(out, untrusted, trust.trusted, spacing_mm, MAX_BLENDED_RUN)
@@ -225,9 +237,13 @@ def _robust_start(
     if rest.any():
         names = tuple(model.attribute_names)
         phase = np.array([names.index(n) for n in PHASE_ATTRIBUTES if n in names], dtype=int)
+        lv_drawn_ok = trust.on_level.copy()
+        if before.checked:
+            for name in LV_OWN_CRITERIA:
+                lv_drawn_ok &= before.criteria[:, CRITERIA.index(name)]
         out = reestimate_frames(
             out, z, trust.trusted | blended, rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
-            lv_intact=trust.lv_intact,
+            lv_intact=trust.lv_intact, turning=anchors, lv_drawn_ok=lv_drawn_ok,
         )
         encode(rest)
     measured = measure_shape(out, spacing_mm, thresholds, reference=(labels, before))

@@ -39,6 +39,9 @@ FIT_LAMBDA = 0.1
 UNTRUSTED_WEIGHT = 1e-4
 #: Weight of an untrusted frame with an intact LV in the LV area/length dims (the phase carrier).
 PHASE_WEIGHT = 0.5
+#: A rebuilt ED/ES frame whose drawn LV, intact on its own evidence, lies beyond the rebuilt one (away
+#: from the trusted frames' median) by more than this fraction of the rebuilt LV area keeps its LV.
+BEYOND_BRIDGE = 0.10
 #: Latent search: samples per radius, radii in units of the sequence's per-dim latent spread.
 SEARCH_SAMPLES = 24
 SEARCH_RADII = (0.25, 0.5, 1.0, 2.0)
@@ -149,6 +152,8 @@ def reestimate_frames(
     phase_dims: np.ndarray,
     check: Any,
     lv_intact: np.ndarray,
+    turning: tuple[int, ...] = (),
+    lv_drawn_ok: np.ndarray | None = None,
 ) -> np.ndarray:
     """Replace the untrusted frames by the model's shapes at latents fitted to the trusted frames.
 
@@ -160,23 +165,35 @@ def reestimate_frames(
         alignment: the sequence's alignment (``encode_sequence``); model: the shape model.
         spacing_mm: native (row_mm, col_mm); present: labels present in the sequence.
         phase_dims: latent dims of LV area and length (the phase carriers).
-        check: ``((n, H, W) labels, (n,) their 0-based frames in the sequence) -> (n,) bool`` native
-            validity of candidate frames (its warnings name those frames).
+        check: ``((n, H, W) labels, (n,) their 0-based frames in the sequence[, drawn_lv]) -> (n,) bool``
+            native validity of candidate frames (its warnings name those frames); ``drawn_lv=True``
+            for frames that keep their drawn LV (their drawn pose widens the allowed range).
         lv_intact: (T,) bool, frames whose LV alone is right: their LV is kept as drawn (the rest
             re-estimated around it) wherever the composed frame is valid.
+        turning: the ED/ES frames (turning points of the LV curve).
+        lv_drawn_ok: (T,) bool, frames whose drawn LV passes its own checks (one piece, no hole, open at
+            the base, on the myocardial level). A rebuilt turning frame among them whose drawn LV is
+            more extreme than the rebuilt one (``_beyond_bridge``) counts as ``lv_intact``: a fit
+            bridged across a turning point falls short of the extremum, never past it.
 
     Returns:
         (T, H, W) uint8, ``labels`` with the re-estimated frames replaced. A frame whose decoding
         stays invalid after the latent search keeps the invalid decoding (the caller's checks see it).
     """
     frames = np.flatnonzero(targets & ~trusted)
-    z = fit_latent_trajectory(z0, _fit_weights(z0, trusted, phase_dims, lv_intact))
-    z[trusted] = z0[trusted]
-    spread = np.maximum(z0.std(axis=0), 0.1 * np.median(z0.std(axis=0)) + 1e-3)
     carry = _carry_from(labels, frames, trusted)
     decoder = SequenceDecoder(carry, alignment, model, None, cleanup=True, present=present)
     out = labels.copy()
-    out[frames] = decoder(z[frames])
+    for attempt in range(2):
+        z = fit_latent_trajectory(z0, _fit_weights(z0, trusted, phase_dims, lv_intact))
+        z[trusted] = z0[trusted]
+        out[frames] = decoder(z[frames])
+        beyond = _beyond_bridge(labels, out, trusted, turning, lv_drawn_ok, lv_intact, frames) if attempt == 0 else ()
+        if not len(beyond):
+            break
+        lv_intact = lv_intact.copy()
+        lv_intact[beyond] = True
+    spread = np.maximum(z0.std(axis=0), 0.1 * np.median(z0.std(axis=0)) + 1e-3)
     valid = np.asarray(check(out[frames], frames), dtype=bool)
     for i in np.flatnonzero(~valid):
         t = int(frames[i])
@@ -190,11 +207,47 @@ def reestimate_frames(
     return out
 
 
+def _beyond_bridge(
+    labels: np.ndarray,
+    rebuilt: np.ndarray,
+    trusted: np.ndarray,
+    turning: tuple[int, ...],
+    lv_drawn_ok: np.ndarray | None,
+    lv_intact: np.ndarray,
+    frames: np.ndarray,
+) -> np.ndarray:
+    """Rebuilt frames whose drawn LV is more extreme than the rebuilt one, in runs across a turning point.
+
+    A rebuilt run that holds an ED/ES frame whose drawn LV passes its own checks and lies beyond the
+    rebuilt LV (away from the trusted frames' median, by more than ``BEYOND_BRIDGE`` of the rebuilt
+    area) gives the same status to every frame of the run that meets the same two tests.
+
+    Args:
+        labels: (T, H, W) input; rebuilt: (T, H, W) with ``frames`` (n,) re-estimated; trusted,
+        lv_drawn_ok, lv_intact: (T,) bool; turning: ED/ES frames.
+
+    Returns:
+        (m,) int, the frames (0-based, increasing).
+    """
+    if lv_drawn_ok is None or not trusted.any() or not len(frames):
+        return np.zeros(0, dtype=int)
+    middle = float(np.median([np.count_nonzero(labels[t] == LV) for t in np.flatnonzero(trusted)]))
+    drawn = np.array([np.count_nonzero(labels[t] == LV) for t in frames], dtype=np.float64)
+    bridged = np.array([np.count_nonzero(rebuilt[t] == LV) for t in frames], dtype=np.float64)
+    beyond = ((drawn - bridged) * (bridged - middle) > 0) & (np.abs(drawn - bridged) > BEYOND_BRIDGE * bridged)
+    beyond &= lv_drawn_ok[frames] & ~lv_intact[frames]
+    run = np.concatenate([[0], np.cumsum(np.diff(frames) > 1)])  # run number of each rebuilt frame
+    hit = {int(run[i]) for i, t in enumerate(frames) if t in turning and beyond[i]}
+    return frames[beyond & np.isin(run, list(hit))]
+
+
 def _keep_intact_lv(out: np.ndarray, labels: np.ndarray, frames: np.ndarray, check: Any) -> None:
     """Put the input LV of ``frames`` back into their re-estimated shapes, in place, where valid.
 
     The decoded LV around the drawn one becomes myocardium, the decoded myocardium under the drawn
-    LV becomes LV: only the broken rest of the frame is the model's.
+    LV becomes LV: only the broken rest of the frame is the model's. Where that closes the wall under
+    a drawn LV smaller than the decoded one, the decoded LV around it goes to whichever is nearer,
+    the decoded wall or the outside (atrium or background, by its nearest pixel): the base stays open.
     """
     if not len(frames):
         return
@@ -202,7 +255,33 @@ def _keep_intact_lv(out: np.ndarray, labels: np.ndarray, frames: np.ndarray, che
     drawn = labels[frames] == LV
     composed[(composed == LV) & ~drawn] = MYO
     composed[drawn] = LV
-    ok = np.asarray(check(composed, frames), dtype=bool)
+    ok = np.asarray(check(composed, frames, drawn_lv=True), dtype=bool)
     out[frames[ok]] = composed[ok]
+    retry = np.flatnonzero(~ok)
+    if retry.size:
+        opened = np.stack([_open_composition(out[frames[i]], drawn[i]) for i in retry])
+        ok = np.asarray(check(opened, frames[retry], drawn_lv=True), dtype=bool)
+        out[frames[retry[ok]]] = opened[ok]
 
 
+def _open_composition(decoded: np.ndarray, drawn_lv: np.ndarray) -> np.ndarray:
+    """(H, W) ``decoded`` with the LV ``drawn_lv`` (H, W bool) put in, the decoded LV around it split
+    between wall and outside by nearness (``_keep_intact_lv``)."""
+    from scipy import ndimage
+
+    from echotemporal.core.boxes import mask_box
+
+    out = decoded.copy()
+    rows, cols = mask_box((decoded == LV) | (decoded == MYO) | drawn_lv, margin=2)
+    crop, lv = out[rows, cols], drawn_lv[rows, cols]
+    ring = (crop == LV) & ~lv
+    outside = (crop != LV) & (crop != MYO)
+    if ring.any() and outside.any() and (crop == MYO).any():
+        to_outside, (ri, ci) = ndimage.distance_transform_edt(~outside, return_indices=True)
+        to_wall = ndimage.distance_transform_edt(crop != MYO)
+        nearer_out = ring & (to_outside < to_wall)
+        nearest = crop[ri, ci]
+        crop[ring] = MYO
+        crop[nearer_out] = nearest[nearer_out]
+    crop[lv] = LV
+    return out

@@ -75,6 +75,8 @@ class FrameTrust:
         lv_intact: bool, the LV alone looks right (one piece, reconstructed as well as the
             sequence's good frames): its area and length still carry the cardiac phase.
         kept: bool, untrusted ED/ES frames left as drawn (not rebuilt, not a support).
+        on_level: bool, the myocardial area is on the level the LV area predicts
+            (``off_myocardial_level``; ED/ES judged like any frame here).
     """
 
     confidence: np.ndarray
@@ -84,6 +86,7 @@ class FrameTrust:
     outlier: np.ndarray
     lv_intact: np.ndarray
     kept: np.ndarray
+    on_level: np.ndarray
 
     def reversed(self) -> FrameTrust:
         """The same evidence in reversed frame order."""
@@ -289,6 +292,7 @@ def assess_frames(
     # A frame off the myocardial level is an outlier whatever its neighbours say, and its LV border
     # is wrong with its wall: its LV carries no phase.
     off_level = off_myocardial_level(attributes, thresholds, candidates)
+    on_level = ~off_level
     # ED and ES are read as drawn unless their own evidence fails: a level fitted on a sequence that
     # is half broken can side with the broken half, and a rebuilt ES frame moves the EF.
     off_level[[a for a in anchors if 0 <= a < len(off_level)]] = False
@@ -307,4 +311,4 @@ def assess_frames(
     graded = np.clip((per_label - floor) / np.maximum(reference - floor, 1e-6), 0, 1).min(axis=1)
     confidence = (0.5 + 0.5 * graded) * np.where(valid, 1.0, 0.4) * np.where(outlier, 0.5, 1.0)
     confidence = np.where(trusted, confidence, np.minimum(confidence, 0.49))
-    return FrameTrust(confidence, trusted, recon_dice, np.asarray(valid, dtype=bool), outlier, lv_intact, kept)
+    return FrameTrust(confidence, trusted, recon_dice, np.asarray(valid, dtype=bool), outlier, lv_intact, kept, on_level)

@@ -218,3 +218,87 @@ def test_myocardial_level_flags_a_ramped_under_segmentation_and_spares_a_thicken
     off = off_myocardial_level(attributes, th, every)
     assert off[7:11].all()  # the plateau
     assert not off[:5].any() and not off[13:].any()  # frames clear of the run
+
+
+def _disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    return (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
+
+
+def test_a_rebuilt_turning_frame_keeps_a_drawn_lv_beyond_the_bridge_and_its_run_follows():
+    from echotemporal.correct.reestimate import _beyond_bridge
+
+    n, shape = 9, (40, 40)
+    radii_drawn = [12, 12, 9, 7, 6, 7, 9, 12, 12]  # ES at 4; frames 2-6 rebuilt
+    radii_bridge = [12, 12, 11, 10, 10, 10, 11, 12, 12]  # the fit falls short of the minimum
+    labels = np.stack([_disc(shape, (20, 20), r).astype(np.uint8) * LV for r in radii_drawn])
+    rebuilt = np.stack([_disc(shape, (20, 20), r).astype(np.uint8) * LV for r in radii_bridge])
+    trusted = np.zeros(n, dtype=bool)
+    trusted[[0, 1, 7, 8]] = True
+    frames = np.arange(2, 7)
+    ok, intact = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    # frames 3-5 lie beyond the bridge by more than 10 %; frames 2 and 6 (11 vs 9 px radius) too
+    assert _beyond_bridge(labels, rebuilt, trusted, (0, 4), ok, intact, frames).tolist() == [2, 3, 4, 5, 6]
+    # no turning frame in the run: nothing
+    assert _beyond_bridge(labels, rebuilt, trusted, (0, 8), ok, intact, frames).size == 0
+    # the turning frame's own LV fails its checks: nothing, even where its neighbours' pass
+    ok[4] = False
+    assert _beyond_bridge(labels, rebuilt, trusted, (0, 4), ok, intact, frames).size == 0
+    # a drawn LV short of the bridge (nearer the trusted median) is not kept
+    ok[4] = True
+    assert _beyond_bridge(labels, labels, trusted, (0, 4), ok, intact, frames).size == 0
+    assert _beyond_bridge(rebuilt, labels, trusted, (0, 4), ok, intact, frames).size == 0
+
+
+def test_a_smaller_drawn_lv_is_put_into_a_decoded_shape_with_its_base_left_open():
+    from echotemporal.correct.reestimate import _open_composition
+
+    decoded = np.zeros((60, 50), dtype=np.uint8)
+    decoded[40:, :] = LA
+    decoded[5:42, 8:42] = MYO  # wall around the cavity, open at the base into the atrium
+    decoded[10:42, 14:36] = LV
+    drawn = np.zeros_like(decoded, dtype=bool)
+    drawn[16:34, 18:32] = True  # an end-systolic LV: narrower, its base higher than the decoded one
+    out = _open_composition(decoded, drawn)
+    assert ((out == LV) == drawn).all()
+    # under the drawn base the decoded cavity nearer the atrium than the wall becomes atrium: the base stays open
+    assert (out[34:42, 22:28] == LA).all() and (out[34, 18:32] != LV).all()
+    assert (out[20:30, 14:18] == MYO).all() and (out[20:30, 32:36] == MYO).all()  # beside it: a thicker wall
+    assert check_validity(out[None], (0.5, 0.5), present=(1, 2, 3))[0][CRITERIA.index("lv_base_open")]
+
+
+def test_pose_range_reaches_the_drawn_pose_of_a_frame_that_keeps_its_lv():
+    from echotemporal.correct.arvae import _pose_range
+    from echotemporal.measure.attributes import ATTRIBUTE_NAMES
+
+    thresholds = load_thresholds()
+    names = tuple(thresholds.names)
+    trusted = np.zeros((3, len(names)))
+    trusted[:, names.index("epi_center_y_mm")] = [56.0, 56.5, 57.0]  # trusted frames near ED only
+    inside = _pose_range(trusted, thresholds)
+    frame = np.zeros((1, len(ATTRIBUTE_NAMES)))
+    frame[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] = 50.0  # the base moved in systole
+    own = np.full((1, len(names)), np.nan)
+    own[:, names.index("epi_center_y_mm")] = 50.5
+    assert inside(frame).tolist() == [False]
+    assert inside(frame, own).tolist() == [True]
+
+
+def test_a_myocardium_in_pieces_across_end_systole_keeps_the_drawn_lv_and_the_ef(model):
+    """A tuning case of the benchmark (coherent set, ``--tuning`` seeds, case 67): MYO in 3-7 pieces
+    over frames 4-15 of an 18-frame real-shape cycle, ES at 9, the LV as drawn. Bridged from the
+    trusted frames the ES volume came out 26 mL for 16 (EF off by 50 points)."""
+    from echotemporal.measure.clinical import clinical_indices
+    from echotemporal.phantoms import load_real_shapes
+    from echotemporal.phantoms.failure_set import coherent_failure_case
+
+    case = coherent_failure_case(67, 20_000_000 + 3, real=load_real_shapes("val"), full_cycle=True)
+    assert [run.kind for run in case.runs] == ["myo_fragments"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smooth_sequence(case.labels, case.spacing_mm, model=model, ed_frame=case.ed_frame, es_frame=case.es_frame)
+    truth = clinical_indices(case.truth, case.spacing_mm, ed_frame=case.ed_frame, es_frame=case.es_frame)
+    after = np.asarray(result.columns["lv_volume_ml_after"], dtype=float)
+    assert abs(after[case.es_frame] - truth.esv_ml) < 0.15 * truth.esv_ml
+    assert abs(result.summary["ef_percent_after"] - truth.ef_percent) < 5.0
+    assert result.summary["n_invalid_after"] == 0 and result.summary["n_inconsistent_after"] == 0
