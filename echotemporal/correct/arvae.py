@@ -204,10 +204,10 @@ def _robust_start(
     present = before.present
     in_range = _pose_range(before.attributes[trust.trusted], thresholds)
 
-    def check(frames: np.ndarray, numbers: np.ndarray, drawn_lv: bool = False) -> np.ndarray:
+    def check(frames: np.ndarray, numbers: np.ndarray, drawn_lv: np.ndarray | None = None) -> np.ndarray:
         """Valid, and oriented and placed within the trusted frames' own range; ``frames`` (n, H, W) are
-        the sequence's frames ``numbers`` (n,) (0-based, named in warnings); ``drawn_lv``: they keep
-        their drawn LV, and the range reaches their drawn pose too."""
+        the sequence's frames ``numbers`` (n,) (0-based, named in warnings); ``drawn_lv`` (n,) bool:
+        frames that keep their drawn LV, whose range reaches their drawn pose too."""
         from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes
 
         rows, cols = heart_box(frames, margin=4)
@@ -216,7 +216,8 @@ def _robust_start(
         attributes = np.asarray(compute_attributes(crop, spacing_mm, frame_numbers=numbers), dtype=np.float64)
         attributes[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
         attributes[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
-        return ok & in_range(attributes, before.attributes[numbers] if drawn_lv else None)
+        own = None if drawn_lv is None else np.where(np.asarray(drawn_lv, dtype=bool)[:, None], before.attributes[numbers], np.nan)
+        return ok & in_range(attributes, own)
 
     out = labels.copy()
     blended = interpolate_runs(out, untrusted, trust.trusted, spacing_mm, MAX_BLENDED_RUN)

@@ -165,9 +165,10 @@ def reestimate_frames(
         alignment: the sequence's alignment (``encode_sequence``); model: the shape model.
         spacing_mm: native (row_mm, col_mm); present: labels present in the sequence.
         phase_dims: latent dims of LV area and length (the phase carriers).
-        check: ``((n, H, W) labels, (n,) their 0-based frames in the sequence[, drawn_lv]) -> (n,) bool``
-            native validity of candidate frames (its warnings name those frames); ``drawn_lv=True``
-            for frames that keep their drawn LV (their drawn pose widens the allowed range).
+        check: ``((n, H, W) labels, (n,) their 0-based frames in the sequence[, drawn_lv (n,) bool])
+            -> (n,) bool`` native validity of candidate frames (its warnings name those frames);
+            ``drawn_lv``: frames that keep their drawn LV for lying beyond the bridge (their drawn pose
+            widens the allowed range).
         lv_intact: (T,) bool, frames whose LV alone is right: their LV is kept as drawn (the rest
             re-estimated around it) wherever the composed frame is valid.
         turning: the ED/ES frames (turning points of the LV curve).
@@ -184,6 +185,7 @@ def reestimate_frames(
     carry = _carry_from(labels, frames, trusted)
     decoder = SequenceDecoder(carry, alignment, model, None, cleanup=True, present=present)
     out = labels.copy()
+    promoted = np.zeros(len(labels), dtype=bool)
     for attempt in range(2):
         z = fit_latent_trajectory(z0, _fit_weights(z0, trusted, phase_dims, lv_intact))
         z[trusted] = z0[trusted]
@@ -192,7 +194,7 @@ def reestimate_frames(
         if not len(beyond):
             break
         lv_intact = lv_intact.copy()
-        lv_intact[beyond] = True
+        lv_intact[beyond] = promoted[beyond] = True
     spread = np.maximum(z0.std(axis=0), 0.1 * np.median(z0.std(axis=0)) + 1e-3)
     valid = np.asarray(check(out[frames], frames), dtype=bool)
     for i in np.flatnonzero(~valid):
@@ -203,7 +205,7 @@ def reestimate_frames(
         candidate = SequenceDecoder(carry[i : i + 1], alignment, model, None, cleanup=True, present=present)(found[None])
         if bool(np.asarray(check(candidate, frames[i : i + 1]), dtype=bool)[0]):
             out[t] = candidate[0]
-    _keep_intact_lv(out, labels, frames[lv_intact[frames]], check)
+    _keep_intact_lv(out, labels, frames[lv_intact[frames]], check, promoted)
     return out
 
 
@@ -218,9 +220,9 @@ def _beyond_bridge(
 ) -> np.ndarray:
     """Rebuilt frames whose drawn LV is more extreme than the rebuilt one, in runs across a turning point.
 
-    A rebuilt run that holds an ED/ES frame whose drawn LV passes its own checks and lies beyond the
-    rebuilt LV (away from the trusted frames' median, by more than ``BEYOND_BRIDGE`` of the rebuilt
-    area) gives the same status to every frame of the run that meets the same two tests.
+    A rebuilt ED/ES frame whose drawn LV passes its own checks and lies beyond the rebuilt LV (away
+    from the trusted frames' median, by more than ``BEYOND_BRIDGE`` of the rebuilt area) is returned
+    with the unbroken stretch of rebuilt frames around it that meet the same two tests.
 
     Args:
         labels: (T, H, W) input; rebuilt: (T, H, W) with ``frames`` (n,) re-estimated; trusted,
@@ -236,18 +238,26 @@ def _beyond_bridge(
     bridged = np.array([np.count_nonzero(rebuilt[t] == LV) for t in frames], dtype=np.float64)
     beyond = ((drawn - bridged) * (bridged - middle) > 0) & (np.abs(drawn - bridged) > BEYOND_BRIDGE * bridged)
     beyond &= lv_drawn_ok[frames] & ~lv_intact[frames]
-    run = np.concatenate([[0], np.cumsum(np.diff(frames) > 1)])  # run number of each rebuilt frame
-    hit = {int(run[i]) for i, t in enumerate(frames) if t in turning and beyond[i]}
-    return frames[beyond & np.isin(run, list(hit))]
+    keep = np.zeros(len(frames), dtype=bool)
+    for i, t in enumerate(frames):
+        if t in turning and beyond[i]:  # the unbroken stretch of such frames around the turning frame
+            lo, hi = i, i
+            while lo > 0 and beyond[lo - 1] and frames[lo - 1] == frames[lo] - 1:
+                lo -= 1
+            while hi < len(frames) - 1 and beyond[hi + 1] and frames[hi + 1] == frames[hi] + 1:
+                hi += 1
+            keep[lo : hi + 1] = True
+    return frames[keep]
 
 
-def _keep_intact_lv(out: np.ndarray, labels: np.ndarray, frames: np.ndarray, check: Any) -> None:
+def _keep_intact_lv(out: np.ndarray, labels: np.ndarray, frames: np.ndarray, check: Any, beyond: np.ndarray) -> None:
     """Put the input LV of ``frames`` back into their re-estimated shapes, in place, where valid.
 
     The decoded LV around the drawn one becomes myocardium, the decoded myocardium under the drawn
-    LV becomes LV: only the broken rest of the frame is the model's. Where that closes the wall under
-    a drawn LV smaller than the decoded one, the decoded LV around it goes to whichever is nearer,
-    the decoded wall or the outside (atrium or background, by its nearest pixel): the base stays open.
+    LV becomes LV: only the broken rest of the frame is the model's. Frames kept for lying beyond the
+    bridge (``beyond``, (T,) bool; ``_beyond_bridge``) are checked against a pose range that reaches
+    their drawn pose, and where the wall would close under a drawn LV smaller than the decoded one,
+    ``_open_composition`` keeps the base open.
     """
     if not len(frames):
         return
@@ -255,12 +265,12 @@ def _keep_intact_lv(out: np.ndarray, labels: np.ndarray, frames: np.ndarray, che
     drawn = labels[frames] == LV
     composed[(composed == LV) & ~drawn] = MYO
     composed[drawn] = LV
-    ok = np.asarray(check(composed, frames, drawn_lv=True), dtype=bool)
+    ok = np.asarray(check(composed, frames, drawn_lv=beyond[frames]), dtype=bool)
     out[frames[ok]] = composed[ok]
-    retry = np.flatnonzero(~ok)
+    retry = np.flatnonzero(~ok & beyond[frames])
     if retry.size:
         opened = np.stack([_open_composition(out[frames[i]], drawn[i]) for i in retry])
-        ok = np.asarray(check(opened, frames[retry], drawn_lv=True), dtype=bool)
+        ok = np.asarray(check(opened, frames[retry], drawn_lv=beyond[frames[retry]]), dtype=bool)
         out[frames[retry[ok]]] = opened[ok]
 
 
