@@ -10,7 +10,11 @@ can build its own case from ``(index, seed)`` alone.
 
 from __future__ import annotations
 
+import csv
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -21,9 +25,16 @@ from echotemporal.phantoms.parametric import VIEWS, generate_sequence
 from echotemporal.phantoms.real_shapes import RealShapes, load_real_shapes, real_shape_sequence, real_shape_spacing_mm
 from echotemporal.phantoms.records import CorruptionRun
 
-__all__ = ["SOURCES", "FailureCase", "coherent_failure_case", "coherent_failure_set"]
+__all__ = [
+    "HELD_OUT_SEED_BASE", "SOURCES", "TUNING_SEED_BASE", "FailureCase", "benchmark_coherent_case", "coherent_failure_case",
+    "coherent_failure_set", "write_failure_tree",
+]
 
 SOURCES: tuple[str, ...] = ("mixed", "parametric", "real")
+#: Seed bases of the benchmark's generated sets (``scripts/benchmark_smoothing.py``): the held-out
+#: sets that figures are reported on, and the ``--tuning`` sets that constants are chosen on.
+HELD_OUT_SEED_BASE = 10_000_000
+TUNING_SEED_BASE = 20_000_000
 _MEASUREMENT_SPLITS = ("val", "test")
 
 
@@ -172,3 +183,62 @@ def coherent_failure_set(
         real = load_real_shapes(real_split)
     return [coherent_failure_case(i, seed, source=source, with_la=with_la, real=real, jitter_px=jitter_px,
                                   full_cycle=full_cycle) for i in range(n)]
+
+
+def benchmark_coherent_case(index: int, seed_base: int = HELD_OUT_SEED_BASE, real: RealShapes | None = None) -> FailureCase:
+    """Case ``index`` of the benchmark's ``coherent`` set: cases 2 and 3 of every 4 are full cycles.
+
+    Args:
+        index: case index.
+        seed_base: ``HELD_OUT_SEED_BASE`` (``test`` patients) or ``TUNING_SEED_BASE`` (``val``).
+        real: the measurement split's masks (``load_real_shapes``): ``test`` for the held-out set,
+            ``val`` for the tuning set.
+    """
+    return coherent_failure_case(index, seed_base + 3, real=real, full_cycle=index % 4 >= 2)
+
+
+def write_failure_tree(root: str | os.PathLike[str], cases: list[FailureCase], *, overwrite: bool = False) -> Path:
+    """Write failure cases in the CAMUS layout, so ``echotemporal smooth`` and ``batch`` read them as they are.
+
+    Layout (one folder per case; a full cycle keeps the half-sequence name so that ``batch`` finds it)::
+
+        ROOT/patientNNNN/patientNNNN_<view>_half_sequence_gt.nii.gz     the broken input (case NNNN - 1)
+        ROOT/patientNNNN/patientNNNN_<view>_half_sequence_truth.nii.gz  the exact, unbroken labels
+        ROOT/patientNNNN/Info_<view>.cfg                                ED, ES (1-based), NbFrame
+        ROOT/manifest.csv                                               case, view, kind, first/last frame (0-based), detail
+        ROOT/manifest.json                                              per case: source, LA or not, frames, ED/ES, runs
+
+    Args:
+        root: output folder (created).
+        cases: the cases (``coherent_failure_set``, ``benchmark_coherent_case``).
+        overwrite: replace existing files.
+
+    Returns:
+        ``root`` as a Path.
+    """
+    from echotemporal.io import InfoCfg, write_info_cfg, write_sequence
+    from echotemporal.phantoms.tree import GT_SUFFIX, TRUTH_SUFFIX
+
+    root = Path(root)
+    rows, entries = [], []
+    for case in cases:
+        name = f"patient{case.index + 1:04d}"  # the CAMUS naming, so that `batch` finds the case
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_sequence(folder / f"{name}_{case.view}{GT_SUFFIX}.nii.gz", case.labels, spacing_mm=case.spacing_mm, overwrite=overwrite)
+        write_sequence(folder / f"{name}_{case.view}{TRUTH_SUFFIX}.nii.gz", case.truth, spacing_mm=case.spacing_mm, overwrite=overwrite)
+        n_frames = int(case.truth.shape[0])
+        write_info_cfg(folder / f"Info_{case.view}.cfg", InfoCfg(ed_frame=case.ed_frame, es_frame=case.es_frame, n_frames=n_frames),
+                       overwrite=overwrite)
+        runs = [{"kind": r.kind, "first_frame": r.first_frame, "last_frame": r.last_frame, "detail": r.detail} for r in case.runs]
+        rows += [{"case": name, "view": case.view, **run} for run in runs]
+        entries.append({"case": name, "index": case.index, "source": case.source, "view": case.view, "with_la": case.with_la,
+                        "n_frames": n_frames, "ed_frame": case.ed_frame, "es_frame": case.es_frame,
+                        "broken_frames": int(case.broken.sum()), "runs": runs})
+    columns = ("case", "view", "kind", "first_frame", "last_frame", "detail")
+    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    (root / "manifest.json").write_text(json.dumps({"cases": entries}, indent=2) + "\n", encoding="utf-8")
+    return root

@@ -290,9 +290,9 @@ def test_a_myocardium_in_pieces_across_end_systole_keeps_the_drawn_lv_and_the_ef
     trusted frames the ES volume came out 26 mL for 16 (EF off by 50 points)."""
     from echotemporal.measure.clinical import clinical_indices
     from echotemporal.phantoms import load_real_shapes
-    from echotemporal.phantoms.failure_set import coherent_failure_case
+    from echotemporal.phantoms.failure_set import TUNING_SEED_BASE, benchmark_coherent_case
 
-    case = coherent_failure_case(67, 20_000_000 + 3, real=load_real_shapes("val"), full_cycle=True)
+    case = benchmark_coherent_case(67, TUNING_SEED_BASE, real=load_real_shapes("val"))
     assert [run.kind for run in case.runs] == ["myo_fragments"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

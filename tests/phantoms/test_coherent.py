@@ -229,3 +229,30 @@ def test_real_failure_set_uses_measurement_patients_only():
     assert not (case.labels == 3).any() and not (case.truth == 3).any()
     assert 0.3 <= case.broken.mean() <= 0.7
     assert np.array_equal(case.labels[~case.broken], case.truth[~case.broken])
+
+
+def test_failure_tree_writes_input_truth_cfg_and_every_run_in_the_camus_layout(tmp_path):
+    import csv
+    import json
+
+    from echotemporal.io import read_info_cfg, read_sequence
+    from echotemporal.io.camus import discover_camus
+    from echotemporal.phantoms.failure_set import write_failure_tree
+
+    cases = coherent_failure_set(2, 5, source="parametric")
+    root = write_failure_tree(tmp_path / "set", cases)
+    for case in cases:
+        folder = root / f"patient{case.index + 1:04d}"
+        stem = f"{folder.name}_{case.view}_half_sequence"
+        assert (read_sequence(folder / f"{stem}_gt.nii.gz").labels == case.labels).all()
+        assert (read_sequence(folder / f"{stem}_truth.nii.gz").labels == case.truth).all()
+        info = read_info_cfg(folder / f"Info_{case.view}.cfg")
+        assert (info.ed_frame, info.es_frame, info.n_frames) == (case.ed_frame, case.es_frame, len(case.truth))
+    with open(root / "manifest.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == sum(len(c.runs) for c in cases)
+    assert {(r["kind"], int(r["first_frame"])) for r in rows} == {(run.kind, run.first_frame) for c in cases for run in c.runs}
+    assert [e["broken_frames"] for e in json.loads((root / "manifest.json").read_text())["cases"]] == [int(c.broken.sum()) for c in cases]
+    assert len(discover_camus(root)) == 2  # `batch` finds both
+    with pytest.raises(Exception, match="exists"):
+        write_failure_tree(root, cases)  # never overwritten without overwrite=True
