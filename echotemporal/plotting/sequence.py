@@ -214,6 +214,8 @@ def volume_figure(frames: pd.DataFrame, summary: Mapping[str, Any], title: str |
     else:
         ax = fig.add_subplot()
     plot_volume_curve(ax, frames, summary)
+    if rates:
+        ax.set_xlabel("")  # the shared axis is labelled once, under the rate panel
     ax.set_title(title or "LV volume curve")
     return fig
 

@@ -153,6 +153,8 @@ def test_figure_contents(sequence_file):
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert any("EF" in t for t in labels) and any(t.startswith("ED") for t in labels)
     assert any(t.startswith("ES") for t in labels)
+    assert len(fig.axes) == 2  # volume above dV/dt: the shared frame axis is labelled once, at the bottom
+    assert fig.axes[0].get_xlabel() == "" and fig.axes[1].get_xlabel().startswith("frame")
     thresholds = load_thresholds()
     fig = attributes_figure(result.frames, thresholds)
     assert len(fig.axes) == 2 * len(thresholds.names)
