@@ -277,25 +277,15 @@ def smooth_arvae(
         # frames that need none (its constraints are on latents, not on the measured attributes).
         keep = np.zeros(len(labels), dtype=bool)
         return ArvaeOutcome(labels, before, 0, latent_tolerances(model, thresholds)[1], keep, trust, reestimated)
-    fixed = np.zeros(len(labels), dtype=bool)
-    if trust is not None and anchors is not None:
-        # Given ED/ES that the input's own evidence trusts are read as drawn: rebuilt neighbours that
-        # disagree with them are what moves (a bridged run falls short of the extremum).
-        for a in anchors:
-            fixed[a] = bool(trust.trusted[a]) and bool(before.valid[a])
-    outcome = _consistency_rounds(labels, before, z0, ctx, config, fixed)
+    outcome = _consistency_rounds(labels, before, z0, ctx, config)
     outcome.trust, outcome.reestimated = trust, reestimated
     return outcome
 
 
 def _consistency_rounds(
-    labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, config: SmoothingConfig,
-    fixed: np.ndarray | None = None,
+    labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, config: SmoothingConfig
 ) -> ArvaeOutcome:
-    """DESIGN.md §4.3: project/smooth the latents, decode, verify and tighten; then the repairs.
-
-    ``fixed``: (T,) bool frames returned as they are (trusted given ED/ES), the others corrected around them.
-    """
+    """DESIGN.md §4.3: project/smooth the latents, decode, verify and tighten; then the repairs."""
     spacing_mm, model, thresholds, alignment = ctx.spacing_mm, ctx.model, ctx.thresholds, ctx.alignment
     from echotemporal.correct.solvers import project_consistent, project_consistent_sparse, whittaker_smooth
 
@@ -323,8 +313,6 @@ def _consistency_rounds(
     keep = np.zeros(len(labels), dtype=bool)
     if config.keep_unflagged_frames:
         keep = ~before.flags.any(axis=1) & before.valid
-    if fixed is not None:
-        keep = keep | fixed
     projected: dict[tuple[int, float], np.ndarray] = {}
     out, shape, rounds = labels, before, 0
     for rounds in range(1, max(int(config.max_rounds), 1) + 1):
@@ -352,7 +340,7 @@ def _consistency_rounds(
     if residual and not shape.valid.all():
         out, shape = full_decoding_fallback(out, shape, z, decode, model, config, spacing_mm, thresholds)
     if not shape.valid.all() or shape.flags.any():
-        out, shape = interpolate_residue(out, shape, spacing_mm, thresholds, keep=fixed)
+        out, shape = interpolate_residue(out, shape, spacing_mm, thresholds)
     return ArvaeOutcome(out, shape, rounds, tol, keep)
 
 

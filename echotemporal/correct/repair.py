@@ -143,7 +143,6 @@ def interpolate_residue(
     shape: ShapeMeasures,
     spacing_mm: tuple[float, float],
     thresholds: AttributeThresholds,
-    keep: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ShapeMeasures]:
     """Last resort for frames still invalid or inconsistent: the shape between their good neighbours.
 
@@ -160,17 +159,15 @@ def interpolate_residue(
 
     Args:
         out: (T, H, W) corrected labels; shape: their measures (with validity).
-        keep: (T,) bool frames never replaced; they serve as good frames even when flagged.
 
     Returns:
         (labels, measures).
     """
-    held = np.zeros(len(out), dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
     rows, cols = heart_box(out, margin=2)
     blend = DistanceBlend(out, spacing_mm, (rows, cols))
 
     n = len(out)
-    bad = (~shape.valid | shape.flags.any(axis=1)) & ~held
+    bad = ~shape.valid | shape.flags.any(axis=1)
     for end_speed in END_SPEEDS:
         for _ in range(2):  # a second pass for what the first left, or with widened runs
             good = ~bad
@@ -206,13 +203,13 @@ def interpolate_residue(
             new_out, new_shape = accept_replacements(out, shape, replaced, candidate, spacing_mm, thresholds)
             if new_out is not out:
                 out, shape = new_out, new_shape
-                bad = (~shape.valid | shape.flags.any(axis=1)) & ~held
+                bad = ~shape.valid | shape.flags.any(axis=1)
                 blend = DistanceBlend(out, spacing_mm, (rows, cols))  # replaced frames may now serve as good frames
                 continue
             # Rejected: widen each run by the good neighbours it would have made inconsistent.
             beside = np.convolve(candidate.astype(int), np.ones(3, dtype=int), mode="same") > 0
             trial = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape), validity=False)
-            widen = trial.flags.any(axis=1) & ~bad & beside & ~held
+            widen = trial.flags.any(axis=1) & ~bad & beside
             if not widen.any():
                 break
             bad = bad | widen

@@ -545,27 +545,3 @@ def test_residue_frames_take_the_shape_between_their_good_neighbours(phantom, br
         for value in (Label.LV, Label.MYO):
             a, b = out[t] == value, truth[t] == value
             assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.93
-
-
-def test_residue_interpolation_never_replaces_a_held_frame_and_builds_on_it(phantom):
-    """A held frame (a trusted, given ED/ES) stays as it is even when flagged; the residue around it
-    is interpolated from it instead."""
-    from echotemporal.correct.repair import interpolate_residue as _interpolate_residue
-    from echotemporal.measure.sequence import measure_shape
-    from echotemporal.measure.temporal import load_thresholds
-
-    thresholds = load_thresholds()
-    truth = phantom.labels
-    labels = truth.copy()
-    labels[5] = labels[2]  # frames 5 and 6 drawn as an earlier phase: a step the metric flags
-    labels[6] = labels[3]
-    shape = measure_shape(labels, SPACING, thresholds)
-    assert np.flatnonzero(shape.flags.any(axis=1)).tolist() == [4, 5, 6, 7]
-    free, _ = _interpolate_residue(labels, shape, SPACING, thresholds)
-    assert (free[7] != labels[7]).any()  # unheld, frame 7 is rebuilt with the run
-    held = np.zeros(len(labels), dtype=bool)
-    held[7] = True
-    out, after = _interpolate_residue(labels, shape, SPACING, thresholds, keep=held)
-    np.testing.assert_array_equal(out[7], labels[7])
-    assert [t for t in range(len(out)) if (out[t] != labels[t]).any()] == [4, 5, 6]
-    assert not after.flags.any() and after.valid.all()
