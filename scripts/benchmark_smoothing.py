@@ -48,10 +48,9 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from echotemporal.phantoms.failure_set import HELD_OUT_SEED_BASE as SEED_BASE  # noqa: E402
-#: ``--tuning``: other seeds and the ``val`` patients, for choosing constants; the reported figures are
-#: on the default (held-out) sets, which no constant was chosen on.
-from echotemporal.phantoms.failure_set import TUNING_SEED_BASE  # noqa: E402
+# SEED_BASE: the held-out sets figures are reported on; TUNING_SEED_BASE (``--tuning``): other seeds
+# and the ``val`` patients, for choosing constants (no constant was chosen on the held-out sets).
+from echotemporal.phantoms.failure_set import HELD_OUT_SEED_BASE as SEED_BASE, TUNING_SEED_BASE  # noqa: E402
 METHODS = ("none", "gaussian", "lcc-gaussian", "arvae", "arvae-plain")
 SETS = ("sparse", "sparse-exact", "clean", "coherent", "segmenter")
 
@@ -119,14 +118,13 @@ def make_case(index: int, corrupt: bool, real_split: str = "test", jitter: bool 
 def coherent_case(index: int, real_split: str = "test") -> dict[str, Any]:
     """One ``coherent`` case (``phantoms.failure_set``)."""
     from echotemporal.phantoms import load_real_shapes
-    from echotemporal.phantoms.coherent import broken_frames
     from echotemporal.phantoms.failure_set import benchmark_coherent_case
 
     if "real" not in _STATE:
         _STATE["real"] = load_real_shapes(real_split)
         _STATE["real_pairs"] = _real_pairs(_STATE["real"])
     case = benchmark_coherent_case(index, _STATE.get("seed_base", SEED_BASE), real=_STATE["real"])
-    touched = broken_frames(list(case.runs), len(case.truth))
+    touched = case.broken
     return {
         "index": index, "set": "coherent", "source": case.source, "truth": case.truth, "labels": case.labels,
         "spacing_mm": tuple(float(s) for s in case.spacing_mm), "ed_frame": int(case.ed_frame),

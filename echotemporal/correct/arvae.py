@@ -238,10 +238,9 @@ def _robust_start(
     if rest.any():
         names = tuple(model.attribute_names)
         phase = np.array([names.index(n) for n in PHASE_ATTRIBUTES if n in names], dtype=int)
-        lv_drawn_ok = trust.on_level.copy()
+        lv_drawn_ok = trust.on_level
         if before.checked:
-            for name in LV_OWN_CRITERIA:
-                lv_drawn_ok &= before.criteria[:, CRITERIA.index(name)]
+            lv_drawn_ok = lv_drawn_ok & before.criteria[:, [CRITERIA.index(name) for name in LV_OWN_CRITERIA]].all(axis=1)
         out = reestimate_frames(
             out, z, trust.trusted | blended, rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
             lv_intact=trust.lv_intact, turning=anchors, lv_drawn_ok=lv_drawn_ok,

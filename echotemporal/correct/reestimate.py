@@ -185,16 +185,20 @@ def reestimate_frames(
     carry = _carry_from(labels, frames, trusted)
     decoder = SequenceDecoder(carry, alignment, model, None, cleanup=True, present=present)
     out = labels.copy()
+
+    def bridge(intact: np.ndarray) -> np.ndarray:
+        """(T, D) latents fitted with ``intact`` frames carrying the phase; decodes ``frames`` into ``out``."""
+        fitted = fit_latent_trajectory(z0, _fit_weights(z0, trusted, phase_dims, intact))
+        fitted[trusted] = z0[trusted]
+        out[frames] = decoder(fitted[frames])
+        return fitted
+
+    z = bridge(lv_intact)
     promoted = np.zeros(len(labels), dtype=bool)
-    for attempt in range(2):
-        z = fit_latent_trajectory(z0, _fit_weights(z0, trusted, phase_dims, lv_intact))
-        z[trusted] = z0[trusted]
-        out[frames] = decoder(z[frames])
-        beyond = _beyond_bridge(labels, out, trusted, turning, lv_drawn_ok, lv_intact, frames) if attempt == 0 else ()
-        if not len(beyond):
-            break
-        lv_intact = lv_intact.copy()
-        lv_intact[beyond] = promoted[beyond] = True
+    promoted[_beyond_bridge(labels, out, trusted, turning, lv_drawn_ok, lv_intact, frames)] = True
+    if promoted.any():  # the fit again, with the promoted frames carrying the phase
+        lv_intact = lv_intact | promoted
+        z = bridge(lv_intact)
     spread = np.maximum(z0.std(axis=0), 0.1 * np.median(z0.std(axis=0)) + 1e-3)
     valid = np.asarray(check(out[frames], frames), dtype=bool)
     for i in np.flatnonzero(~valid):
