@@ -222,6 +222,11 @@ def score(case: dict[str, Any], out: np.ndarray, result: Any, truth_ci: Any) -> 
     row["kept_input"] = bool(s.get("kept_input_because_worse"))
     row["ef_abs_err"] = abs(_f(s["ef_percent_after"]) - truth_ci.ef_percent)
     row["gls_abs_err"] = abs(_f(s["gls_percent_after"]) - truth_ci.gls_percent)
+    # Signed errors (output − truth), for the CSV: a bias shows where an absolute error hides it.
+    row["ef_err"] = _f(s["ef_percent_after"]) - truth_ci.ef_percent
+    row["gls_err"] = _f(s["gls_percent_after"]) - truth_ci.gls_percent
+    row["edv_err_ml"] = _f(s.get("edv_ml_after")) - truth_ci.edv_ml
+    row["esv_err_ml"] = _f(s.get("esv_ml_after")) - truth_ci.esv_ml
     volumes = np.asarray(result.columns["lv_volume_ml_after"], dtype=float)
     error = np.abs(volumes - np.asarray(truth_ci.volumes_ml, dtype=float))
     row["vol_max_err_ml"] = float(np.nanmax(error)) if np.isfinite(error).any() else float("nan")

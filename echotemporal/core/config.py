@@ -180,6 +180,11 @@ class SmoothingConfig:
         on_worse: when the output has more inconsistent or invalid frames than the input, return the
             input ("keep_input", outcome "worse" in the summary) or the output anyway ("keep_output",
             ``--force``).
+        turning_fit_frames: after the arvae correction, ED and ES (given, else every beat's, detected
+            on the corrected curve) take the least-squares turning-point fit ``a + c·τ²`` of the
+            signed distances of the frames within this many frames of them, kept only where valid and
+            consistent: their border flicker, which EF and GLS read, is averaged without pulling the
+            volume's extremes toward their neighbours. 0 turns it off.
     """
 
     method: Method = "arvae"
@@ -196,11 +201,12 @@ class SmoothingConfig:
     robust: bool = True
     denoise_scope: Literal["corrected", "all"] = "corrected"
     on_worse: Literal["keep_input", "keep_output"] = "keep_input"
+    turning_fit_frames: int = 3
 
     def __post_init__(self) -> None:
         _validate(self, {"whittaker_lambda": (0, None), "max_rounds": (1, None), "tighten_factor": (0.01, 1.0),
                          "gaussian_sigma_fraction": (0, None), "tolerance_scale": (0.01, None),
-                         "denoise_sigma_frames": (0, None)})
+                         "denoise_sigma_frames": (0, None), "turning_fit_frames": (0, None)})
 
 
 def _coerce(value: Any, template: Any) -> Any:

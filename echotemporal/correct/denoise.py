@@ -1,4 +1,5 @@
-"""The border-flicker denoise of a corrected sequence: a short temporal Gaussian kept only where harmless."""
+"""The border-flicker denoise of a corrected sequence: a short temporal Gaussian of the frames between
+ED and ES, a turning-point fit of ED and ES themselves, each kept only where harmless."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from echotemporal.measure.sequence import ShapeMeasures, heart_box
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.measure.temporal import AttributeThresholds
 
-__all__ = ["DENOISE_MIN_CHANGE", "denoise"]
+__all__ = ["DENOISE_MIN_CHANGE", "denoise", "fit_turning_points", "turning_frames", "turning_point_weights"]
 
 
 #: Denoising replaces only frames where it changes more than this fraction of the LV∪MYO pixels.
@@ -71,3 +72,83 @@ def denoise(
     window[candidate] = cleanup_decoded(np.ascontiguousarray(crop[candidate]), spacing_mm, shape.present)
     candidate &= (smoothed != out).reshape(n, -1).any(axis=1)
     return accept_replacements(out, shape, smoothed, candidate, spacing_mm, thresholds)
+
+
+
+def turning_point_weights(offsets: np.ndarray) -> np.ndarray:
+    """Least-squares weights of the value at offset 0 for the model ``a + c·τ²`` (a turning point).
+
+    Args:
+        offsets: (m,) frame offsets τ from the turning frame (0 and at least one other).
+
+    Returns:
+        (m,) weights summing to 1: Σ w·d(τ) is the fitted value at τ = 0, exact for a curve that
+        is quadratic with zero slope there (a volume curve at ED or ES). On a symmetric window these
+        are the Savitzky-Golay weights; at an end of the sequence the window is one-sided.
+    """
+    tau2 = np.asarray(offsets, dtype=np.float64) ** 2
+    design = np.stack([np.ones_like(tau2), tau2], axis=1)
+    return np.linalg.pinv(design)[0]
+
+
+def turning_frames(shape: ShapeMeasures, names: tuple[str, ...]) -> tuple[int, ...]:
+    """ED and ES frames of every beat of the LV area curve of ``shape`` (a corrected sequence), for a
+    sequence given without ED/ES; () when the curve shows no beat."""
+    import warnings
+
+    from echotemporal.measure.clinical.cycles import detect_beats
+
+    area = shape.attributes[:, list(names).index("lv_area_mm2")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a flat or too short curve: no beat, nothing to fit
+        cycles = detect_beats(area)
+    return tuple(sorted({int(t) for t in (*cycles.ed_frames, *cycles.es_frames)}))
+
+
+def fit_turning_points(
+    out: np.ndarray,
+    shape: ShapeMeasures,
+    spacing_mm: tuple[float, float],
+    thresholds: AttributeThresholds,
+    turning: tuple[int, ...],
+    half_window: int,
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Average the border flicker of the ED and ES frames without biasing the volume's extremes.
+
+    The temporal Gaussian of :func:`denoise` cannot touch ED and ES: averaging an extremum with its
+    neighbours pulls EDV down and ESV up. Yet their flicker is what EF and GLS read. Here each
+    turning frame's signed distances (every label, mm) are replaced by the least-squares fit of
+    ``a + c·τ²`` over the frames within ``half_window`` of it (one-sided at an end of the
+    sequence; :func:`turning_point_weights`): the flicker of ``2·half_window + 1`` frames is
+    averaged while a quadratic extremum stays where it is. Kept only where the fitted frame is
+    valid and makes no frame inconsistent.
+
+    Args:
+        out: (T, H, W) corrected labels; shape: their measures (with validity).
+        turning: the ED and ES frames (0-based); half_window: frames each side (< 1 does nothing).
+
+    Returns:
+        (labels, measures).
+    """
+    from echotemporal.core.distances import labels_from_distances
+    from echotemporal.correct.repair import DistanceBlend
+
+    n = len(out)
+    turning = tuple(t for t in dict.fromkeys(turning) if 0 <= t < n)
+    if half_window < 1 or n < 3 or not turning:
+        return out, shape
+    rows, cols = heart_box(out, margin=2)
+    blend = DistanceBlend(out, spacing_mm, (rows, cols))
+    fitted = out.copy()
+    window = fitted[:, rows, cols]  # a view: writes go to ``fitted``
+    candidate = np.zeros(n, dtype=bool)
+    for t in turning:
+        frames = np.arange(max(t - half_window, 0), min(t + half_window, n - 1) + 1)
+        weights = turning_point_weights(frames - t)
+        window[t] = labels_from_distances(sum(w * blend.distance(int(f)) for w, f in zip(weights, frames)))
+        candidate[t] = True
+    window[candidate] = cleanup_decoded(np.ascontiguousarray(window[candidate]), spacing_mm, shape.present)
+    candidate &= (fitted != out).reshape(n, -1).any(axis=1)
+    if not candidate.any():
+        return out, shape
+    return accept_replacements(out, shape, fitted, candidate, spacing_mm, thresholds)

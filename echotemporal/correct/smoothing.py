@@ -22,7 +22,7 @@ from echotemporal.core.errors import InvalidLabelsError
 from echotemporal.core.labels import Label, as_label_sequence, check_frame_index, check_spacing
 from echotemporal.correct.arvae import smooth_arvae
 from echotemporal.correct.baselines import gaussian_smooth_labels, lcc_gaussian_labels
-from echotemporal.correct.denoise import denoise
+from echotemporal.correct.denoise import denoise, fit_turning_points, turning_frames
 from echotemporal.correct.result import SmoothingResult, beat_columns, beat_table, build_summary, frame_columns
 from echotemporal.correct.trust import FrameTrust
 from echotemporal.measure.sequence import ShapeMeasures, measure_clinical, measure_shape
@@ -113,15 +113,22 @@ def _run_method(
     outcome = smooth_arvae(work, spacing, model, config, thresholds, before, anchors)
     result = MethodOutcome(outcome.labels, outcome.shape, outcome.rounds, outcome.tolerances, outcome.kept,
                            trust=outcome.trust, reestimated=outcome.reestimated)
-    if config.denoise_sigma_frames > 0 and not config.keep_unflagged_frames:
-        corrected = result.labels
-        anchors = anchors if anchors is not None else (0, n_frames - 1)
+    if config.keep_unflagged_frames:
+        return result
+    corrected = result.labels
+    ends = anchors if anchors is not None else (0, n_frames - 1)
+    if config.denoise_sigma_frames > 0:
         allowed = None
         if config.denoise_scope == "corrected":
             allowed = (corrected != work).reshape(n_frames, -1).any(axis=1)
-        result.labels, result.after = denoise(corrected, result.after, spacing, config, thresholds, anchors, allowed)
-        if result.labels is not corrected:
-            result.n_denoised = int((result.labels != corrected).reshape(n_frames, -1).any(axis=1).sum())
+        result.labels, result.after = denoise(corrected, result.after, spacing, config, thresholds, ends, allowed)
+    if config.turning_fit_frames > 0:
+        # Without ED/ES, the turning points are those of the corrected curve (every beat's).
+        turning = anchors if anchors is not None else turning_frames(result.after, tuple(thresholds.names))
+        result.labels, result.after = fit_turning_points(result.labels, result.after, spacing, thresholds, turning,
+                                                         config.turning_fit_frames)
+    if result.labels is not corrected:
+        result.n_denoised = int((result.labels != corrected).reshape(n_frames, -1).any(axis=1).sum())
     return result
 
 

@@ -155,8 +155,10 @@ def test_each_coherent_failure_is_repaired_into_valid_frames_closer_to_the_truth
     assert (result.labels[~broken] == labels[~broken]).mean() > 0.999
     near_runs = np.flatnonzero(broken | np.roll(broken, 1) | np.roll(broken, -1)).tolist()
     assert set(s["untrusted_frames"]) <= set(near_runs)
-    if not s["untrusted_frames"]:  # a failure no check sees (here: base_swap) is left as it is
-        assert (result.labels == labels).all()
+    if not s["untrusted_frames"]:  # a failure no check sees (here: base_swap) is left as it is,
+        # but for the border-flicker fit of ED and ES
+        changed = np.flatnonzero((result.labels != labels).reshape(len(labels), -1).any(axis=1))
+        assert set(changed.tolist()) <= {phantom.ed_frame, phantom.es_frame}
 
 
 def test_a_sequence_without_la_stays_without_la_end_to_end(model):

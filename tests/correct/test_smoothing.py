@@ -138,7 +138,8 @@ def test_arvae_tiny_model_shapes_dtypes_and_carries_la(phantom, tiny_model):
     from echotemporal.measure.temporal import load_thresholds
 
     labels = phantom.labels
-    result = run(labels, model=tiny_model, config=SmoothingConfig(max_rounds=2, cleanup=False, denoise_sigma_frames=0.0, robust=False),
+    result = run(labels, model=tiny_model, config=SmoothingConfig(max_rounds=2, cleanup=False, denoise_sigma_frames=0.0, robust=False,
+                                                           turning_fit_frames=0),
                  ed_frame=0, es_frame=len(labels) - 1)
     assert result.method == "arvae"
     assert result.labels.shape == labels.shape and result.labels.dtype == np.uint8
@@ -429,9 +430,11 @@ def test_denoise_averages_border_flicker_without_breaking_validity_or_ed_es():
     labels = annotation_jitter(truth.labels, truth.spacing_mm, np.random.default_rng(11))
     model = load_model()
     common = dict(model=model, ed_frame=truth.ed_frame, es_frame=truth.es_frame)
-    plain = run(labels, truth.spacing_mm, config=SmoothingConfig(denoise_sigma_frames=0.0), **common)
-    denoised = run(labels, truth.spacing_mm, config=SmoothingConfig(denoise_sigma_frames=1.0, denoise_scope="all"), **common)
-    default = run(labels, truth.spacing_mm, config=SmoothingConfig(denoise_sigma_frames=1.0), **common)
+    # The Gaussian alone (the turning-point fit of ED and ES is tested in test_denoise.py).
+    plain = run(labels, truth.spacing_mm, config=SmoothingConfig(denoise_sigma_frames=0.0, turning_fit_frames=0), **common)
+    denoised = run(labels, truth.spacing_mm,
+                   config=SmoothingConfig(denoise_sigma_frames=1.0, denoise_scope="all", turning_fit_frames=0), **common)
+    default = run(labels, truth.spacing_mm, config=SmoothingConfig(denoise_sigma_frames=1.0, turning_fit_frames=0), **common)
     # By default only the frames the correction changed are denoised: the others come back as drawn.
     corrected = plain.frames["changed"].to_numpy()
     np.testing.assert_array_equal(default.labels[~corrected], labels[~corrected])

@@ -1,0 +1,68 @@
+"""The turning-point fit of ED and ES (``correct.denoise``): known answers on weights and phantoms."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from echotemporal.core.labels import LV
+from echotemporal.correct.denoise import fit_turning_points, turning_frames, turning_point_weights
+from echotemporal.measure.sequence import measure_shape
+from echotemporal.measure.temporal import load_thresholds
+from echotemporal.phantoms import annotation_jitter, generate_cycle_sequence, generate_sequence
+
+
+def test_turning_point_weights_are_savitzky_golay_inside_and_exact_for_a_turning_quadratic_at_an_end():
+    np.testing.assert_allclose(35 * turning_point_weights(np.arange(-2, 3)), [-3, 12, 17, 12, -3], atol=1e-9)
+    one_sided = turning_point_weights(np.arange(4))
+    np.testing.assert_allclose(one_sided, [0.5, 3 / 7, 3 / 14, -1 / 7], atol=1e-12)
+    a, c = 7.3, -0.8
+    assert one_sided @ (a + c * np.arange(4) ** 2) == pytest.approx(a)
+    # The fit averages: independent flicker of variance 1 per frame keeps half of it at an end.
+    assert one_sided @ one_sided == pytest.approx(0.5)
+
+
+def _area(labels: np.ndarray, spacing: tuple[float, float], frames: tuple[int, ...]) -> np.ndarray:
+    return np.array([(labels[t] == LV).sum() * spacing[0] * spacing[1] for t in frames], dtype=float)
+
+
+def test_fit_keeps_an_exact_extremum_and_averages_the_flicker_of_jittered_ed_es():
+    """Exact phantom: ED/ES areas unmoved (< 0.6 %: pixels), where a plain mean of the same frames pulls
+    them toward the neighbours. Jittered phantoms: the ED/ES area error shrinks, without bias."""
+    thresholds = load_thresholds()
+    before, after, bias, plain = [], [], [], []
+    for seed in range(24):
+        phantom = generate_sequence(seed, view=("2CH", "4CH")[seed % 2], n_frames=12, image_shape=(300, 260))
+        spacing, anchors = phantom.spacing_mm, (phantom.ed_frame, phantom.es_frame)
+        truth = _area(phantom.labels, spacing, anchors)
+        exact, _ = fit_turning_points(phantom.labels, measure_shape(phantom.labels, spacing, thresholds), spacing,
+                                      thresholds, anchors, 3)
+        bias.append(np.abs(_area(exact, spacing, anchors) / truth - 1))
+        window = [np.arange(0, 4), np.arange(len(phantom.labels) - 4, len(phantom.labels))]
+        plain.append(np.abs([np.mean(_area(phantom.labels, spacing, tuple(w))) for w in window] / truth - 1))
+        jittered = annotation_jitter(phantom.labels, spacing, np.random.default_rng(seed))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            drawn = measure_shape(jittered, spacing, thresholds)
+            fitted, shape = fit_turning_points(jittered, drawn, spacing, thresholds, anchors, 3)
+        assert shape.valid.all() and (shape.flags.any(axis=1) <= drawn.flags.any(axis=1)).all()
+        before.append(_area(jittered, spacing, anchors) - truth)
+        after.append(_area(fitted, spacing, anchors) - truth)
+    assert np.max(bias) < 0.006 and np.mean(plain) > 5 * np.mean(bias)
+    rms = lambda e: float(np.sqrt(np.mean(np.square(e))))  # noqa: E731
+    assert rms(after) < 0.9 * rms(before)
+    assert abs(np.mean(after)) < 0.5 * rms(before)
+
+
+def test_turning_frames_are_the_ed_and_es_of_a_full_cycle():
+    thresholds = load_thresholds()
+    cycle = generate_cycle_sequence(3, n_beats=1, frames_per_beat=24, image_shape=(300, 260))
+    shape = measure_shape(cycle.labels, cycle.spacing_mm, thresholds, validity=False)
+    found = turning_frames(shape, tuple(thresholds.names))
+    area = shape.attributes[:, list(thresholds.names).index("lv_area_mm2")]
+    assert len(found) == 2 and found[0] == 0  # ED, then ES: the end of the systolic plateau
+    assert area[found[1]] - area.min() < 0.01 * (area.max() - area.min()) and 0 < found[1] < len(area) - 1
+    assert turning_frames(measure_shape(cycle.labels[:3], cycle.spacing_mm, thresholds, validity=False),
+                          tuple(thresholds.names)) == ()
