@@ -118,9 +118,9 @@ def fit_turning_points(
     The temporal Gaussian of :func:`denoise` cannot touch ED and ES: averaging an extremum with its
     neighbours pulls EDV down and ESV up. Yet their flicker is what EF and GLS read. Here each
     turning frame's signed distances (every label, mm) are replaced by the least-squares fit of
-    ``a + c·τ²`` over the frames within ``half_window`` of it (one-sided at an end of the
-    sequence; :func:`turning_point_weights`): the flicker of ``2·half_window + 1`` frames is
-    averaged while a quadratic extremum stays where it is. Kept only where the fitted frame is
+    ``a + c·τ²`` over the frames within ``half_window`` of it that hold the same labels (one-sided
+    at an end of the sequence; :func:`turning_point_weights`): the flicker of up to
+    ``2·half_window + 1`` frames is averaged while a quadratic extremum stays where it is. Kept only where the fitted frame is
     valid and makes no frame inconsistent.
 
     Args:
@@ -142,8 +142,14 @@ def fit_turning_points(
     fitted = out.copy()
     window = fitted[:, rows, cols]  # a view: writes go to ``fitted``
     candidate = np.zeros(n, dtype=bool)
+    labels_of = lambda f: frozenset(np.unique(out[f, rows, cols]).tolist())  # noqa: E731
     for t in turning:
         frames = np.arange(max(t - half_window, 0), min(t + half_window, n - 1) + 1)
+        # Only frames with the turning frame's labels: an absent label's distance is a constant
+        # (1e6) that a negative weight would turn into that label everywhere.
+        frames = frames[[labels_of(f) == labels_of(t) for f in frames]]
+        if frames.size < 2:
+            continue
         weights = turning_point_weights(frames - t)
         window[t] = labels_from_distances(sum(w * blend.distance(int(f)) for w, f in zip(weights, frames)))
         candidate[t] = True

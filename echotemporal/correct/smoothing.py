@@ -43,7 +43,8 @@ class MethodOutcome:
         rounds: verification rounds (arvae); tolerances: (K,) final latent tolerances or None.
         trust: the input frames' confidence (arvae); reestimated: (T,) bool frames re-estimated.
         kept: (T,) bool, input frames kept unchanged by ``keep_unflagged_frames``.
-        n_denoised: frames changed by the border-flicker denoise.
+        n_denoised: frames changed by the border-flicker denoise (the Gaussian between ED and ES, the
+            turning-point fit of ED and ES).
         notes: what a reader should know about how the sequence was handled.
     """
 

@@ -66,3 +66,19 @@ def test_turning_frames_are_the_ed_and_es_of_a_full_cycle():
     assert area[found[1]] - area.min() < 0.01 * (area.max() - area.min()) and 0 < found[1] < len(area) - 1
     assert turning_frames(measure_shape(cycle.labels[:3], cycle.spacing_mm, thresholds, validity=False),
                           tuple(thresholds.names)) == ()
+
+
+def test_fit_uses_only_frames_that_hold_the_turning_frames_labels():
+    """A neighbour without LA must not enter ED's fit: its LA distance is a constant that a negative
+    weight would spread over the whole frame."""
+    thresholds = load_thresholds()
+    phantom = generate_sequence(2, view="4CH", n_frames=12, image_shape=(300, 260))
+    labels = annotation_jitter(phantom.labels, phantom.spacing_mm, np.random.default_rng(2))
+    labels[3][labels[3] == 3] = 0  # frame 3 (weight -1/7 in ED's one-sided fit) loses its LA
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        drawn = measure_shape(labels, phantom.spacing_mm, thresholds)
+        fitted, _ = fit_turning_points(labels, drawn, phantom.spacing_mm, thresholds, (0,), 3)
+    la_before, la_after = (labels[0] == 3).sum(), (fitted[0] == 3).sum()
+    assert abs(int(la_after) - int(la_before)) < 0.1 * la_before
+    assert (fitted[0] != labels[0]).any()  # fitted on frames 0-2
