@@ -182,8 +182,9 @@ class SmoothingConfig:
             ``--force``).
         turning_fit_frames: after the arvae correction, ED and ES (given, else every beat's, detected
             on the corrected curve) take the least-squares turning-point fit ``a + c·τ²`` of the
-            signed distances of the frames within this many frames of them, kept only where valid and
-            consistent: their border flicker, which EF and GLS read, is averaged without pulling the
+            signed distances of the frames within this many frames of them, kept only where it moves
+            no attribute beyond the consistency tolerance and stays valid and consistent: their
+            border flicker, which EF and GLS read, is averaged without pulling the
             volume's extremes toward their neighbours. 0 turns it off.
     """
 

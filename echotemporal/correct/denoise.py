@@ -12,7 +12,7 @@ from echotemporal.core.labels import LV, MYO
 from echotemporal.correct.baselines import gaussian_smooth_labels
 from echotemporal.correct.cleanup import cleanup_decoded
 from echotemporal.correct.repair import accept_replacements
-from echotemporal.measure.sequence import ShapeMeasures, heart_box
+from echotemporal.measure.sequence import ShapeMeasures, heart_box, measure_shape
 
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.measure.temporal import AttributeThresholds
@@ -112,6 +112,7 @@ def fit_turning_points(
     thresholds: AttributeThresholds,
     turning: tuple[int, ...],
     half_window: int,
+    flicker_bound: float = 1.0,
 ) -> tuple[np.ndarray, ShapeMeasures]:
     """Average the border flicker of the ED and ES frames without biasing the volume's extremes.
 
@@ -120,12 +121,15 @@ def fit_turning_points(
     turning frame's signed distances (every label, mm) are replaced by the least-squares fit of
     ``a + c·τ²`` over the frames within ``half_window`` of it that hold the same labels (one-sided
     at an end of the sequence; :func:`turning_point_weights`): the flicker of up to
-    ``2·half_window + 1`` frames is averaged while a quadratic extremum stays where it is. Kept only where the fitted frame is
-    valid and makes no frame inconsistent.
+    ``2·half_window + 1`` frames is averaged while a quadratic extremum stays where it is. Kept only
+    where the fit moves no attribute further than flicker does (farther, the neighbours disagree
+    with the frame), and the fitted frame is valid and makes no frame inconsistent.
 
     Args:
         out: (T, H, W) corrected labels; shape: their measures (with validity).
         turning: the ED and ES frames (0-based); half_window: frames each side (< 1 does nothing).
+        flicker_bound: a fitted frame whose attributes move by more than this many consistency
+            tolerances (``thresholds.tolerance``) keeps its borders; 0 accepts any move.
 
     Returns:
         (labels, measures).
@@ -155,6 +159,13 @@ def fit_turning_points(
         candidate[t] = True
     window[candidate] = cleanup_decoded(np.ascontiguousarray(window[candidate]), spacing_mm, shape.present)
     candidate &= (fitted != out).reshape(n, -1).any(axis=1)
+    if candidate.any() and flicker_bound > 0:
+        # Flicker only: a fit that moves an attribute by more than a clean frame may sit from its
+        # neighbours (``flicker_bound`` × the consistency tolerance) follows neighbours that
+        # disagree with the frame (rebuilt, or still off), not the frame's own flicker.
+        fit_rows = np.flatnonzero(candidate)
+        moved = measure_shape(fitted[fit_rows], spacing_mm, thresholds, validity=False).attributes - shape.attributes[fit_rows]
+        candidate[fit_rows] = ~(np.abs(moved) > flicker_bound * thresholds.tolerance).any(axis=1)
     if not candidate.any():
         return out, shape
     return accept_replacements(out, shape, fitted, candidate, spacing_mm, thresholds)

@@ -82,3 +82,26 @@ def test_fit_uses_only_frames_that_hold_the_turning_frames_labels():
     la_before, la_after = (labels[0] == 3).sum(), (fitted[0] == 3).sum()
     assert abs(int(la_after) - int(la_before)) < 0.1 * la_before
     assert (fitted[0] != labels[0]).any()  # fitted on frames 0-2
+
+
+def test_fit_that_follows_disagreeing_neighbours_beyond_flicker_is_refused():
+    """ED's neighbours drawn 2 mm inside the true LV (as a rebuilt run that falls short): the fit
+    would move ED's LV area beyond the consistency tolerance, so ED keeps its borders; with the
+    bound off (0) the same fit is taken."""
+    from scipy import ndimage
+
+    thresholds = load_thresholds()
+    phantom = generate_sequence(4, view="2CH", n_frames=12, image_shape=(300, 260))
+    labels = phantom.labels.copy()
+    for t in (1, 2, 3):
+        lv = labels[t] == LV
+        shrunk = ndimage.binary_erosion(lv, iterations=int(round(2.0 / min(phantom.spacing_mm))))
+        labels[t][lv & ~shrunk] = 2  # the lost rim becomes myocardium
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        drawn = measure_shape(labels, phantom.spacing_mm, thresholds)
+        bounded, _ = fit_turning_points(labels, drawn, phantom.spacing_mm, thresholds, (0,), 3)
+        unbounded, _ = fit_turning_points(labels, drawn, phantom.spacing_mm, thresholds, (0,), 3, flicker_bound=0)
+    np.testing.assert_array_equal(bounded[0], labels[0])
+    area = lambda frame: (frame == LV).sum() * phantom.spacing_mm[0] * phantom.spacing_mm[1]  # noqa: E731
+    assert area(labels[0]) - area(unbounded[0]) > thresholds.tolerance[thresholds.names.index("lv_area_mm2")]
