@@ -3,6 +3,7 @@ ED and ES, a turning-point fit of ED and ES themselves, each kept only where har
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -74,7 +75,6 @@ def denoise(
     return accept_replacements(out, shape, smoothed, candidate, spacing_mm, thresholds)
 
 
-
 def turning_point_weights(offsets: np.ndarray) -> np.ndarray:
     """Least-squares weights of the value at offset 0 for the model ``a + c·τ²`` (a turning point).
 
@@ -94,8 +94,6 @@ def turning_point_weights(offsets: np.ndarray) -> np.ndarray:
 def turning_frames(shape: ShapeMeasures, names: tuple[str, ...]) -> tuple[int, ...]:
     """ED and ES frames of every beat of the LV area curve of ``shape`` (a corrected sequence), for a
     sequence given without ED/ES; () when the curve shows no beat."""
-    import warnings
-
     from echotemporal.measure.clinical.cycles import detect_beats
 
     area = shape.attributes[:, list(names).index("lv_area_mm2")]
