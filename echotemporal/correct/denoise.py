@@ -91,12 +91,13 @@ def turning_point_weights(offsets: np.ndarray) -> np.ndarray:
     return np.linalg.pinv(design)[0]
 
 
-def turning_frames(shape: ShapeMeasures, names: tuple[str, ...]) -> tuple[int, ...]:
-    """ED and ES frames of every beat of the LV area curve of ``shape`` (a corrected sequence), for a
-    sequence given without ED/ES; () when the curve shows no beat."""
+def turning_frames(shape: ShapeMeasures, thresholds: AttributeThresholds) -> tuple[int, ...]:
+    """ED and ES frames of every beat of the LV area curve of ``shape`` (a corrected sequence, its
+    attributes in ``thresholds.names`` order), for a sequence given without ED/ES; () when the
+    curve shows no beat."""
     from echotemporal.measure.clinical.cycles import detect_beats
 
-    area = shape.attributes[:, list(names).index("lv_area_mm2")]
+    area = shape.attributes[:, thresholds.index("lv_area_mm2")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a flat or too short curve: no beat, nothing to fit
         cycles = detect_beats(area)
@@ -149,7 +150,8 @@ def fit_turning_points(
         frames = np.arange(max(t - half_window, 0), min(t + half_window, n - 1) + 1)
         # Only frames with the turning frame's labels: an absent label's distance is a constant
         # (1e6) that a negative weight would turn into that label everywhere.
-        frames = frames[[labels_of(f) == labels_of(t) for f in frames]]
+        own = labels_of(t)
+        frames = frames[[labels_of(f) == own for f in frames]]
         if frames.size < 2:
             continue
         weights = turning_point_weights(frames - t)

@@ -125,7 +125,7 @@ def _run_method(
         result.labels, result.after = denoise(corrected, result.after, spacing, config, thresholds, ends, allowed)
     if config.turning_fit_frames > 0:
         # Without ED/ES, the turning points are those of the corrected curve (every beat's).
-        turning = anchors if anchors is not None else turning_frames(result.after, tuple(thresholds.names))
+        turning = anchors if anchors is not None else turning_frames(result.after, thresholds)
         result.labels, result.after = fit_turning_points(result.labels, result.after, spacing, thresholds, turning,
                                                          config.turning_fit_frames)
     if result.labels is not corrected:

@@ -60,12 +60,11 @@ def test_turning_frames_are_the_ed_and_es_of_a_full_cycle():
     thresholds = load_thresholds()
     cycle = generate_cycle_sequence(3, n_beats=1, frames_per_beat=24, image_shape=(300, 260))
     shape = measure_shape(cycle.labels, cycle.spacing_mm, thresholds, validity=False)
-    found = turning_frames(shape, tuple(thresholds.names))
+    found = turning_frames(shape, thresholds)
     area = shape.attributes[:, list(thresholds.names).index("lv_area_mm2")]
     assert len(found) == 2 and found[0] == 0  # ED, then ES: the end of the systolic plateau
     assert area[found[1]] - area.min() < 0.01 * (area.max() - area.min()) and 0 < found[1] < len(area) - 1
-    assert turning_frames(measure_shape(cycle.labels[:3], cycle.spacing_mm, thresholds, validity=False),
-                          tuple(thresholds.names)) == ()
+    assert turning_frames(measure_shape(cycle.labels[:3], cycle.spacing_mm, thresholds, validity=False), thresholds) == ()
 
 
 def test_fit_uses_only_frames_that_hold_the_turning_frames_labels():
