@@ -18,6 +18,7 @@ from echotemporal.core.config import SmoothingConfig
 from echotemporal.core.labels import LV, MYO
 from echotemporal.correct.cleanup import cleanup_labels
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
+from echotemporal.correct.denoise import turning_frames
 from echotemporal.correct.reestimate import reestimate_frames
 from echotemporal.correct.repair import (
     extrapolate_turning_ends,
@@ -182,13 +183,16 @@ def _pose_range(trusted_attributes: np.ndarray, thresholds: AttributeThresholds)
 
 
 def _robust_start(
-    labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, anchors: tuple[int, ...]
+    labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, anchors: tuple[int, ...],
+    detected: tuple[int, ...] = (),
 ) -> tuple[np.ndarray, ShapeMeasures, np.ndarray, FrameTrust, np.ndarray]:
     """Replace the untrusted frames before the consistency correction (DESIGN.md §4.4).
 
     Short runs between trusted frames are interpolated from them; the rest are re-estimated as the
     model's shapes at latents fitted to the trusted frames. The encodings of replaced frames are
-    redone with the sequence's alignment.
+    redone with the sequence's alignment. ``anchors``: ED/ES (given, else the end frames);
+    ``detected``: further turning points of the drawn LV curve (no ED/ES given), whose drawn LV a
+    re-estimation keeps only where the frame's walls confirm it.
 
     Returns:
         (labels, their measures, their latents (T, D), the input's trust, (T,) bool re-estimated).
@@ -243,7 +247,8 @@ def _robust_start(
             lv_drawn_ok = lv_drawn_ok & before.criteria[:, [CRITERIA.index(name) for name in LV_OWN_CRITERIA]].all(axis=1)
         out = reestimate_frames(
             out, z, trust.trusted | blended, rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
-            lv_intact=trust.lv_intact, turning=anchors, lv_drawn_ok=lv_drawn_ok,
+            lv_intact=trust.lv_intact, turning=tuple(sorted({*anchors, *detected})), lv_drawn_ok=lv_drawn_ok,
+            corroborate=detected,
         )
         encode(rest)
     measured = measure_shape(out, spacing_mm, thresholds, reference=(labels, before))
@@ -269,8 +274,12 @@ def smooth_arvae(
     trust, reestimated = None, None
     if config.robust:
         ends = anchors if anchors is not None else (0, len(labels) - 1)
+        # Without ED/ES a rebuilt run may still cross a turning point (the ES of a full cycle), which
+        # the bridge between trusted frames would flatten. The drawn LV curve, which broken frames
+        # still trace, proposes them; the frames' own walls must confirm (``reestimate``).
+        detected = () if anchors is not None else tuple(t for t in turning_frames(before, thresholds) if t not in ends)
         labels, before = _minor_cleanups(labels, seen, before, ctx)
-        labels, before, z0, trust, reestimated = _robust_start(labels, before, z0, ctx, tuple(ends))
+        labels, before, z0, trust, reestimated = _robust_start(labels, before, z0, ctx, tuple(ends), detected)
     if trust is not None and before.valid.all() and not before.flags.any():
         # Nothing left to correct: the latent projection would only spread small changes onto
         # frames that need none (its constraints are on latents, not on the measured attributes).

@@ -31,7 +31,7 @@ from echotemporal.correct.cleanup import MAX_MODELLED
 from echotemporal.correct.decoding import SequenceDecoder
 from echotemporal.correct.solvers import penalty_bands
 
-__all__ = ["fit_latent_trajectory", "reestimate_frames", "search_valid_latents"]
+__all__ = ["WALL_SUPPORT", "fit_latent_trajectory", "reestimate_frames", "search_valid_latents", "wall_support"]
 
 #: Smoothing weight of the trajectory fit (per second difference, latent units).
 FIT_LAMBDA = 0.1
@@ -42,6 +42,11 @@ PHASE_WEIGHT = 0.5
 #: A rebuilt ED/ES frame whose drawn LV, intact on its own evidence, lies beyond the rebuilt one (away
 #: from the trusted frames' median) by more than this fraction of the rebuilt LV area keeps its LV.
 BEYOND_BRIDGE = 0.10
+#: A turning frame proposed by the drawn LV curve (no ED/ES given) keeps its drawn LV only where at
+#: least this fraction of the disagreement with the rebuilt LV is wall (:func:`wall_support`): a clear
+#: majority. On the coherent tuning set, an ES crossed by a broken MYO run scores 0.59-0.86, an LV cut
+#: at the apex, leaking or swapped at the base 0.13-0.50.
+WALL_SUPPORT = 0.55
 #: Latent search: samples per radius, radii in units of the sequence's per-dim latent spread.
 SEARCH_SAMPLES = 24
 SEARCH_RADII = (0.25, 0.5, 1.0, 2.0)
@@ -154,6 +159,7 @@ def reestimate_frames(
     lv_intact: np.ndarray,
     turning: tuple[int, ...] = (),
     lv_drawn_ok: np.ndarray | None = None,
+    corroborate: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Replace the untrusted frames by the model's shapes at latents fitted to the trusted frames.
 
@@ -176,6 +182,8 @@ def reestimate_frames(
             the base, on the myocardial level). A rebuilt turning frame among them whose drawn LV is
             more extreme than the rebuilt one (``_beyond_bridge``) counts as ``lv_intact``: a fit
             bridged across a turning point falls short of the extremum, never past it.
+        corroborate: turning frames only proposed by the drawn LV curve (no ED/ES given): their drawn
+            LV counts only where the walls confirm it (:func:`wall_support` ≥ :data:`WALL_SUPPORT`).
 
     Returns:
         (T, H, W) uint8, ``labels`` with the re-estimated frames replaced. A frame whose decoding
@@ -195,7 +203,7 @@ def reestimate_frames(
 
     z = bridge(lv_intact)
     promoted = np.zeros(len(labels), dtype=bool)
-    promoted[_beyond_bridge(labels, out, trusted, turning, lv_drawn_ok, lv_intact, frames)] = True
+    promoted[_beyond_bridge(labels, out, trusted, turning, lv_drawn_ok, lv_intact, frames, corroborate)] = True
     if promoted.any():  # the fit again, with the promoted frames carrying the phase
         lv_intact = lv_intact | promoted
         z = bridge(lv_intact)
@@ -221,16 +229,18 @@ def _beyond_bridge(
     lv_drawn_ok: np.ndarray | None,
     lv_intact: np.ndarray,
     frames: np.ndarray,
+    corroborate: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Rebuilt frames whose drawn LV is more extreme than the rebuilt one, in runs across a turning point.
 
     A rebuilt ED/ES frame whose drawn LV passes its own checks and lies beyond the rebuilt LV (away
     from the trusted frames' median, by more than ``BEYOND_BRIDGE`` of the rebuilt area) is returned
-    with the unbroken stretch of rebuilt frames around it that meet the same two tests.
+    with the unbroken stretch of rebuilt frames around it that meet the same two tests. A turning
+    frame in ``corroborate`` (proposed by the drawn curve, not given) also needs its walls' support.
 
     Args:
         labels: (T, H, W) input; rebuilt: (T, H, W) with ``frames`` (n,) re-estimated; trusted,
-        lv_drawn_ok, lv_intact: (T,) bool; turning: ED/ES frames.
+        lv_drawn_ok, lv_intact: (T,) bool; turning: ED/ES frames; corroborate: the proposed ones.
 
     Returns:
         (m,) int, the frames (0-based, increasing).
@@ -244,7 +254,8 @@ def _beyond_bridge(
     beyond &= lv_drawn_ok[frames] & ~lv_intact[frames]
     keep = np.zeros(len(frames), dtype=bool)
     for i, t in enumerate(frames):
-        if t in turning and beyond[i]:  # the unbroken stretch of such frames around the turning frame
+        confirmed = t not in corroborate or wall_support(labels[t], rebuilt[t]) >= WALL_SUPPORT
+        if t in turning and beyond[i] and confirmed:  # the unbroken stretch of such frames around it
             lo, hi = i, i
             while lo > 0 and beyond[lo - 1] and frames[lo - 1] == frames[lo] - 1:
                 lo -= 1
@@ -252,6 +263,28 @@ def _beyond_bridge(
                 hi += 1
             keep[lo : hi + 1] = True
     return frames[keep]
+
+
+def wall_support(drawn: np.ndarray, rebuilt: np.ndarray) -> float:
+    """Fraction of the pixels where the drawn and the rebuilt LV disagree that the other one's
+    myocardium covers: drawn wall where the rebuilt LV reaches beyond the drawn one, rebuilt wall where
+    the drawn LV reaches beyond the rebuilt one.
+
+    A full cycle's ES inside a broken run: the rebuilt LV, bridged from trusted frames near ED, spills
+    over the drawn wall, which moved in with the drawn LV (high support: the drawn LV is right). An
+    LV cut at the apex or leaking below the base disagrees with the rebuilt one where the drawn frame
+    holds no wall (low support: the drawn LV is the failure).
+
+    Args:
+        drawn, rebuilt: (H, W) uint8 labels of one frame.
+
+    Returns:
+        In [0, 1]; 0 when the two LVs agree everywhere.
+    """
+    drawn_lv, rebuilt_lv = drawn == LV, rebuilt == LV
+    disagree = int(np.count_nonzero(drawn_lv ^ rebuilt_lv))
+    walls = np.count_nonzero(rebuilt_lv & ~drawn_lv & (drawn == MYO)) + np.count_nonzero(drawn_lv & ~rebuilt_lv & (rebuilt == MYO))
+    return float(walls) / disagree if disagree else 0.0
 
 
 def _keep_intact_lv(out: np.ndarray, labels: np.ndarray, frames: np.ndarray, check: Any, beyond: np.ndarray) -> None:

@@ -252,6 +252,49 @@ def test_a_rebuilt_turning_frame_keeps_a_drawn_lv_beyond_the_bridge_and_its_run_
     assert _beyond_bridge(rebuilt, labels, trusted, (0, 4), ok, intact, frames).size == 0
 
 
+def test_wall_support_tells_a_wall_that_moved_in_from_an_lv_cut_without_one():
+    from echotemporal.correct.reestimate import wall_support
+
+    shape = (60, 60)
+    bridged = np.where(_disc(shape, (30, 30), 20), MYO, 0).astype(np.uint8)
+    bridged[_disc(shape, (30, 30), 14)] = LV  # the rebuilt ED-sized LV
+    # End systole drawn right: the cavity smaller, the wall moved in with it (its MYO fills the ring
+    # the bridged LV spills over).
+    systole = np.where(_disc(shape, (30, 30), 20), MYO, 0).astype(np.uint8)
+    systole[_disc(shape, (30, 30), 9)] = LV
+    assert wall_support(systole, bridged) == pytest.approx(1.0)
+    # An LV cut at the apex (rows above 22 erased with the wall): the missing LV is background.
+    cut = bridged.copy()
+    cut[:22] = 0
+    assert wall_support(cut, bridged) == 0.0
+    # The reverse (the drawn LV reaching into the rebuilt wall) counts the same way; equal LVs: 0.
+    assert wall_support(bridged, systole) == pytest.approx(1.0)
+    assert wall_support(bridged, bridged) == 0.0
+
+
+def test_a_proposed_turning_frame_keeps_its_drawn_lv_only_with_its_walls_support():
+    from echotemporal.correct.reestimate import _beyond_bridge
+
+    n, shape = 7, (60, 60)
+    radii = [14, 14, 11, 9, 11, 14, 14]  # ES at 3, frames 2-4 rebuilt from the ED-sized frames
+    moved_in = np.stack([np.where(_disc(shape, (30, 30), 20), MYO, 0).astype(np.uint8) for _ in radii])
+    for frame, r in zip(moved_in, radii):
+        frame[_disc(shape, (30, 30), r)] = LV
+    rebuilt = moved_in.copy()
+    for frame in rebuilt[2:5]:  # the bridge falls short of the systole
+        frame[_disc(shape, (30, 30), 13)] = LV
+    trusted = np.array([1, 1, 0, 0, 0, 1, 1], dtype=bool)
+    ok, intact, frames = np.ones(n, dtype=bool), np.zeros(n, dtype=bool), np.arange(2, 5)
+    assert _beyond_bridge(moved_in, rebuilt, trusted, (3,), ok, intact, frames, corroborate=(3,)).tolist() == [2, 3, 4]
+    # Same areas without a wall where the LV shrank (cut): proposed, it is refused; given, it is kept.
+    cut = moved_in.copy()
+    cut[2:5] = rebuilt[2:5]
+    for t, r in zip(range(2, 5), radii[2:5]):
+        cut[t][(cut[t] == LV) & ~_disc(shape, (30, 30), r)] = 0
+    assert _beyond_bridge(cut, rebuilt, trusted, (3,), ok, intact, frames, corroborate=(3,)).size == 0
+    assert _beyond_bridge(cut, rebuilt, trusted, (3,), ok, intact, frames).tolist() == [2, 3, 4]
+
+
 def test_a_smaller_drawn_lv_is_put_into_a_decoded_shape_with_its_base_left_open():
     from echotemporal.correct.reestimate import _open_composition
 
@@ -286,10 +329,12 @@ def test_pose_range_reaches_the_drawn_pose_of_a_frame_that_keeps_its_lv():
     assert inside(frame, own).tolist() == [True]
 
 
-def test_a_myocardium_in_pieces_across_end_systole_keeps_the_drawn_lv_and_the_ef(model):
+@pytest.mark.parametrize("given", [True, False], ids=["ed-es-given", "no-info-cfg"])
+def test_a_myocardium_in_pieces_across_end_systole_keeps_the_drawn_lv_and_the_ef(model, given):
     """A tuning case of the benchmark (coherent set, ``--tuning`` seeds, case 67): MYO in 3-7 pieces
     over frames 4-15 of an 18-frame real-shape cycle, ES at 9, the LV as drawn. Bridged from the
-    trusted frames the ES volume came out 26 mL for 16 (EF off by 50 points)."""
+    trusted frames the ES volume came out 26 mL for 16 (EF off by 50 points); without ED/ES too, until
+    the drawn curve's turning points, confirmed by the walls, bounded the bridge."""
     from echotemporal.measure.clinical import clinical_indices
     from echotemporal.phantoms import load_real_shapes
     from echotemporal.phantoms.failure_set import TUNING_SEED_BASE, benchmark_coherent_case
@@ -298,9 +343,11 @@ def test_a_myocardium_in_pieces_across_end_systole_keeps_the_drawn_lv_and_the_ef
     assert [run.kind for run in case.runs] == ["myo_fragments"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = smooth_sequence(case.labels, case.spacing_mm, model=model, ed_frame=case.ed_frame, es_frame=case.es_frame)
+        frames = (case.ed_frame, case.es_frame) if given else (None, None)
+        result = smooth_sequence(case.labels, case.spacing_mm, model=model, ed_frame=frames[0], es_frame=frames[1])
     truth = clinical_indices(case.truth, case.spacing_mm, ed_frame=case.ed_frame, es_frame=case.es_frame)
     after = np.asarray(result.columns["lv_volume_ml_after"], dtype=float)
     assert abs(after[case.es_frame] - truth.esv_ml) < 0.15 * truth.esv_ml
+    assert abs(np.nanmin(after) - truth.esv_ml) < 0.15 * truth.esv_ml
     assert abs(result.summary["ef_percent_after"] - truth.ef_percent) < 5.0
     assert result.summary["n_invalid_after"] == 0 and result.summary["n_inconsistent_after"] == 0
