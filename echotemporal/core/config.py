@@ -185,7 +185,8 @@ class SmoothingConfig:
             signed distances of the frames within this many frames of them, kept only where it moves
             no attribute beyond the consistency tolerance and stays valid and consistent: their
             border flicker, which EF and GLS read, is averaged without pulling the
-            volume's extremes toward their neighbours. 0 turns it off.
+            volume's extremes toward their neighbours. 0 turns it off. With ``denoise_scope``
+            "corrected", a sequence the correction left unchanged is not fitted either.
     """
 
     method: Method = "arvae"

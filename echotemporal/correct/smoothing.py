@@ -117,6 +117,10 @@ def _run_method(
     if config.keep_unflagged_frames:
         return result
     corrected = result.labels
+    if config.denoise_scope == "corrected" and not (corrected != work).any():
+        # Nothing needed correcting: a sequence every check passes comes back as drawn (its ED/ES
+        # flicker is within what clean annotations show, DESIGN §4.1); "all" denoises it anyway.
+        return result
     ends = anchors if anchors is not None else (0, n_frames - 1)
     if config.denoise_sigma_frames > 0:
         allowed = None

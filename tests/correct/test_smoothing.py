@@ -548,3 +548,25 @@ def test_residue_frames_take_the_shape_between_their_good_neighbours(phantom, br
         for value in (Label.LV, Label.MYO):
             a, b = out[t] == value, truth[t] == value
             assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.93
+
+
+def test_a_sequence_that_needs_no_correction_comes_back_as_drawn_unless_all_frames_are_denoised():
+    """Clean jittered phantoms (no frame flagged or invalid): the default output is the input, bit for bit,
+    ED/ES included; with ``denoise_scope="all"`` the turning-point fit averages the ED/ES flicker."""
+    pytest.importorskip("torch")
+    from echotemporal.model.registry import load_model
+    from echotemporal.phantoms import annotation_jitter, generate_sequence
+
+    model = load_model()
+    n_fitted = 0
+    for seed in (10_000_011, 10_000_012):
+        truth = generate_sequence(seed, view="4CH", n_frames=14)
+        labels = annotation_jitter(truth.labels, truth.spacing_mm, np.random.default_rng(seed))
+        common = dict(model=model, ed_frame=truth.ed_frame, es_frame=truth.es_frame)
+        default = run(labels, truth.spacing_mm, **common)
+        assert default.summary["n_inconsistent_before"] == 0 and default.summary["n_invalid_before"] == 0
+        np.testing.assert_array_equal(default.labels, labels)
+        everything = run(labels, truth.spacing_mm, config=SmoothingConfig(denoise_scope="all"), **common)
+        moved = (everything.labels != labels).any(axis=(1, 2))
+        n_fitted += int(moved[truth.ed_frame]) + int(moved[truth.es_frame])
+    assert n_fitted >= 2
