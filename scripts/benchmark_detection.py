@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 from echotemporal.measure.attributes import compute_attributes  # noqa: E402
 from echotemporal.phantoms import (  # noqa: E402
     CORRUPTION_KINDS,
+    NATIVE_LIKE_GRID,
     generate_sequence,
     load_real_shapes,
     real_shape_sequence,
@@ -54,7 +55,7 @@ from echotemporal.measure.temporal import load_thresholds  # noqa: E402
 
 PARAMETRIC_SEED0 = 7_000_000
 REAL_SEED0 = 8_000_000
-REAL_SHAPE_GRID = (448, 448)
+REAL_SHAPE_GRID = (NATIVE_LIKE_GRID, NATIVE_LIKE_GRID)
 #: Temporal kinds twice, so that they make up most of the corrupted set.
 KIND_CYCLE = TEMPORAL_CORRUPTION_KINDS * 2 + tuple(k for k in CORRUPTION_KINDS if k not in TEMPORAL_CORRUPTION_KINDS)
 

@@ -73,6 +73,7 @@ def make_case(index: int, corrupt: bool, real_split: str = "test", jitter: bool 
     frame the glitches did not touch is then the truth itself.
     """
     from echotemporal.phantoms import (
+        REAL_SHAPE_JITTER_PX,
         annotation_jitter,
         corrupt_sequence,
         generate_sequence,
@@ -100,7 +101,9 @@ def make_case(index: int, corrupt: bool, real_split: str = "test", jitter: bool 
     else:
         phantom = generate_sequence(seed, view=view)
     truth = phantom.labels
-    labels = annotation_jitter(truth, phantom.spacing_mm, rng)
+    # One native pixel of expert jitter: real-shape sequences are on the 224 grid (2 native pixels).
+    labels = annotation_jitter(truth, phantom.spacing_mm, rng,
+                               amplitude_px=REAL_SHAPE_JITTER_PX if source != "parametric" else 1.0)
     if not jitter:
         labels = truth.copy()
     touched = np.zeros(len(truth), dtype=bool)

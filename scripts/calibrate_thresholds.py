@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes  # noqa: E402
 from echotemporal.phantoms import (  # noqa: E402
+    NATIVE_LIKE_GRID,
     generate_sequence,
     load_real_shapes,
     real_shape_sequence,
@@ -49,7 +50,7 @@ from echotemporal.phantoms.corruption import annotation_jitter  # noqa: E402
 from echotemporal.measure.temporal import consistency_metric, default_thresholds_path
 from echotemporal.measure.temporal import load_thresholds  # noqa: E402
 
-REAL_SHAPE_GRID = (448, 448)
+REAL_SHAPE_GRID = (NATIVE_LIKE_GRID, NATIVE_LIKE_GRID)
 LV_AREA_SANITY_MM2 = 70.0  # DESIGN §4.1: the reference's LV-area threshold, in physical terms
 
 

@@ -18,6 +18,8 @@ from echotemporal.phantoms.failure_set import FailureCase, coherent_failure_case
 from echotemporal.phantoms.cycle_profile import BeatTiming, CycleProfile, cycle_profile, sample_beat_timing
 from echotemporal.phantoms.parametric import VIEWS, generate_cycle_sequence, generate_sequence
 from echotemporal.phantoms.real_shapes import (
+    NATIVE_LIKE_GRID,
+    REAL_SHAPE_JITTER_PX,
     FullResolutionCase,
     RealShapes,
     default_real_shapes_dir,
@@ -36,6 +38,8 @@ from echotemporal.phantoms.records import (
 from echotemporal.phantoms.tree import write_phantom_tree
 
 __all__ = [
+    "NATIVE_LIKE_GRID",
+    "REAL_SHAPE_JITTER_PX",
     "COHERENT_KINDS",
     "CORRUPTION_KINDS",
     "VIEWS",

@@ -22,7 +22,13 @@ from echotemporal.core.labels import drop_la
 from echotemporal.phantoms.coherent import broken_frames, coherent_failures
 from echotemporal.phantoms.corruption import annotation_jitter
 from echotemporal.phantoms.parametric import VIEWS, generate_sequence
-from echotemporal.phantoms.real_shapes import RealShapes, load_real_shapes, real_shape_sequence, real_shape_spacing_mm
+from echotemporal.phantoms.real_shapes import (
+    REAL_SHAPE_JITTER_PX,
+    RealShapes,
+    load_real_shapes,
+    real_shape_sequence,
+    real_shape_spacing_mm,
+)
 from echotemporal.phantoms.records import CorruptionRun
 
 __all__ = [
@@ -84,7 +90,7 @@ def coherent_failure_case(
     source: str = "mixed",
     with_la: bool | None = None,
     real: RealShapes | None = None,
-    jitter_px: float = 1.0,
+    jitter_px: float | None = None,
     full_cycle: bool = False,
 ) -> FailureCase:
     """Case ``index`` of the coherent failure set of ``seed``.
@@ -96,7 +102,9 @@ def coherent_failure_case(
         with_la: keep the LA label (True), drop it (False), or draw it per case (None: about half).
         real: measurement-split masks for real-shape cases (``load_real_shapes("val")`` or
             ``"test"``); required unless the case is parametric.
-        jitter_px: RMS expert-annotation jitter of the input in pixels (0 for none).
+        jitter_px: RMS expert-annotation jitter of the input in pixels (0 for none); None: one
+            native pixel, i.e. 1 on the parametric phantoms' native-like grid and
+            ``REAL_SHAPE_JITTER_PX`` on the 224 grid of real-shape sequences.
         full_cycle: mirror the ED -> ES half-sequence into a full cycle (ES in the middle).
 
     Returns:
@@ -131,6 +139,8 @@ def coherent_failure_case(
     es_frame = int(phantom.es_frame)
     if full_cycle:
         truth = _mirror(truth)
+    if jitter_px is None:
+        jitter_px = REAL_SHAPE_JITTER_PX if is_real else 1.0
     labels = annotation_jitter(truth, phantom.spacing_mm, rng, amplitude_px=jitter_px) if jitter_px > 0 else truth
     labels, runs = coherent_failures(labels, phantom.spacing_mm, rng)
     return FailureCase(
@@ -155,7 +165,7 @@ def coherent_failure_set(
     with_la: bool | None = None,
     real_split: str = "test",
     real: RealShapes | None = None,
-    jitter_px: float = 1.0,
+    jitter_px: float | None = None,
     full_cycle: bool = False,
 ) -> list[FailureCase]:
     """``n`` coherent failure cases (see `coherent_failure_case`), built in memory.
@@ -167,7 +177,8 @@ def coherent_failure_set(
         with_la: keep, drop or draw (None) the LA label per case.
         real_split: "val" or "test": the split loaded when ``real`` is None and real cases are needed.
         real: preloaded measurement-split masks (saves the load when sets are built repeatedly).
-        jitter_px: RMS annotation jitter of the inputs in pixels.
+        jitter_px: RMS annotation jitter of the inputs in pixels; None: one native pixel (see
+            `coherent_failure_case`).
         full_cycle: mirror each half-sequence into a full cycle.
 
     Returns:

@@ -40,6 +40,8 @@ __all__ = [
     "real_shape_spacing_mm",
     "real_shape_sequence",
     "load_full_resolution_camus",
+    "NATIVE_LIKE_GRID",
+    "REAL_SHAPE_JITTER_PX",
 ]
 
 #: Environment variable that overrides the location of the shared real-shape data.
@@ -48,6 +50,13 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 _NPZ = Path("camus-gavkujo-224-npy") / "derived" / "labels_repaired_apex_up_uint8.npz"
 _FULL_RES = Path("camus-travislatchman-mhd") / "MIA23_Project1_data"
 _GRID = 224
+#: Grid of real-shape sequences whose pixels are native-like (~0.3-0.4 mm, as CAMUS's own): the
+#: thresholds are calibrated with one pixel of annotation jitter there (DESIGN §4.1).
+NATIVE_LIKE_GRID = 448
+#: Expert-annotation jitter of real-shape sequences on the 224 grid, in 224-grid pixels: one native
+#: pixel. A whole 224 pixel (0.6-0.8 mm) is twice what the thresholds call clean, and flags about one
+#: frame in seven of clean real-shape sequences (scripts/benchmark_smoothing.py, set ``clean``).
+REAL_SHAPE_JITTER_PX = _GRID / NATIVE_LIKE_GRID
 
 
 def default_real_shapes_dir() -> Path:

@@ -256,3 +256,34 @@ def test_failure_tree_writes_input_truth_cfg_and_every_run_in_the_camus_layout(t
     assert len(discover_camus(root)) == 2  # `batch` finds both
     with pytest.raises(Exception, match="exists"):
         write_failure_tree(root, cases)  # never overwritten without overwrite=True
+
+
+@needs_real_224
+def test_one_native_pixel_of_jitter_on_the_224_grid_is_clean_for_the_thresholds_and_two_are_not():
+    """Real-shape sequences on the 224 grid jittered by ``REAL_SHAPE_JITTER_PX`` (one native pixel, as the
+    thresholds were calibrated) are almost never flagged; a whole 224 pixel (two native ones) is."""
+    import warnings
+
+    from echotemporal.measure.attributes import compute_attributes
+    from echotemporal.measure.temporal import detect_inconsistent_frames
+    from echotemporal.phantoms import REAL_SHAPE_JITTER_PX, annotation_jitter, real_shape_sequence, real_shape_spacing_mm
+
+    real = load_real_shapes("val")
+    pairs = real.pairs()
+    share = {}
+    for amplitude in (REAL_SHAPE_JITTER_PX, 2 * REAL_SHAPE_JITTER_PX):
+        flagged = frames = 0
+        for k in range(12):
+            rng = np.random.default_rng(500 + k)
+            patient, view = pairs[int(rng.integers(len(pairs)))]
+            ed, es = real.pair(patient, view)
+            seq = real_shape_sequence(ed, es, 16, spacing_mm=real_shape_spacing_mm(aspect=1.3), rng=rng, view=view)
+            labels = annotation_jitter(seq.labels, seq.spacing_mm, rng, amplitude_px=amplitude)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                flags = detect_inconsistent_frames(compute_attributes(labels, seq.spacing_mm)).any(axis=1)
+            flagged, frames = flagged + int(flags.sum()), frames + flags.size
+        share[amplitude] = flagged / frames
+    assert REAL_SHAPE_JITTER_PX == 0.5
+    assert share[REAL_SHAPE_JITTER_PX] <= 0.02
+    assert share[2 * REAL_SHAPE_JITTER_PX] >= 0.05
