@@ -175,7 +175,9 @@ class SmoothingConfig:
             model's reconstruction, temporal coherence) and re-estimate the untrusted ones from the
             trusted ones (DESIGN.md §4.4); False corrects every frame from its own encoding.
         denoise_scope: "corrected" smooths only the frames the correction changed into their
-            neighbours (a frame judged good comes back as it was drawn); "all" also averages the
+            neighbours, and first gives every frame judged good (valid, unflagged, trusted) that the
+            latent projection moved its drawing back wherever that flags no frame
+            (``repair.restore_good_frames``): a good frame comes back as drawn; "all" also averages the
             border flicker of untouched frames (closer to an annotator's mean, but every frame moves).
         on_worse: when the output has more inconsistent or invalid frames than the input, return the
             input ("keep_input", outcome "worse" in the summary) or the output anyway ("keep_output",

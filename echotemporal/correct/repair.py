@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DistanceBlend", "accept_replacements", "bad_runs", "extrapolate_turning_ends", "full_decoding_fallback",
-    "interpolate_residue", "interpolate_runs",
+    "interpolate_residue", "interpolate_runs", "restore_good_frames",
 ]
 
 
@@ -249,4 +249,40 @@ def accept_replacements(
         if not new.any():
             return np.where(accept[:, None, None], replaced, out), trial_shape
         accept &= ~(np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0)
+    return out, shape
+
+
+def restore_good_frames(
+    out: np.ndarray,
+    shape: ShapeMeasures,
+    work: np.ndarray,
+    before: ShapeMeasures,
+    good: np.ndarray,
+    thresholds: AttributeThresholds,
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Give the ``good`` input frames that the correction changed their drawing back, where that is safe.
+
+    The latent projection constrains latents, not the measured attributes: it can move frames that
+    need nothing (a jittered trajectory it smooths, the neighbours of a repaired frame). Such a frame
+    gets the input back unless that would flag a frame the correction left consistent; then it and
+    its neighbours keep the correction (at most three passes, measures reused, nothing re-measured).
+
+    Args:
+        out: (T, H, W) corrected labels; shape: their measures (with validity).
+        work: (T, H, W) input labels; before: their measures.
+        good: (T,) bool, input frames judged good (valid, unflagged, trusted, not re-estimated).
+
+    Returns:
+        (labels, measures).
+    """
+    restore = good & before.valid & (out != work).reshape(len(out), -1).any(axis=1)
+    flagged = shape.flags.any(axis=1)
+    for _ in range(3):
+        if not restore.any():
+            break
+        trial = restore_frames(shape, before, restore, thresholds)
+        new = trial.flags.any(axis=1) & ~flagged
+        if not new.any():
+            return np.where(restore[:, None, None], work, out), trial
+        restore &= ~(np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0)
     return out, shape

@@ -23,6 +23,7 @@ from echotemporal.core.labels import Label, as_label_sequence, check_frame_index
 from echotemporal.correct.arvae import smooth_arvae
 from echotemporal.correct.baselines import gaussian_smooth_labels, lcc_gaussian_labels
 from echotemporal.correct.denoise import denoise, fit_turning_points, turning_frames
+from echotemporal.correct.repair import restore_good_frames
 from echotemporal.correct.result import SmoothingResult, beat_columns, beat_table, build_summary, frame_columns
 from echotemporal.correct.trust import FrameTrust
 from echotemporal.measure.sequence import ShapeMeasures, measure_clinical, measure_shape
@@ -116,6 +117,13 @@ def _run_method(
                            trust=outcome.trust, reestimated=outcome.reestimated)
     if config.keep_unflagged_frames:
         return result
+    if config.denoise_scope == "corrected":
+        good = ~before.flags.any(axis=1) & before.valid
+        if result.trust is not None:
+            good &= result.trust.trusted
+        if result.reestimated is not None:
+            good &= ~result.reestimated
+        result.labels, result.after = restore_good_frames(result.labels, result.after, work, before, good, thresholds)
     corrected = result.labels
     if config.denoise_scope == "corrected" and not (corrected != work).any():
         # Nothing needed correcting: a sequence every check passes comes back as drawn (its ED/ES
@@ -153,7 +161,8 @@ def smooth_sequence(
     ``arvae`` (DESIGN.md §4.3): align and encode every frame; project each attribute dim's latent
     trajectory exactly onto the consistency constraints (``tol_k = tau_k·(u_hi − u_lo)``); Whittaker-
     smooth the free dims of the frames being corrected; decode (residual decoding by default: frames
-    left alone come back bit-identical); carry LA over; clean up; re-measure the decoded masks and,
+    left alone come back bit-identical, and good frames the projection moved get their drawing back
+    where that flags nothing); carry LA over; clean up; re-measure the decoded masks and,
     while a frame is still flagged, tighten that attribute's tolerance (``config.max_rounds``); a
     frame replaced only for being invalid that is still invalid gets the input back. Whatever is
     left is reported in ``summary["residue"]``. ``gaussian``: the reference's baseline. ``none``: the
