@@ -184,7 +184,8 @@ class SmoothingConfig:
             ``--force``).
         turning_fit_frames: after the arvae correction, ED and ES (given, else every beat's, detected
             on the corrected curve) take the least-squares turning-point fit ``a + c·τ²`` of the
-            signed distances of the frames within this many frames of them, kept only where it moves
+            signed distances of the frames within this many frames of them that the correction left
+            as drawn (rebuilt frames carry the model's shape, not flicker), kept only where it moves
             no attribute beyond the consistency tolerance and stays valid and consistent: their
             border flicker, which EF and GLS read, is averaged without pulling the
             volume's extremes toward their neighbours. 0 turns it off. With ``denoise_scope``

@@ -112,6 +112,7 @@ def fit_turning_points(
     turning: tuple[int, ...],
     half_window: int,
     flicker_bound: float = 1.0,
+    support: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ShapeMeasures]:
     """Average the border flicker of the ED and ES frames without biasing the volume's extremes.
 
@@ -129,6 +130,9 @@ def fit_turning_points(
         turning: the ED and ES frames (0-based); half_window: frames each side (< 1 does nothing).
         flicker_bound: a fitted frame whose attributes move by more than this many consistency
             tolerances (``thresholds.tolerance``) keeps its borders; 0 accepts any move.
+        support: (T,) bool, frames that may lend their borders to another frame's fit (None: all).
+            Frames the correction rebuilt or moved carry the model's shape, not the annotator's
+            flicker: averaged in, they pull an as-drawn ED or ES toward the model.
 
     Returns:
         (labels, measures).
@@ -151,12 +155,14 @@ def fit_turning_points(
         # Only frames with the turning frame's labels: an absent label's distance is a constant
         # (1e6) that a negative weight would turn into that label everywhere.
         own = labels_of(t)
-        frames = frames[[labels_of(f) == own for f in frames]]
+        frames = frames[[labels_of(f) == own and (f == t or support is None or bool(support[f])) for f in frames]]
         if frames.size < 2:
             continue
         weights = turning_point_weights(frames - t)
         window[t] = labels_from_distances(sum(w * blend.distance(int(f)) for w, f in zip(weights, frames)))
         candidate[t] = True
+    if not candidate.any():
+        return out, shape
     window[candidate] = cleanup_decoded(np.ascontiguousarray(window[candidate]), spacing_mm, shape.present)
     candidate &= (fitted != out).reshape(n, -1).any(axis=1)
     if candidate.any() and flicker_bound > 0:

@@ -138,8 +138,9 @@ def _run_method(
     if config.turning_fit_frames > 0:
         # Without ED/ES, the turning points are those of the corrected curve (every beat's).
         turning = anchors if anchors is not None else turning_frames(result.after, thresholds)
+        as_drawn = ~(corrected != work).reshape(n_frames, -1).any(axis=1)
         result.labels, result.after = fit_turning_points(result.labels, result.after, spacing, thresholds, turning,
-                                                         config.turning_fit_frames)
+                                                         config.turning_fit_frames, support=as_drawn)
     if result.labels is not corrected:
         result.n_denoised = int((result.labels != corrected).reshape(n_frames, -1).any(axis=1).sum())
     return result

@@ -104,3 +104,28 @@ def test_fit_that_follows_disagreeing_neighbours_beyond_flicker_is_refused():
     np.testing.assert_array_equal(bounded[0], labels[0])
     area = lambda frame: (frame == LV).sum() * phantom.spacing_mm[0] * phantom.spacing_mm[1]  # noqa: E731
     assert area(labels[0]) - area(unbounded[0]) > thresholds.tolerance[thresholds.names.index("lv_area_mm2")]
+
+
+def test_fit_takes_no_borders_from_frames_the_correction_rebuilt():
+    """ED's neighbours 1 and 2 drawn one pixel inside (as rebuilt frames that fall a little short, within
+    flicker): fitted from all neighbours, ED's LV shrinks toward them; with only the as-drawn frames
+    0 and 3 as support, the turning-point model passes through ED exactly and ED keeps its borders (the
+    flicker bound off in both: the support alone decides)."""
+    from scipy import ndimage
+
+    thresholds = load_thresholds()
+    phantom = generate_sequence(4, view="2CH", n_frames=12, image_shape=(300, 260))
+    labels = phantom.labels.copy()
+    for t in (1, 2):
+        lv = labels[t] == LV
+        labels[t][lv & ~ndimage.binary_erosion(lv)] = 2
+    support = np.ones(len(labels), dtype=bool)
+    support[[1, 2]] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        drawn = measure_shape(labels, phantom.spacing_mm, thresholds)
+        pulled, _ = fit_turning_points(labels, drawn, phantom.spacing_mm, thresholds, (0,), 3, flicker_bound=0)
+        kept, _ = fit_turning_points(labels, drawn, phantom.spacing_mm, thresholds, (0,), 3, flicker_bound=0,
+                                     support=support)
+    assert (pulled[0] == LV).sum() < (labels[0] == LV).sum() - 20
+    np.testing.assert_array_equal(kept[0], labels[0])
