@@ -3,7 +3,7 @@ replacement only where it does no harm (valid, and no frame newly inconsistent).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -239,16 +239,40 @@ def accept_replacements(
     """
     replaced[~candidate] = out[~candidate]
     measured = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape))
-    accept = candidate & measured.valid
+    return _take_unless_flagging(
+        out, shape, replaced, candidate & measured.valid, lambda take: restore_frames(measured, shape, ~take, thresholds)
+    )
+
+
+def _take_unless_flagging(
+    out: np.ndarray,
+    shape: ShapeMeasures,
+    other: np.ndarray,
+    take: np.ndarray,
+    measures_with: Callable[[np.ndarray], ShapeMeasures],
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Frames ``take`` of ``other`` in place of ``out``'s, unless that flags a frame ``shape`` left unflagged.
+
+    A frame that would be newly flagged drops the taking of itself and its two neighbours; at most
+    three passes, nothing re-measured.
+
+    Args:
+        out: (T, H, W) labels; shape: their measures. other: (T, H, W) alternative labels.
+        take: (T,) bool, frames to take from ``other``.
+        measures_with: the measures of ``out`` with the frames of a (T,) bool mask taken from ``other``.
+
+    Returns:
+        (labels, measures): ``out`` with the frames taken, or ``out`` and ``shape`` if none can be.
+    """
     flagged = shape.flags.any(axis=1)
     for _ in range(3):
-        if not accept.any():
+        if not take.any():
             break
-        trial_shape = restore_frames(measured, shape, ~accept, thresholds)
-        new = trial_shape.flags.any(axis=1) & ~flagged
+        trial = measures_with(take)
+        new = trial.flags.any(axis=1) & ~flagged
         if not new.any():
-            return np.where(accept[:, None, None], replaced, out), trial_shape
-        accept &= ~(np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0)
+            return np.where(take[:, None, None], other, out), trial
+        take = take & ~(np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0)
     return out, shape
 
 
@@ -276,13 +300,4 @@ def restore_good_frames(
         (labels, measures).
     """
     restore = good & before.valid & (out != work).reshape(len(out), -1).any(axis=1)
-    flagged = shape.flags.any(axis=1)
-    for _ in range(3):
-        if not restore.any():
-            break
-        trial = restore_frames(shape, before, restore, thresholds)
-        new = trial.flags.any(axis=1) & ~flagged
-        if not new.any():
-            return np.where(restore[:, None, None], work, out), trial
-        restore &= ~(np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0)
-    return out, shape
+    return _take_unless_flagging(out, shape, work, restore, lambda take: restore_frames(shape, before, take, thresholds))

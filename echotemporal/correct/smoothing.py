@@ -118,14 +118,15 @@ def _run_method(
     if config.keep_unflagged_frames:
         return result
     if config.denoise_scope == "corrected":
-        good = ~before.flags.any(axis=1) & before.valid
+        good = ~before.flags.any(axis=1)  # restore_good_frames also requires validity
         if result.trust is not None:
             good &= result.trust.trusted
         if result.reestimated is not None:
             good &= ~result.reestimated
         result.labels, result.after = restore_good_frames(result.labels, result.after, work, before, good, thresholds)
     corrected = result.labels
-    if config.denoise_scope == "corrected" and not (corrected != work).any():
+    changed = (corrected != work).reshape(n_frames, -1).any(axis=1)
+    if config.denoise_scope == "corrected" and not changed.any():
         # Nothing needed correcting: a sequence every check passes comes back as drawn (its ED/ES
         # flicker is within what clean annotations show, DESIGN §4.1); "all" denoises it anyway.
         return result
@@ -133,14 +134,13 @@ def _run_method(
     if config.denoise_sigma_frames > 0:
         allowed = None
         if config.denoise_scope == "corrected":
-            allowed = (corrected != work).reshape(n_frames, -1).any(axis=1)
+            allowed = changed
         result.labels, result.after = denoise(corrected, result.after, spacing, config, thresholds, ends, allowed)
     if config.turning_fit_frames > 0:
         # Without ED/ES, the turning points are those of the corrected curve (every beat's).
         turning = anchors if anchors is not None else turning_frames(result.after, thresholds)
-        as_drawn = ~(corrected != work).reshape(n_frames, -1).any(axis=1)
         result.labels, result.after = fit_turning_points(result.labels, result.after, spacing, thresholds, turning,
-                                                         config.turning_fit_frames, support=as_drawn)
+                                                         config.turning_fit_frames, support=~changed)
     if result.labels is not corrected:
         result.n_denoised = int((result.labels != corrected).reshape(n_frames, -1).any(axis=1).sum())
     return result
