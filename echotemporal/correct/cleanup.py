@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from echotemporal.measure.anatomy import THRESHOLDS, crack_length_mm, width_mm
 from echotemporal.core.boxes import Box, grow, within
+from echotemporal.core.components import components
 from echotemporal.core.labels import BACKGROUND, LA, LV, MODELLED_LABELS, MYO, Label
 from echotemporal.core.parallel import map_frame_chunks
 from echotemporal.measure.sequence import heart_box, measure_threads
@@ -82,23 +83,21 @@ def _stray_components(mask: np.ndarray) -> tuple[Box, dict[int, np.ndarray]]:
     """Per frame of a (T, H, W) bool mask, the pixels outside its largest 4-connected component.
 
     Returns the box the masks refer to and {frame: (h, w) bool stray pixels of the box} for the frames
-    with more than one component (usually none: the common case costs one labelling).
+    with more than one component (usually none).
     """
     rows, cols = heart_box(mask, margin=0)
     crop = mask[:, rows, cols]
-    lab, n = ndimage.label(crop, structure=INPLANE)
-    if n == 0:
-        return (rows, cols), {}
-    # No connection across frames and raster-order numbering: each frame's labels are one run that
-    # follows the previous frame's, so the running maximum tells how many components each frame has.
-    last = np.maximum.accumulate(lab.reshape(len(crop), -1).max(axis=1))
-    first = np.concatenate([[0], last[:-1]])
     stray: dict[int, np.ndarray] = {}
-    for t in np.flatnonzero(last - first > 1):
-        sizes = np.bincount(lab[t].ravel(), minlength=last[t] + 1)[first[t] + 1 : last[t] + 1]
-        # The largest component; of equal sizes, the last numbered one.
-        biggest = first[t] + len(sizes) - int(np.argmax(sizes[::-1]))
-        stray[int(t)] = (lab[t] != biggest) & crop[t]
+    for t, frame in enumerate(crop):
+        lab, n = components(frame, connectivity=4)
+        if n <= 1:
+            continue
+        sizes = np.bincount(lab.ravel(), minlength=n + 1)
+        sizes[0] = 0
+        largest = np.flatnonzero(sizes == sizes.max())
+        # Of equal sizes, the component whose first pixel comes last in raster order.
+        biggest = largest[0] if len(largest) == 1 else max(largest, key=lambda k: np.argmax((lab == k).ravel()))
+        stray[t] = (lab != biggest) & frame
     return (rows, cols), stray
 
 
@@ -116,29 +115,24 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 def _holes(mask: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """Holes of each frame of a (T, H, W) bool mask: non-mask 4-connected regions not touching the border.
 
-    One (frame, (n,) rows, (n,) cols of the hole's pixels) per hole; usually none.
+    One (frame, (n,) rows, (n,) cols of the hole's pixels) per hole, by frame and then by the hole's
+    first pixel in raster order; usually none.
     """
-    lab, n = ndimage.label(~mask, structure=INPLANE)
-    open_ = np.zeros(n + 1, dtype=bool)
-    open_[0] = True  # label 0: the mask itself
-    for edge in (lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]):
-        open_[edge.ravel()] = True
-    if open_.all():
-        return []  # every region reaches the border: no hole (the usual case)
-    # Raster-order numbering, no connection across frames: frame t holds the labels in (first[t], last[t]].
-    last = np.maximum.accumulate(lab.reshape(len(lab), -1).max(axis=1))
-    first = np.concatenate([[0], last[:-1]])
     holes = []
-    for t in np.unique(np.searchsorted(last, np.flatnonzero(~open_), side="left")):
-        # Few regions reach the border: testing against each is cheaper than a lookup per pixel.
-        inside = lab[t] != 0
-        for region in first[t] + 1 + np.flatnonzero(open_[first[t] + 1 : last[t] + 1]):
-            inside &= lab[t] != region
-        rows, cols = np.nonzero(inside)
-        ids = lab[t][rows, cols]
-        order = np.argsort(ids, kind="stable")
-        cuts = np.flatnonzero(np.diff(ids[order])) + 1
-        holes += [(int(t), rows[part], cols[part]) for part in np.split(order, cuts)]
+    for t, frame in enumerate(mask):
+        lab, n = components(~frame, connectivity=4)
+        open_ = np.zeros(n + 1, dtype=bool)
+        open_[0] = True  # label 0: the mask itself
+        for edge in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
+            open_[edge] = True
+        if open_.all():
+            continue  # every region reaches the border: no hole (the usual case)
+        rows, cols = np.nonzero(~open_[lab])
+        ids = lab[rows, cols]
+        _, first = np.unique(ids, return_index=True)
+        for region in ids[np.sort(first)]:
+            part = ids == region
+            holes.append((t, rows[part], cols[part]))
     return holes
 
 

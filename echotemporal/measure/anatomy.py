@@ -57,6 +57,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from echotemporal.core.boxes import Box, grow, union
+from echotemporal.core.components import components
 from echotemporal.core.errors import ConfigError, InvalidLabelsError
 from echotemporal.core.labels import BACKGROUND, LA, LV, MYO, Label, check_spacing, frame_boxes
 from echotemporal.core.parallel import map_threads
@@ -105,7 +106,6 @@ _MIN_FRAGMENT_MM2 = 1.0
 #: subsampled, which bounds its cost on large images without changing a millimetre-scale verdict.
 _EROSION_GRID_MM = 0.25
 
-_EIGHT = np.ones((3, 3), dtype=bool)
 _OUTSIDE = 255  # padding outside the image: no label, not background
 _INDEX = {name: i for i, name in enumerate(CRITERIA)}
 
@@ -182,12 +182,12 @@ def _has_holes(framed: np.ndarray, n_components: int | None = None) -> bool:
     if n_components is not None and n_components - _euler8(framed) == 0:
         return False
     # The False frame is one connected region; any other complement region is enclosed.
-    return ndi.label(~framed, structure=_EIGHT)[1] > 1
+    return components(~framed)[1] > 1
 
 
 def _n_components(framed: np.ndarray) -> int:
     """8-connected component count of a mask with a False frame (see :func:`_tight`)."""
-    return int(ndi.label(framed, structure=_EIGHT)[1])
+    return components(framed)[1]
 
 
 def _side_pairs(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
@@ -235,7 +235,7 @@ def _has_gap(lv: np.ndarray, myo: np.ndarray, la: np.ndarray, pixel_mm2: float, 
     if connected and _euler8(silhouette) == 1:
         return False
     # 4-connected pockets, as the reference's gap count: a pocket sealed only diagonally still counts.
-    regions, n = ndi.label(~silhouette)
+    regions, n = components(~silhouette, connectivity=4)
     if n <= 1:
         return False
     enclosed = (regions > 0) & (regions != regions[0, 0])
@@ -335,7 +335,7 @@ def _erosion_ratio_ok(
     min_px = _MIN_FRAGMENT_MM2 / (g_row * g_col)
     # When the background is one 8-connected region (at full resolution: the MYO has no holes), every
     # eroded MYO has no enclosed background, so its component count is its Euler number (no labelling).
-    simple = not has_holes if fine is framed else ndi.label(~fine, structure=_EIGHT)[1] == 1
+    simple = not has_holes if fine is framed else components(~fine)[1] == 1
     # k erosions by the 3x3 box (the reference's erosion) keep the pixels whose chessboard distance to
     # the outside exceeds k; each is cropped by one more pixel on every side (all False there).
     kept = fine
@@ -344,7 +344,7 @@ def _erosion_ratio_ok(
         kept = _erode(kept, 3)
         n = _euler8(kept) if simple else -1
         if n not in (0, 1):
-            fragments, n = ndi.label(kept, structure=_EIGHT)
+            fragments, n = components(kept)
             if n > 1:
                 sizes = np.bincount(fragments.ravel())[1:]
                 n = int(np.count_nonzero(sizes >= min_px))
