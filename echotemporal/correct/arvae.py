@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from echotemporal.core.config import SmoothingConfig
-from echotemporal.core.labels import LV, MYO
+from echotemporal.core.boxes import mask_box
+from echotemporal.core.labels import LA, LV, MYO
 from echotemporal.correct.cleanup import cleanup_labels
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.correct.denoise import turning_frames
@@ -26,7 +27,7 @@ from echotemporal.correct.repair import (
     interpolate_residue,
     interpolate_runs,
 )
-from echotemporal.correct.trust import FrameTrust, assess_frames, reconstruction_dice
+from echotemporal.correct.trust import FrameTrust, assess_frames, lv_reconstructs, reconstruction_dice, temporal_outliers
 from echotemporal.measure.sequence import ShapeMeasures, add_validity, heart_box, measure_shape, restore_frames
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,6 +130,77 @@ def _minor_cleanups(
     out = labels.copy()
     out[minor] = seen[minor]
     return out, measure_shape(out, ctx.spacing_mm, ctx.thresholds, reference=(labels, before))
+
+
+def _joined_lv(frame: np.ndarray) -> np.ndarray:
+    """(H, W) ``frame`` with its LV pieces joined: their convex hull, except the LA, becomes LV."""
+    from skimage.morphology import convex_hull_image
+
+    lv = frame == LV
+    rows, cols = mask_box(lv, margin=1)
+    out = frame.copy()
+    crop = out[rows, cols]
+    crop[convex_hull_image(lv[rows, cols]) & (crop != LA)] = LV
+    return out
+
+
+def _joined_lv_phase(
+    labels: np.ndarray, candidates: np.ndarray, before: ShapeMeasures, trust: FrameTrust, ctx: _Sequence,
+    anchors: tuple[int, ...] = (),
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Phase carriers among frames whose LV is in pieces (``reestimate_frames``' ``phase``).
+
+    A segmenter that splits the cavity (a band of wall or background across it) still draws the
+    cavity's extent, which carries the cardiac phase through a long run: without it the run is bridged
+    from the trusted frames alone, and a run across end-systole loses its volume minimum. The pieces
+    are joined (:func:`_joined_lv`) and encoded. A run of such frames carries the phase only where
+    every joined LV of it reconstructs as well as the sequence's good frames (``trust.lv_reconstructs``:
+    pieces that are a leak or a stray blob make an implausible hull) and its LV area and length stay
+    on the trusted frames' temporal curve (``trust.temporal_outliers``, ED/ES ``anchors`` as turning
+    points: a cavity also drawn too small, or cut at the base, leaves it).
+
+    Args:
+        labels: (T, H, W) uint8 sequence; candidates: (T,) bool frames to re-estimate without an
+            intact LV.
+
+    Returns:
+        ((T,) bool carriers, (T, D) latents of the joined frames (rows of other frames: zeros)), or
+        None when no frame qualifies.
+    """
+    from echotemporal.measure.anatomy import CRITERIA
+    from echotemporal.model.alignment import to_grid
+
+    if not before.checked:
+        return None
+    split = candidates & ~before.criteria[:, CRITERIA.index("lv_one_component")]
+    split &= (labels == LV).reshape(len(labels), -1).any(axis=1)
+    rows = np.flatnonzero(split)
+    if not rows.size:
+        return None
+    joined = np.stack([_joined_lv(labels[t]) for t in rows])
+    grid = to_grid(joined, ctx.alignment)
+    latents = np.asarray(ctx.model.encode(grid), dtype=np.float64)
+    lv_dice = reconstruction_dice(grid, np.asarray(ctx.model.decode(latents.astype(np.float32))))[:, 0]
+    passed = np.zeros(len(labels), dtype=bool)
+    passed[rows[lv_reconstructs(lv_dice, trust)]] = True
+    thresholds = ctx.thresholds
+    phase = [k for k, name in enumerate(thresholds.names) if name in PHASE_ATTRIBUTES]
+    if passed.any() and phase:
+        attributes = before.attributes.copy()
+        attributes[rows] = measure_shape(joined, ctx.spacing_mm, thresholds, validity=False).attributes
+        on_phase = type(thresholds)(tuple(thresholds.names[k] for k in phase), thresholds.lo[phase],
+                                    thresholds.hi[phase], thresholds.tau[phase])
+        passed &= ~temporal_outliers(attributes[:, phase], on_phase, trust.trusted | passed, anchors)
+    # A failure evolves smoothly along its run: where some of a run's joined frames are implausible (a
+    # leak joined in), the others hold the same failure, milder. Only whole runs carry the phase.
+    carriers = np.zeros(len(labels), dtype=bool)
+    for run in np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1):
+        carriers[run] = passed[run].all()
+    if not carriers.any():
+        return None
+    full = np.zeros((len(labels), latents.shape[1]))
+    full[rows] = latents
+    return carriers, full
 
 
 def judge_frames(
@@ -248,7 +320,7 @@ def _robust_start(
         out = reestimate_frames(
             out, z, trust.trusted | blended, rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
             lv_intact=trust.lv_intact, turning=tuple(sorted({*anchors, *detected})), lv_drawn_ok=lv_drawn_ok,
-            corroborate=detected,
+            corroborate=detected, phase=_joined_lv_phase(out, rest & ~trust.lv_intact, before, trust, ctx, anchors),
         )
         encode(rest)
     measured = measure_shape(out, spacing_mm, thresholds, reference=(labels, before))

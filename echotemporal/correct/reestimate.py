@@ -8,7 +8,9 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
    nothing, so their latents follow the trusted frames' curve (a discrete cubic spline between
    them, linear beyond the last one). The cardiac phase of a long run is carried by what is still
    measurable: the LV area and length dims keep a small weight on untrusted frames whose LV is one
-   piece. Outlier-resistant: two reweighting passes (Huber) on the trusted frames' residuals.
+   piece, and on frames whose LV is in pieces where the caller's repaired copy (the pieces joined)
+   passes its checks (``phase``). Outlier-resistant: two reweighting passes (Huber) on the trusted
+   frames' residuals.
 2. **Decoding**: the model's full shape, resampled to the native grid; the left atrium (not
    modelled) is taken from the nearest trusted frames, where the output is background.
 3. **Plausible by construction**: a decoded shape that breaks an anatomical criterion (checked on
@@ -144,6 +146,17 @@ def _fit_weights(z0: np.ndarray, trusted: np.ndarray, phase_dims: np.ndarray, lv
     return weights
 
 
+def _with_phase(z0: np.ndarray, phase_dims: np.ndarray, phase: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(latents the fit follows, (T,) bool frames carrying the phase only) given ``phase`` =
+    ((T,) bool carriers, (T, D) their latents): the carriers' phase dims are replaced."""
+    if phase is None or not phase_dims.size:
+        return z0, np.zeros(len(z0), dtype=bool)
+    carriers, latents = phase
+    target = z0.copy()
+    target[np.ix_(carriers, phase_dims)] = latents[np.ix_(carriers, phase_dims)]
+    return target, np.asarray(carriers, dtype=bool)
+
+
 def reestimate_frames(
     labels: np.ndarray,
     z0: np.ndarray,
@@ -160,6 +173,7 @@ def reestimate_frames(
     turning: tuple[int, ...] = (),
     lv_drawn_ok: np.ndarray | None = None,
     corroborate: tuple[int, ...] = (),
+    phase: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Replace the untrusted frames by the model's shapes at latents fitted to the trusted frames.
 
@@ -184,6 +198,9 @@ def reestimate_frames(
             bridged across a turning point falls short of the extremum, never past it.
         corroborate: turning frames only proposed by the drawn LV curve (no ED/ES given): their drawn
             LV counts only where the walls confirm it (:func:`wall_support` ≥ :data:`WALL_SUPPORT`).
+        phase: ((T,) bool, (T, D) latents): frames whose LV is broken but whose repaired copy (the
+            caller's) still carries the phase: the fit follows those latents in the phase dims, as
+            for ``lv_intact`` frames, but the frame's LV is not kept.
 
     Returns:
         (T, H, W) uint8, ``labels`` with the re-estimated frames replaced. A frame whose decoding
@@ -194,9 +211,11 @@ def reestimate_frames(
     decoder = SequenceDecoder(carry, alignment, model, None, cleanup=True, present=present)
     out = labels.copy()
 
+    target, carriers = _with_phase(z0, phase_dims, phase)
+
     def bridge(intact: np.ndarray) -> np.ndarray:
         """(T, D) latents fitted with ``intact`` frames carrying the phase; decodes ``frames`` into ``out``."""
-        fitted = fit_latent_trajectory(z0, _fit_weights(z0, trusted, phase_dims, intact))
+        fitted = fit_latent_trajectory(target, _fit_weights(z0, trusted, phase_dims, intact | carriers))
         fitted[trusted] = z0[trusted]
         out[frames] = decoder(fitted[frames])
         return fitted

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.measure.temporal import AttributeThresholds
 
 __all__ = [
-    "FrameTrust", "MIN_RECONSTRUCTION_DICE", "assess_frames", "off_myocardial_level", "reconstruction_dice", "temporal_outliers",
+    "FrameTrust", "MIN_RECONSTRUCTION_DICE", "assess_frames", "lv_reconstructs", "off_myocardial_level", "reconstruction_dice", "temporal_outliers",
 ]
 
 #: A frame whose LV or MYO Dice with its own reconstruction is below this is not trusted. Expert
@@ -77,6 +77,7 @@ class FrameTrust:
         kept: bool, untrusted ED/ES frames left as drawn (not rebuilt, not a support).
         on_level: bool, the myocardial area is on the level the LV area predicts
             (``off_myocardial_level``; ED/ES judged like any frame here).
+        lv_dice: LV Dice with the model's reconstruction (grid).
     """
 
     confidence: np.ndarray
@@ -87,6 +88,7 @@ class FrameTrust:
     lv_intact: np.ndarray
     kept: np.ndarray
     on_level: np.ndarray
+    lv_dice: np.ndarray
 
     def reversed(self) -> FrameTrust:
         """The same evidence in reversed frame order."""
@@ -311,4 +313,19 @@ def assess_frames(
     graded = np.clip((per_label - floor) / np.maximum(reference - floor, 1e-6), 0, 1).min(axis=1)
     confidence = (0.5 + 0.5 * graded) * np.where(valid, 1.0, 0.4) * np.where(outlier, 0.5, 1.0)
     confidence = np.where(trusted, confidence, np.minimum(confidence, 0.49))
-    return FrameTrust(confidence, trusted, recon_dice, np.asarray(valid, dtype=bool), outlier, lv_intact, kept, on_level)
+    return FrameTrust(confidence, trusted, recon_dice, np.asarray(valid, dtype=bool), outlier, lv_intact, kept, on_level,
+                      per_label[:, 0].copy())
+
+
+def lv_reconstructs(lv_dice: np.ndarray, trust: FrameTrust) -> np.ndarray:
+    """Whether LVs reconstruct as well as the sequence's good frames (the ``lv_intact`` test).
+
+    Args:
+        lv_dice: (n,) LV Dice of some frames (e.g. repaired copies) with their own reconstruction.
+        trust: the sequence's trust (its ``lv_dice`` sets the reference).
+
+    Returns:
+        (n,) bool.
+    """
+    reference = float(np.quantile(trust.lv_dice, REFERENCE_QUANTILE))
+    return np.asarray(lv_dice, dtype=np.float64) >= reference - NEIGHBOUR_DROP[0]

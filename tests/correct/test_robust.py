@@ -353,3 +353,61 @@ def test_a_myocardium_in_pieces_across_end_systole_keeps_the_drawn_lv_and_the_ef
     assert abs(np.nanmin(after) - truth.esv_ml) < 0.15 * truth.esv_ml
     assert abs(result.summary["ef_percent_after"] - truth.ef_percent) < 5.0
     assert result.summary["n_invalid_after"] == 0 and result.summary["n_inconsistent_after"] == 0
+
+
+def test_joined_lv_fills_the_band_between_lv_pieces_and_spares_the_atrium():
+    from echotemporal.correct.arvae import _joined_lv
+
+    frame = np.zeros((40, 30), dtype=np.uint8)
+    frame[5:35, 5:25] = MYO
+    frame[8:33, 9:21] = LV
+    frame[18:22, 9:21] = MYO  # a band of wall across the cavity: two LV pieces
+    frame[30:33, 14:16] = LA  # an atrium pixel block inside the cavity's hull stays LA
+    joined = _joined_lv(frame)
+    assert check_validity(frame, (0.3, 0.3))[0, CRITERIA.index("lv_one_component")] == False  # noqa: E712
+    assert (joined[18:22, 9:21] == LV).all()
+    assert (joined[30:33, 14:16] == LA).all()
+    assert ((joined == LV) & (frame != LV)).sum() == 4 * 12  # the band only
+    assert (joined[(frame != MYO) & (frame != 0)] == frame[(frame != MYO) & (frame != 0)]).all()
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["ed-es-given", "no-info-cfg"])
+def test_an_lv_split_across_end_systole_keeps_its_volume_minimum(model, given):
+    """Tuning case 10 of the benchmark's coherent set: the LV cut in pieces by a band over frames 7-21
+    of a 24-frame real-shape cycle, ES at 12. Bridged from the trusted frames near ED the ES volume
+    came out 80 mL for 70 (EF 34 for 43); the joined pieces now carry the phase through the run."""
+    from echotemporal.measure.clinical import clinical_indices
+    from echotemporal.phantoms import load_real_shapes
+    from echotemporal.phantoms.failure_set import TUNING_SEED_BASE, benchmark_coherent_case
+
+    case = benchmark_coherent_case(10, TUNING_SEED_BASE, real=load_real_shapes("val"))
+    assert [run.kind for run in case.runs] == ["lv_split"] and case.broken[case.es_frame]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frames = (case.ed_frame, case.es_frame) if given else (None, None)
+        result = smooth_sequence(case.labels, case.spacing_mm, model=model, ed_frame=frames[0], es_frame=frames[1])
+    truth = clinical_indices(case.truth, case.spacing_mm, ed_frame=case.ed_frame, es_frame=case.es_frame)
+    after = np.asarray(result.columns["lv_volume_ml_after"], dtype=float)
+    assert abs(np.nanmin(after) - truth.esv_ml) < 0.05 * truth.esv_ml
+    assert abs(result.summary["ef_percent_after"] - truth.ef_percent) < 2.5
+    assert result.summary["n_invalid_after"] == 0 and result.summary["n_inconsistent_after"] == 0
+
+
+def test_lv_pieces_joined_with_a_leak_carry_no_phase(model):
+    """Tuning case 71: the LV split and leaking below the base over frames 16-29 of a 42-frame cycle,
+    ES at 21. Joined, the pieces take the leak in: carrying the phase they lifted the ES volume from
+    37 to 60 mL (EF 46 for 67). The run's middle frames fail the reconstruction test, so none of it
+    carries the phase."""
+    from echotemporal.measure.clinical import clinical_indices
+    from echotemporal.phantoms import load_real_shapes
+    from echotemporal.phantoms.failure_set import TUNING_SEED_BASE, benchmark_coherent_case
+
+    case = benchmark_coherent_case(71, TUNING_SEED_BASE, real=load_real_shapes("val"))
+    assert sorted(run.kind for run in case.runs) == ["base_leak", "lv_split"] and case.broken[case.es_frame]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smooth_sequence(case.labels, case.spacing_mm, model=model, ed_frame=case.ed_frame, es_frame=case.es_frame)
+    truth = clinical_indices(case.truth, case.spacing_mm, ed_frame=case.ed_frame, es_frame=case.es_frame)
+    after = np.asarray(result.columns["lv_volume_ml_after"], dtype=float)
+    assert abs(after[case.es_frame] - truth.esv_ml) < 0.15 * truth.esv_ml
+    assert abs(result.summary["ef_percent_after"] - truth.ef_percent) < 5.0
