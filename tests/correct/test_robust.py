@@ -329,6 +329,19 @@ def test_pose_range_reaches_the_drawn_pose_of_a_frame_that_keeps_its_lv():
     assert inside(frame, own).tolist() == [True]
 
 
+def _smoothed_against_truth(model, case, given: bool = True):
+    """(result, truth's clinical indices, (T,) LV volumes after, mL) of a failure case smoothed with or
+    without its ED/ES."""
+    from echotemporal.measure.clinical import clinical_indices
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frames = (case.ed_frame, case.es_frame) if given else (None, None)
+        result = smooth_sequence(case.labels, case.spacing_mm, model=model, ed_frame=frames[0], es_frame=frames[1])
+    truth = clinical_indices(case.truth, case.spacing_mm, ed_frame=case.ed_frame, es_frame=case.es_frame)
+    return result, truth, np.asarray(result.columns["lv_volume_ml_after"], dtype=float)
+
+
 @pytest.mark.parametrize("given", [True, False], ids=["ed-es-given", "no-info-cfg"])
 def test_a_myocardium_in_pieces_across_end_systole_keeps_the_drawn_lv_and_the_ef(model, given):
     """A tuning case of the benchmark (coherent set, ``--tuning`` seeds, case 67, with the whole-pixel
@@ -336,19 +349,13 @@ def test_a_myocardium_in_pieces_across_end_systole_keeps_the_drawn_lv_and_the_ef
     over frames 4-15 of an 18-frame real-shape cycle, ES at 9, the LV as drawn. Bridged from the
     trusted frames the ES volume came out 26 mL for 16 (EF off by 50 points); without ED/ES too, until
     the drawn curve's turning points, confirmed by the walls, bounded the bridge."""
-    from echotemporal.measure.clinical import clinical_indices
     from echotemporal.phantoms import load_real_shapes
     from echotemporal.phantoms.failure_set import TUNING_SEED_BASE, coherent_failure_case
 
     # benchmark_coherent_case(67, TUNING_SEED_BASE) as it was drawn with jitter_px=1
     case = coherent_failure_case(67, TUNING_SEED_BASE + 3, real=load_real_shapes("val"), jitter_px=1.0, full_cycle=True)
     assert [run.kind for run in case.runs] == ["myo_fragments"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        frames = (case.ed_frame, case.es_frame) if given else (None, None)
-        result = smooth_sequence(case.labels, case.spacing_mm, model=model, ed_frame=frames[0], es_frame=frames[1])
-    truth = clinical_indices(case.truth, case.spacing_mm, ed_frame=case.ed_frame, es_frame=case.es_frame)
-    after = np.asarray(result.columns["lv_volume_ml_after"], dtype=float)
+    result, truth, after = _smoothed_against_truth(model, case, given)
     assert abs(after[case.es_frame] - truth.esv_ml) < 0.15 * truth.esv_ml
     assert abs(np.nanmin(after) - truth.esv_ml) < 0.15 * truth.esv_ml
     assert abs(result.summary["ef_percent_after"] - truth.ef_percent) < 5.0
@@ -376,18 +383,12 @@ def test_an_lv_split_across_end_systole_keeps_its_volume_minimum(model, given):
     """Tuning case 10 of the benchmark's coherent set: the LV cut in pieces by a band over frames 7-21
     of a 24-frame real-shape cycle, ES at 12. Bridged from the trusted frames near ED the ES volume
     came out 80 mL for 70 (EF 34 for 43); the joined pieces now carry the phase through the run."""
-    from echotemporal.measure.clinical import clinical_indices
     from echotemporal.phantoms import load_real_shapes
     from echotemporal.phantoms.failure_set import TUNING_SEED_BASE, benchmark_coherent_case
 
     case = benchmark_coherent_case(10, TUNING_SEED_BASE, real=load_real_shapes("val"))
     assert [run.kind for run in case.runs] == ["lv_split"] and case.broken[case.es_frame]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        frames = (case.ed_frame, case.es_frame) if given else (None, None)
-        result = smooth_sequence(case.labels, case.spacing_mm, model=model, ed_frame=frames[0], es_frame=frames[1])
-    truth = clinical_indices(case.truth, case.spacing_mm, ed_frame=case.ed_frame, es_frame=case.es_frame)
-    after = np.asarray(result.columns["lv_volume_ml_after"], dtype=float)
+    result, truth, after = _smoothed_against_truth(model, case, given)
     assert abs(np.nanmin(after) - truth.esv_ml) < 0.05 * truth.esv_ml
     assert abs(result.summary["ef_percent_after"] - truth.ef_percent) < 2.5
     assert result.summary["n_invalid_after"] == 0 and result.summary["n_inconsistent_after"] == 0
@@ -398,16 +399,11 @@ def test_lv_pieces_joined_with_a_leak_carry_no_phase(model):
     ES at 21. Joined, the pieces take the leak in: carrying the phase they lifted the ES volume from
     37 to 60 mL (EF 46 for 67). The run's middle frames fail the reconstruction test, so none of it
     carries the phase."""
-    from echotemporal.measure.clinical import clinical_indices
     from echotemporal.phantoms import load_real_shapes
     from echotemporal.phantoms.failure_set import TUNING_SEED_BASE, benchmark_coherent_case
 
     case = benchmark_coherent_case(71, TUNING_SEED_BASE, real=load_real_shapes("val"))
     assert sorted(run.kind for run in case.runs) == ["base_leak", "lv_split"] and case.broken[case.es_frame]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = smooth_sequence(case.labels, case.spacing_mm, model=model, ed_frame=case.ed_frame, es_frame=case.es_frame)
-    truth = clinical_indices(case.truth, case.spacing_mm, ed_frame=case.ed_frame, es_frame=case.es_frame)
-    after = np.asarray(result.columns["lv_volume_ml_after"], dtype=float)
+    result, truth, after = _smoothed_against_truth(model, case)
     assert abs(after[case.es_frame] - truth.esv_ml) < 0.15 * truth.esv_ml
     assert abs(result.summary["ef_percent_after"] - truth.ef_percent) < 5.0
