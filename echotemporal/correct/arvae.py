@@ -133,14 +133,25 @@ def _minor_cleanups(
 
 
 def _joined_lv(frame: np.ndarray) -> np.ndarray:
-    """(H, W) ``frame`` with its LV pieces joined: their convex hull, except the LA, becomes LV."""
+    """(H, W) ``frame`` with its LV pieces joined: what lies between them becomes LV (the LA spared).
+
+    Between the pieces means inside the convex hull of them all but outside each piece's own hull:
+    the band that cut the cavity, not the concavities of the drawn border (a hull of the whole
+    cavity would add those too, a few % of its area).
+    """
     from skimage.morphology import convex_hull_image
+
+    from echotemporal.core.components import components
 
     lv = frame == LV
     rows, cols = mask_box(lv, margin=1)
     out = frame.copy()
     crop = out[rows, cols]
-    crop[convex_hull_image(lv[rows, cols]) & (crop != LA)] = LV
+    pieces, n = components(lv[rows, cols])
+    between = convex_hull_image(pieces > 0)
+    for k in range(1, n + 1):
+        between &= ~convex_hull_image(pieces == k)
+    crop[between & (crop != LA)] = LV
     return out
 
 
