@@ -27,7 +27,14 @@ from echotemporal.correct.repair import (
     interpolate_residue,
     interpolate_runs,
 )
-from echotemporal.correct.trust import FrameTrust, assess_frames, lv_reconstructs, reconstruction_dice, temporal_outliers
+from echotemporal.correct.trust import (
+    FrameTrust,
+    assess_frames,
+    lv_reconstructs,
+    off_myocardial_level,
+    reconstruction_dice,
+    temporal_outliers,
+)
 from echotemporal.measure.sequence import ShapeMeasures, add_validity, heart_box, measure_shape, restore_frames
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -166,9 +173,11 @@ def _joined_lv_phase(
     from the trusted frames alone, and a run across end-systole loses its volume minimum. The pieces
     are joined (:func:`_joined_lv`) and encoded. A run of such frames carries the phase only where
     every joined LV of it reconstructs as well as the sequence's good frames (``trust.lv_reconstructs``:
-    pieces that are a leak or a stray blob make an implausible hull) and its LV area and length stay
+    pieces that are a leak or a stray blob make an implausible hull), its LV area and length stay
     on the trusted frames' temporal curve (``trust.temporal_outliers``, ED/ES ``anchors`` as turning
-    points: a cavity also drawn too small, or cut at the base, leaves it).
+    points: a cavity also drawn too small, or cut at the base, leaves it) and its myocardial area on
+    the level its LV area predicts (``trust.off_myocardial_level``: an endocardium also drawn into
+    the wall or away from it, which ramps in smoothly, leaves that).
 
     Args:
         labels: (T, H, W) uint8 sequence; candidates: (T,) bool frames to re-estimate without an
@@ -202,6 +211,7 @@ def _joined_lv_phase(
         on_phase = type(thresholds)(tuple(thresholds.names[k] for k in phase), thresholds.lo[phase],
                                     thresholds.hi[phase], thresholds.tau[phase])
         passed &= ~temporal_outliers(attributes[:, phase], on_phase, trust.trusted | passed, anchors)
+        passed &= ~off_myocardial_level(attributes, thresholds, trust.trusted | passed)
     # A failure evolves smoothly along its run: where some of a run's joined frames are implausible (a
     # leak joined in), the others hold the same failure, milder. Only whole runs carry the phase.
     carriers = np.zeros(len(labels), dtype=bool)

@@ -410,3 +410,19 @@ def test_lv_pieces_joined_with_a_leak_carry_no_phase(model):
     result, truth, after = _smoothed_against_truth(model, case)
     assert abs(after[case.es_frame] - truth.esv_ml) < 0.15 * truth.esv_ml
     assert abs(result.summary["ef_percent_after"] - truth.ef_percent) < 5.0
+
+
+def test_lv_pieces_also_drawn_into_the_wall_carry_no_phase(model):
+    """Tuning case 150: over frames 28-36 of a 44-frame cycle the LV is cut in pieces and its
+    endocardium drawn into the wall as well. Joined, the pieces are a cavity too large, ramping in
+    smoothly: carrying the phase they put the volume curve 11 mL off the truth. Their myocardial area
+    is off the level their LV area predicts, so the run carries nothing."""
+    from echotemporal.phantoms import load_real_shapes
+    from echotemporal.phantoms.failure_set import TUNING_SEED_BASE, benchmark_coherent_case
+
+    case = benchmark_coherent_case(150, TUNING_SEED_BASE, real=load_real_shapes("val"))
+    runs = {run.kind: (run.first_frame, run.last_frame) for run in case.runs}
+    assert runs["lv_split"] == runs["over_under"]
+    result, truth, after = _smoothed_against_truth(model, case)
+    assert np.nanmax(np.abs(after - truth.volumes_ml)) < 8.5
+    assert abs(result.summary["ef_percent_after"] - truth.ef_percent) < 2.0
