@@ -139,12 +139,18 @@ def _minor_cleanups(
     return out, measure_shape(out, ctx.spacing_mm, ctx.thresholds, reference=(labels, before))
 
 
-def _joined_lv(frame: np.ndarray) -> np.ndarray:
+#: Pixel size (mm) of the grid on which the gaps between LV pieces are found (finer native grids are
+#: subsampled: the hulls cost in proportion to the pixels, and the joined frame only carries the phase).
+JOIN_GRID_MM = 0.6
+
+
+def _joined_lv(frame: np.ndarray, spacing_mm: tuple[float, float] = (JOIN_GRID_MM, JOIN_GRID_MM)) -> np.ndarray:
     """(H, W) ``frame`` with its LV pieces joined: what lies between them becomes LV (the LA spared).
 
     Between the pieces means inside the convex hull of them all but outside each piece's own hull:
     the band that cut the cavity, not the concavities of the drawn border (a hull of the whole
-    cavity would add those too, a few % of its area).
+    cavity would add those too, a few % of its area). The hulls are taken on a grid of about
+    ``JOIN_GRID_MM`` (every k-th row and column of the native one, ``spacing_mm`` (row, col) mm).
     """
     from skimage.morphology import convex_hull_image
 
@@ -155,10 +161,13 @@ def _joined_lv(frame: np.ndarray) -> np.ndarray:
     out = frame.copy()
     crop = out[rows, cols]
     pieces, n = components(lv[rows, cols])
-    between = convex_hull_image(pieces > 0)
-    for k in range(1, n + 1):
-        between &= ~convex_hull_image(pieces == k)
-    crop[between & (crop != LA)] = LV
+    step = tuple(max(1, int(round(JOIN_GRID_MM / float(mm)))) for mm in spacing_mm)
+    coarse = pieces[:: step[0], :: step[1]]
+    between = convex_hull_image(coarse > 0)
+    for k in np.unique(coarse[coarse > 0]):
+        between &= ~convex_hull_image(coarse == k)
+    between = np.repeat(np.repeat(between, step[0], axis=0), step[1], axis=1)[: crop.shape[0], : crop.shape[1]]
+    crop[between & (crop != LA) & ~lv[rows, cols]] = LV
     return out
 
 
@@ -197,7 +206,7 @@ def _joined_lv_phase(
     rows = np.flatnonzero(split)
     if not rows.size:
         return None
-    joined = np.stack([_joined_lv(labels[t]) for t in rows])
+    joined = np.stack([_joined_lv(labels[t], ctx.spacing_mm) for t in rows])
     grid = to_grid(joined, ctx.alignment)
     latents = np.asarray(ctx.model.encode(grid), dtype=np.float64)
     lv_dice = reconstruction_dice(grid, np.asarray(ctx.model.decode(latents.astype(np.float32))))[:, 0]
