@@ -277,7 +277,7 @@ def test_status_long_poll(client: TestClient, files: dict[str, Path]) -> None:
 
 
 def test_long_poll_of_a_deleted_job_ends_at_once(client: TestClient, files: dict[str, Path]) -> None:
-    busy = _submit(client, files["big"])
+    busy = [_submit(client, files["big"]) for _ in range(2)]  # the small job stays queued past the 0.3 s
     queued = _submit(client, files["small"])
     answer: list = []
     start = time.monotonic()
@@ -288,8 +288,9 @@ def test_long_poll_of_a_deleted_job_ends_at_once(client: TestClient, files: dict
     poller.join(timeout=25)
     _assert_error(answer[0], 404, "no job")
     assert time.monotonic() - start < 10.0
-    _wait(client, busy["status_url"])
-    client.delete(busy["status_url"])
+    for job in busy:
+        _wait(client, job["status_url"])
+        client.delete(job["status_url"])
 
 
 def test_killed_worker_fails_its_job_only(client: TestClient, app, files: dict[str, Path]) -> None:
