@@ -16,6 +16,7 @@ import numpy as np
 
 from echotemporal.core.config import SmoothingConfig
 from echotemporal.core.boxes import mask_box
+from echotemporal.core.components import components
 from echotemporal.core.labels import LA, LV, MYO
 from echotemporal.correct.cleanup import cleanup_labels
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
@@ -153,8 +154,6 @@ def _joined_lv(frame: np.ndarray, spacing_mm: tuple[float, float] = (JOIN_GRID_M
     ``JOIN_GRID_MM`` (every k-th row and column of the native one, ``spacing_mm`` (row, col) mm).
     """
     from skimage.morphology import convex_hull_image
-
-    from echotemporal.core.components import components
 
     lv = frame == LV
     rows, cols = mask_box(lv, margin=1)

@@ -17,7 +17,6 @@ from echotemporal.core.parallel import map_frame_chunks
 from echotemporal.measure.sequence import heart_box, measure_threads
 
 __all__ = [
-    "INPLANE",
     "JUNCTION_RADIUS_MM",
     "MAX_MODELLED",
     "cleanup_decoded",
@@ -28,9 +27,6 @@ __all__ = [
     "trim_la_along_myo",
 ]
 
-#: In-plane 4-connectivity, no connection across frames: morphology stays per frame on a (T,H,W) stack.
-INPLANE = np.zeros((3, 3, 3), dtype=bool)
-INPLANE[1] = ndimage.generate_binary_structure(2, 1)
 #: In-plane 8-connectivity of a single (H, W) frame.
 _EIGHT = np.ones((3, 3), dtype=bool)
 

@@ -282,7 +282,7 @@ def assess_frames(
     recon_dice = per_label.min(axis=1)
     reference = np.quantile(per_label, REFERENCE_QUANTILE, axis=0)
     weak = (per_label < reference - NEIGHBOUR_DROP).any(axis=1)
-    lv_intact = per_label[:, 0] >= reference[0] - NEIGHBOUR_DROP[0]
+    lv_intact = per_label[:, 0] >= _lv_floor(per_label[:, 0])
     if lv_one_piece is not None:
         lv_intact &= np.asarray(lv_one_piece, dtype=bool)
     floor = np.maximum(MIN_RECONSTRUCTION_DICE, reference - RELATIVE_DROP)
@@ -327,5 +327,9 @@ def lv_reconstructs(lv_dice: np.ndarray, trust: FrameTrust) -> np.ndarray:
     Returns:
         (n,) bool.
     """
-    reference = float(np.quantile(trust.lv_dice, REFERENCE_QUANTILE))
-    return np.asarray(lv_dice, dtype=np.float64) >= reference - NEIGHBOUR_DROP[0]
+    return np.asarray(lv_dice, dtype=np.float64) >= _lv_floor(trust.lv_dice)
+
+
+def _lv_floor(sequence_lv_dice: np.ndarray) -> float:
+    """The LV reconstruction Dice an intact LV reaches: the sequence's reference less ``NEIGHBOUR_DROP``."""
+    return float(np.quantile(sequence_lv_dice, REFERENCE_QUANTILE)) - NEIGHBOUR_DROP[0]
