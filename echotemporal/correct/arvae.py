@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 from echotemporal.core.config import SmoothingConfig
-from echotemporal.core.boxes import mask_box
+from echotemporal.core.boxes import heart_mask, mask_box
 from echotemporal.core.components import components
 from echotemporal.core.labels import LA, LV, MYO
 from echotemporal.correct.cleanup import cleanup_labels
@@ -116,15 +117,22 @@ def _cleaned_for_encoding(labels: np.ndarray, before: ShapeMeasures) -> np.ndarr
     return seen
 
 
-#: An invalid frame whose clean-up (largest component per label, holes filled) changes at most this
-#: fraction of its LV∪MYO pixels is judged as cleaned: specks and pinholes, not a lost structure.
+#: An invalid frame is judged as cleaned by its clean-up (largest component per label, holes filled)
+#: when the pieces the clean-up changes next to the kept heart hold at most this fraction of its
+#: LV∪MYO pixels: specks, pinholes and stray blobs away from the heart (a segmenter's second "heart"
+#: in the background, of any size), not a wall or cavity piece cut off by a gap.
 MINOR_CLEANUP = 0.03
+
+#: Changed pieces farther than this (mm) from the kept heart are stray blobs; nearer, they are the
+#: heart's own: a wall piece cut off by a gap, or a leak that an under-segmented LV drew away from
+#: (2-5 mm). The U-Net of the segmenter set leaves its stray "hearts" 4-30 mm away (tuning set).
+STRAY_GAP_MM = 5.0
 
 
 def _minor_cleanups(
     labels: np.ndarray, seen: np.ndarray, before: ShapeMeasures, ctx: _Sequence
 ) -> tuple[np.ndarray, ShapeMeasures]:
-    """The input with its invalid frames replaced by their clean-up where that changes little.
+    """The input with its invalid frames replaced by their clean-up where that loses nothing of the heart.
 
     Returns:
         (labels (T, H, W), their measures), the input itself when no frame qualifies.
@@ -132,12 +140,41 @@ def _minor_cleanups(
     n = len(labels)
     changed = (seen != labels).reshape(n, -1).sum(axis=1)
     heart = ((labels == LV) | (labels == MYO)).reshape(n, -1).sum(axis=1)
-    minor = ~before.valid & (changed > 0) & (changed <= MINOR_CLEANUP * np.maximum(heart, 1))
+    lost = np.zeros(n, dtype=np.int64)
+    for t in np.flatnonzero(~before.valid & (changed > 0)):
+        lost[t] = _adjacent_change(labels[t], seen[t], ctx.spacing_mm)
+    minor = ~before.valid & (changed > 0) & (lost <= MINOR_CLEANUP * np.maximum(heart, 1))
     if not minor.any():
         return labels, before
     out = labels.copy()
     out[minor] = seen[minor]
     return out, measure_shape(out, ctx.spacing_mm, ctx.thresholds, reference=(labels, before))
+
+
+def _adjacent_change(frame: np.ndarray, cleaned: np.ndarray, spacing_mm: tuple[float, float]) -> int:
+    """Pixels a clean-up changed in the pieces that lie next to what it kept of the LV and MYO.
+
+    Args:
+        frame, cleaned: (H, W) labels before and after the clean-up.
+        spacing_mm: (row, column) pixel size.
+
+    Returns:
+        the pixel count of the changed 8-connected pieces within ``STRAY_GAP_MM`` of the kept LV∪MYO:
+        a wall or cavity piece cut off by a gap, or a leak the LV drew away from, counts; a stray blob
+        away from the heart does not.
+    """
+    margin = int(np.ceil(STRAY_GAP_MM / min(spacing_mm))) + 1
+    box = mask_box(frame != cleaned, margin=margin)
+    if box is None:
+        return 0
+    diff = frame[box] != cleaned[box]
+    kept = heart_mask(cleaned[box]) & ~diff  # kept pixels beyond the margin are beyond the gap
+    if not kept.any():
+        return 0 if heart_mask(cleaned).any() else int(diff.sum())
+    near = distance_transform_edt(~kept, sampling=spacing_mm) <= STRAY_GAP_MM
+    pieces, _ = components(diff, 8)
+    touching = np.unique(pieces[near & diff])
+    return int(np.isin(pieces, touching[touching > 0]).sum())
 
 
 #: Pixel size (mm) of the grid on which the gaps between LV pieces are found (finer native grids are
