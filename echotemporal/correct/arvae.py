@@ -140,10 +140,11 @@ def _minor_cleanups(
     n = len(labels)
     changed = (seen != labels).reshape(n, -1).sum(axis=1)
     heart = ((labels == LV) | (labels == MYO)).reshape(n, -1).sum(axis=1)
-    lost = np.zeros(n, dtype=np.int64)
-    for t in np.flatnonzero(~before.valid & (changed > 0)):
+    budget = MINOR_CLEANUP * np.maximum(heart, 1)
+    lost = changed.copy()  # never more than what changed: only frames over the budget need a closer look
+    for t in np.flatnonzero(~before.valid & (changed > budget)):
         lost[t] = _adjacent_change(labels[t], seen[t], ctx.spacing_mm)
-    minor = ~before.valid & (changed > 0) & (lost <= MINOR_CLEANUP * np.maximum(heart, 1))
+    minor = ~before.valid & (changed > 0) & (lost <= budget)
     if not minor.any():
         return labels, before
     out = labels.copy()
