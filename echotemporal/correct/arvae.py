@@ -496,7 +496,8 @@ def _revert_unhelped(
 ) -> tuple[np.ndarray, ShapeMeasures]:
     """Do no harm: a changed frame that is invalid while its input frame was valid, or that was
     replaced only for being invalid (never flagged) and is still invalid, gets the input frame back,
-    where that creates no new inconsistency with its neighbours."""
+    where that creates no new inconsistency: a reverted frame next to a newly flagged one (or, for a
+    flag farther off, the reverted frame nearest to it) stays corrected, and the rest is tried again."""
     changed = (out != labels).reshape(len(out), -1).any(axis=1)
     revert = changed & ~shape.valid & (before.valid | ~before.flags.any(axis=1))
     flagged = shape.flags.any(axis=1)
@@ -506,6 +507,9 @@ def _revert_unhelped(
         if not new.any():
             out[revert] = labels[revert]
             return out, restored
-        near = np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0
-        revert &= ~near
+        drop = revert & (np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0)
+        if not drop.any():  # flagged beyond a neighbour (a gap in the metric): the nearest reverted frame
+            rows = np.flatnonzero(revert)
+            drop[[rows[np.argmin(np.abs(rows - t))] for t in np.flatnonzero(new)]] = True
+        revert &= ~drop  # shrinks every pass: the loop ends
     return out, shape

@@ -47,3 +47,29 @@ def test_a_worse_correction_returns_the_input_unless_forced(monkeypatch):
     assert any("--force" in note for note in kept.summary["notes"])
     assert forced.summary["outcome"] == "worse" and not forced.summary["kept_input_because_worse"]
     assert not forced.labels[4].any()
+
+
+def test_reverting_an_unhelped_frame_ends_when_it_flags_a_frame_beyond_its_neighbours(monkeypatch):
+    """A reverted frame that makes a frame two or more away newly inconsistent (the metric reaches
+    over gaps) stays corrected; the loop once kept the same revert forever (weak U-Net case)."""
+    from echotemporal.correct import arvae
+
+    n = 8
+    labels = np.zeros((n, 4, 4), dtype=np.uint8)
+    out = labels.copy()
+    out[[2, 3]] = 1  # frames 2 and 3 were changed and are still invalid; their input frames were valid
+    shape = _measures([False] * n, [True, True, False, False, True, True, True, True])
+    before = _measures([False] * n, [True] * n)
+    calls = []
+
+    def restore(shape, before, rows, thresholds):  # putting frame 2 back flags frame 5
+        calls.append(np.flatnonzero(rows).tolist())
+        assert len(calls) < 10, "the revert loop does not end"
+        flags = np.zeros((n, 1), dtype=bool)
+        flags[5] = bool(rows[2])
+        return ShapeMeasures(np.zeros((n, 1)), flags, np.ones((n, 1), bool), np.ones(n, bool))
+
+    monkeypatch.setattr(arvae, "restore_frames", restore)
+    result, _ = arvae._revert_unhelped(out.copy(), shape, labels, before, thresholds=None)
+    assert calls == [[2, 3], [2]]  # frame 3, the nearest to the new flag, is dropped first; then frame 2
+    np.testing.assert_array_equal(result, out)  # both kept corrected: no revert left that flags nothing
