@@ -9,6 +9,7 @@ and the result carries both (:mod:`echotemporal.correct.result`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -265,6 +266,34 @@ class Corrected:
         )
 
 
+def review_notes(trust: FrameTrust | None, clinical: Any, n_frames: int) -> list[str]:
+    """What a reader must check by eye in a corrected sequence: the correction rests on nothing, or
+    its indices cannot be right.
+
+    Args:
+        trust: the input frames' trust (arvae; None for the other methods); clinical: the output's
+            clinical measures (frame numbers 0-based here, named from 1 in the notes);
+        n_frames: T.
+
+    Returns:
+        One sentence per finding (none for a sequence the checks can vouch for).
+    """
+    notes = []
+    if trust is not None and n_frames > 2 and int(trust.trusted.sum()) < 2:
+        notes.append(
+            f"only {int(trust.trusted.sum())} of {n_frames} frames could be trusted (valid, reconstructed like "
+            "a heart, on the sequence's own curve): there was nothing to re-estimate the others from, so they "
+            "were corrected in place where the model could; review this segmentation"
+        )
+    edv, esv = float(clinical.edv_ml), float(clinical.esv_ml)
+    if math.isfinite(edv) and math.isfinite(esv) and esv >= edv > 0 and clinical.ed_frame is not None:
+        notes.append(
+            f"ESV {esv:.1f} mL >= EDV {edv:.1f} mL (ED frame {int(clinical.ed_frame) + 1}, ES frame "
+            f"{int(clinical.es_frame) + 1}): the segmentation or the ED/ES given is too far off for EF; review"
+        )
+    return notes
+
+
 def _correct(
     work: np.ndarray,
     spacing: tuple[float, float],
@@ -300,6 +329,9 @@ def _correct(
         out, after = work, before
         outcome.reestimated = None
     clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es, reference=(work, clin_before))
+    for note in review_notes(outcome.trust, clin_after, n_frames):
+        warnings.warn(note, stacklevel=3)
+        outcome.notes.append(note)
     kept = outcome.kept if outcome.kept is not None else np.zeros(n_frames, dtype=bool)
     return Corrected(out, before, after, clin_before, clin_after, kept, outcome.trust, outcome.reestimated, verdict,
                      outcome.notes, model if config.method == "arvae" else None, outcome.rounds, outcome.tolerances,

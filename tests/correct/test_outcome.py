@@ -73,3 +73,42 @@ def test_reverting_an_unhelped_frame_ends_when_it_flags_a_frame_beyond_its_neigh
     result, _ = arvae._revert_unhelped(out.copy(), shape, labels, before, thresholds=None)
     assert calls == [[2, 3], [2]]  # frame 3, the nearest to the new flag, is dropped first; then frame 2
     np.testing.assert_array_equal(result, out)  # both kept corrected: no revert left that flags nothing
+
+
+def _trust(trusted: list[bool]):
+    from echotemporal.correct.trust import FrameTrust
+
+    t = np.array(trusted)
+    return FrameTrust(*(t.astype(float), t, t.astype(float), t, ~t, t, np.zeros_like(t), t, t.astype(float)))
+
+
+def test_review_notes_name_an_untrustable_sequence_and_an_esv_above_the_edv():
+    from types import SimpleNamespace
+
+    from echotemporal.correct.smoothing import review_notes
+
+    sane = SimpleNamespace(edv_ml=120.0, esv_ml=50.0, ed_frame=0, es_frame=14)
+    inverted = SimpleNamespace(edv_ml=111.3, esv_ml=149.9, ed_frame=0, es_frame=14)
+    assert review_notes(_trust([True, False, True] + [False] * 12), sane, 15) == []
+    assert review_notes(None, sane, 15) == []  # gaussian / none: no trust judged
+    [untrusted] = review_notes(_trust([False] * 14 + [True]), sane, 15)
+    assert untrusted.startswith("only 1 of 15 frames could be trusted") and "review" in untrusted
+    [esv] = review_notes(None, inverted, 15)
+    assert "ESV 149.9 mL >= EDV 111.3 mL" in esv and "ED frame 1, ES frame 15" in esv
+
+
+def test_a_sequence_with_no_trusted_frame_says_so_in_its_summary(monkeypatch):
+    phantom = generate_sequence(21, n_frames=10, image_shape=(240, 200))
+    real = smoothing.smooth_arvae
+
+    def distrusting(*args, **kwargs):
+        outcome = real(*args, **kwargs)
+        outcome.trust = _trust([False] * len(phantom.labels))
+        return outcome
+
+    monkeypatch.setattr(smoothing, "smooth_arvae", distrusting)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = smooth_sequence(phantom.labels, phantom.spacing_mm)
+    assert any(note.startswith("only 0 of 10 frames could be trusted") for note in result.summary["notes"])
+    assert any(str(w.message).startswith("only 0 of 10 frames") for w in caught)
