@@ -189,8 +189,8 @@ def smooth(seq: Path, output: Path | None, method: str | None, weights: str | No
 
     The summary line starts with the outcome: CLEAN, RESIDUE (frames still flagged or invalid: see
     the summary JSON) or WORSE (the correction scored worse than the input on the inconsistent/invalid
-    frame counts; the input is written unchanged unless --force). Frames are numbered from 1, as in
-    the Info cfg.
+    frame counts, or put the ESV at or above the EDV of the given ED/ES; the input is written unchanged
+    unless --force). Frames are numbered from 1, as in the Info cfg.
 
     \b
     Exit codes: 0 clean or residue, 3 residue with --strict, 4 worse,

@@ -69,6 +69,12 @@ def _scores(shape: ShapeMeasures) -> str:
     return f"{int(shape.flags.any(axis=1).sum())} inconsistent, {int((~shape.valid).sum())} invalid frames"
 
 
+def _inverted(clinical: Any) -> bool:
+    """Whether the clinical measures put the ESV at or above a positive EDV (EF <= 0)."""
+    edv, esv = float(clinical.edv_ml), float(clinical.esv_ml)
+    return math.isfinite(edv) and math.isfinite(esv) and esv >= edv > 0
+
+
 def judge_outcome(before: ShapeMeasures, after: ShapeMeasures) -> str:
     """"worse" if the output has more inconsistent or more invalid frames than the input, "residue"
     if it still has some, else "clean" (the project's own checks, DESIGN.md §4.1 and §6)."""
@@ -285,11 +291,11 @@ def review_notes(trust: FrameTrust | None, clinical: Any, n_frames: int) -> list
             "a heart, on the sequence's own curve): there was nothing to re-estimate the others from, so they "
             "were corrected in place where the model could; review this segmentation"
         )
-    edv, esv = float(clinical.edv_ml), float(clinical.esv_ml)
-    if math.isfinite(edv) and math.isfinite(esv) and esv >= edv > 0 and clinical.ed_frame is not None:
+    if _inverted(clinical) and clinical.ed_frame is not None:
         notes.append(
-            f"ESV {esv:.1f} mL >= EDV {edv:.1f} mL (ED frame {int(clinical.ed_frame) + 1}, ES frame "
-            f"{int(clinical.es_frame) + 1}): the segmentation or the ED/ES given is too far off for EF; review"
+            f"ESV {float(clinical.esv_ml):.1f} mL >= EDV {float(clinical.edv_ml):.1f} mL (ED frame "
+            f"{int(clinical.ed_frame) + 1}, ES frame {int(clinical.es_frame) + 1}): the segmentation or the "
+            "ED/ES given is too far off for EF; review"
         )
     return notes
 
@@ -321,14 +327,21 @@ def _correct(
     background.shutdown(wait=False)
     out, after = outcome.labels, outcome.after
     verdict = judge_outcome(before, after)
+    clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es, reference=(work, clin_before))
+    why = f"{_scores(before)} -> {_scores(after)}"
+    if verdict != "worse" and _inverted(clin_after) and not _inverted(clin_before):
+        # Do no harm on the indices too: a correction that turns the volume curve over at the given
+        # ED/ES (a long run rebuilt the wrong way) is worse than the input whatever its frame counts.
+        verdict = "worse"
+        why = (f"ESV {float(clin_before.esv_ml):.1f} < EDV {float(clin_before.edv_ml):.1f} mL -> "
+               f"ESV {float(clin_after.esv_ml):.1f} >= EDV {float(clin_after.edv_ml):.1f} mL")
     if verdict == "worse" and config.on_worse == "keep_input":
         outcome.notes.append(
-            f"the correction scored worse than the input ({_scores(before)} -> {_scores(after)}): the input "
+            f"the correction scored worse than the input ({why}): the input "
             "is returned unchanged; rerun with --force (on_worse: keep_output) to keep the correction"
         )
-        out, after = work, before
+        out, after, clin_after = work, before, clin_before
         outcome.reestimated = None
-    clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es, reference=(work, clin_before))
     for note in review_notes(outcome.trust, clin_after, n_frames):
         warnings.warn(note, stacklevel=3)
         outcome.notes.append(note)

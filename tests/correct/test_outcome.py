@@ -112,3 +112,29 @@ def test_a_sequence_with_no_trusted_frame_says_so_in_its_summary(monkeypatch):
         result = smooth_sequence(phantom.labels, phantom.spacing_mm)
     assert any(note.startswith("only 0 of 10 frames could be trusted") for note in result.summary["notes"])
     assert any(str(w.message).startswith("only 0 of 10 frames") for w in caught)
+
+
+def test_a_correction_that_turns_the_volume_curve_over_is_worse(monkeypatch):
+    """Same frame counts, but the given ES ends up larger than the given ED: the input is kept."""
+    phantom = generate_sequence(21, n_frames=10, image_shape=(240, 200))
+    labels = phantom.labels
+    last = len(labels) - 1
+
+    def reversing(work, spacing, before, model, config, thresholds, anchors):
+        from echotemporal.measure.sequence import measure_shape
+
+        out = np.ascontiguousarray(work[::-1])
+        return smoothing.MethodOutcome(out, measure_shape(out, spacing, thresholds, reference=(work, before)))
+
+    monkeypatch.setattr(smoothing, "_run_method", reversing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = smooth_sequence(labels, phantom.spacing_mm, ed_frame=0, es_frame=last)
+        forced = smooth_sequence(labels, phantom.spacing_mm, ed_frame=0, es_frame=last,
+                                 config=SmoothingConfig(on_worse="keep_output"))
+    assert kept.summary["outcome"] == "worse" and kept.summary["kept_input_because_worse"]
+    np.testing.assert_array_equal(kept.labels, labels)
+    assert kept.summary["ef_percent_after"] == kept.summary["ef_percent_before"] > 0
+    assert any(">= EDV" in note and "--force" in note for note in kept.summary["notes"])
+    assert forced.summary["outcome"] == "worse" and forced.summary["ef_percent_after"] < 0
+    assert any(note.startswith("ESV") and "review" in note for note in forced.summary["notes"])
