@@ -286,12 +286,15 @@ def demo(output: Path, seed: int, weights: str | None, overwrite: bool) -> None:
 @_allow_implausible_option("Process sequences with implausible ED/ES or orientation (with a warning) instead of failing them.")
 @click.option("--force", is_flag=True, help="Keep corrections that scored worse than their input (default: keep the input).")
 @click.option("--strict", is_flag=True, help="Exit 3 when a sequence has frames still flagged or invalid (residue).")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=600, show_default=True, metavar="SECONDS",
+              help="Stop a sequence still running after this long and record it as failed (0: no limit; "
+                   "local workers only).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @_friendly_errors
 def batch(camus_root: Path, output: Path, suffix: str, views: str, ed_es_pairs: bool, method: str | None,
           weights: str | None, config_path: Path | None, workers: int, scheduler: str | None, resume: bool, overwrite: bool,
           fps: float | None, spacing: tuple[float, float] | None, allow_implausible: bool, force: bool, strict: bool,
-          progress: bool) -> None:
+          time_limit: float, progress: bool) -> None:
     """Smooth every sequence of a CAMUS tree CAMUS_ROOT; per-sequence, per-frame and patient tables in OUT.
 
     Each sequence's outcome (clean, residue, worse, failed) is in sequences.csv; the run ends with
@@ -320,7 +323,8 @@ def batch(camus_root: Path, output: Path, suffix: str, views: str, ed_es_pairs: 
             summary = run_batch(camus_root, output, suffix=suffix, views=view_list, method=method, weights=weights,
                                 config=config, workers=workers, scheduler=scheduler, resume=resume,
                                 overwrite=overwrite, progress=progress, fps=fps, spacing_mm=spacing,
-                                allow_implausible=allow_implausible, ed_es_pairs=ed_es_pairs)
+                                allow_implausible=allow_implausible, ed_es_pairs=ed_es_pairs,
+                                time_limit_s=time_limit or None)
     except KeyboardInterrupt as exc:
         what = f"stopped by {exc.args[0]}" if isinstance(exc, Terminated) else "interrupted"
         click.echo(f"{what}: tables of the finished sequences are in {output}/; rerun with --resume", err=True)

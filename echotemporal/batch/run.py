@@ -385,6 +385,7 @@ def run_batch(
     spacing_mm: Sequence[float] | None = None,
     allow_implausible: bool = False,
     ed_es_pairs: bool = False,
+    time_limit_s: float | None = 600.0,
 ) -> BatchSummary:
     """Smooth every sequence of a CAMUS tree and write corrected files and tables under ``out``.
 
@@ -415,6 +416,9 @@ def run_batch(
         ed_es_pairs: the native CAMUS-2019 layout: each view's ``_ED{suffix}.mhd`` and
             ``_ES{suffix}.mhd`` masks read as a 2-frame sequence (frame 1 ED, frame 2 ES; indices and
             per-frame checks, no temporal step), written as ``<patient>_<view>_EDES{suffix}.nii.gz``.
+        time_limit_s: wall time (s) a sequence may take before it is stopped and recorded as failed
+            (a sequence takes seconds; this bounds one that would not end); None or 0: no limit. Enforced
+            in local worker processes and with ``workers=0``, not on a Dask cluster.
 
     While it runs, ``out`` is locked (:mod:`echotemporal.batch.lock`): a second batch on it stops at
     once. SIGTERM and SIGHUP stop it like Ctrl-C, except that running workers are stopped too; the
@@ -449,13 +453,14 @@ def run_batch(
         if overwrite and not resume:
             remove_previous_outputs(out)
         return _run_locked(root, out, cases, suffix, views, config, weights_str, workers, scheduler, resume,
-                           overwrite, progress, flush_every, fps, spacing, allow_implausible, start)
+                           overwrite, progress, flush_every, fps, spacing, allow_implausible, start, time_limit_s)
 
 
 def _run_locked(
     root: Path, out: Path, cases: list[Any], suffix: str, views: Sequence[str], config: SmoothingConfig,
     weights_str: str | None, workers: int, scheduler: Any, resume: bool, overwrite: bool, progress: bool,
     flush_every: int, fps: float | None, spacing_mm: tuple[float, float] | None, allow_implausible: bool, start: float,
+    time_limit_s: float | None = None,
 ) -> BatchSummary:
     """The batch proper, with OUT locked and SIGTERM/SIGHUP raising like Ctrl-C."""
     settings = {"suffix": suffix, "method": config.method, "weights": weights_str, "smoothing": config_to_dict(config),
@@ -469,8 +474,8 @@ def _run_locked(
     if resume and not config_doc["weights_sha256"] and finished:
         config_doc["weights_sha256"] = read_tables(out).config.get("weights_sha256")
     tasks = _build_tasks(cases, root, out, config, weights_str, overwrite or resume, finished, state, suffix)
-    tasks = [dataclasses.replace(task, fps=fps, spacing_mm=spacing_mm, allow_implausible=allow_implausible)
-             for task in tasks]
+    tasks = [dataclasses.replace(task, fps=fps, spacing_mm=spacing_mm, allow_implausible=allow_implausible,
+                                 time_limit_s=time_limit_s) for task in tasks]
     out.mkdir(parents=True, exist_ok=True)
     state.write()
     on_result = _Progress(state, sum(task.n_todo for task in tasks), len(finished), progress, flush_every)

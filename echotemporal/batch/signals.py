@@ -1,5 +1,6 @@
 """Termination signals as Ctrl-C: a batch stopped by ``kill`` (SIGTERM) or a closed terminal (SIGHUP)
-writes its tables and stops its workers, as after Ctrl-C; and workers that die with their parent."""
+writes its tables and stops its workers, as after Ctrl-C; workers that die with their parent; and a
+time limit per sequence (SIGALRM), so that one sequence that never ends cannot hold a batch."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["Terminated", "terminate_as_interrupt", "die_with_parent"]
+__all__ = ["Terminated", "TimeLimitExceeded", "terminate_as_interrupt", "die_with_parent", "time_limit"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -18,6 +19,37 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+class TimeLimitExceeded(Exception):
+    """A sequence ran past the batch's time limit (``time_limit``)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Within the block, raise :class:`TimeLimitExceeded` once ``seconds`` of wall time have passed.
+
+    Works where SIGALRM exists and in a process's main thread (pool workers, the inline batch); elsewhere
+    (Dask worker threads, Windows) and for ``seconds`` None or <= 0 the block runs unlimited. A long C
+    call (a convolution, a distance transform) finishes before the exception is raised.
+    """
+    usable = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if not seconds or seconds <= 0 or not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeLimitExceeded(
+            f"still running after {seconds:g} s (--time-limit): stopped; rerun it alone or with a larger --time-limit"
+        )
+
+    saved = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, saved)
 
 
 def _raise(signum: int, frame: object) -> None:

@@ -40,6 +40,7 @@ class PatientTask:
     fps: float | None = None  # frames per second for every sequence (None: each file's header)
     allow_implausible: bool = False  # implausible ED/ES or orientation: warning instead of failure
     spacing_mm: tuple[float, float] | None = None  # (row_mm, col_mm) for every sequence (None: each header's)
+    time_limit_s: float | None = None  # wall time per sequence before it is stopped and failed (None: none)
 
     @property
     def n_todo(self) -> int:

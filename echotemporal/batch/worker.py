@@ -21,7 +21,7 @@ import numpy as np
 from echotemporal.batch.biplane import ViewData, info_values, patient_indices
 from echotemporal.batch.cache import worker_model, worker_thresholds
 from echotemporal.batch.environment import WORKER_ENV, prepare_worker, worker_environment
-from echotemporal.batch.signals import die_with_parent
+from echotemporal.batch.signals import die_with_parent, time_limit
 from echotemporal.batch.rows import base_row, beat_rows, nan, one_line, row_from_summary
 from echotemporal.batch.tables import PATIENT_COLUMNS, FramesPart
 from echotemporal.batch.tasks import PatientResult, PatientTask, ViewTask
@@ -83,7 +83,7 @@ def _smooth_view(
     frames = data = None
     try:
         view.output.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), time_limit(task.time_limit_s):
             # Degenerate frames warn inside the pipeline; in a batch the tables record them instead.
             warnings.simplefilter("ignore")
             before = _read_input(view)  # read once: smooth_file takes it, the biplane needs it

@@ -229,6 +229,32 @@ def test_ctrl_c_leaves_consistent_tables_that_resume_completes(
     assert (summary.n_skipped, summary.n_ok, summary.n_failed) == (2, 4, 2)
 
 
+def test_a_sequence_past_the_time_limit_is_a_failed_row_and_the_batch_goes_on(
+    camus_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from echotemporal.outputs import sequence_file
+
+    smooth_file = sequence_file.smooth_file
+
+    def never_ending_for_one(path, *args, **kwargs):  # patient0001's 4CH never ends (pure Python: interruptible)
+        while "patient0001_4CH" in str(path):
+            time.sleep(0.01)
+        return smooth_file(path, *args, **kwargs)
+
+    monkeypatch.setattr(sequence_file, "smooth_file", never_ending_for_one)
+    start = time.monotonic()
+    summary = run_batch(camus_root, tmp_path / "out", method="gaussian", workers=0, progress=False, time_limit_s=5)
+    assert time.monotonic() - start < 60
+    seq = read_tables(tmp_path / "out").sequences.set_index(["patient", "view"])
+    stopped = seq.loc[("patient0001", "4CH")]
+    assert stopped["status"] == "failed" and "after 5 s (--time-limit)" in stopped["error"]
+    assert seq.loc[("patient0001", "2CH"), "status"] == "ok"
+    assert summary.n_failed == 3  # the two broken files and the stopped one
+    assert not list((tmp_path / "out").rglob("patient0001_4CH*.nii.gz"))  # nothing half-written
+
+
 def test_resume_refuses_other_settings(
     camus_root: Path, pool_out: tuple[Path, batch.BatchSummary], tmp_path: Path
 ) -> None:
