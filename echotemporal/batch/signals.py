@@ -26,8 +26,9 @@ class TimeLimitExceeded(Exception):
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
-    """Within the block, raise :class:`TimeLimitExceeded` once ``seconds`` of wall time have passed.
+def time_limit(seconds: float | None, fix: str = "rerun it alone or with a larger --time-limit") -> Iterator[None]:
+    """Within the block, raise :class:`TimeLimitExceeded` once ``seconds`` of wall time have passed
+    (its message: "still running after S s: stopped; " and ``fix``).
 
     Works where SIGALRM exists and in a process's main thread (pool workers, the inline batch); elsewhere
     (Dask worker threads, Windows) and for ``seconds`` None or <= 0 the block runs unlimited. A long C
@@ -39,9 +40,7 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         return
 
     def expire(signum: int, frame: object) -> None:
-        raise TimeLimitExceeded(
-            f"still running after {seconds:g} s (--time-limit): stopped; rerun it alone or with a larger --time-limit"
-        )
+        raise TimeLimitExceeded(f"still running after {seconds:g} s: stopped; {fix}")
 
     saved = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, float(seconds))

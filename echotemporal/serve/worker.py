@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from echotemporal.batch.cache import worker_model, worker_thresholds
+from echotemporal.batch.signals import time_limit
 from echotemporal.io.atomic import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,6 +30,9 @@ __all__ = ["OUT", "StoredSequence", "worker_info", "correct_job", "check_job", "
 
 #: Sub-folder of a job's folder holding its results.
 OUT = "out"
+#: Wall time (s) a job's correction may take before the worker stops it and the job fails (a sequence
+#: takes seconds; this frees a worker from one that would not end).
+JOB_TIME_LIMIT_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -100,10 +104,12 @@ def correct_job(
 
     out = Path(job_dir) / OUT
     out.mkdir()
-    result = smooth_file(
-        sequence_path, out / "labels.nii.gz", method=method, model=worker_model(method, weights),
-        info_path=info_path, report_dir=out, sequence=sequence.load(), thresholds=worker_thresholds(),
-    )
+    fix = "the server stops a job after that long; check the sequence with `echotemporal check`"
+    with time_limit(JOB_TIME_LIMIT_S, fix):
+        result = smooth_file(
+            sequence_path, out / "labels.nii.gz", method=method, model=worker_model(method, weights),
+            info_path=info_path, report_dir=out, sequence=sequence.load(), thresholds=worker_thresholds(),
+        )
     for role, name in (("frames", "frames.csv"), ("config", "config.yaml")):
         Path(result.summary["outputs"][role]).rename(out / name)
     Path(result.summary["outputs"]["summary"]).unlink()

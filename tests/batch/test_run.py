@@ -249,7 +249,7 @@ def test_a_sequence_past_the_time_limit_is_a_failed_row_and_the_batch_goes_on(
     assert time.monotonic() - start < 60
     seq = read_tables(tmp_path / "out").sequences.set_index(["patient", "view"])
     stopped = seq.loc[("patient0001", "4CH")]
-    assert stopped["status"] == "failed" and "after 5 s (--time-limit)" in stopped["error"]
+    assert stopped["status"] == "failed" and "after 5 s: stopped" in stopped["error"] and "--time-limit" in stopped["error"]
     assert seq.loc[("patient0001", "2CH"), "status"] == "ok"
     assert summary.n_failed == 3  # the two broken files and the stopped one
     assert not list((tmp_path / "out").rglob("patient0001_4CH*.nii.gz"))  # nothing half-written
