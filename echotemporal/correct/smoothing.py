@@ -226,6 +226,7 @@ def smooth_sequence(
     )
     summary["outcome"] = done.verdict
     summary["kept_input_because_worse"] = bool(done.verdict == "worse" and config.on_worse == "keep_input")
+    summary["worse_reason"] = done.worse_reason
     summary["seconds"] = time.perf_counter() - start
     return SmoothingResult(
         labels=out[0] if np.asarray(labels).ndim == 2 else out,
@@ -245,6 +246,7 @@ class Corrected:
         kept: (T,) input frames kept; trust: input frames' confidence (arvae); reestimated: (T,) bool.
         verdict: "clean", "residue" or "worse"; notes: for the reader; model: the model used (arvae).
         rounds, tolerances, n_denoised: as in :class:`MethodOutcome`.
+        worse_reason: why the verdict is "worse" (the frame counts, or the volumes at ED/ES), else None.
     """
 
     labels: np.ndarray
@@ -261,6 +263,7 @@ class Corrected:
     rounds: int
     tolerances: np.ndarray | None
     n_denoised: int
+    worse_reason: str | None = None
 
     def reversed(self) -> Corrected:
         """The same result in reversed frame order."""
@@ -348,4 +351,4 @@ def _correct(
     kept = outcome.kept if outcome.kept is not None else np.zeros(n_frames, dtype=bool)
     return Corrected(out, before, after, clin_before, clin_after, kept, outcome.trust, outcome.reestimated, verdict,
                      outcome.notes, model if config.method == "arvae" else None, outcome.rounds, outcome.tolerances,
-                     outcome.n_denoised)
+                     outcome.n_denoised, why if verdict == "worse" else None)

@@ -235,9 +235,10 @@ def summary_line(result: SmoothingResult) -> str:
     where = s.get("outputs", {}).get("labels", "")
     head = f"{where}: " if where else ""
     outcome = s.get("outcome", "clean")
+    reason = f": {s['worse_reason']}" if s.get("worse_reason") else ""
     residue = {"clean": "", "residue": f" (residue: {_residue_frames(s)})",
-               "worse": " (correction scored worse than the input: input kept; --force keeps it)"
-               if s.get("kept_input_because_worse") else " (correction scored worse than the input)"}[outcome]
+               "worse": f" (correction scored worse than the input{reason}; input kept; --force keeps it)"
+               if s.get("kept_input_because_worse") else f" (correction scored worse than the input{reason})"}[outcome]
     return (
         f"{outcome.upper()} "
         f"{head}{s['method']}, {s['n_frames']} frames, inconsistent {s['n_inconsistent_before']}->"

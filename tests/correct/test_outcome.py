@@ -136,5 +136,8 @@ def test_a_correction_that_turns_the_volume_curve_over_is_worse(monkeypatch):
     np.testing.assert_array_equal(kept.labels, labels)
     assert kept.summary["ef_percent_after"] == kept.summary["ef_percent_before"] > 0
     assert any(">= EDV" in note and "--force" in note for note in kept.summary["notes"])
+    from echotemporal.outputs.files import summary_line
+
+    assert ">= EDV" in kept.summary["worse_reason"] and kept.summary["worse_reason"] in summary_line(kept)
     assert forced.summary["outcome"] == "worse" and forced.summary["ef_percent_after"] < 0
     assert any(note.startswith("ESV") and "review" in note for note in forced.summary["notes"])
