@@ -275,6 +275,27 @@ class Corrected:
         )
 
 
+def _judge(
+    work: np.ndarray, spacing: tuple[float, float], ed: int | None, es: int | None, before: ShapeMeasures,
+    clin_before: Any, outcome: MethodOutcome,
+) -> tuple[str, str, Any]:
+    """(verdict, why, the output's clinical measures) of a method's ``outcome`` on the input ``work``.
+
+    "worse" when the frame counts say so (:func:`judge_outcome`) or when the output puts the ESV at or
+    above the EDV of the given ED/ES where the input did not (do no harm on the indices too: a run
+    rebuilt the wrong way turns the volume curve over whatever the frame counts).
+    """
+    out, after = outcome.labels, outcome.after
+    verdict = judge_outcome(before, after)
+    clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es, reference=(work, clin_before))
+    why = f"{_scores(before)} -> {_scores(after)}"
+    if verdict != "worse" and _inverted(clin_after) and not _inverted(clin_before):
+        verdict = "worse"
+        why = (f"ESV {float(clin_before.esv_ml):.1f} < EDV {float(clin_before.edv_ml):.1f} mL -> "
+               f"ESV {float(clin_after.esv_ml):.1f} >= EDV {float(clin_after.edv_ml):.1f} mL")
+    return verdict, why, clin_after
+
+
 def review_notes(trust: FrameTrust | None, clinical: Any, n_frames: int) -> list[str]:
     """What a reader must check by eye in a corrected sequence: the correction rests on nothing, or
     its indices cannot be right.
@@ -328,16 +349,21 @@ def _correct(
     outcome = _run_method(work, spacing, before, model if has_heart else None, config, thresholds, anchors)
     clin_before = clin_before_job.result()
     background.shutdown(wait=False)
+    verdict, why, clin_after = _judge(work, spacing, ed, es, before, clin_before, outcome)
+    rebuilt = outcome.reestimated is not None and bool(np.any(outcome.reestimated))
+    if verdict == "worse" and config.method == "arvae" and rebuilt:
+        # The re-estimation of untrusted frames is what can go wrong wholesale (a long run at an end
+        # rebuilt the wrong way): the in-place correction alone (robust off) may still help.
+        plain = _run_method(work, spacing, before, model, dataclasses.replace(config, robust=False), thresholds, anchors)
+        plain_verdict, plain_why, plain_clin = _judge(work, spacing, ed, es, before, clin_before, plain)
+        if plain_verdict != "worse":
+            plain.notes.append(
+                f"the re-estimation of untrusted frames scored worse than the input ({why}): the frames were "
+                "corrected in place instead (robust: false)"
+            )
+            plain.trust = outcome.trust
+            outcome, verdict, why, clin_after = plain, plain_verdict, plain_why, plain_clin
     out, after = outcome.labels, outcome.after
-    verdict = judge_outcome(before, after)
-    clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es, reference=(work, clin_before))
-    why = f"{_scores(before)} -> {_scores(after)}"
-    if verdict != "worse" and _inverted(clin_after) and not _inverted(clin_before):
-        # Do no harm on the indices too: a correction that turns the volume curve over at the given
-        # ED/ES (a long run rebuilt the wrong way) is worse than the input whatever its frame counts.
-        verdict = "worse"
-        why = (f"ESV {float(clin_before.esv_ml):.1f} < EDV {float(clin_before.edv_ml):.1f} mL -> "
-               f"ESV {float(clin_after.esv_ml):.1f} >= EDV {float(clin_after.edv_ml):.1f} mL")
     if verdict == "worse" and config.on_worse == "keep_input":
         outcome.notes.append(
             f"the correction scored worse than the input ({why}): the input "

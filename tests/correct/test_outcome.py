@@ -141,3 +141,28 @@ def test_a_correction_that_turns_the_volume_curve_over_is_worse(monkeypatch):
     assert ">= EDV" in kept.summary["worse_reason"] and kept.summary["worse_reason"] in summary_line(kept)
     assert forced.summary["outcome"] == "worse" and forced.summary["ef_percent_after"] < 0
     assert any(note.startswith("ESV") and "review" in note for note in forced.summary["notes"])
+
+
+def test_a_robust_correction_that_turns_the_curve_over_falls_back_to_the_in_place_one(monkeypatch):
+    phantom = generate_sequence(21, n_frames=10, image_shape=(240, 200))
+    labels = phantom.labels
+    last = len(labels) - 1
+    seen = []
+
+    def robust_reverses(work, spacing, before, model, config, thresholds, anchors):
+        from echotemporal.measure.sequence import measure_shape
+
+        seen.append(config.robust)
+        out = np.ascontiguousarray(work[::-1]) if config.robust else work.copy()  # plain: the input as drawn
+        rebuilt = (np.arange(len(work)) >= 5) if config.robust else None  # the robust run re-estimated frames
+        return smoothing.MethodOutcome(out, measure_shape(out, spacing, thresholds, reference=(work, before)),
+                                       reestimated=rebuilt)
+
+    monkeypatch.setattr(smoothing, "_run_method", robust_reverses)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smooth_sequence(labels, phantom.spacing_mm, ed_frame=0, es_frame=last)
+    assert seen == [True, False]
+    assert result.summary["outcome"] != "worse" and not result.summary["kept_input_because_worse"]
+    assert result.summary["ef_percent_after"] > 0
+    assert any("corrected in place instead" in note and ">= EDV" in note for note in result.summary["notes"])
