@@ -26,7 +26,7 @@ arvae then returns the input, counted as "kept input"; the baselines run unprote
 Usage::
 
     python scripts/benchmark_smoothing.py [--sets sparse,clean,coherent,segmenter] [--n 40]
-        [--segmenter-dir DIR] [--methods none,gaussian,lcc-gaussian,arvae] [--workers 2]
+        [--segmenter-dir DIR [--segmenter-cycles]] [--methods none,gaussian,lcc-gaussian,arvae] [--workers 2]
         [--set KEY=VALUE ...] [--csv rows.csv]
 """
 
@@ -142,11 +142,16 @@ def segmenter_case(index: int, directory: str) -> dict[str, Any]:
     if "segmenter_cases" not in _STATE:
         _STATE["segmenter_cases"] = load_segmenter_set(directory)
     case = _STATE["segmenter_cases"][index]
+    predicted, truth = case.predicted, case.truth
+    if _STATE.get("segmenter_cycles"):  # ED -> ES -> ED: ES mid-sequence, as in a full cycle
+        from echotemporal.phantoms.failure_set import mirror_half_sequence
+
+        predicted, truth = mirror_half_sequence(predicted), mirror_half_sequence(truth)
     # Every predicted frame differs from the truth: "untouched" frames are those within one pixel
     # of it (LV and MYO Dice >= 0.97), where a good correction has nothing to change.
-    touched = np.array([min(_dice(p == v, t == v) for v in (1, 2)) < 0.97 for p, t in zip(case.predicted, case.truth)])
+    touched = np.array([min(_dice(p == v, t == v) for v in (1, 2)) < 0.97 for p, t in zip(predicted, truth)])
     return {
-        "index": index, "set": "segmenter", "source": case.name, "truth": case.truth, "labels": case.predicted,
+        "index": index, "set": "segmenter", "source": case.name, "truth": truth, "labels": predicted,
         "spacing_mm": tuple(float(s) for s in case.spacing_mm), "ed_frame": int(case.ed_frame),
         "es_frame": int(case.es_frame), "touched": touched,
     }
@@ -244,7 +249,7 @@ def score(case: dict[str, Any], out: np.ndarray, result: Any, truth_ci: Any) -> 
 
 
 def init_worker(overrides: dict[str, Any], methods: tuple[str, ...], segmenter_dir: str | None, tuning: bool = False,
-                detect: bool = False) -> None:
+                detect: bool = False, segmenter_cycles: bool = False) -> None:
     warnings.simplefilter("ignore")  # degenerate frames warn by design; the table records them
     from echotemporal.measure.temporal import load_thresholds
     from echotemporal.model.registry import load_model
@@ -253,6 +258,7 @@ def init_worker(overrides: dict[str, Any], methods: tuple[str, ...], segmenter_d
     if tuning:
         _STATE.update(seed_base=TUNING_SEED_BASE, real_split="val")
     _STATE["detect"] = detect
+    _STATE["segmenter_cycles"] = segmenter_cycles
     _STATE["model"] = load_model()
 
 
@@ -331,6 +337,9 @@ def main() -> None:
     p.add_argument("--detect", action="store_true",
                    help="give the methods no ED/ES: each detects them on its own curve (a full cycle without an Info cfg); "
                         "the truth's indices still use the true ED/ES")
+    p.add_argument("--segmenter-cycles", action="store_true",
+                   help="mirror each segmenter case into a full cycle (ED -> ES -> ED, predictions and truth alike; "
+                        "with --detect: a real segmenter's full cycle without an Info cfg)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a SmoothingConfig field of arvae (repeatable; value read as YAML)")
     args = p.parse_args()
@@ -354,7 +363,7 @@ def main() -> None:
         else:
             tasks += [(name, i) for i in range(args.n)]
     start = time.perf_counter()
-    init = (overrides, methods, args.segmenter_dir, args.tuning, args.detect)
+    init = (overrides, methods, args.segmenter_dir, args.tuning, args.detect, args.segmenter_cycles)
     if args.workers <= 1:
         init_worker(*init)
         results = map(run_case, tasks)

@@ -33,7 +33,7 @@ from echotemporal.phantoms.records import CorruptionRun
 
 __all__ = [
     "HELD_OUT_SEED_BASE", "SOURCES", "TUNING_SEED_BASE", "FailureCase", "benchmark_coherent_case", "coherent_failure_case",
-    "coherent_failure_set", "write_failure_tree",
+    "coherent_failure_set", "mirror_half_sequence", "write_failure_tree",
 ]
 
 SOURCES: tuple[str, ...] = ("mixed", "parametric", "real")
@@ -78,8 +78,8 @@ class FailureCase:
         return broken_frames(list(self.runs), int(self.truth.shape[0]))
 
 
-def _mirror(labels: np.ndarray) -> np.ndarray:
-    """ED -> ES half-sequence to a full cycle ED -> ES -> just before ED."""
+def mirror_half_sequence(labels: np.ndarray) -> np.ndarray:
+    """(T, ...) ED -> ES half-sequence to a (2T - 2, ...) full cycle ED -> ES -> just before ED (ES at T - 1)."""
     return np.concatenate([labels, labels[-2:0:-1]])
 
 
@@ -138,7 +138,7 @@ def coherent_failure_case(
     truth = phantom.labels if keep_la else drop_la(phantom.labels)
     es_frame = int(phantom.es_frame)
     if full_cycle:
-        truth = _mirror(truth)
+        truth = mirror_half_sequence(truth)
     if jitter_px is None:
         jitter_px = REAL_SHAPE_JITTER_PX if is_real else 1.0
     labels = annotation_jitter(truth, phantom.spacing_mm, rng, amplitude_px=jitter_px) if jitter_px > 0 else truth

@@ -287,3 +287,12 @@ def test_one_native_pixel_of_jitter_on_the_224_grid_is_clean_for_the_thresholds_
     assert REAL_SHAPE_JITTER_PX == 0.5
     assert share[REAL_SHAPE_JITTER_PX] <= 0.02
     assert share[2 * REAL_SHAPE_JITTER_PX] >= 0.05
+
+
+def test_mirror_half_sequence_puts_es_mid_cycle_and_comes_back_towards_ed():
+    from echotemporal.phantoms.failure_set import mirror_half_sequence
+
+    half = np.arange(6)[:, None, None] * np.ones((1, 2, 3), dtype=int)  # frame k holds k: ED 0 .. ES 5
+    cycle = mirror_half_sequence(half)
+    assert cycle.shape == (10, 2, 3)
+    assert [int(f[0, 0]) for f in cycle] == [0, 1, 2, 3, 4, 5, 4, 3, 2, 1]  # ES at T - 1 = 5, ED not repeated
