@@ -296,14 +296,21 @@ def _judge(
     return verdict, why, clin_after
 
 
-def review_notes(trust: FrameTrust | None, clinical: Any, n_frames: int) -> list[str]:
-    """What a reader must check by eye in a corrected sequence: the correction rests on nothing, or
-    its indices cannot be right.
+#: An EF moved by at least this many points by a correction that re-estimated frames gets a review note.
+EF_REVIEW_POINTS = 10.0
+
+
+def review_notes(
+    trust: FrameTrust | None, clinical: Any, n_frames: int, *, before: Any = None, reestimated: np.ndarray | None = None
+) -> list[str]:
+    """What a reader must check by eye in a corrected sequence: the correction rests on nothing, its
+    indices cannot be right, or the shape model rebuilt frames that moved the EF a long way.
 
     Args:
         trust: the input frames' trust (arvae; None for the other methods); clinical: the output's
             clinical measures (frame numbers 0-based here, named from 1 in the notes);
-        n_frames: T.
+        n_frames: T; before: the input's clinical measures; reestimated: (T,) bool, frames the
+            model rebuilt from the trusted ones.
 
     Returns:
         One sentence per finding (none for a sequence the checks can vouch for).
@@ -321,6 +328,15 @@ def review_notes(trust: FrameTrust | None, clinical: Any, n_frames: int) -> list
             f"{int(clinical.ed_frame) + 1}, ES frame {int(clinical.es_frame) + 1}): the segmentation or the "
             "ED/ES given is too far off for EF; review"
         )
+    rebuilt = np.flatnonzero(reestimated) if reestimated is not None else np.zeros(0, dtype=int)
+    if before is not None and rebuilt.size:
+        ef_in, ef_out = float(before.ef_percent), float(clinical.ef_percent)
+        if math.isfinite(ef_in) and math.isfinite(ef_out) and abs(ef_out - ef_in) >= EF_REVIEW_POINTS:
+            notes.append(
+                f"EF {ef_in:.1f} -> {ef_out:.1f} % with {rebuilt.size} frame(s) rebuilt by the shape model "
+                f"(frames {int(rebuilt[0]) + 1}-{int(rebuilt[-1]) + 1}): a change this large rests on those "
+                "frames; review the volume curve"
+            )
     return notes
 
 
@@ -371,7 +387,8 @@ def _correct(
         )
         out, after, clin_after = work, before, clin_before
         outcome.reestimated = None
-    for note in review_notes(outcome.trust, clin_after, n_frames):
+    notes = review_notes(outcome.trust, clin_after, n_frames, before=clin_before, reestimated=outcome.reestimated)
+    for note in notes:
         warnings.warn(note, stacklevel=3)
         outcome.notes.append(note)
     kept = outcome.kept if outcome.kept is not None else np.zeros(n_frames, dtype=bool)

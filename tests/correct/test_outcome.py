@@ -95,6 +95,14 @@ def test_review_notes_name_an_untrustable_sequence_and_an_esv_above_the_edv():
     assert untrusted.startswith("only 1 of 15 frames could be trusted") and "review" in untrusted
     [esv] = review_notes(None, inverted, 15)
     assert "ESV 149.9 mL >= EDV 111.3 mL" in esv and "ED frame 1, ES frame 15" in esv
+    rebuilt = np.arange(15) >= 9
+    moved = SimpleNamespace(edv_ml=120.0, esv_ml=80.0, ed_frame=0, es_frame=14, ef_percent=33.3)
+    sane.ef_percent = 58.3
+    [ef] = review_notes(None, moved, 15, before=sane, reestimated=rebuilt)
+    assert ef.startswith("EF 58.3 -> 33.3 % with 6 frame(s) rebuilt") and "frames 10-15" in ef
+    assert review_notes(None, moved, 15, before=sane, reestimated=~rebuilt & False) == []  # nothing rebuilt
+    near = SimpleNamespace(edv_ml=120.0, esv_ml=55.0, ed_frame=0, es_frame=14, ef_percent=54.2)
+    assert review_notes(None, near, 15, before=sane, reestimated=rebuilt) == []  # moved by 4 points only
 
 
 def test_a_sequence_with_no_trusted_frame_says_so_in_its_summary(monkeypatch):
