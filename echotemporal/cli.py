@@ -286,6 +286,7 @@ def demo(output: Path, seed: int, weights: str | None, overwrite: bool) -> None:
 @_allow_implausible_option("Process sequences with implausible ED/ES or orientation (with a warning) instead of failing them.")
 @click.option("--force", is_flag=True, help="Keep corrections that scored worse than their input (default: keep the input).")
 @click.option("--strict", is_flag=True, help="Exit 3 when a sequence has frames still flagged or invalid (residue).")
+# The default is batch.signals.SEQUENCE_TIME_LIMIT_S, written out: --help must not import the batch package.
 @click.option("--time-limit", type=click.FloatRange(min=0), default=600, show_default=True, metavar="SECONDS",
               help="Stop a sequence still running after this long and record it as failed (0: no limit; "
                    "local workers only).")

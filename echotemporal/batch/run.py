@@ -38,7 +38,7 @@ from echotemporal.batch.tables import (
 from echotemporal.batch.cleanup import remove_previous_outputs
 from echotemporal.batch.dispatch import dispatch, fatal
 from echotemporal.batch.lock import output_lock
-from echotemporal.batch.signals import terminate_as_interrupt
+from echotemporal.batch.signals import SEQUENCE_TIME_LIMIT_S, terminate_as_interrupt
 from echotemporal.batch.tasks import PatientResult, PatientTask, ViewTask
 from echotemporal.batch.worker import failed_result
 from echotemporal.core.config import SmoothingConfig, config_to_dict
@@ -385,7 +385,7 @@ def run_batch(
     spacing_mm: Sequence[float] | None = None,
     allow_implausible: bool = False,
     ed_es_pairs: bool = False,
-    time_limit_s: float | None = 600.0,
+    time_limit_s: float | None = SEQUENCE_TIME_LIMIT_S,
 ) -> BatchSummary:
     """Smooth every sequence of a CAMUS tree and write corrected files and tables under ``out``.
 

@@ -10,7 +10,13 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["Terminated", "TimeLimitExceeded", "terminate_as_interrupt", "die_with_parent", "time_limit"]
+__all__ = [
+    "SEQUENCE_TIME_LIMIT_S", "Terminated", "TimeLimitExceeded", "terminate_as_interrupt", "die_with_parent", "time_limit",
+]
+
+#: Default wall time (s) one sequence may take in a batch or a service job before it is stopped: a
+#: sequence takes seconds; this bounds one that would not end.
+SEQUENCE_TIME_LIMIT_S = 600.0
 
 
 class Terminated(KeyboardInterrupt):

@@ -367,7 +367,7 @@ def _correct(
     background.shutdown(wait=False)
     verdict, why, clin_after = _judge(work, spacing, ed, es, before, clin_before, outcome)
     rebuilt = outcome.reestimated is not None and bool(np.any(outcome.reestimated))
-    if verdict == "worse" and config.method == "arvae" and rebuilt:
+    if verdict == "worse" and rebuilt:  # only arvae re-estimates frames
         # The re-estimation of untrusted frames is what can go wrong wholesale (a long run at an end
         # rebuilt the wrong way): the in-place correction alone (robust off) may still help.
         plain = _run_method(work, spacing, before, model, dataclasses.replace(config, robust=False), thresholds, anchors)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from echotemporal.batch.cache import worker_model, worker_thresholds
-from echotemporal.batch.signals import time_limit
+from echotemporal.batch.signals import SEQUENCE_TIME_LIMIT_S, time_limit
 from echotemporal.io.atomic import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,9 +30,8 @@ __all__ = ["OUT", "StoredSequence", "worker_info", "correct_job", "check_job", "
 
 #: Sub-folder of a job's folder holding its results.
 OUT = "out"
-#: Wall time (s) a job's correction may take before the worker stops it and the job fails (a sequence
-#: takes seconds; this frees a worker from one that would not end).
-JOB_TIME_LIMIT_S = 600.0
+#: Wall time (s) a job's correction may take before the worker stops it and the job fails.
+JOB_TIME_LIMIT_S = SEQUENCE_TIME_LIMIT_S
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,13 @@ def test_a_sequence_past_the_time_limit_is_a_failed_row_and_the_batch_goes_on(
     assert not list((tmp_path / "out").rglob("patient0001_4CH*.nii.gz"))  # nothing half-written
 
 
+def test_the_cli_time_limit_default_is_the_library_one() -> None:
+    from echotemporal.batch.signals import SEQUENCE_TIME_LIMIT_S
+
+    [option] = [p for p in main.commands["batch"].params if p.name == "time_limit"]
+    assert option.default == SEQUENCE_TIME_LIMIT_S
+
+
 def test_resume_refuses_other_settings(
     camus_root: Path, pool_out: tuple[Path, batch.BatchSummary], tmp_path: Path
 ) -> None:
