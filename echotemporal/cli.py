@@ -18,6 +18,7 @@ from typing import Any, Callable
 import click
 
 from echotemporal import __version__
+from echotemporal.core.config import METHODS
 from echotemporal.core.errors import EchoTemporalError
 
 
@@ -166,7 +167,7 @@ def _one_line_warnings() -> Any:
 @main.command()
 @click.argument("seq", type=click.Path(path_type=Path, dir_okay=False))
 @_output_option("Corrected sequence [default: <stem>_smoothed.nii.gz beside SEQ].", default=None)
-@click.option("--method", type=click.Choice(["arvae", "gaussian", "none"]), default=None,
+@click.option("--method", type=click.Choice(METHODS), default=None,
               help="Correction method [default: arvae, or the --config preset's].")
 @_weights_option()
 @click.option("--info", "info_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -270,7 +271,7 @@ def demo(output: Path, seed: int, weights: str | None, overwrite: bool) -> None:
 @click.option("--ed-es-pairs", is_flag=True,
               help="Native CAMUS-2019 layout: each view's _ED_gt.mhd and _ES_gt.mhd masks as a 2-frame sequence "
                    "(indices and per-frame checks; no temporal step). --suffix then defaults to _gt.")
-@click.option("--method", type=click.Choice(["arvae", "gaussian", "none"]), default=None,
+@click.option("--method", type=click.Choice(METHODS), default=None,
               help="Correction method [default: arvae, or the --config preset's].")
 @_weights_option()
 @_config_option()
@@ -512,7 +513,7 @@ def traverse(weights: str | None, output: Path, steps: int, span: float, overwri
               help="File holding a bearer token required on /v1/* [default: none].")
 @click.option("--results-ttl", type=click.FloatRange(min=1), default=3600.0, show_default=True,
               help="Seconds a finished job's results are kept.")
-@click.option("--method", type=click.Choice(["arvae", "gaussian", "none"]), default="arvae", show_default=True,
+@click.option("--method", type=click.Choice(METHODS), default="arvae", show_default=True,
               help="Method when a request names none.")
 @click.option("--weights", default=None, metavar="W", help="Model weights file or name [default: shipped model].")
 @_friendly_errors

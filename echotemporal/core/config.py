@@ -177,8 +177,11 @@ class SmoothingConfig:
         denoise_scope: "corrected" smooths only the frames the correction changed into their
             neighbours, and first gives every frame judged good (valid, unflagged, trusted) that the
             latent projection moved its drawing back wherever that flags no frame
-            (``repair.restore_good_frames``): a good frame comes back as drawn; "all" also averages the
-            border flicker of untouched frames (closer to an annotator's mean, but every frame moves).
+            (``repair.restore_good_frames``): a good frame comes back as drawn; "sequence" does the same,
+            then, in a sequence that needed any correction, averages the border flicker of every frame
+            but ED/ES (for segmenter output, whose flicker is in every frame: closer to the truth, but
+            a clean sequence with one false flag moves whole); "all" also averages the flicker of a
+            sequence that needed nothing (closer to an annotator's mean, but every frame moves).
         on_worse: when the output has more inconsistent or invalid frames than the input, return the
             input ("keep_input", outcome "worse" in the summary) or the output anyway ("keep_output",
             ``--force``).
@@ -204,7 +207,7 @@ class SmoothingConfig:
     denoise_sigma_frames: float = 1.0
     projection: Literal["least_squares", "sparse"] = "least_squares"
     robust: bool = True
-    denoise_scope: Literal["corrected", "all"] = "corrected"
+    denoise_scope: Literal["corrected", "sequence", "all"] = "corrected"
     on_worse: Literal["keep_input", "keep_output"] = "keep_input"
     turning_fit_frames: int = 3
 

@@ -124,7 +124,7 @@ def _run_method(
                            trust=outcome.trust, reestimated=outcome.reestimated)
     if config.keep_unflagged_frames:
         return result
-    if config.denoise_scope == "corrected":
+    if config.denoise_scope != "all":
         good = ~before.flags.any(axis=1)  # restore_good_frames also requires validity
         if result.trust is not None:
             good &= result.trust.trusted
@@ -133,9 +133,10 @@ def _run_method(
         result.labels, result.after = restore_good_frames(result.labels, result.after, work, before, good, thresholds)
     corrected = result.labels
     changed = (corrected != work).reshape(n_frames, -1).any(axis=1)
-    if config.denoise_scope == "corrected" and not changed.any():
+    if config.denoise_scope != "all" and not changed.any():
         # Nothing needed correcting: a sequence every check passes comes back as drawn (its ED/ES
-        # flicker is within what clean annotations show, DESIGN §4.1); "all" denoises it anyway.
+        # flicker is within what clean annotations show, DESIGN §4.1); "all" denoises it anyway,
+        # "sequence" denoises every frame of a sequence that needed something.
         return result
     ends = anchors if anchors is not None else (0, n_frames - 1)
     if config.denoise_sigma_frames > 0:

@@ -54,6 +54,27 @@ def test_smooth_default_output_and_one_summary_line(seq_path):
     assert summary["method"] == "gaussian"
 
 
+def test_smooth_offers_every_method_of_the_library_including_lcc_gaussian(seq_path):
+    """``--method lcc-gaussian`` (the by-hand baseline of the benchmark) writes what the library's baseline gives."""
+    from echotemporal.core.config import SmoothingConfig
+    from echotemporal.correct.baselines import lcc_gaussian_labels
+
+    broken = read_sequence(seq_path).labels.copy()
+    broken[3, :4, :4] = 1  # a speck away from the heart, which the largest-component step removes
+    from echotemporal.io import write_sequence
+
+    path = seq_path.with_name("speck_4CH_half_sequence.nii.gz")
+    write_sequence(path, broken, spacing_mm=SPACING)
+    result = invoke("smooth", path, "--method", "lcc-gaussian")
+    assert result.exit_code == 0, result.output
+    written = read_sequence(path.with_name("speck_4CH_half_sequence_smoothed.nii.gz")).labels
+    expected = lcc_gaussian_labels(broken, SmoothingConfig().gaussian_sigma_fraction * len(broken))
+    np.testing.assert_array_equal(written, expected)
+    assert not (written[3, :4, :4] == 1).any()
+    summary = json.loads(path.with_name("speck_4CH_half_sequence_smoothed_summary.json").read_text())
+    assert summary["method"] == "lcc-gaussian"
+
+
 def test_smooth_refuses_to_overwrite(seq_path):
     assert invoke("smooth", seq_path, "--method", "none").exit_code == 0
     line = one_line_error(invoke("smooth", seq_path, "--method", "none"))
