@@ -349,14 +349,20 @@ def _robust_start(
 
     def check(frames: np.ndarray, numbers: np.ndarray, drawn_lv: np.ndarray | None = None) -> np.ndarray:
         """Valid, and oriented and placed within the trusted frames' own range; ``frames`` (n, H, W) are
-        the sequence's frames ``numbers`` (n,) (0-based, named in warnings); ``drawn_lv`` (n,) bool:
-        frames that keep their drawn LV, whose range reaches their drawn pose too."""
+        the sequence's frames ``numbers`` (n,) (0-based); ``drawn_lv`` (n,) bool: frames that keep their
+        drawn LV, whose range reaches their drawn pose too. Candidates only: an unmeasurable attribute
+        fails the range test silently (a warning would name a frame the output does not hold; the
+        output's own measurement warns about what it keeps)."""
+        import warnings
+
         from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes
 
         rows, cols = heart_box(frames, margin=4)
         crop = np.ascontiguousarray(frames[:, rows, cols])
         ok = np.asarray(check_validity(crop, spacing_mm, present=present), dtype=bool).all(axis=1)
-        attributes = np.asarray(compute_attributes(crop, spacing_mm, frame_numbers=numbers), dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            attributes = np.asarray(compute_attributes(crop, spacing_mm, frame_numbers=numbers), dtype=np.float64)
         attributes[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
         attributes[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
         own = None if drawn_lv is None else np.where(np.asarray(drawn_lv, dtype=bool)[:, None], before.attributes[numbers], np.nan)

@@ -186,7 +186,7 @@ def reestimate_frames(
         spacing_mm: native (row_mm, col_mm); present: labels present in the sequence.
         phase_dims: latent dims of LV area and length (the phase carriers).
         check: ``((n, H, W) labels, (n,) their 0-based frames in the sequence[, drawn_lv (n,) bool])
-            -> (n,) bool`` native validity of candidate frames (its warnings name those frames);
+            -> (n,) bool`` native validity of candidate frames (silent: rejected candidates are not the output);
             ``drawn_lv``: frames that keep their drawn LV for lying beyond the bridge (their drawn pose
             widens the allowed range).
         lv_intact: (T,) bool, frames whose LV alone is right: their LV is kept as drawn (the rest

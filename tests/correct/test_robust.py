@@ -473,3 +473,35 @@ def test_a_stray_heart_away_from_the_heart_is_dropped_and_its_frames_keep_their_
     for t in run[:-1]:
         assert (result.labels[t] == truth[t]).mean() > 0.999, t
     assert not result.frames["reestimated"].to_numpy()[run].any()
+
+
+def test_candidate_shapes_rejected_for_an_unmeasurable_pose_raise_no_warning(model, monkeypatch):
+    """The re-estimation tries shapes (an intact drawn LV put into a decoded frame) that it may reject; one
+    whose wall closes under the LV has no mitral hinge, hence no orientation: it fails the pose test
+    without a warning naming a frame that the output does not hold."""
+    from scipy import ndimage
+
+    from echotemporal.correct import arvae
+
+    captured = {}
+    real = arvae.reestimate_frames
+
+    def spy(labels, *args, **kwargs):
+        captured["check"], captured["labels"] = kwargs["check"], labels
+        return real(labels, *args, **kwargs)
+
+    monkeypatch.setattr(arvae, "reestimate_frames", spy)
+    phantom, _, labels, runs = _broken("wall_dropout", 11, with_la=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
+    check, seen = captured["check"], captured["labels"]
+    t = runs[0].first_frame - 1 if runs[0].first_frame > 0 else runs[0].last_frame + 1
+    good = seen[t : t + 1]
+    closed = good.copy()
+    closed[0][ndimage.binary_dilation(good[0] == LV, iterations=6) & (good[0] == 0)] = MYO  # no hinge left
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        verdict = check(np.concatenate([good, closed]), np.array([t, t]))
+    assert verdict.tolist() == [True, False]
+    assert not [w for w in caught if "frame" in str(w.message)], [str(w.message) for w in caught]
