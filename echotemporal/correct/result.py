@@ -28,7 +28,7 @@ class SmoothingResult:
 
     Attributes:
         labels: (T, H, W) uint8 corrected label map, same shape as the input.
-        method: "arvae", "gaussian" or "none".
+        method: one of ``core.config.METHODS``.
         columns: the per-frame table as {column: (T,) values}, in column order (see ``frames``).
         summary: JSON-able dict: clinical indices before/after, inconsistent/invalid frames
             before/after, rounds, residue, config, package version, weights sha256, seconds.

@@ -182,7 +182,7 @@ def smooth_sequence(
             row 0; an (H, W) frame is treated as T = 1.
         spacing_mm: (row_mm, col_mm) pixel spacing.
         model: trained shape model (torch or ONNX Runtime) for ``method="arvae"``; ``None`` loads the shipped default.
-        config: smoothing settings; ``config.method`` picks "arvae", "gaussian" or "none".
+        config: smoothing settings; ``config.method`` picks one of ``METHODS``.
         thresholds: consistency thresholds; ``None`` loads the packaged ones.
         ed_frame, es_frame: 0-based ED/ES (e.g. from the Info cfg). ``None`` detects them from each
             volume curve. ``es_frame < ed_frame`` means the sequence is stored ES→ED: it is reversed,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from echotemporal import __version__
+from echotemporal.core.config import METHODS
 from echotemporal.core.errors import EchoTemporalError
 from echotemporal.serve.errors import ApiError, from_library_error, install_handlers
 from echotemporal.serve.jobs import Job, JobStore
@@ -64,7 +65,7 @@ _MULTIPART_DOC = {
                             "description": "label sequence: .nii.gz/.nii/.mhd+.raw (two parts) or a .zip of an .mhd pair",
                         },
                         "info": {"type": "string", "format": "binary", "description": "CAMUS Info_{2CH,4CH}.cfg (ED/ES)"},
-                        "method": {"type": "string", "enum": ["arvae", "gaussian", "none"]},
+                        "method": {"type": "string", "enum": list(METHODS)},
                         "ed": {"type": "integer", "description": "0-based ED frame (overrides the cfg)"},
                         "es": {"type": "integer", "description": "0-based ES frame (overrides the cfg)"},
                         "fps": {"type": "number", "description": "frame rate in Hz (recorded; adds time_s to frames.json)"},
@@ -135,7 +136,6 @@ def _prepare_input(
     ``ed``/``es`` fields (0-based) are written into an Info cfg beside the upload, over the uploaded
     cfg's values, so that the correction takes them the way the CLI takes ``--info``.
     """
-    from echotemporal.core.config import METHODS
     from echotemporal.core.errors import ConfigError
     from echotemporal.io import InfoCfg, read_info_cfg, read_sequence, write_info_cfg
     from echotemporal.core.labels import check_frame_index

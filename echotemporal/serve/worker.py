@@ -91,7 +91,7 @@ def correct_job(
         sequence_path: the uploaded sequence file (inside ``job_dir``).
         sequence: that file as the server read it (``io.read_sequence``), stored in ``job_dir``.
         info_path: its Info cfg (ED/ES), or None to detect ED/ES.
-        method: "arvae", "gaussian" or "none".
+        method: one of ``core.config.METHODS``.
         weights: model weights name or path; None = shipped model.
         fps: frame rate in Hz, recorded in the summary (``frame_rate_hz``), or None.
 

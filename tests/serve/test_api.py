@@ -102,6 +102,11 @@ def test_health_version_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/check", "/v1/version", "/healthz"} <= set(paths)
+    # The documented methods are the ones a job accepts (lcc-gaussian was missing from the schema).
+    from echotemporal.core.config import METHODS
+
+    form = paths["/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["properties"]["method"]["enum"] == list(METHODS)
 
 
 def test_job_results_match_the_library(client: TestClient, files: dict[str, Path], tmp_path: Path) -> None:
