@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import savgol_filter
+from echotemporal.measure.clinical.filters import savgol_filter
 
 from echotemporal.measure.clinical.cycles import CardiacCycles, _fill_nan
 from echotemporal.measure.clinical.strain import _strain_from_lengths
@@ -169,7 +169,7 @@ def volume_derivative(volumes_ml: np.ndarray, frame_time_ms: float | None = None
     v = _fill_nan(v)
     dt = 1.0 if frame_time_ms is None else float(frame_time_ms) / 1000.0
     if len(v) >= _RATE_WINDOW:
-        return savgol_filter(v, _RATE_WINDOW, _RATE_ORDER, deriv=1, delta=dt, mode="interp")
+        return savgol_filter(v, _RATE_WINDOW, _RATE_ORDER, deriv=1, delta=dt)
     if len(v) >= 2:
         return np.gradient(v, dt)
     return np.zeros_like(v)

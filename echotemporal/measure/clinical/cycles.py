@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import find_peaks, savgol_filter
+from echotemporal.measure.clinical.filters import find_peaks, savgol_filter
 
 from echotemporal.core.errors import ConfigError
 
@@ -111,7 +111,7 @@ def robust_smooth(volumes_ml: np.ndarray) -> np.ndarray:
         return v
     s = _median3(v)
     if len(s) >= _SG_WINDOW:
-        s = savgol_filter(s, _SG_WINDOW, _SG_ORDER, mode="interp")
+        s = savgol_filter(s, _SG_WINDOW, _SG_ORDER)
     return s
 
 
@@ -182,7 +182,7 @@ def detect_beats(
     """ED and ES frames of every beat of an LV volume curve.
 
     The curve is smoothed robustly (:func:`robust_smooth`). Interior maxima (ED) and minima (ES) are
-    the peaks of the smoothed curve (``scipy.signal.find_peaks``) whose prominence is at least
+    the peaks of the smoothed curve (``filters.find_peaks``) whose prominence is at least
     ``prominence_fraction`` of the curve's range; the first and last frames are extrema when the
     curve falls (or rises) from them by that much to the nearest interior extremum (or across the whole
     curve, when there is none). Each extremum is then moved to the extremum of the given curve within
