@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from echotemporal.measure.clinical.filters import savgol_filter
 
 from echotemporal.measure.clinical.cycles import CardiacCycles, _fill_nan
+from echotemporal.measure.clinical.filters import savgol_filter
 from echotemporal.measure.clinical.strain import _strain_from_lengths
 
 __all__ = ["BeatIndices", "BeatRates", "BeatSummary", "beat_indices", "summarize_beats", "volume_derivative", "volume_rates"]

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from echotemporal.measure.clinical.filters import find_peaks, savgol_filter
 
 from echotemporal.core.errors import ConfigError
+from echotemporal.measure.clinical.filters import find_peaks, savgol_filter
 
 __all__ = ["BEAT_KINDS", "CardiacCycles", "detect_beats", "robust_smooth"]
 
