@@ -9,6 +9,7 @@ instead of gradient descent, Whittaker smoothing of the free dims and residual d
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -353,8 +354,6 @@ def _robust_start(
         drawn LV, whose range reaches their drawn pose too. Candidates only: an unmeasurable attribute
         fails the range test silently (a warning would name a frame the output does not hold; the
         output's own measurement warns about what it keeps)."""
-        import warnings
-
         from echotemporal.measure.attributes import ATTRIBUTE_NAMES, compute_attributes
 
         rows, cols = heart_box(frames, margin=4)

@@ -37,12 +37,7 @@ def _edge_values(window: np.ndarray, polyorder: int, deriv: int, delta: float, a
     vander = steps[:, None] ** np.arange(polyorder, -1, -1, dtype=np.float64)[None, :]  # highest power first
     norms = np.sqrt(np.sum(vander * vander, axis=0))  # column scaling, for the conditioning
     coefficients = _least_squares(vander / norms, window[:, None])[:, 0] / norms
-    for _ in range(deriv):  # d/dt of sum c_k t^(n-k), highest power first
-        coefficients = coefficients[:-1] * np.arange(len(coefficients) - 1, 0, -1, dtype=np.float64)
-    values = np.zeros(len(at))
-    for c in coefficients:  # Horner
-        values = values * at + c
-    return values / delta**deriv
+    return np.polyval(np.polyder(coefficients, deriv), at) / delta**deriv
 
 
 def savgol_filter(x: np.ndarray, window_length: int, polyorder: int, deriv: int = 0, delta: float = 1.0) -> np.ndarray:
