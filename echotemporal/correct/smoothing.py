@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from echotemporal.core.boxes import Box, grow, mask_box
 from echotemporal.core.config import METHODS, SmoothingConfig
 from echotemporal.core.errors import InvalidLabelsError
 from echotemporal.core.labels import Label, as_label_sequence, check_frame_index, check_spacing
@@ -117,7 +118,7 @@ def _run_method(
             out[kept] = work[kept]
         return MethodOutcome(out, measure_shape(out, spacing, thresholds, reference=(work, before)), kept=kept)
     if model is None:  # arvae on a sequence without LV or MYO
-        warnings.warn("no LV or MYO in any frame: nothing the shape model can correct; input returned", stacklevel=3)
+        warnings.warn("no LV or MYO in any frame: nothing the shape model can correct; input returned", stacklevel=4)
         return MethodOutcome(work, before, notes=["no LV or MYO in any frame; input returned unchanged"])
     outcome = smooth_arvae(work, spacing, model, config, thresholds, before, anchors)
     result = MethodOutcome(outcome.labels, outcome.shape, outcome.rounds, outcome.tolerances, outcome.kept,
@@ -175,7 +176,8 @@ def smooth_sequence(
     while a frame is still flagged, tighten that attribute's tolerance (``config.max_rounds``); a
     frame replaced only for being invalid that is still invalid gets the input back. Whatever is
     left is reported in ``summary["residue"]``. ``gaussian``: the reference's baseline. ``none``: the
-    input, measured.
+    input, measured. Every method works on the image cropped around what is drawn (:func:`work_box`)
+    and returns the whole image.
 
     Args:
         labels: (T, H, W) uint8 label map (0 bg, 1 LV, 2 MYO, 3 LA), frame 0 first, apex towards
@@ -207,7 +209,7 @@ def smooth_sequence(
     work = arr[::-1].copy() if reverse else arr
     if reverse:
         ed, es = n_frames - 1 - ed, n_frames - 1 - es  # type: ignore[operator]
-    done = _correct(work, spacing, ed, es, model, config, thresholds)
+    done = _correct_in_box(work, spacing, ed, es, model, config, thresholds)
     if reverse:
         done = done.reversed()
         done.notes.insert(0, "stored ES->ED: reversed for processing and reversed back")
@@ -265,6 +267,15 @@ class Corrected:
     tolerances: np.ndarray | None
     n_denoised: int
     worse_reason: str | None = None
+
+    def placed(self, box: Box, shape: tuple[int, int, int], spacing: tuple[float, float], names: tuple[str, ...]) -> Corrected:
+        """The same result, computed on the crop ``box`` of an image of (T, H, W) ``shape``, put back in it:
+        the labels pasted into background, the position attributes (``names``) moved by the crop's offset."""
+        labels = np.zeros(shape, dtype=np.uint8)
+        labels[(slice(None), *box)] = self.labels
+        offset = (box[0].start * float(spacing[0]), box[1].start * float(spacing[1]))
+        return dataclasses.replace(self, labels=labels, before=self.before.translated(names, offset),
+                                   after=self.after.translated(names, offset))
 
     def reversed(self) -> Corrected:
         """The same result in reversed frame order."""
@@ -341,6 +352,67 @@ def review_notes(
     return notes
 
 
+#: The correction works on the image cropped to the drawn structures (every label's footprint over
+#: the frames) grown by this many mm: most of a CAMUS image is background, which would cost every
+#: per-pixel step 2-3x over. A decoded shape may outgrow what was drawn (a wall the segmenter dropped
+#: in every frame); when the output comes within half this margin of a cropped edge, the correction
+#: is redone on the whole image.
+WORK_MARGIN_MM = 10.0
+
+
+def work_box(labels: np.ndarray, spacing: tuple[float, float], margin_mm: float | None = None) -> Box | None:
+    """The box of the (T, H, W) ``labels`` the correction works in (``margin_mm``, default
+    ``WORK_MARGIN_MM``, around what is drawn), or None for the whole image (nothing drawn, or the box
+    would be most of it)."""
+    margin_mm = WORK_MARGIN_MM if margin_mm is None else float(margin_mm)
+    footprint = mask_box(labels.max(axis=0))
+    if footprint is None:
+        return None
+    box = grow(footprint, (math.ceil(margin_mm / spacing[0]), math.ceil(margin_mm / spacing[1])), labels.shape)
+    h, w = labels.shape[-2:]
+    area = (box[0].stop - box[0].start) * (box[1].stop - box[1].start)
+    return None if area > 0.8 * h * w else box
+
+
+def _clear_of_cut_edges(out: np.ndarray, box: Box, shape: tuple[int, ...], margin_px: tuple[int, int]) -> bool:
+    """Whether the (T, h, w) crop ``out`` of ``box`` keeps its structures ``margin_px`` (rows, cols) away
+    from every edge of the crop that cuts the (..., H, W) image (an image edge cuts nothing)."""
+    footprint = mask_box(out.max(axis=0))
+    if footprint is None:
+        return True
+    for part, inner, size, m in zip(box, footprint, shape[-2:], margin_px):
+        if part.start > 0 and inner.start < m:
+            return False
+        if part.stop < size and inner.stop > (part.stop - part.start) - m:
+            return False
+    return True
+
+
+def _correct_in_box(
+    work: np.ndarray,
+    spacing: tuple[float, float],
+    ed: int | None,
+    es: int | None,
+    model: Any,
+    config: SmoothingConfig,
+    thresholds: AttributeThresholds,
+) -> Corrected:
+    """:func:`_correct` on the :func:`work_box` crop of ``work``, put back in the image; on the whole image
+    where there is no crop or the output comes near a cut edge (what it warned then is not repeated)."""
+    box = work_box(work, spacing)
+    if box is None:
+        return _correct(work, spacing, ed, es, model, config, thresholds)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("default")  # seen here, whatever the caller's filters; re-raised below
+        done = _correct(np.ascontiguousarray(work[(slice(None), *box)]), spacing, ed, es, model, config, thresholds)
+    half = (math.ceil(0.5 * WORK_MARGIN_MM / spacing[0]), math.ceil(0.5 * WORK_MARGIN_MM / spacing[1]))
+    if not _clear_of_cut_edges(done.labels, box, work.shape, half):
+        return _correct(work, spacing, ed, es, model, config, thresholds)
+    for w in said:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return done.placed(box, work.shape, spacing, tuple(thresholds.names))
+
+
 def _correct(
     work: np.ndarray,
     spacing: tuple[float, float],
@@ -390,7 +462,7 @@ def _correct(
         outcome.reestimated = None
     notes = review_notes(outcome.trust, clin_after, n_frames, before=clin_before, reestimated=outcome.reestimated)
     for note in notes:
-        warnings.warn(note, stacklevel=3)
+        warnings.warn(note, stacklevel=4)
         outcome.notes.append(note)
     kept = outcome.kept if outcome.kept is not None else np.zeros(n_frames, dtype=bool)
     return Corrected(out, before, after, clin_before, clin_after, kept, outcome.trust, outcome.reestimated, verdict,

@@ -80,6 +80,15 @@ class ShapeMeasures:
             self.attributes[::-1], self.flags[::-1], self.criteria[::-1], self.valid[::-1], self.checked, self.present
         )
 
+    def translated(self, names: tuple[str, ...], offset_mm: tuple[float, float]) -> ShapeMeasures:
+        """The measures of the same frames placed ``offset_mm`` (row, col) further from the image origin:
+        the position attributes (``names``: the attribute columns) move, nothing else does."""
+        attributes = self.attributes.copy()
+        for name, axis in (("epi_center_y_mm", 0), ("epi_center_x_mm", 1)):
+            if name in names:
+                attributes[:, names.index(name)] += float(offset_mm[axis])
+        return dataclasses.replace(self, attributes=attributes)
+
 
 @dataclass(frozen=True)
 class ClinicalMeasures:

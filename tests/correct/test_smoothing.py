@@ -602,3 +602,98 @@ def test_sequence_scope_denoises_every_frame_of_a_broken_sequence_and_leaves_a_c
     clean = run(jittered, truth.spacing_mm, config=SmoothingConfig(denoise_scope="sequence"), **common)
     assert clean.summary["n_inconsistent_before"] == 0 and clean.summary["n_invalid_before"] == 0
     np.testing.assert_array_equal(clean.labels, jittered)
+
+
+def _off_centre(labels: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
+    """(T, H, W) labels placed in a larger background canvas, ``pad`` = (top, bottom, left, right) pixels."""
+    t, h, w = labels.shape
+    top, bottom, left, right = pad
+    canvas = np.zeros((t, h + top + bottom, w + left + right), np.uint8)
+    canvas[:, top : top + h, left : left + w] = labels
+    return canvas
+
+
+def test_the_correction_on_the_heart_crop_equals_the_correction_of_the_whole_image():
+    """The correction works on the drawn structures' box (plus a margin), then puts the result back:
+    labels, frame table and position attributes equal those of the whole image processed as it is."""
+    pytest.importorskip("torch")
+    from echotemporal.correct import smoothing
+    from echotemporal.measure.temporal import load_thresholds
+    from echotemporal.model.registry import load_model
+    from echotemporal.phantoms import annotation_jitter, corrupt_sequence, generate_sequence
+
+    truth = generate_sequence(10_000_006, view="4CH", n_frames=12)
+    rng = np.random.default_rng(6)
+    labels, _ = corrupt_sequence(annotation_jitter(truth.labels, truth.spacing_mm, rng), truth.spacing_mm, rng,
+                                 kinds=("shift_vertical", "broken_myo"), n_corruptions=2)
+    labels = _off_centre(labels, (40, 0, 260, 30))  # most of the image is background, the heart touches the bottom
+    spacing, model, thresholds = truth.spacing_mm, load_model(), load_thresholds()
+    box = smoothing.work_box(labels, spacing)
+    assert box is not None and box[0].stop == labels.shape[1] and box[1].start > 0  # a real crop
+    result = run(labels, spacing, model=model, thresholds=thresholds, ed_frame=truth.ed_frame, es_frame=truth.es_frame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = smoothing._correct(labels, spacing, truth.ed_frame, truth.es_frame, model, SmoothingConfig(), thresholds)
+    assert result.summary["n_inconsistent_before"] + result.summary["n_invalid_before"] > 0
+    np.testing.assert_array_equal(result.labels, whole.labels)
+    for name in ("epi_center_x_mm", "epi_center_y_mm"):
+        k = thresholds.names.index(name)
+        np.testing.assert_allclose(result.columns[f"{name}_before"], whole.before.attributes[:, k], atol=1e-9)
+        np.testing.assert_allclose(result.columns[f"{name}_after"], whole.after.attributes[:, k], atol=1e-9)
+
+
+def test_an_output_that_outgrows_the_crop_is_redone_on_the_whole_image(monkeypatch, phantom):
+    """When the crop's output comes near an edge that cuts the image (a decoded shape outgrowing what
+    was drawn), the correction runs again on the whole image, and only the second run's warnings show."""
+    from echotemporal.correct import smoothing
+
+    labels = _off_centre(phantom.labels, (30, 30, 30, 30))
+    real = smoothing._correct
+    seen = []
+
+    def spy(work, *args):
+        seen.append(work.shape)
+        done = real(work, *args)
+        if len(seen) == 1:  # the crop: pretend a decoded wall filled it to its edge
+            warnings.warn("said on the crop", UserWarning)
+            done.labels[:, :, 0] = Label.MYO
+        return done
+
+    monkeypatch.setattr(smoothing, "_correct", spy)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        result = smooth_sequence(labels, SPACING, config=SmoothingConfig(method="gaussian"))
+    assert len(seen) == 2 and seen[0][2] < labels.shape[2] and seen[1] == labels.shape
+    assert not (result.labels[:, :, :20] == Label.MYO).any()
+    assert not any("said on the crop" in str(w.message) for w in said)
+
+
+def test_a_crop_that_stays_clear_of_its_edges_is_kept_and_its_warnings_show_once(monkeypatch, phantom):
+    from echotemporal.correct import smoothing
+
+    labels = _off_centre(phantom.labels, (30, 30, 30, 30))
+    labels[labels != Label.LA] = 0  # LA only: nothing the shape model can correct, said once
+    calls = []
+    real = smoothing._correct
+    monkeypatch.setattr(smoothing, "_correct", lambda work, *args: calls.append(work.shape) or real(work, *args))
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        result = smooth_sequence(labels, SPACING)
+    assert len(calls) == 1 and calls[0][1] < labels.shape[1]
+    np.testing.assert_array_equal(result.labels, labels)
+    assert sum("no LV or MYO" in str(w.message) for w in said) == 1
+
+
+@pytest.mark.parametrize(
+    "footprint, clear",
+    [((slice(5, 15), slice(5, 15)), True), ((slice(2, 15), slice(5, 15)), False),
+     ((slice(5, 20), slice(5, 15)), True), ((slice(5, 15), slice(5, 18)), False)],
+)
+def test_clear_of_cut_edges_only_counts_the_edges_that_cut_the_image(footprint, clear):
+    """A 20x20 crop at rows 10-30 (the image's bottom edge) and columns 10-30 of a 30x40 image: a
+    margin of 3 pixels is needed from the top, left and right edges, none from the bottom."""
+    from echotemporal.correct.smoothing import _clear_of_cut_edges
+
+    out = np.zeros((2, 20, 20), np.uint8)
+    out[(1, *footprint)] = Label.LV
+    assert _clear_of_cut_edges(out, (slice(10, 30), slice(10, 30)), (2, 30, 40), (3, 3)) is clear
