@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from echotemporal.core.boxes import grow
+from echotemporal.core.parallel import kernel_threads, map_threads
 
 __all__ = ["signed_distance", "label_distances", "labels_from_distances"]
 
@@ -65,9 +66,9 @@ def label_distances(labels: np.ndarray, sampling: tuple[float, float] | None = N
     step = (1.0, 1.0) if sampling is None else (float(sampling[0]), float(sampling[1]))
     outside = np.full((_N_LABELS, h, w), big)
     masks = [labels == k for k in range(_N_LABELS)]
-    for k, mask in enumerate(masks):
-        if not mask.any():
-            continue
+
+    def transform(k: int) -> None:  # the label's "outside" distance, into its own plane of ``outside``
+        mask = masks[k]
         if cap is None:
             box = (slice(None), slice(None))
         else:
@@ -76,6 +77,9 @@ def label_distances(labels: np.ndarray, sampling: tuple[float, float] | None = N
             box = grow(tight, (int(np.ceil(cap / step[0])) + 1, int(np.ceil(cap / step[1])) + 1), (h, w))
         dist = ndimage.distance_transform_edt(~mask[box], sampling=sampling)
         outside[(k, *box)] = dist if cap is None else np.minimum(dist, big)
+
+    # The transforms release the GIL: one thread per label (the same numbers whatever the count).
+    map_threads(transform, [k for k, mask in enumerate(masks) if mask.any()], kernel_threads())
     # Half the smallest pixel step puts the zero level between pixel centres (see signed_distance).
     half = 0.5 * min(step)
     out = outside - half

@@ -10,7 +10,6 @@ the thread count.
 from __future__ import annotations
 
 import dataclasses
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -19,6 +18,7 @@ import numpy as np
 
 from echotemporal.core.boxes import HEART_MARGIN_PX, mask_box
 from echotemporal.core.errors import ConfigError
+from echotemporal.core.parallel import THREADS_ENV, env_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.measure.temporal import AttributeThresholds
@@ -40,8 +40,6 @@ __all__ = [
 
 #: Pixels kept around the heart when cropping for measurement (the one margin, core.boxes.HEART_MARGIN_PX).
 CROP_MARGIN_PX = HEART_MARGIN_PX
-#: Environment variable: threads for the per-frame measures (batch workers set 1).
-THREADS_ENV = "ECHOTEMPORAL_THREADS"
 
 
 def measure_threads() -> int:
@@ -52,16 +50,8 @@ def measure_threads() -> int:
     machine costs more than it brings. Results do not depend on the count; set the variable where
     more pays. The parallelism of a batch is its processes.
     """
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if not value:
-        return 1
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ConfigError(f"{THREADS_ENV}={value!r} is not a positive integer; set it to 1 or more, or unset it")
-    return n
+    n = env_threads()
+    return 1 if n is None else n
 
 
 @dataclass(frozen=True)
