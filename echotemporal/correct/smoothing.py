@@ -14,7 +14,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -118,7 +118,7 @@ def _run_method(
             out[kept] = work[kept]
         return MethodOutcome(out, measure_shape(out, spacing, thresholds, reference=(work, before)), kept=kept)
     if model is None:  # arvae on a sequence without LV or MYO
-        warnings.warn("no LV or MYO in any frame: nothing the shape model can correct; input returned", stacklevel=4)
+        warnings.warn("no LV or MYO in any frame: nothing the shape model can correct; input returned", stacklevel=5)
         return MethodOutcome(work, before, notes=["no LV or MYO in any frame; input returned unchanged"])
     outcome = smooth_arvae(work, spacing, model, config, thresholds, before, anchors)
     result = MethodOutcome(outcome.labels, outcome.shape, outcome.rounds, outcome.tolerances, outcome.kept,
@@ -209,7 +209,8 @@ def smooth_sequence(
     work = arr[::-1].copy() if reverse else arr
     if reverse:
         ed, es = n_frames - 1 - ed, n_frames - 1 - es  # type: ignore[operator]
-    done = _correct_in_box(work, spacing, ed, es, model, config, thresholds)
+    done = _correct_in_box(lambda frames: _correct(frames, spacing, ed, es, model, config, thresholds), work, spacing,
+                           tuple(thresholds.names))
     if reverse:
         done = done.reversed()
         done.notes.insert(0, "stored ES->ED: reversed for processing and reversed back")
@@ -389,28 +390,23 @@ def _clear_of_cut_edges(out: np.ndarray, box: Box, shape: tuple[int, ...], margi
 
 
 def _correct_in_box(
-    work: np.ndarray,
-    spacing: tuple[float, float],
-    ed: int | None,
-    es: int | None,
-    model: Any,
-    config: SmoothingConfig,
-    thresholds: AttributeThresholds,
+    correct: Callable[[np.ndarray], Corrected], work: np.ndarray, spacing: tuple[float, float], names: tuple[str, ...]
 ) -> Corrected:
-    """:func:`_correct` on the :func:`work_box` crop of ``work``, put back in the image; on the whole image
-    where there is no crop or the output comes near a cut edge (what it warned then is not repeated)."""
+    """``correct`` (:func:`_correct` of one sequence) on the :func:`work_box` crop of the (T, H, W) ``work``,
+    put back in the image (``names``: the attribute columns); on the whole image where there is no crop
+    or the output comes near a cut edge (what the crop's run warned is then not repeated)."""
     box = work_box(work, spacing)
     if box is None:
-        return _correct(work, spacing, ed, es, model, config, thresholds)
+        return correct(work)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("default")  # seen here, whatever the caller's filters; re-raised below
-        done = _correct(np.ascontiguousarray(work[(slice(None), *box)]), spacing, ed, es, model, config, thresholds)
+        done = correct(np.ascontiguousarray(work[(slice(None), *box)]))
     half = (math.ceil(0.5 * WORK_MARGIN_MM / spacing[0]), math.ceil(0.5 * WORK_MARGIN_MM / spacing[1]))
     if not _clear_of_cut_edges(done.labels, box, work.shape, half):
-        return _correct(work, spacing, ed, es, model, config, thresholds)
+        return correct(work)
     for w in said:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    return done.placed(box, work.shape, spacing, tuple(thresholds.names))
+    return done.placed(box, work.shape, spacing, names)
 
 
 def _correct(
@@ -462,7 +458,7 @@ def _correct(
         outcome.reestimated = None
     notes = review_notes(outcome.trust, clin_after, n_frames, before=clin_before, reestimated=outcome.reestimated)
     for note in notes:
-        warnings.warn(note, stacklevel=4)
+        warnings.warn(note, stacklevel=5)
         outcome.notes.append(note)
     kept = outcome.kept if outcome.kept is not None else np.zeros(n_frames, dtype=bool)
     return Corrected(out, before, after, clin_before, clin_after, kept, outcome.trust, outcome.reestimated, verdict,
