@@ -361,15 +361,18 @@ def review_notes(
 WORK_MARGIN_MM = 10.0
 
 
-def work_box(labels: np.ndarray, spacing: tuple[float, float], margin_mm: float | None = None) -> Box | None:
-    """The box of the (T, H, W) ``labels`` the correction works in (``margin_mm``, default
-    ``WORK_MARGIN_MM``, around what is drawn), or None for the whole image (nothing drawn, or the box
-    would be most of it)."""
-    margin_mm = WORK_MARGIN_MM if margin_mm is None else float(margin_mm)
+def _margin_px(margin_mm: float, spacing: tuple[float, float]) -> tuple[int, int]:
+    """(rows, cols) pixels that cover ``margin_mm`` at the (row_mm, col_mm) ``spacing``."""
+    return math.ceil(margin_mm / spacing[0]), math.ceil(margin_mm / spacing[1])
+
+
+def work_box(labels: np.ndarray, spacing: tuple[float, float]) -> Box | None:
+    """The box of the (T, H, W) ``labels`` the correction works in (``WORK_MARGIN_MM`` around what is
+    drawn), or None for the whole image (nothing drawn, or the box would be most of it)."""
     footprint = mask_box(labels.max(axis=0))
     if footprint is None:
         return None
-    box = grow(footprint, (math.ceil(margin_mm / spacing[0]), math.ceil(margin_mm / spacing[1])), labels.shape)
+    box = grow(footprint, _margin_px(WORK_MARGIN_MM, spacing), labels.shape)
     h, w = labels.shape[-2:]
     area = (box[0].stop - box[0].start) * (box[1].stop - box[1].start)
     return None if area > 0.8 * h * w else box
@@ -401,8 +404,7 @@ def _correct_in_box(
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("default")  # seen here, whatever the caller's filters; re-raised below
         done = correct(np.ascontiguousarray(work[(slice(None), *box)]))
-    half = (math.ceil(0.5 * WORK_MARGIN_MM / spacing[0]), math.ceil(0.5 * WORK_MARGIN_MM / spacing[1]))
-    if not _clear_of_cut_edges(done.labels, box, work.shape, half):
+    if not _clear_of_cut_edges(done.labels, box, work.shape, _margin_px(0.5 * WORK_MARGIN_MM, spacing)):
         return correct(work)
     for w in said:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
