@@ -18,7 +18,7 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
    its latent: seeded Gaussian samples at growing radii, the valid one nearest to the latent wins
    (rejection sampling in the latent space, as Painchaud et al., "Cardiac Segmentation with Strong
    Anatomical Guarantees", IEEE TMI 2020). Orientation and position stay within the trusted frames'
-   range.
+   range. Where no valid shape lies near the fitted latent, the frame keeps its input (do no harm).
 """
 
 from __future__ import annotations
@@ -204,7 +204,10 @@ def reestimate_frames(
 
     Returns:
         (T, H, W) uint8, ``labels`` with the re-estimated frames replaced. A frame whose decoding
-        stays invalid after the latent search keeps the invalid decoding (the caller's checks see it).
+        stays invalid after the latent search (no valid shape near the fitted latent: the fit left the
+        sequence's own range, as a long run at an end extrapolated from the other end's trend does)
+        keeps its input: the consistency correction then repairs it as drawn, which never goes as far
+        wrong as an implausible rebuilt shape.
     """
     frames = np.flatnonzero(targets & ~trusted)
     carry = _carry_from(labels, frames, trusted)
@@ -232,10 +235,13 @@ def reestimate_frames(
         t = int(frames[i])
         found = search_valid_latents(z[t], model, float(alignment.scale_mm), spread, seed=t)
         if found is None:
+            out[t] = labels[t]
             continue
         candidate = SequenceDecoder(carry[i : i + 1], alignment, model, None, cleanup=True, present=present)(found[None])
         if bool(np.asarray(check(candidate, frames[i : i + 1]), dtype=bool)[0]):
             out[t] = candidate[0]
+            continue
+        out[t] = labels[t]
     _keep_intact_lv(out, labels, frames[lv_intact[frames]], check, promoted)
     return out
 

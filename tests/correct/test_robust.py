@@ -505,3 +505,30 @@ def test_candidate_shapes_rejected_for_an_unmeasurable_pose_raise_no_warning(mod
         verdict = check(np.concatenate([good, closed]), np.array([t, t]))
     assert verdict.tolist() == [True, False]
     assert not [w for w in caught if "frame" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_a_rebuilt_frame_with_no_valid_shape_near_its_fit_keeps_its_input(model):
+    """Do no harm: when neither the fitted latent's decoding nor any shape searched near it passes the
+    checks (here a check that rejects every candidate), the frame comes back as drawn, not as the
+    rejected decoding; a frame whose candidates pass is rebuilt."""
+    from echotemporal.correct.decoding import encode_sequence
+    from echotemporal.correct.reestimate import reestimate_frames
+
+    phantom, _, labels, _ = _broken("wall_dropout", 11, with_la=False)
+    z0, alignment = encode_sequence(labels, phantom.spacing_mm, model)
+    trusted = np.ones(len(labels), dtype=bool)
+    trusted[[6, 7]] = False
+    names = tuple(model.attribute_names)
+    phase = np.array([names.index("lv_area_mm2"), names.index("lv_length_mm")])
+
+    def run(accept: bool) -> np.ndarray:
+        return reestimate_frames(
+            labels, z0, trusted, ~trusted, alignment, model, spacing_mm=phantom.spacing_mm, present=(1, 2),
+            phase_dims=phase, check=lambda frames, numbers, drawn_lv=None: np.full(len(frames), accept),
+            lv_intact=np.zeros(len(labels), dtype=bool), turning=(),
+        )
+
+    kept, rebuilt = run(False), run(True)
+    assert np.array_equal(kept, labels)
+    assert all(not np.array_equal(rebuilt[t], labels[t]) for t in (6, 7))
+    assert np.array_equal(rebuilt[trusted], labels[trusted])
