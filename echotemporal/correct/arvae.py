@@ -255,20 +255,111 @@ def _joined_lv_phase(
     if passed.any() and phase:
         attributes = before.attributes.copy()
         attributes[rows] = measure_shape(joined, ctx.spacing_mm, thresholds, validity=False).attributes
-        on_phase = type(thresholds)(tuple(thresholds.names[k] for k in phase), thresholds.lo[phase],
-                                    thresholds.hi[phase], thresholds.tau[phase])
-        passed &= ~temporal_outliers(attributes[:, phase], on_phase, trust.trusted | passed, anchors)
+        passed &= ~temporal_outliers(attributes[:, phase], _subset(thresholds, phase), trust.trusted | passed, anchors)
         passed &= ~off_myocardial_level(attributes, thresholds, trust.trusted | passed)
-    # A failure evolves smoothly along its run: where some of a run's joined frames are implausible (a
-    # leak joined in), the others hold the same failure, milder. Only whole runs carry the phase.
-    carriers = np.zeros(len(labels), dtype=bool)
+    return _whole_runs(rows, passed, latents)  # a leak joined into some frames of a run taints them all
+
+
+#: The criteria that a frame whose only failure is its wall breaks (``_wall_repaired_lv``; the width
+#: ratio is the wall's thickness on the row through the heart's centroid): a frame
+#: that also breaks another (its LV touching the background, cut, leaking) or none (distrusted on its
+#: reconstruction alone: a label swap at the base, an LV drawn into the wall) is not vouched for.
+WALL_CRITERIA = ("myo_no_holes", "myo_one_component", "myo_erosion_ratio", "lv_myo_width_ratio")
+#: Allowance of the LV Dice of a wall-repaired copy below ``trust.lv_reconstructs``' floor: the
+#: model's wall around a drawn LV is not the frame's own, which costs the LV's reconstruction a little.
+WALL_REPAIR_SLACK = 0.015
+
+
+def _end_runs(frames: np.ndarray) -> np.ndarray:
+    """(T,) bool: the runs of ``frames`` ((T,) bool) that reach the first or the last frame."""
+    out = np.zeros(len(frames), dtype=bool)
+    for t, step in ((0, 1), (len(frames) - 1, -1)):
+        while 0 <= t < len(frames) and frames[t]:
+            out[t] = True
+            t += step
+    return out
+
+
+def _wall_repaired_lv(
+    labels: np.ndarray, z0: np.ndarray, candidates: np.ndarray, before: ShapeMeasures, trust: FrameTrust, ctx: _Sequence,
+    anchors: tuple[int, ...] = (),
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Frames whose drawn LV is kept though their wall is broken, and the phase they carry.
+
+    A broken myocardium (in pieces, eroded) spoils the reconstruction of the whole frame, the LV's
+    included, so a drawn LV that is right can fail ``trust.lv_intact``. In a run that reaches a
+    sequence end this matters most: nothing on the far side anchors the fit, which extrapolates the
+    other end's trend (held-out U-Net sequences whose end-diastolic frames were rebuilt 0.09 LV Dice
+    under their drawing). Among ``candidates``, frames whose only failed criteria are the wall's
+    (``WALL_CRITERIA``) and that are on their myocardial level get their drawn LV put into their own
+    reconstruction on the model grid (the decoded LV around it becomes wall, the decoded wall under it
+    LV); that copy is re-encoded. A whole run of such frames whose copies' LVs reconstruct as well as
+    the sequence's good frames (``trust.lv_reconstructs``, less ``WALL_REPAIR_SLACK``) and whose LV
+    area and length stay on the trusted frames' temporal curve (ED/ES ``anchors`` as turning points)
+    is returned.
+
+    Args:
+        labels: (T, H, W) uint8 sequence; z0: (T, D) its latents; candidates: (T,) bool frames to
+            re-estimate without an intact LV.
+
+    Returns:
+        ((T,) bool frames, (T, D) latents of their repaired copies (rows of other frames: zeros)),
+        or None when no frame qualifies: ``reestimate_frames``' ``phase`` format.
+    """
+    from echotemporal.measure.anatomy import CRITERIA
+    from echotemporal.model.alignment import to_grid
+
+    if not before.checked:
+        return None
+    other = [k for k, name in enumerate(CRITERIA) if name not in WALL_CRITERIA]
+    wall_only = ~before.valid & before.criteria[:, other].all(axis=1)
+    rows = np.flatnonzero(candidates & trust.on_level & wall_only)
+    if not rows.size:
+        return None
+    drawn = to_grid(labels[rows], ctx.alignment) == LV
+    composed = np.asarray(ctx.model.decode(np.asarray(z0[rows], dtype=np.float32))).argmax(axis=1).astype(np.uint8)
+    composed[(composed == LV) & ~drawn] = MYO
+    composed[drawn] = LV
+    latents = np.asarray(ctx.model.encode(composed), dtype=np.float64)
+    lv_dice = reconstruction_dice(composed, np.asarray(ctx.model.decode(latents.astype(np.float32))))[:, 0]
+    passed = np.zeros(len(labels), dtype=bool)
+    passed[rows[lv_reconstructs(lv_dice + WALL_REPAIR_SLACK, trust)]] = True
+    phase = [k for k, name in enumerate(ctx.thresholds.names) if name in PHASE_ATTRIBUTES]
+    if passed.any() and phase:
+        passed &= ~temporal_outliers(before.attributes[:, phase], _subset(ctx.thresholds, phase), trust.trusted | passed, anchors)
+    return _whole_runs(rows, passed, latents)
+
+
+def _subset(thresholds: AttributeThresholds, keep: list[int]) -> AttributeThresholds:
+    """The thresholds of the attributes ``keep`` (indices into ``thresholds.names``)."""
+    return type(thresholds)(tuple(thresholds.names[k] for k in keep), thresholds.lo[keep], thresholds.hi[keep], thresholds.tau[keep])
+
+
+def _whole_runs(rows: np.ndarray, passed: np.ndarray, latents: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(carriers, latents)`` from the runs of ``rows`` (m,) every frame of which ``passed`` ((T,) bool),
+    ``latents`` (m, D) spread to (T, D) (zeros elsewhere); None when no run passes. A failure evolves
+    smoothly along its run: where some frames of a run are implausible, the others hold the same
+    failure, milder."""
+    carriers = np.zeros(len(passed), dtype=bool)
     for run in np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1):
         carriers[run] = passed[run].all()
     if not carriers.any():
         return None
-    full = np.zeros((len(labels), latents.shape[1]))
+    full = np.zeros((len(passed), latents.shape[1]))
     full[rows] = latents
     return carriers, full
+
+
+def _either_phase(*found: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The phase carriers of several repairs (of disjoint frames) as one ``(carriers, latents)``, or None."""
+    found = tuple(f for f in found if f is not None)
+    if not found:
+        return None
+    carriers, latents = found[0][0].copy(), found[0][1].copy()
+    for more, rows in found[1:]:
+        latents[more] = rows[more]
+        carriers |= more
+    return carriers, latents
 
 
 def judge_frames(
@@ -389,10 +480,12 @@ def _robust_start(
         lv_drawn_ok = trust.on_level
         if before.checked:
             lv_drawn_ok = lv_drawn_ok & before.criteria[:, [CRITERIA.index(name) for name in LV_OWN_CRITERIA]].all(axis=1)
+        joined = _joined_lv_phase(out, rest & ~trust.lv_intact, before, trust, ctx, anchors)
+        walled = _wall_repaired_lv(out, z, rest & ~trust.lv_intact & _end_runs(rest), before, trust, ctx, anchors)
         out = reestimate_frames(
             out, z, trust.trusted | blended, rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
-            lv_intact=trust.lv_intact, turning=tuple(sorted({*anchors, *detected})), lv_drawn_ok=lv_drawn_ok,
-            corroborate=detected, phase=_joined_lv_phase(out, rest & ~trust.lv_intact, before, trust, ctx, anchors),
+            lv_intact=trust.lv_intact if walled is None else trust.lv_intact | walled[0], turning=tuple(sorted({*anchors, *detected})), lv_drawn_ok=lv_drawn_ok,
+            corroborate=detected, phase=_either_phase(joined, walled),
         )
         encode(rest)
     measured = measure_shape(out, spacing_mm, thresholds, reference=(labels, before))

@@ -532,3 +532,100 @@ def test_a_rebuilt_frame_with_no_valid_shape_near_its_fit_keeps_its_input(model)
     assert np.array_equal(kept, labels)
     assert all(not np.array_equal(rebuilt[t], labels[t]) for t in (6, 7))
     assert np.array_equal(rebuilt[trusted], labels[trusted])
+
+
+def test_end_runs_are_the_runs_that_reach_either_end():
+    from echotemporal.correct.arvae import _end_runs
+
+    frames = np.array([1, 1, 0, 1, 1, 0, 0, 1], dtype=bool)
+    assert _end_runs(frames).tolist() == [True, True, False, False, False, False, False, True]
+    assert not _end_runs(np.array([0, 1, 1, 0], dtype=bool)).any()
+    assert _end_runs(np.ones(3, dtype=bool)).all()
+
+
+def _wall_cut(frame: np.ndarray, spacing_mm: tuple[float, float], through_lv: bool) -> np.ndarray:
+    """``frame`` with a 3 mm band at the heart's mid-height made background: through one wall only,
+    leaving the pixel layer next to the LV (the wall eroded, the LV as drawn), or right across the LV
+    (the LV in two pieces as well)."""
+    from scipy import ndimage
+
+    out = frame.copy()
+    rows = np.flatnonzero((frame == MYO).any(axis=1))
+    cols = np.flatnonzero((frame == LV).any(axis=0))
+    half = max(1, int(round(1.5 / spacing_mm[0])))
+    band = np.zeros(frame.shape, dtype=bool)
+    band[(rows[0] + rows[-1]) // 2 - half : (rows[0] + rows[-1]) // 2 + half, (cols[0] + cols[-1]) // 2 :] = True
+    if through_lv:
+        band[(rows[0] + rows[-1]) // 2 - half : (rows[0] + rows[-1]) // 2 + half, :] = True
+        out[band & ((frame == MYO) | (frame == LV))] = 0
+    else:
+        out[band & (frame == MYO) & ~ndimage.binary_dilation(frame == LV)] = 0
+    return out
+
+
+@pytest.mark.parametrize("through_lv", [False, True])
+def test_a_drawn_lv_is_vouched_for_only_where_the_wall_alone_is_broken(model, monkeypatch, through_lv):
+    """``_wall_repaired_lv``: frames at the start of a sequence whose myocardium is cut in two (the LV as
+    drawn) are returned with latents for the phase; cutting the LV as well breaks an LV criterion, and
+    nothing is returned."""
+    import dataclasses
+
+    from echotemporal.correct import arvae
+
+    phantom = generate_sequence(5, n_frames=12, image_shape=(300, 260))
+    labels = drop_la(phantom.labels)
+    run = np.arange(4)
+    for t in run:
+        labels[t] = _wall_cut(labels[t], phantom.spacing_mm, through_lv)
+    captured = {}
+    real = arvae._wall_repaired_lv
+
+    def spy(out, z, candidates, before, trust, ctx, anchors=()):
+        captured.update(out=out, z=z, before=before, trust=trust, ctx=ctx, anchors=anchors)
+        return real(out, z, candidates, before, trust, ctx, anchors)
+
+    monkeypatch.setattr(arvae, "_wall_repaired_lv", spy)
+    monkeypatch.setattr(arvae, "_robust_start", _forcing_reestimation(arvae._robust_start, run))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
+    before, trust = captured["before"], captured["trust"]
+    wall = [CRITERIA.index(name) for name in arvae.WALL_CRITERIA]
+    failed_other = ~np.delete(before.criteria[run], wall, axis=1).all(axis=1)
+    assert failed_other.all() == through_lv  # the cut through the LV breaks an LV criterion
+    candidates = np.zeros(len(labels), dtype=bool)
+    candidates[run] = True
+    trust = dataclasses.replace(trust, lv_intact=np.zeros(len(labels), dtype=bool))
+    found = real(captured["out"], captured["z"], candidates, before, trust, captured["ctx"], captured["anchors"])
+    if through_lv:
+        assert found is None
+    else:
+        assert found is not None
+        assert np.flatnonzero(found[0]).tolist() == run.tolist()
+        assert np.abs(found[1][run]).sum(axis=1).min() > 0 and not found[1][len(run):].any()
+
+
+def _forcing_reestimation(robust_start, frames: np.ndarray):
+    """``_robust_start`` with ``frames`` untrusted (so that ``_wall_repaired_lv`` is reached)."""
+    import dataclasses
+
+    from echotemporal.correct import arvae
+
+    def start(labels, before, z0, ctx, anchors, detected=()):
+        judge = arvae.judge_frames
+
+        def untrusting(*args, **kwargs):
+            trust = judge(*args, **kwargs)
+            trusted = trust.trusted.copy()
+            trusted[frames] = False
+            kept = trust.kept.copy()
+            kept[frames] = False
+            return dataclasses.replace(trust, trusted=trusted, kept=kept)
+
+        arvae.judge_frames = untrusting
+        try:
+            return robust_start(labels, before, z0, ctx, anchors, detected)
+        finally:
+            arvae.judge_frames = judge
+
+    return start
