@@ -23,7 +23,7 @@ from echotemporal.core.labels import LA, LV, MYO
 from echotemporal.correct.cleanup import cleanup_labels
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.correct.denoise import turning_frames
-from echotemporal.correct.reestimate import reestimate_frames
+from echotemporal.correct.reestimate import reestimate_frames, with_drawn_lv
 from echotemporal.correct.repair import (
     extrapolate_turning_ends,
     full_decoding_fallback,
@@ -289,8 +289,8 @@ def _wall_repaired_lv(
     A broken myocardium (in pieces, eroded) spoils the reconstruction of the whole frame, the LV's
     included, so a drawn LV that is right can fail ``trust.lv_intact``. In a run that reaches a
     sequence end this matters most: nothing on the far side anchors the fit, which extrapolates the
-    other end's trend (held-out U-Net sequences whose end-diastolic frames were rebuilt 0.09 LV Dice
-    under their drawing). Among ``candidates``, frames whose only failed criteria are the wall's
+    other end's trend (a U-Net tuning sequence, seed 13, had its end-diastolic frames rebuilt 0.09 LV
+    Dice under their drawing). Among ``candidates``, frames whose only failed criteria are the wall's
     (``WALL_CRITERIA``) and that are on their myocardial level get their drawn LV put into their own
     reconstruction on the model grid (the decoded LV around it becomes wall, the decoded wall under it
     LV); that copy is re-encoded. A whole run of such frames whose copies' LVs reconstruct as well as
@@ -317,9 +317,8 @@ def _wall_repaired_lv(
     if not rows.size:
         return None
     drawn = to_grid(labels[rows], ctx.alignment) == LV
-    composed = np.asarray(ctx.model.decode(np.asarray(z0[rows], dtype=np.float32))).argmax(axis=1).astype(np.uint8)
-    composed[(composed == LV) & ~drawn] = MYO
-    composed[drawn] = LV
+    decoded = np.asarray(ctx.model.decode(np.asarray(z0[rows], dtype=np.float32))).argmax(axis=1).astype(np.uint8)
+    composed = with_drawn_lv(decoded, drawn)
     latents = np.asarray(ctx.model.encode(composed), dtype=np.float64)
     lv_dice = reconstruction_dice(composed, np.asarray(ctx.model.decode(latents.astype(np.float32))))[:, 0]
     passed = np.zeros(len(labels), dtype=bool)

@@ -33,7 +33,7 @@ from echotemporal.correct.cleanup import MAX_MODELLED
 from echotemporal.correct.decoding import SequenceDecoder
 from echotemporal.correct.solvers import penalty_bands
 
-__all__ = ["WALL_SUPPORT", "fit_latent_trajectory", "reestimate_frames", "search_valid_latents", "wall_support"]
+__all__ = ["WALL_SUPPORT", "fit_latent_trajectory", "reestimate_frames", "search_valid_latents", "wall_support", "with_drawn_lv"]
 
 #: Smoothing weight of the trajectory fit (per second difference, latent units).
 FIT_LAMBDA = 0.1
@@ -234,14 +234,11 @@ def reestimate_frames(
     for i in np.flatnonzero(~valid):
         t = int(frames[i])
         found = search_valid_latents(z[t], model, float(alignment.scale_mm), spread, seed=t)
-        if found is None:
-            out[t] = labels[t]
-            continue
-        candidate = SequenceDecoder(carry[i : i + 1], alignment, model, None, cleanup=True, present=present)(found[None])
-        if bool(np.asarray(check(candidate, frames[i : i + 1]), dtype=bool)[0]):
-            out[t] = candidate[0]
-            continue
-        out[t] = labels[t]
+        out[t] = labels[t]  # unless a valid shape is found near the fit (do no harm)
+        if found is not None:
+            candidate = SequenceDecoder(carry[i : i + 1], alignment, model, None, cleanup=True, present=present)(found[None])
+            if bool(np.asarray(check(candidate, frames[i : i + 1]), dtype=bool)[0]):
+                out[t] = candidate[0]
     _keep_intact_lv(out, labels, frames[lv_intact[frames]], check, promoted)
     return out
 
@@ -312,6 +309,16 @@ def wall_support(drawn: np.ndarray, rebuilt: np.ndarray) -> float:
     return float(walls) / disagree if disagree else 0.0
 
 
+def with_drawn_lv(decoded: np.ndarray, drawn_lv: np.ndarray) -> np.ndarray:
+    """A copy of the (..., H, W) label maps ``decoded`` with the LV ``drawn_lv`` (same shape, bool) put
+    in: the decoded LV around the drawn one becomes myocardium, the decoded myocardium (or anything
+    else) under the drawn LV becomes LV."""
+    composed = np.array(decoded, copy=True)
+    composed[(composed == LV) & ~drawn_lv] = MYO
+    composed[drawn_lv] = LV
+    return composed
+
+
 def _keep_intact_lv(out: np.ndarray, labels: np.ndarray, frames: np.ndarray, check: Any, beyond: np.ndarray) -> None:
     """Put the input LV of ``frames`` back into their re-estimated shapes, in place, where valid.
 
@@ -323,10 +330,8 @@ def _keep_intact_lv(out: np.ndarray, labels: np.ndarray, frames: np.ndarray, che
     """
     if not len(frames):
         return
-    composed = out[frames].copy()
     drawn = labels[frames] == LV
-    composed[(composed == LV) & ~drawn] = MYO
-    composed[drawn] = LV
+    composed = with_drawn_lv(out[frames], drawn)
     ok = np.asarray(check(composed, frames, drawn_lv=beyond[frames]), dtype=bool)
     out[frames[ok]] = composed[ok]
     retry = np.flatnonzero(~ok & beyond[frames])
