@@ -39,11 +39,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small phantom sequences (one .nii.gz, one .mhd pair), a big one, a non-label map, garbage."""
     root = tmp_path_factory.mktemp("serve-inputs")
     small = generate_sequence(3, n_frames=10, image_shape=(160, 128))
-    big = generate_sequence(4)  # CAMUS size: a job long enough to kill its worker in
+    big = generate_sequence(4)  # CAMUS size
+    # Several beats at CAMUS size: a job long enough (about 1 s) to kill its worker in; a one-cycle
+    # CAMUS-size sequence is corrected in about 0.2 s, within the test's wait before the kill.
+    long = generate_sequence(4, n_frames=120)
     out = {
         "small": write_sequence(root / "small.nii.gz", small.labels, spacing_mm=small.spacing_mm),
         "mhd": write_sequence(root / "pair.mhd", small.labels, spacing_mm=small.spacing_mm),
         "big": write_sequence(root / "big.nii.gz", big.labels, spacing_mm=big.spacing_mm),
+        "long": write_sequence(root / "long.nii.gz", long.labels, spacing_mm=long.spacing_mm),
     }
     bmode = (small.labels * 60 + 7).astype(np.uint8)  # values outside {0, 1, 2, 3}
     out["bmode"] = root / "bmode.nii.gz"  # written without write_sequence, which refuses non-labels
@@ -300,7 +304,7 @@ def test_long_poll_of_a_deleted_job_ends_at_once(client: TestClient, files: dict
 
 def test_killed_worker_fails_its_job_only(client: TestClient, app, files: dict[str, Path]) -> None:
     pool = app.state.pool
-    job = _submit(client, files["big"])
+    job = _submit(client, files["long"])
     end = time.monotonic() + 30
     while client.get(job["status_url"]).json()["status"] != "running" and time.monotonic() < end:
         time.sleep(0.02)
