@@ -168,6 +168,10 @@ def interpolate_residue(
 
     n = len(out)
     bad = ~shape.valid | shape.flags.any(axis=1)
+    # Interior runs have one proposal each (the interpolation between their good neighbours): one
+    # tried on these frames is not tried again, but a run widened by a rejection is a new proposal,
+    # tried at the next end speed.
+    tried: set[tuple[int, int, int, int]] = set()
     for end_speed in END_SPEEDS:
         for _ in range(2):  # a second pass for what the first left, or with widened runs
             good = ~bad
@@ -182,9 +186,10 @@ def interpolate_residue(
                 before = np.flatnonzero(good[:first])
                 after = first + 1 + np.flatnonzero(good[first + 1 :])
                 if before.size and after.size:
-                    if end_speed != END_SPEEDS[0]:
-                        continue  # an interior run has only one proposal, tried already
                     a, b, near = int(before[-1]), int(after[0]), None
+                    if (first, last, a, b) in tried:
+                        continue
+                    tried.add((first, last, a, b))
                 elif before.size >= 2:
                     a, b, near = int(before[-2]), int(before[-1]), 1.0
                 elif after.size >= 2:
@@ -203,6 +208,7 @@ def interpolate_residue(
             new_out, new_shape = accept_replacements(out, shape, replaced, candidate, spacing_mm, thresholds)
             if new_out is not out:
                 out, shape = new_out, new_shape
+                tried.clear()
                 bad = ~shape.valid | shape.flags.any(axis=1)
                 blend = DistanceBlend(out, spacing_mm, (rows, cols))  # replaced frames may now serve as good frames
                 continue
