@@ -113,6 +113,7 @@ def fit_turning_points(
     half_window: int,
     flicker_bound: float = 1.0,
     support: np.ndarray | None = None,
+    borders: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ShapeMeasures]:
     """Average the border flicker of the ED and ES frames without biasing the volume's extremes.
 
@@ -133,6 +134,9 @@ def fit_turning_points(
         support: (T,) bool, frames that may lend their borders to another frame's fit (None: all).
             Frames the correction rebuilt or moved carry the model's shape, not the annotator's
             flicker: averaged in, they pull an as-drawn ED or ES toward the model.
+        borders: (T, H, W) labels whose frames lend their borders to the fits (None: ``out``): the
+            sequence before the temporal Gaussian, whose averaged neighbours of an extremum sit
+            inside it and would pull the fitted ED or ES toward the mean.
 
     Returns:
         (labels, measures).
@@ -144,12 +148,13 @@ def fit_turning_points(
     turning = tuple(t for t in dict.fromkeys(turning) if 0 <= t < n)
     if half_window < 1 or n < 3 or not turning:
         return out, shape
-    rows, cols = heart_box(out, margin=2)
-    blend = DistanceBlend(out, spacing_mm, (rows, cols))
+    lend = out if borders is None else borders
+    rows, cols = heart_box(lend, margin=2)
+    blend = DistanceBlend(lend, spacing_mm, (rows, cols))
     fitted = out.copy()
     window = fitted[:, rows, cols]  # a view: writes go to ``fitted``
     candidate = np.zeros(n, dtype=bool)
-    labels_of = lambda f: frozenset(np.unique(out[f, rows, cols]).tolist())  # noqa: E731
+    labels_of = lambda f: frozenset(np.unique(lend[f, rows, cols]).tolist())  # noqa: E731
     for t in turning:
         frames = np.arange(max(t - half_window, 0), min(t + half_window, n - 1) + 1)
         # Only frames with the turning frame's labels: an absent label's distance is a constant

@@ -149,7 +149,7 @@ def _run_method(
         # Without ED/ES, the turning points are those of the corrected curve (every beat's).
         turning = anchors if anchors is not None else turning_frames(result.after, thresholds)
         result.labels, result.after = fit_turning_points(result.labels, result.after, spacing, thresholds, turning,
-                                                         config.turning_fit_frames, support=~changed)
+                                                         config.turning_fit_frames, support=~changed, borders=corrected)
     if result.labels is not corrected:
         result.n_denoised = int((result.labels != corrected).reshape(n_frames, -1).any(axis=1).sum())
     return result
