@@ -155,7 +155,10 @@ def interpolate_residue(
     pixel takes the label of smallest distance. Borders move continuously, so the in-between shapes
     are valid and consistent wherever their neighbours are. Proposals are cleaned up like decoded
     frames and kept only if valid and making no frame newly inconsistent. Should a run make a good
-    neighbour inconsistent, the run is widened by that neighbour and tried again.
+    neighbour inconsistent, the run is widened by that neighbour and tried again. Should the bridge
+    of a run within ``MAX_INTERPOLATED_RUN`` frames of an end fail, the frames beyond it may be the
+    broken ones (an end-systolic run whose ES is off too): the run is carried to that end and
+    extrapolated like an end run, at the later end speeds.
 
     Args:
         out: (T, H, W) corrected labels; shape: their measures (with validity).
@@ -188,8 +191,17 @@ def interpolate_residue(
                 if before.size and after.size:
                     a, b, near = int(before[-1]), int(after[0]), None
                     if (first, last, a, b) in tried:
-                        continue
-                    tried.add((first, last, a, b))
+                        # Bridging failed. Near an end, the frames beyond the run may be the broken
+                        # ones (an end-systolic run whose ES is off too): the run is carried to that
+                        # end and extrapolated from the other side, as an end run is.
+                        if n - first <= MAX_INTERPOLATED_RUN and before.size >= 2:
+                            last, (a, b, near) = n - 1, (int(before[-2]), int(before[-1]), 1.0)
+                        elif last + 1 <= MAX_INTERPOLATED_RUN and after.size >= 2:
+                            first, (a, b, near) = 0, (int(after[0]), int(after[1]), 0.0)
+                        else:
+                            continue
+                    else:
+                        tried.add((first, last, a, b))
                 elif before.size >= 2:
                     a, b, near = int(before[-2]), int(before[-1]), 1.0
                 elif after.size >= 2:
@@ -208,7 +220,8 @@ def interpolate_residue(
             new_out, new_shape = accept_replacements(out, shape, replaced, candidate, spacing_mm, thresholds)
             if new_out is not out:
                 out, shape = new_out, new_shape
-                tried.clear()
+                if end_speed == END_SPEEDS[0]:
+                    tried.clear()  # the first end speed bridges again what a partial take left
                 bad = ~shape.valid | shape.flags.any(axis=1)
                 blend = DistanceBlend(out, spacing_mm, (rows, cols))  # replaced frames may now serve as good frames
                 continue

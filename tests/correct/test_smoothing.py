@@ -550,6 +550,44 @@ def test_residue_frames_take_the_shape_between_their_good_neighbours(phantom, br
             assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.93
 
 
+def test_a_residue_run_whose_bridge_to_the_end_fails_is_carried_to_the_end(phantom, monkeypatch):
+    """A residue run within ``MAX_INTERPOLATED_RUN`` frames of the end, whose bridge to the good frame
+    beyond it is rejected (as when that frame, ES, is off too), is carried to the end and
+    extrapolated from the frames before it; the frames before the run are untouched."""
+    from echotemporal.correct import repair
+    from echotemporal.measure.sequence import measure_shape
+    from echotemporal.measure.temporal import load_thresholds
+
+    thresholds = load_thresholds()
+    truth = phantom.labels
+    labels = truth.copy()
+    n = len(labels)
+    frame = labels[n - 2]
+    lv_rows = np.flatnonzero((frame == Label.LV).any(axis=1))
+    band = frame[lv_rows[len(lv_rows) // 2] : lv_rows[len(lv_rows) // 2] + 2]
+    wall = band[:, : np.flatnonzero((band == Label.LV).any(axis=0))[0]]
+    wall[wall == Label.MYO] = Label.BACKGROUND  # the lateral wall cut through
+    shape = measure_shape(labels, SPACING, thresholds)
+    assert not shape.valid[n - 2] and shape.valid[n - 1]
+    proposals, take = [], repair.accept_replacements
+
+    def no_bridge_to_the_end(out, shape, replaced, candidate, spacing_mm, thresholds):
+        proposals.append(np.flatnonzero(candidate).tolist())
+        if not candidate[n - 1]:
+            return out, shape  # rejected
+        return take(out, shape, replaced, candidate, spacing_mm, thresholds)
+
+    monkeypatch.setattr(repair, "accept_replacements", no_bridge_to_the_end)
+    out, after = repair.interpolate_residue(labels, shape, SPACING, thresholds)
+    assert proposals[0] == [n - 2] and [n - 2, n - 1] in proposals
+    assert after.valid.all() and not after.flags.any()
+    assert (out[n - 1] != labels[n - 1]).any()
+    np.testing.assert_array_equal(out[: n - 2], labels[: n - 2])
+    for value in (Label.LV, Label.MYO):
+        a, b = out[n - 2] == value, truth[n - 2] == value
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.9
+
+
 def test_a_sequence_that_needs_no_correction_comes_back_as_drawn_unless_all_frames_are_denoised():
     """Clean jittered phantoms (no frame flagged or invalid): the default output is the input, bit for bit,
     ED/ES included; with ``denoise_scope="all"`` the turning-point fit averages the ED/ES flicker."""
