@@ -76,6 +76,17 @@ def _inverted(clinical: Any) -> bool:
     return math.isfinite(edv) and math.isfinite(esv) and esv >= edv > 0
 
 
+#: The input's EF (points) below which a correction cannot be said to turn its volume curve over: a
+#: heart that barely contracts has ED and ES volumes within the border flicker of each other.
+EF_TURNED_MARGIN = 5.0
+
+
+def _contracts(clinical: Any) -> bool:
+    """Whether the clinical measures show a contraction: EDV > 0 and EF of at least ``EF_TURNED_MARGIN``."""
+    edv, esv = float(clinical.edv_ml), float(clinical.esv_ml)
+    return math.isfinite(edv) and math.isfinite(esv) and edv > 0 and 100.0 * (edv - esv) / edv >= EF_TURNED_MARGIN
+
+
 def judge_outcome(before: ShapeMeasures, after: ShapeMeasures) -> str:
     """"worse" if the output has more inconsistent or more invalid frames than the input, "residue"
     if it still has some, else "clean" (the project's own checks, DESIGN.md §4.1 and §6)."""
@@ -149,7 +160,8 @@ def _run_method(
         # Without ED/ES, the turning points are those of the corrected curve (every beat's).
         turning = anchors if anchors is not None else turning_frames(result.after, thresholds)
         result.labels, result.after = fit_turning_points(result.labels, result.after, spacing, thresholds, turning,
-                                                         config.turning_fit_frames, support=~changed, borders=corrected)
+                                                         config.turning_fit_frames, support=~changed,
+                                                         borders=None if config.denoise_scope == "corrected" else corrected)
     if result.labels is not corrected:
         result.n_denoised = int((result.labels != corrected).reshape(n_frames, -1).any(axis=1).sum())
     return result
@@ -295,14 +307,15 @@ def _judge(
     """(verdict, why, the output's clinical measures) of a method's ``outcome`` on the input ``work``.
 
     "worse" when the frame counts say so (:func:`judge_outcome`) or when the output puts the ESV at or
-    above the EDV of the given ED/ES where the input did not (do no harm on the indices too: a run
-    rebuilt the wrong way turns the volume curve over whatever the frame counts).
+    above the EDV of the given ED/ES where the input showed a contraction (an EF of at least
+    ``EF_TURNED_MARGIN`` points; do no harm on the indices too: a run rebuilt the wrong way turns the
+    volume curve over whatever the frame counts).
     """
     out, after = outcome.labels, outcome.after
     verdict = judge_outcome(before, after)
     clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es, reference=(work, clin_before))
     why = f"{_scores(before)} -> {_scores(after)}"
-    if verdict != "worse" and _inverted(clin_after) and not _inverted(clin_before):
+    if verdict != "worse" and _inverted(clin_after) and _contracts(clin_before):
         verdict = "worse"
         why = (f"ESV {float(clin_before.esv_ml):.1f} < EDV {float(clin_before.edv_ml):.1f} mL -> "
                f"ESV {float(clin_after.esv_ml):.1f} >= EDV {float(clin_after.edv_ml):.1f} mL")

@@ -174,3 +174,33 @@ def test_a_robust_correction_that_turns_the_curve_over_falls_back_to_the_in_plac
     assert result.summary["outcome"] != "worse" and not result.summary["kept_input_because_worse"]
     assert result.summary["ef_percent_after"] > 0
     assert any("corrected in place instead" in note and ">= EDV" in note for note in result.summary["notes"])
+
+
+def test_a_heart_that_barely_contracts_cannot_be_turned_over(monkeypatch):
+    """An input whose EF is under ``EF_TURNED_MARGIN`` (ED and ES within the border flicker of each
+    other): a correction that puts the ESV at or above the EDV is not judged worse for it."""
+    from scipy import ndimage
+
+    from echotemporal.core.labels import Label
+
+    phantom = generate_sequence(21, n_frames=10, image_shape=(240, 200))
+    labels = np.repeat(phantom.labels[:1], 10, axis=0)
+    last = len(labels) - 1
+    lv = labels[last] == Label.LV
+    rim = lv & ~ndimage.binary_erosion(lv)
+    rim[int(np.median(np.flatnonzero(lv.any(axis=1)))) :] = False
+    labels[last][rim] = Label.MYO  # the ES LV one pixel smaller toward the apex
+
+    def reversing(work, spacing, before, model, config, thresholds, anchors):
+        from echotemporal.measure.sequence import measure_shape
+
+        out = np.ascontiguousarray(work[::-1])
+        return smoothing.MethodOutcome(out, measure_shape(out, spacing, thresholds, reference=(work, before)))
+
+    monkeypatch.setattr(smoothing, "_run_method", reversing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smooth_sequence(labels, phantom.spacing_mm, ed_frame=0, es_frame=last)
+    assert 0 < result.summary["ef_percent_before"] < smoothing.EF_TURNED_MARGIN
+    assert result.summary["ef_percent_after"] <= 0
+    assert result.summary["outcome"] != "worse" and not result.summary["kept_input_because_worse"]
