@@ -122,19 +122,21 @@ def test_a_sequence_with_no_trusted_frame_says_so_in_its_summary(monkeypatch):
     assert any(str(w.message).startswith("only 0 of 10 frames") for w in caught)
 
 
+def _reversing(work, spacing, before, model, config, thresholds, anchors):
+    """A "correction" that plays the sequence backwards (same frames, the volume curve turned over)."""
+    from echotemporal.measure.sequence import measure_shape
+
+    out = np.ascontiguousarray(work[::-1])
+    return smoothing.MethodOutcome(out, measure_shape(out, spacing, thresholds, reference=(work, before)))
+
+
 def test_a_correction_that_turns_the_volume_curve_over_is_worse(monkeypatch):
     """Same frame counts, but the given ES ends up larger than the given ED: the input is kept."""
     phantom = generate_sequence(21, n_frames=10, image_shape=(240, 200))
     labels = phantom.labels
     last = len(labels) - 1
 
-    def reversing(work, spacing, before, model, config, thresholds, anchors):
-        from echotemporal.measure.sequence import measure_shape
-
-        out = np.ascontiguousarray(work[::-1])
-        return smoothing.MethodOutcome(out, measure_shape(out, spacing, thresholds, reference=(work, before)))
-
-    monkeypatch.setattr(smoothing, "_run_method", reversing)
+    monkeypatch.setattr(smoothing, "_run_method", _reversing)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         kept = smooth_sequence(labels, phantom.spacing_mm, ed_frame=0, es_frame=last)
@@ -191,13 +193,7 @@ def test_a_heart_that_barely_contracts_cannot_be_turned_over(monkeypatch):
     rim[int(np.median(np.flatnonzero(lv.any(axis=1)))) :] = False
     labels[last][rim] = Label.MYO  # the ES LV one pixel smaller toward the apex
 
-    def reversing(work, spacing, before, model, config, thresholds, anchors):
-        from echotemporal.measure.sequence import measure_shape
-
-        out = np.ascontiguousarray(work[::-1])
-        return smoothing.MethodOutcome(out, measure_shape(out, spacing, thresholds, reference=(work, before)))
-
-    monkeypatch.setattr(smoothing, "_run_method", reversing)
+    monkeypatch.setattr(smoothing, "_run_method", _reversing)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = smooth_sequence(labels, phantom.spacing_mm, ed_frame=0, es_frame=last)
