@@ -189,7 +189,7 @@ class SmoothingConfig:
             on the corrected curve) take the least-squares turning-point fit ``a + c·τ²`` of the
             signed distances of the frames within this many frames of them that the correction left
             as drawn (rebuilt frames carry the model's shape, not flicker; borders as drawn, before the
-            temporal Gaussian of ``denoise_scope`` "sequence"), kept only where it moves
+            temporal Gaussian of ``denoise_scope`` "sequence" or "all"), kept only where it moves
             no attribute beyond the consistency tolerance and stays valid and consistent: their
             border flicker, which EF and GLS read, is averaged without pulling the
             volume's extremes toward their neighbours. 0 turns it off. With ``denoise_scope``

@@ -70,21 +70,25 @@ def _scores(shape: ShapeMeasures) -> str:
     return f"{int(shape.flags.any(axis=1).sum())} inconsistent, {int((~shape.valid).sum())} invalid frames"
 
 
-def _inverted(clinical: Any) -> bool:
-    """Whether the clinical measures put the ESV at or above a positive EDV (EF <= 0)."""
-    edv, esv = float(clinical.edv_ml), float(clinical.esv_ml)
-    return math.isfinite(edv) and math.isfinite(esv) and esv >= edv > 0
-
-
 #: The input's EF (points) below which a correction cannot be said to turn its volume curve over: a
 #: heart that barely contracts has ED and ES volumes within the border flicker of each other.
 EF_TURNED_MARGIN = 5.0
 
 
-def _contracts(clinical: Any) -> bool:
-    """Whether the clinical measures show a contraction: EDV > 0 and EF of at least ``EF_TURNED_MARGIN``."""
+def _ef_points(clinical: Any) -> float:
+    """``100·(EDV − ESV)/EDV`` of the clinical measures' volumes; NaN unless both are finite and EDV > 0."""
     edv, esv = float(clinical.edv_ml), float(clinical.esv_ml)
-    return math.isfinite(edv) and math.isfinite(esv) and edv > 0 and 100.0 * (edv - esv) / edv >= EF_TURNED_MARGIN
+    return 100.0 * (edv - esv) / edv if math.isfinite(edv) and math.isfinite(esv) and edv > 0 else math.nan
+
+
+def _inverted(clinical: Any) -> bool:
+    """Whether the clinical measures put the ESV at or above a positive EDV (EF <= 0)."""
+    return _ef_points(clinical) <= 0
+
+
+def _contracts(clinical: Any) -> bool:
+    """Whether the clinical measures show a contraction: an EF of at least ``EF_TURNED_MARGIN``."""
+    return _ef_points(clinical) >= EF_TURNED_MARGIN
 
 
 def judge_outcome(before: ShapeMeasures, after: ShapeMeasures) -> str:
@@ -161,6 +165,8 @@ def _run_method(
         turning = anchors if anchors is not None else turning_frames(result.after, thresholds)
         result.labels, result.after = fit_turning_points(result.labels, result.after, spacing, thresholds, turning,
                                                          config.turning_fit_frames, support=~changed,
+                                                         # the lenders' borders before the Gaussian; in
+                                                         # "corrected" they are untouched by it anyway
                                                          borders=None if config.denoise_scope == "corrected" else corrected)
     if result.labels is not corrected:
         result.n_denoised = int((result.labels != corrected).reshape(n_frames, -1).any(axis=1).sum())

@@ -520,6 +520,14 @@ def test_residual_decoding_equals_the_dense_formula(phantom):
     assert (again[1] != out[1]).any() and np.array_equal(again[[0, 2, 3, 4, 5, 6, 7]], out[[0, 2, 3, 4, 5, 6, 7]])
 
 
+def _cut_left_wall(frame: np.ndarray) -> None:
+    """A 2-row cut through the left wall at the LV's mid-height, in place ((H, W) labels): invalid."""
+    lv_rows = np.flatnonzero((frame == Label.LV).any(axis=1))
+    band = frame[lv_rows[len(lv_rows) // 2] : lv_rows[len(lv_rows) // 2] + 2]
+    wall = band[:, : np.flatnonzero((band == Label.LV).any(axis=0))[0]]
+    wall[wall == Label.MYO] = Label.BACKGROUND
+
+
 @pytest.mark.parametrize("broken", [[4], [3, 4, 5], [9]])
 def test_residue_frames_take_the_shape_between_their_good_neighbours(phantom, broken):
     """Known answer: frames left invalid by the correction (the lateral wall cut through, the LV
@@ -533,11 +541,7 @@ def test_residue_frames_take_the_shape_between_their_good_neighbours(phantom, br
     truth = phantom.labels
     labels = truth.copy()
     for t in broken:
-        lv_rows = np.flatnonzero((labels[t] == Label.LV).any(axis=1))
-        band = labels[t][lv_rows[len(lv_rows) // 2] : lv_rows[len(lv_rows) // 2] + 2]
-        lv_cols = np.flatnonzero((band == Label.LV).any(axis=0))
-        wall = band[:, : lv_cols[0]]
-        wall[wall == Label.MYO] = Label.BACKGROUND  # a 2-row cut through the left wall
+        _cut_left_wall(labels[t])
     shape = measure_shape(labels, SPACING, thresholds)
     assert not shape.valid[broken].any()
     out, after = _interpolate_residue(labels, shape, SPACING, thresholds)
@@ -562,11 +566,7 @@ def test_a_residue_run_whose_bridge_to_the_end_fails_is_carried_to_the_end(phant
     truth = phantom.labels
     labels = truth.copy()
     n = len(labels)
-    frame = labels[n - 2]
-    lv_rows = np.flatnonzero((frame == Label.LV).any(axis=1))
-    band = frame[lv_rows[len(lv_rows) // 2] : lv_rows[len(lv_rows) // 2] + 2]
-    wall = band[:, : np.flatnonzero((band == Label.LV).any(axis=0))[0]]
-    wall[wall == Label.MYO] = Label.BACKGROUND  # the lateral wall cut through
+    _cut_left_wall(labels[n - 2])
     shape = measure_shape(labels, SPACING, thresholds)
     assert not shape.valid[n - 2] and shape.valid[n - 1]
     proposals, take = [], repair.accept_replacements
