@@ -26,7 +26,7 @@ arvae then returns the input, counted as "kept input"; the baselines run unprote
 Usage::
 
     python scripts/benchmark_smoothing.py [--sets sparse,clean,coherent,segmenter] [--n 40]
-        [--segmenter-dir DIR [--segmenter-cycles]] [--methods none,gaussian,lcc-gaussian,arvae] [--workers 2]
+        [--segmenter-dir DIR [--segmenter-cycles [ed|es]]] [--methods none,gaussian,lcc-gaussian,arvae] [--workers 2]
         [--set KEY=VALUE ...] [--csv rows.csv]
 """
 
@@ -143,17 +143,21 @@ def segmenter_case(index: int, directory: str) -> dict[str, Any]:
         _STATE["segmenter_cases"] = load_segmenter_set(directory)
     case = _STATE["segmenter_cases"][index]
     predicted, truth = case.predicted, case.truth
+    ed, es = int(case.ed_frame), int(case.es_frame)
     if _STATE.get("segmenter_cycles"):  # ED -> ES -> ED: ES mid-sequence, as in a full cycle
         from echotemporal.phantoms.failure_set import mirror_half_sequence
 
         predicted, truth = mirror_half_sequence(predicted), mirror_half_sequence(truth)
+        if _STATE["segmenter_cycles"] == "es":  # ES -> ED -> ES: a recording started at ES, ED mid-sequence
+            shift = len(case.predicted) - 1
+            predicted, truth = np.roll(predicted, -shift, axis=0), np.roll(truth, -shift, axis=0)
+            ed, es = shift, 0
     # Every predicted frame differs from the truth: "untouched" frames are those within one pixel
     # of it (LV and MYO Dice >= 0.97), where a good correction has nothing to change.
     touched = np.array([min(_dice(p == v, t == v) for v in (1, 2)) < 0.97 for p, t in zip(predicted, truth)])
     return {
         "index": index, "set": "segmenter", "source": case.name, "truth": truth, "labels": predicted,
-        "spacing_mm": tuple(float(s) for s in case.spacing_mm), "ed_frame": int(case.ed_frame),
-        "es_frame": int(case.es_frame), "touched": touched,
+        "spacing_mm": tuple(float(s) for s in case.spacing_mm), "ed_frame": ed, "es_frame": es, "touched": touched,
     }
 
 
@@ -249,7 +253,7 @@ def score(case: dict[str, Any], out: np.ndarray, result: Any, truth_ci: Any) -> 
 
 
 def init_worker(overrides: dict[str, Any], methods: tuple[str, ...], segmenter_dir: str | None, tuning: bool = False,
-                detect: bool = False, segmenter_cycles: bool = False) -> None:
+                detect: bool = False, segmenter_cycles: str | None = None) -> None:
     warnings.simplefilter("ignore")  # degenerate frames warn by design; the table records them
     from echotemporal.measure.temporal import load_thresholds
     from echotemporal.model.registry import load_model
@@ -337,8 +341,9 @@ def main() -> None:
     p.add_argument("--detect", action="store_true",
                    help="give the methods no ED/ES: each detects them on its own curve (a full cycle without an Info cfg); "
                         "the truth's indices still use the true ED/ES")
-    p.add_argument("--segmenter-cycles", action="store_true",
+    p.add_argument("--segmenter-cycles", nargs="?", const="ed", choices=("ed", "es"), default=None,
                    help="mirror each segmenter case into a full cycle (ED -> ES -> ED, predictions and truth alike; "
+                        "'es': rolled to start at ES, ES -> ED -> ES, ED mid-sequence; "
                         "with --detect: a real segmenter's full cycle without an Info cfg)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a SmoothingConfig field of arvae (repeatable; value read as YAML)")

@@ -23,7 +23,7 @@ from echotemporal.core.labels import LA, LV, MYO
 from echotemporal.correct.cleanup import cleanup_labels
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.correct.denoise import turning_frames
-from echotemporal.correct.reestimate import reestimate_frames, with_drawn_lv
+from echotemporal.correct.reestimate import reestimate_frames, with_drawn_lv, wrong_way_runs
 from echotemporal.correct.repair import (
     extrapolate_turning_ends,
     full_decoding_fallback,
@@ -412,6 +412,26 @@ def _pose_range(trusted_attributes: np.ndarray, thresholds: AttributeThresholds)
     return inside
 
 
+def _unturned(
+    labels: np.ndarray, out: np.ndarray, rebuilt: np.ndarray, support: np.ndarray, turning: tuple[int, ...],
+    spacing_mm: tuple[float, float],
+) -> np.ndarray:
+    """Undo the rebuilt runs that turn the wrong way across ED or ES (``reestimate.wrong_way_runs``), in place.
+
+    Such a run takes its input back where the input's own LV curve does not turn the wrong way (the
+    in-place correction then repairs it as drawn), else the signed-distance blend of its bracketing
+    frames (a bridge that cannot turn). Returns (T,) bool, the frames given their input back.
+    """
+    area, rebuilt_area = ((x == LV).reshape(len(x), -1).sum(axis=1).astype(np.float64) for x in (labels, out))
+    wrong = wrong_way_runs(area, rebuilt_area, rebuilt, support, turning)
+    if not wrong.any():
+        return wrong
+    blend = wrong & wrong_way_runs(area, area, rebuilt, support, turning)
+    out[wrong] = labels[wrong]
+    interpolate_runs(out, blend, support, spacing_mm, len(out))
+    return wrong & ~blend
+
+
 def _robust_start(
     labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, anchors: tuple[int, ...],
     detected: tuple[int, ...] = (),
@@ -479,13 +499,17 @@ def _robust_start(
         lv_drawn_ok = trust.on_level
         if before.checked:
             lv_drawn_ok = lv_drawn_ok & before.criteria[:, [CRITERIA.index(name) for name in LV_OWN_CRITERIA]].all(axis=1)
+        turning = tuple(sorted({*anchors, *detected}))
         joined = _joined_lv_phase(out, rest & ~trust.lv_intact, before, trust, ctx, anchors)
         walled = _wall_repaired_lv(out, z, rest & ~trust.lv_intact & _end_runs(rest), before, trust, ctx, anchors)
         out = reestimate_frames(
             out, z, trust.trusted | blended, rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
-            lv_intact=trust.lv_intact if walled is None else trust.lv_intact | walled[0], turning=tuple(sorted({*anchors, *detected})), lv_drawn_ok=lv_drawn_ok,
+            lv_intact=trust.lv_intact if walled is None else trust.lv_intact | walled[0], turning=turning, lv_drawn_ok=lv_drawn_ok,
             corroborate=detected, phase=_either_phase(joined, walled),
         )
+        kept = _unturned(labels, out, rest, trust.trusted | blended, turning, spacing_mm)
+        rest &= ~kept
+        untrusted = untrusted & ~kept
         encode(rest)
     measured = measure_shape(out, spacing_mm, thresholds, reference=(labels, before))
     return out, measured, z, trust, untrusted

@@ -19,6 +19,9 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
    (rejection sampling in the latent space, as Painchaud et al., "Cardiac Segmentation with Strong
    Anatomical Guarantees", IEEE TMI 2020). Orientation and position stay within the trusted frames'
    range. Where no valid shape lies near the fitted latent, the frame keeps its input (do no harm).
+4. **No beat that is not there**: a run rebuilt across ED whose LV dips below both frames bracketing
+   it, or across ES with a bump above both, turned the wrong way (:func:`wrong_way_runs`); the caller
+   gives it back its input, or a bridge between the brackets where the input turns the wrong way too.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ import scipy.linalg
 from echotemporal.core.labels import LV, MYO
 from echotemporal.correct.cleanup import MAX_MODELLED
 from echotemporal.correct.decoding import SequenceDecoder
+from echotemporal.correct.repair import bad_runs
 from echotemporal.correct.solvers import penalty_bands
 
-__all__ = ["WALL_SUPPORT", "fit_latent_trajectory", "reestimate_frames", "search_valid_latents", "wall_support", "with_drawn_lv"]
+__all__ = ["WALL_SUPPORT", "fit_latent_trajectory", "wrong_way_runs", "reestimate_frames", "search_valid_latents", "wall_support", "with_drawn_lv"]
 
 #: Smoothing weight of the trajectory fit (per second difference, latent units).
 FIT_LAMBDA = 0.1
@@ -361,4 +365,49 @@ def _open_composition(decoded: np.ndarray, drawn_lv: np.ndarray) -> np.ndarray:
         crop[ring] = MYO
         crop[nearer_out] = nearest[nearer_out]
     crop[lv] = LV
+    return out
+
+
+#: A rebuilt run across ED may not fall below the lower of its two bracketing frames' LV areas by more
+#: than this fraction (across ES: not rise above the higher one), about 8 % in volume. The one run of the
+#: tuning sets' rotated cycles (ES -> ED -> ES) it catches dipped 9 % in area (13 % in volume) below both.
+WRONG_WAY = 0.05
+
+
+def wrong_way_runs(
+    drawn_area: np.ndarray, rebuilt_area: np.ndarray, rebuilt: np.ndarray, support: np.ndarray, turning: tuple[int, ...]
+) -> np.ndarray:
+    """Interior rebuilt runs whose LV area curve turns the wrong way across a turning point.
+
+    A run across ED (a turning frame whose drawn LV area lies above the supports' median) holds the
+    volume maximum: its rebuilt LV should reach the level of the frames bracketing it. The fit
+    follows the slopes of the supports next to it, and a segmenter's flicker there (the frames before
+    ED drawn smaller, say) can bend it into a dip below both brackets: a second beat that is not
+    there. Across ES, likewise, a bump above both. Runs at an end (one bracket) and runs holding both
+    an ED and an ES are not judged.
+
+    Args:
+        drawn_area: (T,) LV areas of the input (any unit); rebuilt_area: (T,) of the output.
+        rebuilt: (T,) bool, the re-estimated frames; support: (T,) bool, the frames the fit followed.
+        turning: ED/ES frames (given or proposed by the drawn curve).
+
+    Returns:
+        (T,) bool, the frames of the runs turned the wrong way.
+    """
+    out = np.zeros(len(rebuilt), dtype=bool)
+    if not support.any():
+        return out
+    middle = float(np.median(drawn_area[support]))
+    for lo, hi in bad_runs(rebuilt):
+        if lo == 0 or hi == len(rebuilt) - 1 or not (support[lo - 1] and support[hi + 1]):
+            continue
+        inside = [t for t in turning if lo <= t <= hi]
+        peaks = [t for t in inside if drawn_area[t] > middle]
+        if not inside or 0 < len(peaks) < len(inside):
+            continue
+        ends, run = rebuilt_area[[lo - 1, hi + 1]], rebuilt_area[lo : hi + 1]
+        if peaks:
+            out[lo : hi + 1] = run.min() < (1.0 - WRONG_WAY) * ends.min()
+        else:
+            out[lo : hi + 1] = run.max() > (1.0 + WRONG_WAY) * ends.max()
     return out

@@ -629,3 +629,76 @@ def _forcing_reestimation(robust_start, frames: np.ndarray):
             arvae.judge_frames = judge
 
     return start
+
+
+def test_a_rebuilt_run_is_judged_turned_the_wrong_way_only_against_its_turning_point():
+    """A run across ED (its turning frame drawn above the supports' median) that dips below both
+    brackets, or across ES that bumps above both, is turned the wrong way; the same dip across ES,
+    a rise to an ED, a run at an end and a run without a turning point are not judged so."""
+    from echotemporal.correct.reestimate import WRONG_WAY, wrong_way_runs
+
+    drawn = np.array([40, 60, 80, 95, 100, 98, 90, 75, 55, 42, 40, 41], dtype=float)
+    rebuilt = np.zeros(12, dtype=bool)
+    rebuilt[3:6] = True
+    support = ~rebuilt
+    dip = drawn.copy()
+    dip[3:6] = (1.0 - 2 * WRONG_WAY) * 80  # below both brackets (80, 90)
+    rise = drawn.copy()
+    rise[3:6] = 105
+    assert wrong_way_runs(drawn, dip, rebuilt, support, (4,)).tolist() == [False] * 3 + [True] * 3 + [False] * 6
+    assert not wrong_way_runs(drawn, rise, rebuilt, support, (4,)).any()
+    assert not wrong_way_runs(drawn, dip, rebuilt, support, ()).any()  # no turning point inside
+    shallow = drawn.copy()
+    shallow[3:6] = (1.0 - WRONG_WAY / 2) * 80
+    assert not wrong_way_runs(drawn, shallow, rebuilt, support, (4,)).any()
+    # across ES (drawn below the median): a bump above both brackets is wrong, a dip is not
+    es_run = np.zeros(12, dtype=bool)
+    es_run[8:11] = True
+    bump = drawn.copy()
+    bump[8:11] = (1.0 + 2 * WRONG_WAY) * 75
+    assert wrong_way_runs(drawn, bump, es_run, ~es_run, (9,))[8:11].all()
+    low = drawn.copy()
+    low[8:11] = 30
+    assert not wrong_way_runs(drawn, low, es_run, ~es_run, (9,)).any()
+    end_run = np.zeros(12, dtype=bool)
+    end_run[9:] = True  # reaches the end: one bracket only
+    assert not wrong_way_runs(drawn, bump, end_run, ~end_run, (9,)).any()
+
+
+def test_a_run_rebuilt_into_a_dip_across_end_diastole_keeps_its_input(model, monkeypatch):
+    """A full cycle recorded from ES to ES, its LV drawn 3 px small over the 9 frames around ED: the
+    run is rebuilt. A fit turned the wrong way (here forced: every rebuilt LV eroded by 4 px, a dip
+    below both brackets) would add a beat; the run takes its input back instead, and is not
+    reported as re-estimated."""
+    from scipy import ndimage
+
+    import echotemporal.correct.arvae as arvae
+    from echotemporal.phantoms import generate_cycle_sequence
+
+    phantom = generate_cycle_sequence(4, n_beats=1, frames_per_beat=24, image_shape=(300, 260))
+    labels = np.roll(phantom.labels, -12, axis=0)  # ES -> ED -> ES, ED at frames 12-13
+    for t in range(8, 17):
+        lv = labels[t] == LV
+        labels[t][lv & ~ndimage.binary_erosion(lv, iterations=3)] = MYO
+    real = arvae.reestimate_frames
+
+    def dipped(frames, *args, **kwargs):
+        out = real(frames, *args, **kwargs)
+        for t in range(len(out)):
+            if not np.array_equal(out[t], frames[t]):
+                lv = out[t] == LV
+                out[t][lv & ~ndimage.binary_erosion(lv, iterations=4)] = MYO
+        return out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = smooth_sequence(labels, phantom.spacing_mm, model=model)
+        monkeypatch.setattr(arvae, "reestimate_frames", dipped)
+        guarded = smooth_sequence(labels, phantom.spacing_mm, model=model)
+    run = list(range(8, 17))
+    assert set(run) <= set(plain.summary["reestimated_frames"])  # the run is rebuilt (unforced)
+    assert not set(run) & set(guarded.summary["reestimated_frames"])
+    area_in = (labels[run] == LV).sum(axis=(1, 2))
+    area_out = (guarded.labels[run] == LV).sum(axis=(1, 2))
+    assert area_out.min() >= 0.97 * area_in.min()
+    assert guarded.summary["n_beats_after"] == 1 and guarded.summary["outcome"] == "clean"
