@@ -13,7 +13,7 @@ from echotemporal.core.labels import LV, MYO
 from echotemporal.correct.baselines import gaussian_smooth_labels
 from echotemporal.correct.cleanup import cleanup_decoded
 from echotemporal.correct.repair import accept_replacements
-from echotemporal.measure.sequence import ShapeMeasures, heart_box, measure_shape
+from echotemporal.measure.sequence import ShapeMeasures, heart_box, measure_shape, present_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.measure.temporal import AttributeThresholds
@@ -154,7 +154,7 @@ def fit_turning_points(
     fitted = out.copy()
     window = fitted[:, rows, cols]  # a view: writes go to ``fitted``
     candidate = np.zeros(n, dtype=bool)
-    labels_of = lambda f: frozenset(np.unique(lend[f, rows, cols]).tolist())  # noqa: E731
+    labels_of = lambda f: present_labels(lend[f : f + 1, rows, cols])  # noqa: E731
     for t in turning:
         frames = np.arange(max(t - half_window, 0), min(t + half_window, n - 1) + 1)
         # Only frames with the turning frame's labels: an absent label's distance is a constant

@@ -10,7 +10,7 @@ import numpy as np
 from echotemporal.core.config import SmoothingConfig
 from echotemporal.correct.cleanup import cleanup_decoded
 from echotemporal.correct.decoding import SequenceDecoder
-from echotemporal.measure.sequence import ShapeMeasures, heart_box, measure_shape, restore_frames
+from echotemporal.measure.sequence import ShapeMeasures, heart_box, measure_shape, present_labels, restore_frames
 
 if TYPE_CHECKING:  # pragma: no cover
     from echotemporal.measure.temporal import AttributeThresholds
@@ -107,7 +107,7 @@ def interpolate_runs(
     rows, cols = heart_box(labels, margin=2)
     blend = DistanceBlend(labels, spacing_mm, (rows, cols))
     done = np.zeros(len(labels), dtype=bool)
-    present = tuple(int(v) for v in np.unique(labels[good][:, rows, cols]) if v)
+    present = present_labels(labels[good])
     for first, last in bad_runs(fill):
         before, after = np.flatnonzero(good[:first]), last + 1 + np.flatnonzero(good[last + 1 :])
         if last - first + 1 > max_run or not before.size or not after.size:
@@ -129,7 +129,7 @@ def extrapolate_turning_ends(
     blend = DistanceBlend(labels, spacing_mm, (rows, cols))
     done = np.zeros(len(labels), dtype=bool)
     n = len(labels)
-    present = tuple(int(v) for v in np.unique(labels[good][:, rows, cols]) if v)
+    present = present_labels(labels[good])
     for t, step in ((0, 1), (n - 1, -1)):
         near, far = t + step, t + 2 * step
         if t in anchors and fill[t] and 0 <= far < n and good[near] and good[far] and not fill[near]:
