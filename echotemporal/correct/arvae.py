@@ -95,8 +95,9 @@ def inpaint_latents(z: np.ndarray, missing: np.ndarray) -> np.ndarray:
 #: the shape model.
 MAX_BLENDED_RUN = 3
 #: Anatomical criteria of the LV on its own: a drawn LV passing them (and on the myocardial level)
-#: may be kept in a rebuilt ED/ES frame (``reestimate._beyond_bridge``).
-LV_OWN_CRITERIA = ("lv_one_component", "lv_no_holes", "lv_myo_no_holes", "lv_base_open")
+#: may be kept in a rebuilt ED/ES frame (``reestimate._beyond_bridge``). Presence first: the other
+#: tests pass an absent LV vacuously, and a blank frame's "LV" is as small as an LV gets.
+LV_OWN_CRITERIA = ("lv_present", "lv_one_component", "lv_no_holes", "lv_myo_no_holes", "lv_base_open")
 #: Latent dims that carry the cardiac phase through a run of untrusted frames.
 PHASE_ATTRIBUTES = ("lv_area_mm2", "lv_length_mm")
 
@@ -370,6 +371,12 @@ def judge_frames(
 
     probs = np.asarray(ctx.model.decode(np.asarray(z0, dtype=np.float32)))
     dice = reconstruction_dice(to_grid(labels, ctx.alignment), probs)
+    # A frame without a structure the sequence draws elsewhere (a segmenter that found nothing) is
+    # not "reconstructed as drawn" by an empty reconstruction: scored 0, it is neither trusted nor an
+    # intact LV carrying the phase, and it does not lift the sequence's reference Dice.
+    for k, value in enumerate((LV, MYO)):
+        if value in before.present:
+            dice[~(labels == value).reshape(len(labels), -1).any(axis=1), k] = 0.0
     lv_one_piece = before.criteria[:, CRITERIA.index("lv_one_component")] if before.checked else None
     return assess_frames(before.valid, before.attributes, dice, ctx.thresholds, lv_one_piece, anchors)
 

@@ -353,7 +353,10 @@ def _open_composition(decoded: np.ndarray, drawn_lv: np.ndarray) -> np.ndarray:
     from echotemporal.core.boxes import mask_box
 
     out = decoded.copy()
-    rows, cols = mask_box((decoded == LV) | (decoded == MYO) | drawn_lv, margin=2)
+    box = mask_box((decoded == LV) | (decoded == MYO) | drawn_lv, margin=2)
+    if box is None:  # nothing drawn nor decoded: nothing to compose
+        return out
+    rows, cols = box
     crop, lv = out[rows, cols], drawn_lv[rows, cols]
     ring = (crop == LV) & ~lv
     outside = (crop != LV) & (crop != MYO)

@@ -702,3 +702,19 @@ def test_a_run_rebuilt_into_a_dip_across_end_diastole_keeps_its_input(model, mon
     area_out = (guarded.labels[run] == LV).sum(axis=(1, 2))
     assert area_out.min() >= 0.97 * area_in.min()
     assert guarded.summary["n_beats_after"] == 1 and guarded.summary["outcome"] == "clean"
+
+
+def test_a_run_of_blank_frames_is_rebuilt_from_its_neighbours_not_toward_an_empty_heart(model):
+    """A segmenter that found nothing for 8 frames: blank frames reconstruct "perfectly" as empty, which
+    made them intact LVs carrying the phase (toward an LV of area 0: the rebuilt volume dipped far
+    below both neighbours) and lifted the sequence's reference Dice. They are now scored 0."""
+    phantom = generate_sequence(5, n_frames=20, image_shape=(300, 260))
+    labels = phantom.labels.copy()
+    labels[6:14] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
+    assert result.summary["n_invalid_after"] == 0 and result.summary["n_inconsistent_after"] == 0
+    assert set(range(6, 14)) <= set(result.summary["reestimated_frames"])
+    dices = [_dice(result.labels[t] == LV, phantom.labels[t] == LV) for t in range(6, 14)]
+    assert min(dices) > 0.9, dices
