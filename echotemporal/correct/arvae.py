@@ -371,13 +371,14 @@ def judge_frames(
 
     probs = np.asarray(ctx.model.decode(np.asarray(z0, dtype=np.float32)))
     dice = reconstruction_dice(to_grid(labels, ctx.alignment), probs)
-    # A frame without a structure the sequence draws elsewhere (a segmenter that found nothing) is
-    # not "reconstructed as drawn" by an empty reconstruction: scored 0, it is neither trusted nor an
-    # intact LV carrying the phase, and it does not lift the sequence's reference Dice.
-    for k, value in enumerate((LV, MYO)):
-        if value in before.present:
-            dice[~(labels == value).reshape(len(labels), -1).any(axis=1), k] = 0.0
-    lv_one_piece = before.criteria[:, CRITERIA.index("lv_one_component")] if before.checked else None
+    lv_one_piece = None
+    if before.checked:
+        # A frame without a structure the sequence draws elsewhere (a segmenter that found nothing) is
+        # not "reconstructed as drawn" by an empty reconstruction: scored 0, it is neither trusted nor
+        # an intact LV carrying the phase, and it does not lift the sequence's reference Dice.
+        for k, name in enumerate(("lv_present", "myo_present")):
+            dice[~before.criteria[:, CRITERIA.index(name)], k] = 0.0
+        lv_one_piece = before.criteria[:, CRITERIA.index("lv_one_component")]
     return assess_frames(before.valid, before.attributes, dice, ctx.thresholds, lv_one_piece, anchors)
 
 
