@@ -22,6 +22,13 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
 4. **No beat that is not there**: a run rebuilt across ED whose LV dips below both frames bracketing
    it, or across ES with a bump above both, turned the wrong way (:func:`wrong_way_runs`); the caller
    gives it back its input, or a bridge between the brackets where the input turns the wrong way too.
+5. **No turn before the end**: a run at an end of the sequence has one bracket, and the fit past it
+   follows the supports' trend, which broken frames can bend back: the LV growing again after the
+   bracket on the way to ES (:func:`wrong_way_ends`). Such a run keeps the fit's phase with its
+   shape dims held at the bracket's latent, else is held at the bracket in every dim (the motion
+   stopped, never reversed). A frame of an end run that found nothing in the input (no LV or no
+   myocardium), whose fitted shape is invalid and for which the latent search of step 3 finds no
+   valid shape, takes the bracket's shape at its own phase rather than its blank input.
 """
 
 from __future__ import annotations
@@ -37,7 +44,10 @@ from echotemporal.correct.decoding import SequenceDecoder
 from echotemporal.correct.repair import bad_runs
 from echotemporal.correct.solvers import penalty_bands
 
-__all__ = ["WALL_SUPPORT", "fit_latent_trajectory", "wrong_way_runs", "reestimate_frames", "search_valid_latents", "wall_support", "with_drawn_lv"]
+__all__ = [
+    "WALL_SUPPORT", "fit_latent_trajectory", "wrong_way_ends", "wrong_way_runs", "reestimate_frames", "search_valid_latents", "wall_support",
+    "with_drawn_lv",
+]
 
 #: Smoothing weight of the trajectory fit (per second difference, latent units).
 FIT_LAMBDA = 0.1
@@ -233,18 +243,84 @@ def reestimate_frames(
     if promoted.any():  # the fit again, with the promoted frames carrying the phase
         lv_intact = lv_intact | promoted
         z = bridge(lv_intact)
+    def decode_at(rows: np.ndarray, latents: np.ndarray) -> np.ndarray:
+        """(n, H, W) decodings of ``latents`` (n, D) for the frames ``frames[rows]``."""
+        return SequenceDecoder(carry[rows], alignment, model, None, cleanup=True, present=present)(latents)
+
+    shape_dims = np.setdiff1d(np.arange(z0.shape[1]), phase_dims)
+    index = {int(t): i for i, t in enumerate(frames)}
+    ends = _hold_turned_ends(labels, out, z, frames, trusted, turning, shape_dims, decode_at, index)
     spread = np.maximum(z0.std(axis=0), 0.1 * np.median(z0.std(axis=0)) + 1e-3)
     valid = np.asarray(check(out[frames], frames), dtype=bool)
     for i in np.flatnonzero(~valid):
         t = int(frames[i])
-        found = search_valid_latents(z[t], model, float(alignment.scale_mm), spread, seed=t)
         out[t] = labels[t]  # unless a valid shape is found near the fit (do no harm)
-        if found is not None:
-            candidate = SequenceDecoder(carry[i : i + 1], alignment, model, None, cleanup=True, present=present)(found[None])
+        tries = [lambda: search_valid_latents(z[t], model, float(alignment.scale_mm), spread, seed=t)]
+        if t in ends and _found_nothing(labels[t]):  # a blank frame past the supports: else the bracket's shape
+            tries.append(lambda: _held_at(z, t, ends[t], shape_dims))
+        for attempt in tries:
+            found = attempt()
+            if found is None:
+                continue
+            candidate = decode_at(np.array([i]), found[None])
             if bool(np.asarray(check(candidate, frames[i : i + 1]), dtype=bool)[0]):
                 out[t] = candidate[0]
+                break
     _keep_intact_lv(out, labels, frames[lv_intact[frames]], check, promoted)
     return out
+
+
+def _lv_areas(labels: np.ndarray) -> np.ndarray:
+    """(T,) float64 LV pixel counts of (T, H, W) labels."""
+    return (np.asarray(labels) == LV).reshape(len(labels), -1).sum(axis=1).astype(np.float64)
+
+
+def _held_at(z: np.ndarray, t: int, bracket: int, dims: np.ndarray) -> np.ndarray:
+    """(D,) frame ``t``'s latent from ``z`` (T, D) with the dims ``dims`` taken from frame ``bracket``."""
+    held = z[t].copy()
+    held[dims] = z[bracket, dims]
+    return held
+
+
+def _found_nothing(frame: np.ndarray) -> bool:
+    """Whether an (H, W) input frame lacks the LV or the myocardium (a segmenter that found nothing)."""
+    return not (frame == LV).any() or not (frame == MYO).any()
+
+
+def _hold_turned_ends(
+    labels: np.ndarray, out: np.ndarray, z: np.ndarray, frames: np.ndarray, trusted: np.ndarray, turning: tuple[int, ...],
+    shape_dims: np.ndarray, decode_at: Any, index: dict[int, int],
+) -> dict[int, int]:
+    """Re-decode the end runs turned the wrong way (:func:`wrong_way_ends`, module step 5), in place.
+
+    Such a run's shape dims are held at its bracket's latent, the phase dims left to the fit (the
+    LV may still shrink toward ES or grow toward ED); where it still turns the wrong way, every dim
+    is held (the motion stopped at the bracket, never reversed). ``z`` (T, D) and ``out`` (T, H, W)
+    are updated; ``decode_at(rows, latents)`` decodes for ``frames[rows]``, ``index`` maps a frame
+    to its row.
+
+    Returns:
+        {frame: its bracket} for every frame of an end run beyond the supports (judged or not).
+    """
+    rebuilt = np.zeros(len(labels), dtype=bool)
+    rebuilt[frames] = True
+    drawn = _lv_areas(labels)
+    for lo, hi, bracket in wrong_way_ends(drawn, _lv_areas(out), rebuilt, trusted, turning):
+        run = np.arange(lo, hi + 1)
+        rows = np.array([index[int(t)] for t in run])
+        for dims in (shape_dims, np.arange(z.shape[1])):
+            held = np.stack([_held_at(z, int(t), bracket, dims) for t in run])
+            decoded = decode_at(rows, held)
+            out[run], z[run] = decoded, held
+            if (lo, hi, bracket) not in wrong_way_ends(drawn, _lv_areas(out), rebuilt, trusted, turning):
+                break
+    ends = {}
+    for lo, hi in bad_runs(rebuilt):
+        if lo == 0 and hi + 1 < len(labels) and trusted[hi + 1]:
+            ends.update({t: hi + 1 for t in range(lo, hi + 1)})
+        elif hi == len(labels) - 1 and lo > 0 and trusted[lo - 1]:
+            ends.update({t: lo - 1 for t in range(lo, hi + 1)})
+    return ends
 
 
 def _beyond_bridge(
@@ -409,8 +485,69 @@ def wrong_way_runs(
         if not inside or 0 < len(peaks) < len(inside):
             continue
         ends, run = rebuilt_area[[lo - 1, hi + 1]], rebuilt_area[lo : hi + 1]
-        if peaks:
-            out[lo : hi + 1] = run.min() < (1.0 - WRONG_WAY) * ends.min()
-        else:
-            out[lo : hi + 1] = run.max() > (1.0 + WRONG_WAY) * ends.max()
+        out[lo : hi + 1] = _turns_wrong_way(run, ends, toward_ed=bool(peaks))
     return out
+
+
+def _turns_wrong_way(run: np.ndarray, brackets: np.ndarray, toward_ed: bool) -> bool:
+    """Whether a rebuilt run's LV areas ``run`` (n,) dip below every bracketing area ``brackets`` (k,)
+    by more than :data:`WRONG_WAY` (a run toward or across ED), or rise above every one (toward ES)."""
+    if toward_ed:
+        return bool(run.min() < (1.0 - WRONG_WAY) * brackets.min())
+    return bool(run.max() > (1.0 + WRONG_WAY) * brackets.max())
+
+
+#: End runs shorter than this are not judged by :func:`wrong_way_ends`: a frame or two past the last
+#: support is within the flicker of a drawn turning point (a 1-frame ES rebuilt 6 % above its bracket
+#: was right on a tuning sequence).
+END_RUN_MIN = 3
+#: Supports next to an end run's bracket whose drawn LV areas tell the direction of the motion into it.
+END_TREND_SUPPORTS = 3
+
+
+def wrong_way_ends(
+    drawn_area: np.ndarray, rebuilt_area: np.ndarray, rebuilt: np.ndarray, support: np.ndarray, turning: tuple[int, ...]
+) -> list[tuple[int, int, int]]:
+    """Rebuilt runs at an end of the sequence whose LV area turns back before the turning point they hold.
+
+    An untrusted run reaching an end has one bracket, the support next to it, and the fit
+    extrapolates past it from the supports' trend, which a segmenter's broken frames (blank ones,
+    say) can bend: a half-sequence whose last 8 frames, ES among them, were rebuilt with the LV
+    growing again after the bracket reads an ESV above the frames before it. The motion into an end
+    run is read from the supports' drawn LV: a bracket above the supports' median that rises from the
+    supports before it heads toward ED, where the rebuilt LV may not fall below the bracket by more
+    than :data:`WRONG_WAY`; one below the median that falls into the run heads toward ES, where it
+    may not rise above it. Where the level and the trend disagree (a full cycle's last frames rising
+    from ES toward ED, still under the median), the run is not judged. Runs shorter than
+    :data:`END_RUN_MIN` and runs without a turning frame are not judged.
+
+    Args:
+        drawn_area: (T,) LV areas of the input (any unit); rebuilt_area: (T,) of the rebuilt frames.
+        rebuilt: (T,) bool, the re-estimated frames; support: (T,) bool, the frames the fit followed.
+        turning: ED/ES frames (given, or the end frames and the turning points of the drawn curve).
+
+    Returns:
+        (first, last, bracket) of each end run turned the wrong way (0-based frames).
+    """
+    if not support.any():
+        return []
+    middle = float(np.median(drawn_area[support]))
+    supports = np.flatnonzero(support)
+    found = []
+    for lo, hi in bad_runs(rebuilt):
+        at_start, at_end = lo == 0, hi == len(rebuilt) - 1
+        if at_start == at_end or hi - lo + 1 < END_RUN_MIN or not any(lo <= t <= hi for t in turning):
+            continue
+        bracket = hi + 1 if at_start else lo - 1
+        if not support[bracket]:
+            continue
+        inward = supports[supports > bracket][:END_TREND_SUPPORTS] if at_start else supports[supports < bracket][-END_TREND_SUPPORTS:]
+        if not inward.size:
+            continue
+        level = drawn_area[bracket] - middle
+        trend = drawn_area[bracket] - float(np.median(drawn_area[inward]))
+        if level * trend <= 0:
+            continue
+        if _turns_wrong_way(rebuilt_area[lo : hi + 1], rebuilt_area[[bracket]], toward_ed=level > 0):
+            found.append((lo, hi, int(bracket)))
+    return found

@@ -718,3 +718,88 @@ def test_a_run_of_blank_frames_is_rebuilt_from_its_neighbours_not_toward_an_empt
     assert set(range(6, 14)) <= set(result.summary["reestimated_frames"])
     dices = [_dice(result.labels[t] == LV, phantom.labels[t] == LV) for t in range(6, 14)]
     assert min(dices) > 0.9, dices
+
+
+def test_an_end_run_is_judged_turned_back_only_where_level_and_trend_agree():
+    """An end run holding ES (its bracket below the supports' median, the supports falling into it)
+    may not rise above its bracket; one holding ED (bracket above the median, rising into it) may not
+    fall below it; a run rising out of ES toward ED under the median (level and trend disagree), a
+    run shorter than ``END_RUN_MIN`` and an interior run are not judged."""
+    from echotemporal.correct.reestimate import END_RUN_MIN, WRONG_WAY, wrong_way_ends
+
+    drawn = np.array([100, 97, 92, 85, 77, 68, 60, 53, 47, 43, 41, 40], dtype=float)  # ED -> ES
+    rebuilt = np.zeros(12, dtype=bool)
+    rebuilt[7:] = True  # the last 5 frames, ES among them
+    support = ~rebuilt
+    back = drawn.copy()
+    back[7:] = [55, 58, 62, 66, 70]  # grows again past the bracket (60): the wrong way
+    on = drawn.copy()
+    on[7:] = [57, 55, 54, 54, 53]
+    assert wrong_way_ends(drawn, back, rebuilt, support, (0, 11)) == [(7, 11, 6)]
+    assert wrong_way_ends(drawn, on, rebuilt, support, (0, 11)) == []
+    small = drawn.copy()
+    small[7:] = (1.0 + WRONG_WAY / 2) * 60
+    assert wrong_way_ends(drawn, small, rebuilt, support, (0, 11)) == []
+    assert wrong_way_ends(drawn, back, rebuilt, support, ()) == []  # no turning frame inside
+    short = np.zeros(12, dtype=bool)
+    short[12 - (END_RUN_MIN - 1) :] = True
+    assert wrong_way_ends(drawn, back, short, ~short, (0, 11)) == []
+    # ED at the start, rebuilt: the LV may not shrink below the bracket (77) on the way back to ED
+    first = np.zeros(12, dtype=bool)
+    first[:4] = True
+    dip = drawn.copy()
+    dip[:4] = [60, 65, 70, 74]
+    assert wrong_way_ends(drawn, dip, first, ~first, (0, 11)) == [(0, 3, 4)]
+    # a full cycle's last frames rising from ES toward ED, still under the median: not judged
+    cycle = np.array([100, 90, 75, 60, 48, 41, 40, 44, 52, 62, 72, 82], dtype=float)
+    tail = np.zeros(12, dtype=bool)
+    tail[9:] = True
+    falling = cycle.copy()
+    falling[9:] = [50, 47, 45]
+    assert wrong_way_ends(cycle, falling, tail, ~tail, (0, 6, 11)) == []
+    interior = np.zeros(12, dtype=bool)
+    interior[4:8] = True
+    assert wrong_way_ends(drawn, back, interior, ~interior, (0, 6, 11)) == []
+
+
+def test_an_end_run_whose_fit_turns_back_toward_ed_is_stopped_at_its_bracket(model, monkeypatch):
+    """A half-sequence whose last 8 frames (ES among them) the segmenter left blank: a fit bent back
+    toward ED past the last support (here forced: the phase dims of the run copied from the ED frame)
+    would read an ESV above the frames before it. The run is held at its bracket instead."""
+    import echotemporal.correct.reestimate as reestimate
+
+    phantom = generate_sequence(5, n_frames=20, image_shape=(300, 260))
+    labels = phantom.labels.copy()
+    labels[12:] = 0
+    real = reestimate.fit_latent_trajectory
+
+    def bent(z0, weights, *args, **kwargs):
+        fit = real(z0, weights, *args, **kwargs)
+        fit[12:] = z0[0]  # every dim of the run at the ED frame's latent: the LV grows back
+        return fit
+
+    monkeypatch.setattr(reestimate, "fit_latent_trajectory", bent)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
+    area = (result.labels == LV).sum(axis=(1, 2)).astype(float)
+    assert set(range(12, 20)) <= set(result.summary["reestimated_frames"])
+    assert area[12:].max() <= 1.05 * area[11], area.tolist()
+    assert area[12:].max() < 0.9 * area[0]
+
+
+def test_a_half_sequence_whose_last_ten_frames_are_blank_is_rebuilt_valid_to_its_end(model):
+    """Blank frames past the last support whose fitted shape is invalid, and near whose fitted latent
+    the search finds no valid shape, take the bracket's shape at their own phase (they kept their
+    blank input: 5 frames stayed invalid)."""
+    phantom = generate_sequence(2, n_frames=20, image_shape=(300, 260))
+    labels = phantom.labels.copy()
+    labels[10:] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
+    assert result.summary["n_invalid_after"] == 0 and result.summary["n_inconsistent_after"] == 0
+    area = (result.labels == LV).sum(axis=(1, 2)).astype(float)
+    assert np.all(np.diff(area[9:]) <= 0.02 * area[9]), area.tolist()
+    dices = [_dice(result.labels[t] == LV, phantom.labels[t] == LV) for t in range(10, 20)]
+    assert min(dices) > 0.8 and np.mean(dices) > 0.9, dices  # ten frames extrapolated from one side
