@@ -9,6 +9,7 @@ instead of gradient descent, Whittaker smoothing of the free dims and residual d
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -442,7 +443,7 @@ def _unturned(
 
 def _robust_start(
     labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, anchors: tuple[int, ...],
-    detected: tuple[int, ...] = (),
+    detected: tuple[int, ...] = (), given: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, ShapeMeasures, np.ndarray, FrameTrust, np.ndarray]:
     """Replace the untrusted frames before the consistency correction (DESIGN.md §4.4).
 
@@ -450,7 +451,8 @@ def _robust_start(
     model's shapes at latents fitted to the trusted frames. The encodings of replaced frames are
     redone with the sequence's alignment. ``anchors``: ED/ES (given, else the end frames);
     ``detected``: further turning points of the drawn LV curve (no ED/ES given), whose drawn LV a
-    re-estimation keeps only where the frame's walls confirm it.
+    re-estimation keeps only where the frame's walls confirm it; ``given``: the (ED, ES) frames when
+    given, else None.
 
     Returns:
         (labels, their measures, their latents (T, D), the input's trust, (T,) bool re-estimated).
@@ -513,7 +515,7 @@ def _robust_start(
         out = reestimate_frames(
             out, z, trust.trusted | blended, rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
             lv_intact=trust.lv_intact if walled is None else trust.lv_intact | walled[0], turning=turning, lv_drawn_ok=lv_drawn_ok,
-            corroborate=detected, phase=_either_phase(joined, walled),
+            corroborate=detected, phase=_either_phase(joined, walled), given=given,
         )
         kept = _unturned(labels, out, rest, trust.trusted | blended, turning, spacing_mm)
         rest &= ~kept
@@ -547,7 +549,7 @@ def smooth_arvae(
         # still trace, proposes them; the frames' own walls must confirm (``reestimate``).
         detected = () if anchors is not None else tuple(t for t in turning_frames(before, thresholds) if t not in ends)
         labels, before = _minor_cleanups(labels, seen, before, ctx)
-        labels, before, z0, trust, reestimated = _robust_start(labels, before, z0, ctx, tuple(ends), detected)
+        labels, before, z0, trust, reestimated = _robust_start(labels, before, z0, ctx, tuple(ends), detected, anchors)
     if trust is not None and before.valid.all() and not before.flags.any():
         # Nothing left to correct: the latent projection would only spread small changes onto
         # frames that need none (its constraints are on latents, not on the measured attributes).
@@ -617,7 +619,45 @@ def _consistency_rounds(
         out, shape = full_decoding_fallback(out, shape, z, decode, model, config, spacing_mm, thresholds)
     if not shape.valid.all() or shape.flags.any():
         out, shape = interpolate_residue(out, shape, spacing_mm, thresholds)
+    if not shape.valid.all():
+        out, shape = _la_trimmed(out, shape, spacing_mm)
     return ArvaeOutcome(out, shape, rounds, tol, keep)
+
+
+def _la_trimmed(out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float]) -> tuple[np.ndarray, ShapeMeasures]:
+    """The LA of frames left invalid only by their MYO-LA frontier, trimmed off the walls.
+
+    A segmenter's LA can run along the basal myocardium (``anatomy``'s ``myo_la_frontier``) of a frame
+    whose LV and MYO the correction kept: its LA pixels along the wall become background
+    (:func:`~echotemporal.correct.cleanup.trim_la_along_myo`) where that makes the frame valid. LV and
+    MYO, hence every attribute, flag, volume and strain, are untouched.
+
+    Args:
+        out: (T, H, W) corrected labels; shape: their measures (with validity).
+
+    Returns:
+        (labels, measures) with the trimmed frames valid; the inputs where no frame qualifies.
+    """
+    from echotemporal.correct.cleanup import trim_la_along_myo
+    from echotemporal.measure.anatomy import CRITERIA, check_validity
+
+    if not shape.checked or LA not in shape.present:
+        return out, shape
+    failing = ~shape.criteria
+    only = np.flatnonzero(failing[:, CRITERIA.index("myo_la_frontier")] & (failing.sum(axis=1) == 1))
+    if not only.size:
+        return out, shape
+    rows, cols = heart_box(out[only], margin=4)
+    trimmed = trim_la_along_myo(np.ascontiguousarray(out[only][:, rows, cols]), spacing_mm)
+    criteria = np.asarray(check_validity(trimmed, spacing_mm, present=shape.present), dtype=bool)
+    ok = criteria.all(axis=1)
+    if not ok.any():
+        return out, shape
+    out, all_criteria, valid = out.copy(), shape.criteria.copy(), shape.valid.copy()
+    for frame, crop, passed in zip(only[ok], trimmed[ok], criteria[ok]):
+        out[frame, rows, cols] = crop
+        all_criteria[frame], valid[frame] = passed, True
+    return out, dataclasses.replace(shape, criteria=all_criteria, valid=valid)
 
 
 def _revert_unhelped(

@@ -188,6 +188,7 @@ def reestimate_frames(
     lv_drawn_ok: np.ndarray | None = None,
     corroborate: tuple[int, ...] = (),
     phase: tuple[np.ndarray, np.ndarray] | None = None,
+    given: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Replace the untrusted frames by the model's shapes at latents fitted to the trusted frames.
 
@@ -215,6 +216,7 @@ def reestimate_frames(
         phase: ((T,) bool, (T, D) latents): frames whose LV is broken but whose repaired copy (the
             caller's) still carries the phase: the fit follows those latents in the phase dims, as
             for ``lv_intact`` frames, but the frame's LV is not kept.
+        given: the (ED, ES) frames when given (they tell which way an end run heads; module step 5).
 
     Returns:
         (T, H, W) uint8, ``labels`` with the re-estimated frames replaced. A frame whose decoding
@@ -249,7 +251,7 @@ def reestimate_frames(
 
     shape_dims = np.setdiff1d(np.arange(z0.shape[1]), phase_dims)
     index = {int(t): i for i, t in enumerate(frames)}
-    ends = _hold_turned_ends(labels, out, z, frames, trusted, turning, shape_dims, decode_at, index)
+    ends = _hold_turned_ends(labels, out, z, frames, trusted, (turning, given), shape_dims, decode_at, index)
     spread = np.maximum(z0.std(axis=0), 0.1 * np.median(z0.std(axis=0)) + 1e-3)
     valid = np.asarray(check(out[frames], frames), dtype=bool)
     for i in np.flatnonzero(~valid):
@@ -288,16 +290,16 @@ def _found_nothing(frame: np.ndarray) -> bool:
 
 
 def _hold_turned_ends(
-    labels: np.ndarray, out: np.ndarray, z: np.ndarray, frames: np.ndarray, trusted: np.ndarray, turning: tuple[int, ...],
-    shape_dims: np.ndarray, decode_at: Any, index: dict[int, int],
+    labels: np.ndarray, out: np.ndarray, z: np.ndarray, frames: np.ndarray, trusted: np.ndarray,
+    turning: tuple[tuple[int, ...], tuple[int, int] | None], shape_dims: np.ndarray, decode_at: Any, index: dict[int, int],
 ) -> dict[int, int]:
     """Re-decode the end runs turned the wrong way (:func:`wrong_way_ends`, module step 5), in place.
 
     Such a run's shape dims are held at its bracket's latent, the phase dims left to the fit (the
     LV may still shrink toward ES or grow toward ED); where it still turns the wrong way, every dim
     is held (the motion stopped at the bracket, never reversed). ``z`` (T, D) and ``out`` (T, H, W)
-    are updated; ``decode_at(rows, latents)`` decodes for ``frames[rows]``, ``index`` maps a frame
-    to its row.
+    are updated; ``turning``: (the turning frames, the given (ED, ES) or None);
+    ``decode_at(rows, latents)`` decodes for ``frames[rows]``, ``index`` maps a frame to its row.
 
     Returns:
         {frame: its bracket} for every frame of an end run beyond the supports (judged or not).
@@ -305,14 +307,14 @@ def _hold_turned_ends(
     rebuilt = np.zeros(len(labels), dtype=bool)
     rebuilt[frames] = True
     drawn = _lv_areas(labels)
-    for lo, hi, bracket in wrong_way_ends(drawn, _lv_areas(out), rebuilt, trusted, turning):
+    for lo, hi, bracket in wrong_way_ends(drawn, _lv_areas(out), rebuilt, trusted, *turning):
         run = np.arange(lo, hi + 1)
         rows = np.array([index[int(t)] for t in run])
         for dims in (shape_dims, np.arange(z.shape[1])):
             held = np.stack([_held_at(z, int(t), bracket, dims) for t in run])
             decoded = decode_at(rows, held)
             out[run], z[run] = decoded, held
-            if (lo, hi, bracket) not in wrong_way_ends(drawn, _lv_areas(out), rebuilt, trusted, turning):
+            if (lo, hi, bracket) not in wrong_way_ends(drawn, _lv_areas(out), rebuilt, trusted, *turning):
                 break
     ends = {}
     for lo, hi in bad_runs(rebuilt):
@@ -506,7 +508,8 @@ END_TREND_SUPPORTS = 3
 
 
 def wrong_way_ends(
-    drawn_area: np.ndarray, rebuilt_area: np.ndarray, rebuilt: np.ndarray, support: np.ndarray, turning: tuple[int, ...]
+    drawn_area: np.ndarray, rebuilt_area: np.ndarray, rebuilt: np.ndarray, support: np.ndarray, turning: tuple[int, ...],
+    given: tuple[int, int] | None = None,
 ) -> list[tuple[int, int, int]]:
     """Rebuilt runs at an end of the sequence whose LV area turns back before the turning point they hold.
 
@@ -518,13 +521,15 @@ def wrong_way_ends(
     supports before it heads toward ED, where the rebuilt LV may not fall below the bracket by more
     than :data:`WRONG_WAY`; one below the median that falls into the run heads toward ES, where it
     may not rise above it. Where the level and the trend disagree (a full cycle's last frames rising
-    from ES toward ED, still under the median), the run is not judged. Runs shorter than
-    :data:`END_RUN_MIN` and runs without a turning frame are not judged.
+    from ES toward ED, still under the median), the run is not judged. A run holding the given ED or
+    ES heads toward it, whatever the supports read (a segmenter that drew no contraction before the
+    run). Runs shorter than :data:`END_RUN_MIN` and runs without a turning frame are not judged.
 
     Args:
         drawn_area: (T,) LV areas of the input (any unit); rebuilt_area: (T,) of the rebuilt frames.
         rebuilt: (T,) bool, the re-estimated frames; support: (T,) bool, the frames the fit followed.
         turning: ED/ES frames (given, or the end frames and the turning points of the drawn curve).
+        given: (ED, ES) frames when given (an Info cfg), else None.
 
     Returns:
         (first, last, bracket) of each end run turned the wrong way (0-based frames).
@@ -541,13 +546,18 @@ def wrong_way_ends(
         bracket = hi + 1 if at_start else lo - 1
         if not support[bracket]:
             continue
-        inward = supports[supports > bracket][:END_TREND_SUPPORTS] if at_start else supports[supports < bracket][-END_TREND_SUPPORTS:]
-        if not inward.size:
-            continue
-        level = drawn_area[bracket] - middle
-        trend = drawn_area[bracket] - float(np.median(drawn_area[inward]))
-        if level * trend <= 0:
-            continue
-        if _turns_wrong_way(rebuilt_area[lo : hi + 1], rebuilt_area[[bracket]], toward_ed=level > 0):
+        known = [t == given[0] for t in (given or ()) if lo <= t <= hi]
+        if len(known) == 1:
+            toward_ed = known[0]
+        else:
+            inward = supports[supports > bracket][:END_TREND_SUPPORTS] if at_start else supports[supports < bracket][-END_TREND_SUPPORTS:]
+            if len(known) > 1 or not inward.size:
+                continue
+            level = drawn_area[bracket] - middle
+            trend = drawn_area[bracket] - float(np.median(drawn_area[inward]))
+            if level * trend <= 0:
+                continue
+            toward_ed = level > 0
+        if _turns_wrong_way(rebuilt_area[lo : hi + 1], rebuilt_area[[bracket]], toward_ed=toward_ed):
             found.append((lo, hi, int(bracket)))
     return found

@@ -611,7 +611,7 @@ def _forcing_reestimation(robust_start, frames: np.ndarray):
 
     from echotemporal.correct import arvae
 
-    def start(labels, before, z0, ctx, anchors, detected=()):
+    def start(labels, before, z0, ctx, anchors, detected=(), given=None):
         judge = arvae.judge_frames
 
         def untrusting(*args, **kwargs):
@@ -624,7 +624,7 @@ def _forcing_reestimation(robust_start, frames: np.ndarray):
 
         arvae.judge_frames = untrusting
         try:
-            return robust_start(labels, before, z0, ctx, anchors, detected)
+            return robust_start(labels, before, z0, ctx, anchors, detected, given)
         finally:
             arvae.judge_frames = judge
 
@@ -760,6 +760,13 @@ def test_an_end_run_is_judged_turned_back_only_where_level_and_trend_agree():
     interior = np.zeros(12, dtype=bool)
     interior[4:8] = True
     assert wrong_way_ends(drawn, back, interior, ~interior, (0, 6, 11)) == []
+    # a segmenter that drew no contraction before the run: the supports read "toward ED", but the
+    # given ES lies in the run, so the LV may not grow past the bracket
+    flat = np.array([60, 60, 61, 60, 61, 62, 63, 64, 64, 65, 65, 66], dtype=float)
+    rising = flat.copy()
+    rising[7:] = [66, 69, 72, 75, 78]
+    assert wrong_way_ends(flat, rising, rebuilt, support, (0, 11)) == []
+    assert wrong_way_ends(flat, rising, rebuilt, support, (0, 11), given=(0, 11)) == [(7, 11, 6)]
 
 
 def test_an_end_run_whose_fit_turns_back_toward_ed_is_stopped_at_its_bracket(model, monkeypatch):
@@ -803,3 +810,35 @@ def test_a_half_sequence_whose_last_ten_frames_are_blank_is_rebuilt_valid_to_its
     assert np.all(np.diff(area[9:]) <= 0.02 * area[9]), area.tolist()
     dices = [_dice(result.labels[t] == LV, phantom.labels[t] == LV) for t in range(10, 20)]
     assert min(dices) > 0.8 and np.mean(dices) > 0.9, dices  # ten frames extrapolated from one side
+
+
+def test_an_la_drawn_along_the_wall_is_trimmed_where_that_alone_breaks_the_frame():
+    """A frame whose only failure is an LA running along the basal myocardium gets its LA trimmed off
+    the wall (valid after, LV and MYO untouched); a frame that also fails another criterion, and the
+    valid frames, are left as they are."""
+    from scipy import ndimage
+
+    from echotemporal.correct.arvae import _la_trimmed
+    from echotemporal.measure.sequence import measure_shape
+
+    phantom = generate_sequence(3, n_frames=14, image_shape=(300, 260))
+    labels = phantom.labels.copy()
+    for t in (6, 9):
+        frame = labels[t]
+        along = ndimage.binary_dilation(frame == LA, iterations=12) & (frame == 0)
+        frame[along & ndimage.binary_dilation(frame == MYO, iterations=2)] = LA
+    lv = np.argwhere(labels[9] == LV)
+    r, c = lv[len(lv) // 2]
+    labels[9, r - 2 : r + 3, c - 2 : c + 3] = 0  # and a hole in the LV
+    thresholds = load_thresholds()
+    shape = measure_shape(labels, phantom.spacing_mm, thresholds)
+    frontier = CRITERIA.index("myo_la_frontier")
+    assert not shape.criteria[6, frontier] and shape.criteria[6].sum() == len(CRITERIA) - 1
+    assert not shape.criteria[9, frontier] and not shape.valid[9]
+    out, after = _la_trimmed(labels, shape, phantom.spacing_mm)
+    assert after.valid[6] and bool(np.asarray(check_validity(out[6:7], phantom.spacing_mm, present=(1, 2, 3))).all())
+    for value in (LV, MYO):
+        assert np.array_equal(out == value, labels == value)
+    assert (out[6] == LA).sum() < (labels[6] == LA).sum()
+    changed = np.flatnonzero((out != labels).reshape(len(out), -1).any(axis=1))
+    assert changed.tolist() == [6]
