@@ -24,9 +24,10 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
    gives it back its input, or a bridge between the brackets where the input turns the wrong way too.
 5. **No turn before the end**: a run at an end of the sequence has one bracket, and the fit past it
    follows the supports' trend, which broken frames can bend back: the LV growing again after the
-   bracket on the way to ES (:func:`wrong_way_ends`). Such a run keeps the fit's phase with its
-   shape dims held at the bracket's latent, else is held at the bracket in every dim (the motion
-   stopped, never reversed). A frame of an end run that found nothing in the input (no LV or no
+   bracket on the way to the given ES (:func:`wrong_way_ends`). Such a run takes its input back
+   where the input drew the whole run and does not turn itself; else it keeps the fit's phase with
+   its shape dims held at the bracket's latent, else is held at the bracket in every dim (the
+   motion stopped, never reversed). A frame of an end run that found nothing in the input (no LV or no
    myocardium), whose fitted shape is invalid and for which the latent search of step 3 finds no
    valid shape, takes the bracket's shape at its own phase rather than its blank input.
 """
@@ -245,16 +246,17 @@ def reestimate_frames(
     if promoted.any():  # the fit again, with the promoted frames carrying the phase
         lv_intact = lv_intact | promoted
         z = bridge(lv_intact)
+
     def decode_at(rows: np.ndarray, latents: np.ndarray) -> np.ndarray:
         """(n, H, W) decodings of ``latents`` (n, D) for the frames ``frames[rows]``."""
         return SequenceDecoder(carry[rows], alignment, model, None, cleanup=True, present=present)(latents)
 
     shape_dims = np.setdiff1d(np.arange(z0.shape[1]), phase_dims)
     index = {int(t): i for i, t in enumerate(frames)}
-    ends = _hold_turned_ends(labels, out, z, frames, trusted, (turning, given), shape_dims, decode_at, index)
+    ends, restored = _hold_turned_ends(labels, out, z, frames, trusted, given, shape_dims, decode_at, index)
     spread = np.maximum(z0.std(axis=0), 0.1 * np.median(z0.std(axis=0)) + 1e-3)
     valid = np.asarray(check(out[frames], frames), dtype=bool)
-    for i in np.flatnonzero(~valid):
+    for i in np.flatnonzero(~valid & ~restored[frames]):
         t = int(frames[i])
         out[t] = labels[t]  # unless a valid shape is found near the fit (do no harm)
         tries = [lambda: search_valid_latents(z[t], model, float(alignment.scale_mm), spread, seed=t)]
@@ -291,30 +293,38 @@ def _found_nothing(frame: np.ndarray) -> bool:
 
 def _hold_turned_ends(
     labels: np.ndarray, out: np.ndarray, z: np.ndarray, frames: np.ndarray, trusted: np.ndarray,
-    turning: tuple[tuple[int, ...], tuple[int, int] | None], shape_dims: np.ndarray, decode_at: Any, index: dict[int, int],
-) -> dict[int, int]:
-    """Re-decode the end runs turned the wrong way (:func:`wrong_way_ends`, module step 5), in place.
+    given: tuple[int, int] | None, shape_dims: np.ndarray, decode_at: Any, index: dict[int, int],
+) -> tuple[dict[int, int], np.ndarray]:
+    """Redo the end runs turned the wrong way (:func:`wrong_way_ends`, module step 5), in place.
 
-    Such a run's shape dims are held at its bracket's latent, the phase dims left to the fit (the
-    LV may still shrink toward ES or grow toward ED); where it still turns the wrong way, every dim
-    is held (the motion stopped at the bracket, never reversed). ``z`` (T, D) and ``out`` (T, H, W)
-    are updated; ``turning``: (the turning frames, the given (ED, ES) or None);
-    ``decode_at(rows, latents)`` decodes for ``frames[rows]``, ``index`` maps a frame to its row.
+    Such a run takes its input back where every frame of it drew an LV and a myocardium and the
+    drawn LV does not turn the wrong way itself (the consistency correction then repairs it as
+    drawn). Otherwise its shape dims are held at its bracket's latent, the phase dims left to the fit
+    (the LV may still shrink toward ES or grow toward ED); where it still turns the wrong way, every
+    dim is held (the motion stopped at the bracket, never reversed). ``z`` (T, D) and ``out``
+    (T, H, W) are updated; ``given``: the (ED, ES) frames or None; ``decode_at(rows, latents)``
+    decodes for ``frames[rows]``, ``index`` maps a frame to its row.
 
     Returns:
-        {frame: its bracket} for every frame of an end run beyond the supports (judged or not).
+        ({frame: its bracket} for every frame of an end run beyond the supports (judged or not),
+        (T,) bool the frames given their input back).
     """
     rebuilt = np.zeros(len(labels), dtype=bool)
     rebuilt[frames] = True
+    restored = np.zeros(len(labels), dtype=bool)
     drawn = _lv_areas(labels)
-    for lo, hi, bracket in wrong_way_ends(drawn, _lv_areas(out), rebuilt, trusted, *turning):
+    for lo, hi, bracket, toward_ed in wrong_way_ends(_lv_areas(out), rebuilt, trusted, given):
         run = np.arange(lo, hi + 1)
+        drawn_whole = not any(_found_nothing(labels[t]) for t in run)
+        if drawn_whole and not _turns_wrong_way(drawn[run], _lv_areas(out[[bracket]]), toward_ed):
+            out[run], restored[run] = labels[run], True
+            continue
         rows = np.array([index[int(t)] for t in run])
         for dims in (shape_dims, np.arange(z.shape[1])):
             held = np.stack([_held_at(z, int(t), bracket, dims) for t in run])
             decoded = decode_at(rows, held)
             out[run], z[run] = decoded, held
-            if (lo, hi, bracket) not in wrong_way_ends(drawn, _lv_areas(out), rebuilt, trusted, *turning):
+            if not _turns_wrong_way(_lv_areas(decoded), _lv_areas(out[[bracket]]), toward_ed):
                 break
     ends = {}
     for lo, hi in bad_runs(rebuilt):
@@ -322,7 +332,7 @@ def _hold_turned_ends(
             ends.update({t: hi + 1 for t in range(lo, hi + 1)})
         elif hi == len(labels) - 1 and lo > 0 and trusted[lo - 1]:
             ends.update({t: lo - 1 for t in range(lo, hi + 1)})
-    return ends
+    return ends, restored
 
 
 def _beyond_bridge(
@@ -503,61 +513,43 @@ def _turns_wrong_way(run: np.ndarray, brackets: np.ndarray, toward_ed: bool) -> 
 #: support is within the flicker of a drawn turning point (a 1-frame ES rebuilt 6 % above its bracket
 #: was right on a tuning sequence).
 END_RUN_MIN = 3
-#: Supports next to an end run's bracket whose drawn LV areas tell the direction of the motion into it.
-END_TREND_SUPPORTS = 3
 
 
 def wrong_way_ends(
-    drawn_area: np.ndarray, rebuilt_area: np.ndarray, rebuilt: np.ndarray, support: np.ndarray, turning: tuple[int, ...],
-    given: tuple[int, int] | None = None,
-) -> list[tuple[int, int, int]]:
-    """Rebuilt runs at an end of the sequence whose LV area turns back before the turning point they hold.
+    rebuilt_area: np.ndarray, rebuilt: np.ndarray, support: np.ndarray, given: tuple[int, int] | None
+) -> list[tuple[int, int, int, bool]]:
+    """Rebuilt runs at an end of the sequence whose LV area turns back before the ED or ES they hold.
 
     An untrusted run reaching an end has one bracket, the support next to it, and the fit
-    extrapolates past it from the supports' trend, which a segmenter's broken frames (blank ones,
-    say) can bend: a half-sequence whose last 8 frames, ES among them, were rebuilt with the LV
-    growing again after the bracket reads an ESV above the frames before it. The motion into an end
-    run is read from the supports' drawn LV: a bracket above the supports' median that rises from the
-    supports before it heads toward ED, where the rebuilt LV may not fall below the bracket by more
-    than :data:`WRONG_WAY`; one below the median that falls into the run heads toward ES, where it
-    may not rise above it. Where the level and the trend disagree (a full cycle's last frames rising
-    from ES toward ED, still under the median), the run is not judged. A run holding the given ED or
-    ES heads toward it, whatever the supports read (a segmenter that drew no contraction before the
-    run). Runs shorter than :data:`END_RUN_MIN` and runs without a turning frame are not judged.
+    extrapolates past it from the supports' trend, which a segmenter's broken frames (blank ones, a
+    curve drawn without contraction) can bend: a half-sequence whose last 8 frames, ES among them,
+    were rebuilt with the LV growing again after the bracket reads an ESV above the frames before
+    it. A run holding the given ES may not rise above its bracket by more than :data:`WRONG_WAY`;
+    one holding the given ED may not fall below it. Only the given ED/ES tell the way: without them
+    (a full cycle, its turning points detected on a drawn curve that broken frames trace) the
+    supports' own curve is no guide, as supports that all lie on the ES plateau of a cycle, their
+    flicker reading "falling", showed on a held-out set. Runs shorter than :data:`END_RUN_MIN`, and
+    runs holding both or neither, are not judged.
 
     Args:
-        drawn_area: (T,) LV areas of the input (any unit); rebuilt_area: (T,) of the rebuilt frames.
-        rebuilt: (T,) bool, the re-estimated frames; support: (T,) bool, the frames the fit followed.
-        turning: ED/ES frames (given, or the end frames and the turning points of the drawn curve).
-        given: (ED, ES) frames when given (an Info cfg), else None.
+        rebuilt_area: (T,) LV areas of the output (any unit); rebuilt: (T,) bool, the re-estimated
+            frames; support: (T,) bool, the frames the fit followed.
+        given: (ED, ES) frames when given (an Info cfg), else None (nothing is judged).
 
     Returns:
-        (first, last, bracket) of each end run turned the wrong way (0-based frames).
+        (first, last, bracket, toward ED) of each end run turned the wrong way (0-based frames).
     """
-    if not support.any():
-        return []
-    middle = float(np.median(drawn_area[support]))
-    supports = np.flatnonzero(support)
-    found = []
+    found: list[tuple[int, int, int, bool]] = []
+    if given is None:
+        return found
     for lo, hi in bad_runs(rebuilt):
         at_start, at_end = lo == 0, hi == len(rebuilt) - 1
-        if at_start == at_end or hi - lo + 1 < END_RUN_MIN or not any(lo <= t <= hi for t in turning):
+        if at_start == at_end or hi - lo + 1 < END_RUN_MIN:
             continue
         bracket = hi + 1 if at_start else lo - 1
-        if not support[bracket]:
+        held = [t == given[0] for t in given if lo <= t <= hi]
+        if len(held) != 1 or not support[bracket]:
             continue
-        known = [t == given[0] for t in (given or ()) if lo <= t <= hi]
-        if len(known) == 1:
-            toward_ed = known[0]
-        else:
-            inward = supports[supports > bracket][:END_TREND_SUPPORTS] if at_start else supports[supports < bracket][-END_TREND_SUPPORTS:]
-            if len(known) > 1 or not inward.size:
-                continue
-            level = drawn_area[bracket] - middle
-            trend = drawn_area[bracket] - float(np.median(drawn_area[inward]))
-            if level * trend <= 0:
-                continue
-            toward_ed = level > 0
-        if _turns_wrong_way(rebuilt_area[lo : hi + 1], rebuilt_area[[bracket]], toward_ed=toward_ed):
-            found.append((lo, hi, int(bracket)))
+        if _turns_wrong_way(rebuilt_area[lo : hi + 1], rebuilt_area[[bracket]], toward_ed=held[0]):
+            found.append((lo, hi, int(bracket), held[0]))
     return found

@@ -720,53 +720,42 @@ def test_a_run_of_blank_frames_is_rebuilt_from_its_neighbours_not_toward_an_empt
     assert min(dices) > 0.9, dices
 
 
-def test_an_end_run_is_judged_turned_back_only_where_level_and_trend_agree():
-    """An end run holding ES (its bracket below the supports' median, the supports falling into it)
-    may not rise above its bracket; one holding ED (bracket above the median, rising into it) may not
-    fall below it; a run rising out of ES toward ED under the median (level and trend disagree), a
-    run shorter than ``END_RUN_MIN`` and an interior run are not judged."""
+def test_an_end_run_is_judged_turned_back_only_against_the_given_ed_or_es_it_holds():
+    """An end run holding the given ES may not rise above its bracket, one holding the given ED may
+    not fall below it; without ED/ES, for a run shorter than ``END_RUN_MIN``, a run holding both
+    and an interior run, nothing is judged."""
     from echotemporal.correct.reestimate import END_RUN_MIN, WRONG_WAY, wrong_way_ends
 
-    drawn = np.array([100, 97, 92, 85, 77, 68, 60, 53, 47, 43, 41, 40], dtype=float)  # ED -> ES
+    area = np.array([100, 97, 92, 85, 77, 68, 60, 53, 47, 43, 41, 40], dtype=float)  # ED -> ES
     rebuilt = np.zeros(12, dtype=bool)
     rebuilt[7:] = True  # the last 5 frames, ES among them
     support = ~rebuilt
-    back = drawn.copy()
+    back = area.copy()
     back[7:] = [55, 58, 62, 66, 70]  # grows again past the bracket (60): the wrong way
-    on = drawn.copy()
+    on = area.copy()
     on[7:] = [57, 55, 54, 54, 53]
-    assert wrong_way_ends(drawn, back, rebuilt, support, (0, 11)) == [(7, 11, 6)]
-    assert wrong_way_ends(drawn, on, rebuilt, support, (0, 11)) == []
-    small = drawn.copy()
+    assert wrong_way_ends(back, rebuilt, support, (0, 11)) == [(7, 11, 6, False)]
+    assert wrong_way_ends(on, rebuilt, support, (0, 11)) == []
+    assert wrong_way_ends(back, rebuilt, support, None) == []  # no ED/ES given
+    small = area.copy()
     small[7:] = (1.0 + WRONG_WAY / 2) * 60
-    assert wrong_way_ends(drawn, small, rebuilt, support, (0, 11)) == []
-    assert wrong_way_ends(drawn, back, rebuilt, support, ()) == []  # no turning frame inside
+    assert wrong_way_ends(small, rebuilt, support, (0, 11)) == []
     short = np.zeros(12, dtype=bool)
     short[12 - (END_RUN_MIN - 1) :] = True
-    assert wrong_way_ends(drawn, back, short, ~short, (0, 11)) == []
+    assert wrong_way_ends(back, short, ~short, (0, 11)) == []
     # ED at the start, rebuilt: the LV may not shrink below the bracket (77) on the way back to ED
     first = np.zeros(12, dtype=bool)
     first[:4] = True
-    dip = drawn.copy()
+    dip = area.copy()
     dip[:4] = [60, 65, 70, 74]
-    assert wrong_way_ends(drawn, dip, first, ~first, (0, 11)) == [(0, 3, 4)]
-    # a full cycle's last frames rising from ES toward ED, still under the median: not judged
-    cycle = np.array([100, 90, 75, 60, 48, 41, 40, 44, 52, 62, 72, 82], dtype=float)
-    tail = np.zeros(12, dtype=bool)
-    tail[9:] = True
-    falling = cycle.copy()
-    falling[9:] = [50, 47, 45]
-    assert wrong_way_ends(cycle, falling, tail, ~tail, (0, 6, 11)) == []
+    assert wrong_way_ends(dip, first, ~first, (0, 11)) == [(0, 3, 4, True)]
+    assert wrong_way_ends(dip, first, ~first, (2, 11)) == [(0, 3, 4, True)]  # ED inside the run
+    both = np.ones(12, dtype=bool)
+    both[11] = False
+    assert wrong_way_ends(dip, both, ~both, (0, 5)) == []  # ED and ES in one run: not judged
     interior = np.zeros(12, dtype=bool)
     interior[4:8] = True
-    assert wrong_way_ends(drawn, back, interior, ~interior, (0, 6, 11)) == []
-    # a segmenter that drew no contraction before the run: the supports read "toward ED", but the
-    # given ES lies in the run, so the LV may not grow past the bracket
-    flat = np.array([60, 60, 61, 60, 61, 62, 63, 64, 64, 65, 65, 66], dtype=float)
-    rising = flat.copy()
-    rising[7:] = [66, 69, 72, 75, 78]
-    assert wrong_way_ends(flat, rising, rebuilt, support, (0, 11)) == []
-    assert wrong_way_ends(flat, rising, rebuilt, support, (0, 11), given=(0, 11)) == [(7, 11, 6)]
+    assert wrong_way_ends(back, interior, ~interior, (0, 6)) == []
 
 
 def test_an_end_run_whose_fit_turns_back_toward_ed_is_stopped_at_its_bracket(model, monkeypatch):
@@ -793,6 +782,40 @@ def test_an_end_run_whose_fit_turns_back_toward_ed_is_stopped_at_its_bracket(mod
     assert set(range(12, 20)) <= set(result.summary["reestimated_frames"])
     assert area[12:].max() <= 1.05 * area[11], area.tolist()
     assert area[12:].max() < 0.9 * area[0]
+
+
+def test_an_end_run_whose_fit_turns_back_takes_its_drawn_input_back(model, monkeypatch):
+    """The last 8 frames (ES among them) drawn with an LV 3 px small: rebuilt from the trusted
+    frames. A fit bent back toward ED there (forced, as in the test above) would grow the ESV; the
+    input draws the whole run and contracts, so the run takes its input back instead of a shape
+    stopped at the bracket."""
+    from scipy import ndimage
+
+    import echotemporal.correct.reestimate as reestimate
+
+    phantom = generate_sequence(5, n_frames=20, image_shape=(300, 260))
+    labels = phantom.labels.copy()
+    for t in range(12, 20):
+        lv = labels[t] == LV
+        labels[t][lv & ~ndimage.binary_erosion(lv, iterations=3)] = MYO
+    real = reestimate.fit_latent_trajectory
+
+    def bent(z0, weights, *args, **kwargs):
+        fit = real(z0, weights, *args, **kwargs)
+        fit[12:] = z0[0]
+        return fit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
+        monkeypatch.setattr(reestimate, "fit_latent_trajectory", bent)
+        result = smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
+    assert set(range(12, 20)) <= set(plain.summary["reestimated_frames"])
+    area = (result.labels == LV).sum(axis=(1, 2)).astype(float)
+    assert area[12:].max() <= 1.05 * area[11], area.tolist()
+    assert area[19] < 0.9 * area[12], area.tolist()  # still contracting to ES, as drawn: not stopped
+    assert np.all(np.diff(area[11:]) <= 0), area.tolist()
+    assert result.summary["n_invalid_after"] == 0
 
 
 def test_a_half_sequence_whose_last_ten_frames_are_blank_is_rebuilt_valid_to_its_end(model):
