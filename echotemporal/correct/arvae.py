@@ -24,7 +24,7 @@ from echotemporal.core.labels import LA, LV, MYO
 from echotemporal.correct.cleanup import cleanup_labels
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.correct.denoise import turning_frames
-from echotemporal.correct.reestimate import reestimate_frames, with_drawn_lv, wrong_way_runs
+from echotemporal.correct.reestimate import lv_areas, reestimate_frames, with_drawn_lv, wrong_way_runs
 from echotemporal.correct.repair import (
     extrapolate_turning_ends,
     full_decoding_fallback,
@@ -431,7 +431,7 @@ def _unturned(
     in-place correction then repairs it as drawn), else the signed-distance blend of its bracketing
     frames (a bridge that cannot turn). Returns (T,) bool, the frames given their input back.
     """
-    area, rebuilt_area = ((x == LV).reshape(len(x), -1).sum(axis=1).astype(np.float64) for x in (labels, out))
+    area, rebuilt_area = lv_areas(labels), lv_areas(out)
     wrong = wrong_way_runs(area, rebuilt_area, rebuilt, support, turning)
     if not wrong.any():
         return wrong

@@ -46,7 +46,7 @@ from echotemporal.correct.repair import bad_runs
 from echotemporal.correct.solvers import penalty_bands
 
 __all__ = [
-    "WALL_SUPPORT", "fit_latent_trajectory", "wrong_way_ends", "wrong_way_runs", "reestimate_frames", "search_valid_latents", "wall_support",
+    "WALL_SUPPORT", "fit_latent_trajectory", "lv_areas", "wrong_way_ends", "wrong_way_runs", "reestimate_frames", "search_valid_latents", "wall_support",
     "with_drawn_lv",
 ]
 
@@ -274,7 +274,7 @@ def reestimate_frames(
     return out
 
 
-def _lv_areas(labels: np.ndarray) -> np.ndarray:
+def lv_areas(labels: np.ndarray) -> np.ndarray:
     """(T,) float64 LV pixel counts of (T, H, W) labels."""
     return (np.asarray(labels) == LV).reshape(len(labels), -1).sum(axis=1).astype(np.float64)
 
@@ -312,11 +312,11 @@ def _hold_turned_ends(
     rebuilt = np.zeros(len(labels), dtype=bool)
     rebuilt[frames] = True
     restored = np.zeros(len(labels), dtype=bool)
-    drawn = _lv_areas(labels)
-    for lo, hi, bracket, toward_ed in wrong_way_ends(_lv_areas(out), rebuilt, trusted, given):
+    drawn = lv_areas(labels)
+    for lo, hi, bracket, toward_ed in wrong_way_ends(lv_areas(out), rebuilt, trusted, given):
         run = np.arange(lo, hi + 1)
         drawn_whole = not any(_found_nothing(labels[t]) for t in run)
-        if drawn_whole and not _turns_wrong_way(drawn[run], _lv_areas(out[[bracket]]), toward_ed):
+        if drawn_whole and not _turns_wrong_way(drawn[run], lv_areas(out[[bracket]]), toward_ed):
             out[run], restored[run] = labels[run], True
             continue
         rows = np.array([index[int(t)] for t in run])
@@ -324,14 +324,9 @@ def _hold_turned_ends(
             held = np.stack([_held_at(z, int(t), bracket, dims) for t in run])
             decoded = decode_at(rows, held)
             out[run], z[run] = decoded, held
-            if not _turns_wrong_way(_lv_areas(decoded), _lv_areas(out[[bracket]]), toward_ed):
+            if not _turns_wrong_way(lv_areas(decoded), lv_areas(out[[bracket]]), toward_ed):
                 break
-    ends = {}
-    for lo, hi in bad_runs(rebuilt):
-        if lo == 0 and hi + 1 < len(labels) and trusted[hi + 1]:
-            ends.update({t: hi + 1 for t in range(lo, hi + 1)})
-        elif hi == len(labels) - 1 and lo > 0 and trusted[lo - 1]:
-            ends.update({t: lo - 1 for t in range(lo, hi + 1)})
+    ends = {t: bracket for lo, hi, bracket in _bracketed_end_runs(rebuilt, trusted) for t in range(lo, hi + 1)}
     return ends, restored
 
 
@@ -542,14 +537,24 @@ def wrong_way_ends(
     found: list[tuple[int, int, int, bool]] = []
     if given is None:
         return found
-    for lo, hi in bad_runs(rebuilt):
-        at_start, at_end = lo == 0, hi == len(rebuilt) - 1
-        if at_start == at_end or hi - lo + 1 < END_RUN_MIN:
-            continue
-        bracket = hi + 1 if at_start else lo - 1
+    for lo, hi, bracket in _bracketed_end_runs(rebuilt, support):
         held = [t == given[0] for t in given if lo <= t <= hi]
-        if len(held) != 1 or not support[bracket]:
+        if hi - lo + 1 < END_RUN_MIN or len(held) != 1:
             continue
         if _turns_wrong_way(rebuilt_area[lo : hi + 1], rebuilt_area[[bracket]], toward_ed=held[0]):
             found.append((lo, hi, int(bracket), held[0]))
+    return found
+
+
+def _bracketed_end_runs(rebuilt: np.ndarray, support: np.ndarray) -> list[tuple[int, int, int]]:
+    """(first, last, bracket) of each run of (T,) bool ``rebuilt`` that reaches one end of the sequence
+    (not both) and whose one neighbour, the bracket, is in (T,) bool ``support``."""
+    found = []
+    for lo, hi in bad_runs(rebuilt):
+        at_start, at_end = lo == 0, hi == len(rebuilt) - 1
+        if at_start == at_end:
+            continue
+        bracket = hi + 1 if at_start else lo - 1
+        if support[bracket]:
+            found.append((lo, hi, bracket))
     return found
