@@ -9,7 +9,9 @@ split; the model trains on ``train``):
 * ``coherent``: runs of 5-15 frames failing smoothly in time, 30-70 % of the frames broken, about
   half without the LA label (``phantoms.failure_set.coherent_failure_case``);
 * ``segmenter``: a small U-Net's predictions on simulated B-mode images of held-out real-shape
-  sequences (``scripts/make_segmenter_set.py -o DIR``, read with ``--segmenter-dir DIR``).
+  sequences (``scripts/make_segmenter_set.py -o DIR``, read with ``--segmenter-dir DIR``);
+  ``--segmenter-blank K[@place]`` blanks a run of K predicted frames per case (a segmenter that found
+  nothing there), at a seeded random place or through the first or last frame.
 
 Methods, all given ED/ES as an Info cfg would: ``none`` (the input), ``gaussian`` (temporal Gaussian
 of one-hot maps, sigma = 0.05·T), ``lcc-gaussian`` (largest component per label and holes filled,
@@ -26,7 +28,8 @@ arvae then returns the input, counted as "kept input"; the baselines run unprote
 Usage::
 
     python scripts/benchmark_smoothing.py [--sets sparse,clean,coherent,segmenter] [--n 40]
-        [--segmenter-dir DIR [--segmenter-cycles [ed|es]]] [--methods none,gaussian,lcc-gaussian,arvae] [--workers 2]
+        [--segmenter-dir DIR [--segmenter-cycles [ed|es]] [--segmenter-blank K[@random|start|end]]]
+        [--methods none,gaussian,lcc-gaussian,arvae] [--workers 2]
         [--set KEY=VALUE ...] [--csv rows.csv]
 """
 
@@ -155,10 +158,29 @@ def segmenter_case(index: int, directory: str) -> dict[str, Any]:
     # Every predicted frame differs from the truth: "untouched" frames are those within one pixel
     # of it (LV and MYO Dice >= 0.97), where a good correction has nothing to change.
     touched = np.array([min(_dice(p == v, t == v) for v in (1, 2)) < 0.97 for p, t in zip(predicted, truth)])
+    if _STATE.get("segmenter_blank"):  # the segmenter found nothing in a run: those frames are "touched"
+        from echotemporal.phantoms.segmenter_set import blank_run
+
+        length, place = _STATE["segmenter_blank"]
+        blank = blank_run(len(predicted), length, place, seed=1000 * index + length)
+        predicted = predicted.copy()
+        predicted[blank] = 0
+        touched = blank
     return {
         "index": index, "set": "segmenter", "source": case.name, "truth": truth, "labels": predicted,
         "spacing_mm": tuple(float(s) for s in case.spacing_mm), "ed_frame": ed, "es_frame": es, "touched": touched,
     }
+
+
+def _blank_option(text: str) -> tuple[int, str]:
+    """``--segmenter-blank`` value ``K`` or ``K@place`` -> (K, place)."""
+    from echotemporal.phantoms.segmenter_set import BLANK_PLACES
+
+    count, _, place = text.partition("@")
+    place = place or "random"
+    if not count.isdigit() or int(count) < 1 or place not in BLANK_PLACES:
+        raise argparse.ArgumentTypeError(f"{text!r}: give K or K@place, K >= 1 frames, place one of {', '.join(BLANK_PLACES)}")
+    return int(count), place
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -221,6 +243,7 @@ def score(case: dict[str, Any], out: np.ndarray, result: Any, truth_ci: Any) -> 
         row[f"hd_{name}_mm"] = float(np.nanmean(hausdorff_per_frame_mm(out == value, truth == value, spacing)))
         kept = ~touched
         row[f"untouched_dice_{name}"] = float(dice[kept].mean()) if kept.any() else float("nan")
+        row[f"touched_dice_{name}"] = float(dice[touched].mean()) if touched.any() else float("nan")
         row[f"untouched_keep_{name}"] = (
             float(dice_per_frame(out[kept] == value, labels[kept] == value).mean()) if kept.any() else float("nan")
         )
@@ -253,7 +276,8 @@ def score(case: dict[str, Any], out: np.ndarray, result: Any, truth_ci: Any) -> 
 
 
 def init_worker(overrides: dict[str, Any], methods: tuple[str, ...], segmenter_dir: str | None, tuning: bool = False,
-                detect: bool = False, segmenter_cycles: str | None = None) -> None:
+                detect: bool = False, segmenter_cycles: str | None = None,
+                segmenter_blank: tuple[int, str] | None = None) -> None:
     warnings.simplefilter("ignore")  # degenerate frames warn by design; the table records them
     from echotemporal.measure.temporal import load_thresholds
     from echotemporal.model.registry import load_model
@@ -263,6 +287,7 @@ def init_worker(overrides: dict[str, Any], methods: tuple[str, ...], segmenter_d
         _STATE.update(seed_base=TUNING_SEED_BASE, real_split="val")
     _STATE["detect"] = detect
     _STATE["segmenter_cycles"] = segmenter_cycles
+    _STATE["segmenter_blank"] = segmenter_blank
     _STATE["model"] = load_model()
 
 
@@ -306,9 +331,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| set | method | n | Dice LV | Dice MYO | HD LV | HD MYO | seqs 0 invalid & 0 inconsistent | "
         "invalid (frames) | inconsistent (frames) | EF err med | GLS err med | vol max err mL med / p90 | "
-        "% EDV med / p90 | at broken frames mL med | untouched Dice LV/MYO vs truth | untouched kept LV/MYO | "
+        "% EDV med / p90 | at broken frames mL med | broken frames Dice LV/MYO | untouched Dice LV/MYO vs truth | "
+        "untouched kept LV/MYO | "
         "frames kept (identical or Dice >= 0.995 to the input) | worse | s/seq |",
-        "|---" * 20 + "|",
+        "|---" * 21 + "|",
     ]
     for (set_name, method), g in df.groupby(["set", "method"], sort=False):
         perfect = ((g.invalid_frames == 0) & (g.inconsistent_frames == 0)).mean()
@@ -320,6 +346,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{g.vol_max_err_ml.median():.2f} / {g.vol_max_err_ml.quantile(0.9):.2f} | "
             f"{g.vol_max_err_pct.median():.1f} / {g.vol_max_err_pct.quantile(0.9):.1f} | "
             f"{g.vol_touched_err_ml.median():.2f} | "
+            f"{g.touched_dice_lv.mean():.3f} / {g.touched_dice_myo.mean():.3f} | "
             f"{g.untouched_dice_lv.median():.3f} / {g.untouched_dice_myo.median():.3f} | "
             f"{g.untouched_keep_lv.median():.3f} / {g.untouched_keep_myo.median():.3f} | "
             f"{100 * g.frames_kept.sum() / g.n_frames.sum():.1f} % | "
@@ -345,6 +372,10 @@ def main() -> None:
                    help="mirror each segmenter case into a full cycle (ED -> ES -> ED, predictions and truth alike; "
                         "'es': rolled to start at ES, ES -> ED -> ES, ED mid-sequence; "
                         "with --detect: a real segmenter's full cycle without an Info cfg)")
+    p.add_argument("--segmenter-blank", type=_blank_option, default=None, metavar="K[@PLACE]",
+                   help="blank K consecutive frames of each segmenter case (after --segmenter-cycles), as a segmenter "
+                        "that found nothing: PLACE random (seeded per case, the default), start or end; the table's "
+                        "'broken frames Dice' is then taken on those frames")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a SmoothingConfig field of arvae (repeatable; value read as YAML)")
     args = p.parse_args()
@@ -368,7 +399,9 @@ def main() -> None:
         else:
             tasks += [(name, i) for i in range(args.n)]
     start = time.perf_counter()
-    init = (overrides, methods, args.segmenter_dir, args.tuning, args.detect, args.segmenter_cycles)
+    if args.segmenter_blank and "segmenter" not in sets:
+        p.error("--segmenter-blank needs --sets segmenter")
+    init = (overrides, methods, args.segmenter_dir, args.tuning, args.detect, args.segmenter_cycles, args.segmenter_blank)
     if args.workers <= 1:
         init_worker(*init)
         results = map(run_case, tasks)

@@ -18,7 +18,7 @@ import numpy as np
 from echotemporal.core.errors import InputFileError
 from echotemporal.core.labels import validate_labels
 
-__all__ = ["MANIFEST_NAME", "SegmenterCase", "write_segmenter_case", "write_manifest", "load_segmenter_set"]
+__all__ = ["BLANK_PLACES", "MANIFEST_NAME", "blank_run", "SegmenterCase", "write_segmenter_case", "write_manifest", "load_segmenter_set"]
 
 MANIFEST_NAME = "manifest.json"
 
@@ -125,3 +125,29 @@ def load_segmenter_set(folder: str | os.PathLike[str]) -> list[SegmenterCase]:
         except (OSError, KeyError, ValueError) as exc:
             raise InputFileError(f"{path}: cannot read a segmenter-set case ({exc}); regenerate the set") from exc
     return cases
+
+
+#: Where :func:`blank_run` puts its run of blank frames.
+BLANK_PLACES = ("random", "start", "end")
+
+
+def blank_run(n_frames: int, length: int, place: str = "random", seed: int = 0) -> np.ndarray:
+    """(T,) bool: a run of ``length`` consecutive frames that a segmenter left blank (found nothing).
+
+    Real segmenters lose the heart over several frames at once (a dark sector, a probe moved), and
+    a run through ED or ES is the hardest to bridge: ``place`` "start" ends it at frame 0, "end" at the
+    last frame, "random" puts it anywhere it fits (``numpy.random.default_rng(seed)``). ``length`` is
+    clipped to ``n_frames``.
+    """
+    if place not in BLANK_PLACES:
+        raise ValueError(f"place {place!r}: pick one of {', '.join(BLANK_PLACES)}")
+    length = max(0, min(int(length), int(n_frames)))
+    if place == "start":
+        first = 0
+    elif place == "end":
+        first = n_frames - length
+    else:
+        first = int(np.random.default_rng(seed).integers(0, n_frames - length + 1))
+    out = np.zeros(n_frames, dtype=bool)
+    out[first : first + length] = True
+    return out

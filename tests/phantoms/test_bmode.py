@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from echotemporal.phantoms.bmode import BModeStyle, render_bmode, sector_mask
-from echotemporal.phantoms.segmenter_set import SegmenterCase, load_segmenter_set, write_manifest, write_segmenter_case
+from echotemporal.phantoms.segmenter_set import (
+    SegmenterCase,
+    blank_run,
+    load_segmenter_set,
+    write_manifest,
+    write_segmenter_case,
+)
 
 SPACING = (0.6, 0.8)
 
@@ -128,3 +134,18 @@ def test_unet_training_loss_decreases() -> None:
     assert log.losses[-5:].mean() < 0.7 * log.losses[:5].mean()
     predicted = predict_labels(net, images[4:], False, (64, 64))
     assert predicted.shape == (4, 64, 64) and not (predicted == 3).any()
+
+
+def test_blank_run_places_one_run_of_the_asked_length() -> None:
+    assert np.flatnonzero(blank_run(10, 3, "start")).tolist() == [0, 1, 2]
+    assert np.flatnonzero(blank_run(10, 3, "end")).tolist() == [7, 8, 9]
+    assert blank_run(4, 9, "end").all()  # clipped to the sequence
+    starts = set()
+    for seed in range(40):
+        run = np.flatnonzero(blank_run(12, 5, "random", seed=seed))
+        assert len(run) == 5 and (np.diff(run) == 1).all()  # one contiguous run inside the sequence
+        starts.add(int(run[0]))
+        assert (blank_run(12, 5, "random", seed=seed) == blank_run(12, 5, seed=seed)).all()  # seeded
+    assert starts == set(range(8))  # every place the run fits, ends included
+    with pytest.raises(ValueError, match="middle"):
+        blank_run(10, 3, "middle")
