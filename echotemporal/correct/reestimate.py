@@ -29,7 +29,9 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
    its shape dims held at the bracket's latent, else is held at the bracket in every dim (the
    motion stopped, never reversed). A frame of an end run that found nothing in the input (no LV or no
    myocardium), whose fitted shape is invalid and for which the latent search of step 3 finds no
-   valid shape, takes the bracket's shape at its own phase rather than its blank input.
+   valid shape, takes the bracket's shape at its own phase, else the bracket's own shape, rather
+   than its blank input. A shape that the search finds for a frame of a judged run may not turn the
+   run back past its bracket either (it is refused like an invalid one).
 """
 
 from __future__ import annotations
@@ -254,6 +256,11 @@ def reestimate_frames(
     shape_dims = np.setdiff1d(np.arange(z0.shape[1]), phase_dims)
     index = {int(t): i for i, t in enumerate(frames)}
     ends, restored = _hold_turned_ends(labels, out, z, frames, trusted, given, shape_dims, decode_at, index)
+    rebuilt = np.zeros(len(labels), dtype=bool)
+    rebuilt[frames] = True
+    # The way each judged end run heads (step 5): a shape the search below finds may not turn it back.
+    heading = {t: (bracket, toward_ed) for lo, hi, bracket, toward_ed in _judged_end_runs(rebuilt, trusted, given)
+               for t in range(lo, hi + 1)}
     spread = np.maximum(z0.std(axis=0), 0.1 * np.median(z0.std(axis=0)) + 1e-3)
     valid = np.asarray(check(out[frames], frames), dtype=bool)
     for i in np.flatnonzero(~valid & ~restored[frames]):
@@ -261,12 +268,15 @@ def reestimate_frames(
         out[t] = labels[t]  # unless a valid shape is found near the fit (do no harm)
         tries = [lambda: search_valid_latents(z[t], model, float(alignment.scale_mm), spread, seed=t)]
         if t in ends and _found_nothing(labels[t]):  # a blank frame past the supports: else the bracket's shape
-            tries.append(lambda: _held_at(z, t, ends[t], shape_dims))
+            tries.append(lambda: _held_at(z, t, ends[t], shape_dims))  # at its own phase,
+            tries.append(lambda: _held_at(z, t, ends[t], np.arange(z.shape[1])))  # else the bracket's own
         for attempt in tries:
             found = attempt()
             if found is None:
                 continue
             candidate = decode_at(np.array([i]), found[None])
+            if t in heading and _turns_wrong_way(lv_areas(candidate), lv_areas(out[[heading[t][0]]]), heading[t][1]):
+                continue
             if bool(np.asarray(check(candidate, frames[i : i + 1]), dtype=bool)[0]):
                 out[t] = candidate[0]
                 break
@@ -534,14 +544,24 @@ def wrong_way_ends(
     Returns:
         (first, last, bracket, toward ED) of each end run turned the wrong way (0-based frames).
     """
+    return [
+        (lo, hi, bracket, toward_ed)
+        for lo, hi, bracket, toward_ed in _judged_end_runs(rebuilt, support, given)
+        if _turns_wrong_way(rebuilt_area[lo : hi + 1], rebuilt_area[[bracket]], toward_ed)
+    ]
+
+
+def _judged_end_runs(
+    rebuilt: np.ndarray, support: np.ndarray, given: tuple[int, int] | None
+) -> list[tuple[int, int, int, bool]]:
+    """(first, last, bracket, toward ED) of each end run that :func:`wrong_way_ends` judges: at least
+    :data:`END_RUN_MIN` frames holding exactly one of the ``given`` (ED, ES) frames (none without them)."""
     found: list[tuple[int, int, int, bool]] = []
     if given is None:
         return found
     for lo, hi, bracket in _bracketed_end_runs(rebuilt, support):
         held = [t == given[0] for t in given if lo <= t <= hi]
-        if hi - lo + 1 < END_RUN_MIN or len(held) != 1:
-            continue
-        if _turns_wrong_way(rebuilt_area[lo : hi + 1], rebuilt_area[[bracket]], toward_ed=held[0]):
+        if hi - lo + 1 >= END_RUN_MIN and len(held) == 1:
             found.append((lo, hi, int(bracket), held[0]))
     return found
 

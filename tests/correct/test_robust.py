@@ -784,6 +784,43 @@ def test_an_end_run_whose_fit_turns_back_toward_ed_is_stopped_at_its_bracket(mod
     assert area[12:].max() < 0.9 * area[0]
 
 
+def test_a_valid_shape_found_near_an_invalid_fit_may_not_turn_an_end_run_back(model, monkeypatch):
+    """The last 8 frames (ES among them) blank; their fitted shapes are made to fail the check, and the
+    latent search near them made to find the ED frame's shape (valid, the LV as large as at ED). Taken,
+    it would read an ESV above the frames before the run, as a held-out U-Net case with its last 8
+    frames blank did (LV +8 % past its bracket, rebuilt after the run was judged). The search's shape
+    is refused there, and the run takes the bracket's shape at its own phase instead."""
+    import echotemporal.correct.arvae as arvae
+    import echotemporal.correct.reestimate as reestimate
+
+    phantom = generate_sequence(5, n_frames=20, image_shape=(300, 260))
+    labels = phantom.labels.copy()
+    labels[12:] = 0
+    fits: list[np.ndarray] = []
+    real_fit, real_reestimate = reestimate.fit_latent_trajectory, arvae.reestimate_frames
+
+    def recorded(z0, weights, *args, **kwargs):
+        fits.append(real_fit(z0, weights, *args, **kwargs))
+        return fits[-1]
+
+    def fitted_invalid(*args, check, **kwargs):
+        def strict(frames, numbers, *rest, **named):
+            ok = np.asarray(check(frames, numbers, *rest, **named), dtype=bool)
+            return ok & ~((np.asarray(numbers) >= 12) & (len(numbers) > 1))  # the run's fitted shapes, checked together
+        return real_reestimate(*args, check=strict, **kwargs)
+
+    monkeypatch.setattr(reestimate, "fit_latent_trajectory", recorded)
+    monkeypatch.setattr(reestimate, "search_valid_latents", lambda *args, **kwargs: fits[-1][0].copy())
+    monkeypatch.setattr(arvae, "reestimate_frames", fitted_invalid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
+    area = (result.labels == LV).sum(axis=(1, 2)).astype(float)
+    assert set(range(12, 20)) <= set(result.summary["reestimated_frames"])
+    assert area[12:].max() <= 1.05 * area[11], area.tolist()
+    assert area[12:].min() > 0 and result.summary["n_invalid_after"] == 0
+
+
 def test_an_end_run_whose_fit_turns_back_takes_its_drawn_input_back(model, monkeypatch):
     """The last 8 frames (ES among them) drawn with an LV 3 px small: rebuilt from the trusted
     frames. A fit bent back toward ED there (forced, as in the test above) would grow the ESV; the
