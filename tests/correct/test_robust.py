@@ -14,7 +14,7 @@ import pytest
 from echotemporal.core.config import SmoothingConfig
 from echotemporal.core.labels import LA, LV, MYO, drop_la
 from echotemporal.correct.baselines import lcc_gaussian_labels
-from echotemporal.correct.reestimate import fit_latent_trajectory, search_valid_latents
+from echotemporal.correct.reestimate import END_EASE, eased_end_runs, fit_latent_trajectory, search_valid_latents
 from echotemporal.correct.smoothing import smooth_sequence
 from echotemporal.correct.trust import assess_frames, reconstruction_dice, temporal_outliers
 from echotemporal.measure.anatomy import CRITERIA, check_validity
@@ -782,6 +782,35 @@ def test_an_end_run_whose_fit_turns_back_toward_ed_is_stopped_at_its_bracket(mod
     assert set(range(12, 20)) <= set(result.summary["reestimated_frames"])
     assert area[12:].max() <= 1.05 * area[11], area.tolist()
     assert area[12:].max() < 0.9 * area[0]
+
+
+def test_an_end_run_is_slowed_toward_the_ed_or_es_it_holds():
+    """Past its bracket a fitted line keeps the supports' speed; eased, it keeps the bracket's value and
+    speed, and slows linearly to 1 - END_EASE of that speed at the held ED/ES, in every dim alike."""
+    assert 0 < END_EASE <= 1
+    line = np.arange(12, dtype=np.float64)[:, None] * np.array([[1.0, -2.0]])  # (T, D) straight fit
+    rebuilt = np.zeros(12, dtype=bool)
+    rebuilt[6:] = True  # frames 6..11, bracket 5
+    none = np.zeros(12, dtype=bool)
+    eased = eased_end_runs(line, rebuilt, ~rebuilt, (0, 11), none)  # ES at the last frame: D = 6
+    d = np.arange(1, 7)
+    np.testing.assert_allclose(eased[6:, 0], 5 + d - END_EASE * d**2 / 12.0)
+    np.testing.assert_allclose(eased[6:, 1], -2 * eased[6:, 0])  # every dim along the same line
+    np.testing.assert_array_equal(eased[:6], line[:6])  # supports untouched
+    steps = np.diff(eased[5:, 0])
+    assert steps.min() > 0 and np.all(np.diff(steps) < 0)  # still moving toward ES, ever slower
+    assert 5 < eased[11, 0] < 11
+    start = np.zeros(12, dtype=bool)
+    start[:4] = True  # frames 0..3 before bracket 4, ED at 0: D = 4
+    eased_start = eased_end_runs(line, start, ~start, (0, 11), none)
+    assert eased_start[0, 0] == pytest.approx(4 - (4 - END_EASE * 16 / 8.0))
+    assert eased_end_runs(line, rebuilt, ~rebuilt, None, none) is line  # no ED/ES: the line stays
+    short = np.zeros(12, dtype=bool)
+    short[10:] = True
+    assert eased_end_runs(line, short, ~short, (0, 11), none) is line  # 2 frames: not judged
+    carried = none.copy()
+    carried[8] = True  # drawn evidence carries the phase inside the run: followed as it is
+    assert eased_end_runs(line, rebuilt, ~rebuilt, (0, 11), carried) is line
 
 
 def test_a_valid_shape_found_near_an_invalid_fit_may_not_turn_an_end_run_back(model, monkeypatch):
