@@ -758,15 +758,23 @@ def test_an_end_run_is_judged_turned_back_only_against_the_given_ed_or_es_it_hol
     assert wrong_way_ends(back, interior, ~interior, (0, 6)) == []
 
 
+def _smoothed_with_blank_end(model, first: int):
+    """(result, (T,) LV areas after) of a 20-frame half-sequence phantom blank from ``first`` to ES, ED/ES given."""
+    phantom = generate_sequence(5, n_frames=20, image_shape=(300, 260))
+    labels = phantom.labels.copy()
+    labels[first:] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
+    return result, (result.labels == LV).sum(axis=(1, 2)).astype(float)
+
+
 def test_an_end_run_whose_fit_turns_back_toward_ed_is_stopped_at_its_bracket(model, monkeypatch):
     """A half-sequence whose last 8 frames (ES among them) the segmenter left blank: a fit bent back
     toward ED past the last support (here forced: the phase dims of the run copied from the ED frame)
     would read an ESV above the frames before it. The run is held at its bracket instead."""
     import echotemporal.correct.reestimate as reestimate
 
-    phantom = generate_sequence(5, n_frames=20, image_shape=(300, 260))
-    labels = phantom.labels.copy()
-    labels[12:] = 0
     real = reestimate.fit_latent_trajectory
 
     def bent(z0, weights, *args, **kwargs):
@@ -775,10 +783,7 @@ def test_an_end_run_whose_fit_turns_back_toward_ed_is_stopped_at_its_bracket(mod
         return fit
 
     monkeypatch.setattr(reestimate, "fit_latent_trajectory", bent)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
-    area = (result.labels == LV).sum(axis=(1, 2)).astype(float)
+    result, area = _smoothed_with_blank_end(model, 12)
     assert set(range(12, 20)) <= set(result.summary["reestimated_frames"])
     assert area[12:].max() <= 1.05 * area[11], area.tolist()
     assert area[12:].max() < 0.9 * area[0]
@@ -822,9 +827,6 @@ def test_a_valid_shape_found_near_an_invalid_fit_may_not_turn_an_end_run_back(mo
     import echotemporal.correct.arvae as arvae
     import echotemporal.correct.reestimate as reestimate
 
-    phantom = generate_sequence(5, n_frames=20, image_shape=(300, 260))
-    labels = phantom.labels.copy()
-    labels[12:] = 0
     fits: list[np.ndarray] = []
     real_fit, real_reestimate = reestimate.fit_latent_trajectory, arvae.reestimate_frames
 
@@ -841,10 +843,7 @@ def test_a_valid_shape_found_near_an_invalid_fit_may_not_turn_an_end_run_back(mo
     monkeypatch.setattr(reestimate, "fit_latent_trajectory", recorded)
     monkeypatch.setattr(reestimate, "search_valid_latents", lambda *args, **kwargs: fits[-1][0].copy())
     monkeypatch.setattr(arvae, "reestimate_frames", fitted_invalid)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
-    area = (result.labels == LV).sum(axis=(1, 2)).astype(float)
+    result, area = _smoothed_with_blank_end(model, 12)
     assert set(range(12, 20)) <= set(result.summary["reestimated_frames"])
     assert area[12:].max() <= 1.05 * area[11], area.tolist()
     assert area[12:].min() > 0 and result.summary["n_invalid_after"] == 0
