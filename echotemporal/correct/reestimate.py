@@ -29,8 +29,8 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
    its shape dims held at the bracket's latent, else is held at the bracket in every dim (the
    motion stopped, never reversed). A frame of an end run that found nothing in the input (no LV or no
    myocardium), whose fitted shape is invalid and for which the latent search of step 3 finds no
-   valid shape, takes the bracket's shape at its own phase, else the bracket's own shape, rather
-   than its blank input. A shape that the search finds for a frame of a judged run may not turn the
+   valid shape, takes the bracket's shape at its own phase, else the bracket's own shape, else the
+   bracket's frame as drawn, rather than its blank input. A shape that the search finds for a frame of a judged run may not turn the
    run back past its bracket either (it is refused like an invalid one). Past the bracket the fit of
    such a run, when no frame of it carries the phase of its own, is slowed toward the ED/ES it holds
    (:func:`eased_end_runs`): a straight line kept the supports' speed to the end and overshot a
@@ -285,6 +285,13 @@ def reestimate_frames(
             if bool(np.asarray(check(candidate, frames[i : i + 1]), dtype=bool)[0]):
                 out[t] = candidate[0]
                 break
+        else:
+            if t in ends and _found_nothing(labels[t]):
+                # No valid shape anywhere near (the decoded LV misses the LA carried over, say): the
+                # bracket's frame as drawn, the motion stopped there; the bracket is trusted, so the
+                # consistency correction repairs it as it repairs the bracket. Left blank, the frame
+                # was extrapolated later from what that correction made of its neighbours.
+                out[t] = labels[ends[t]]
     _keep_intact_lv(out, labels, frames[lv_intact[frames]], check, promoted)
     return out
 
