@@ -21,7 +21,8 @@ then the Gaussian), ``arvae`` (``correct.smooth_sequence``), and ``arvae-plain``
 Per sequence: Dice and Hausdorff (mm) of LV and MYO against the truth (mean over frames);
 inconsistent and invalid frames after; |EF| and |GLS| errors against the truth's indices (same
 ED/ES); the volume-curve error max_t |V_t − V_t^truth| in mL and in % of the true EDV; Dice of the
-frames the corruption did not touch, against the truth and against the input (preservation); and
+frames the corruption did not touch, against the truth and against the input (preservation), and of
+those it did, against the truth (with ``--segmenter-blank``: the blank frames); and
 whether the output scores worse than the input on the project's own checks (outcome "worse";
 arvae then returns the input, counted as "kept input"; the baselines run unprotected).
 
