@@ -389,6 +389,8 @@ def main() -> None:
     for name, chosen, valid in (("set", sets, SETS), ("method", methods, METHODS)):
         if set(chosen) - set(valid):
             p.error(f"unknown {name}(s) {', '.join(sorted(set(chosen) - set(valid)))}; pick from {', '.join(valid)}")
+    if args.segmenter_blank and "segmenter" not in sets:
+        p.error("--segmenter-blank needs --sets segmenter")
     overrides = {k.strip(): yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.set)}
     SmoothingConfig(**overrides)  # bad fields fail here, before any work
     tasks = []
@@ -400,8 +402,6 @@ def main() -> None:
         else:
             tasks += [(name, i) for i in range(args.n)]
     start = time.perf_counter()
-    if args.segmenter_blank and "segmenter" not in sets:
-        p.error("--segmenter-blank needs --sets segmenter")
     init = (overrides, methods, args.segmenter_dir, args.tuning, args.detect, args.segmenter_cycles, args.segmenter_blank)
     if args.workers <= 1:
         init_worker(*init)

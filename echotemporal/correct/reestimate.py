@@ -262,7 +262,9 @@ def reestimate_frames(
 
     shape_dims = np.setdiff1d(np.arange(z0.shape[1]), phase_dims)
     index = {int(t): i for i, t in enumerate(frames)}
-    ends, restored = _hold_turned_ends(labels, out, z, frames, trusted, given, shape_dims, decode_at, index)
+    restored = _hold_turned_ends(labels, out, z, rebuilt, trusted, given, shape_dims, decode_at, index)
+    # Every frame of an end run beyond the supports, and its bracket (judged or not).
+    ends = {t: bracket for lo, hi, bracket in _bracketed_end_runs(rebuilt, trusted) for t in range(lo, hi + 1)}
     # The way each judged end run heads (step 5): a shape the search below finds may not turn it back.
     heading = {t: (bracket, toward_ed) for lo, hi, bracket, toward_ed in _judged_end_runs(rebuilt, trusted, given)
                for t in range(lo, hi + 1)}
@@ -272,7 +274,8 @@ def reestimate_frames(
         t = int(frames[i])
         out[t] = labels[t]  # unless a valid shape is found near the fit (do no harm)
         tries = [lambda: search_valid_latents(z[t], model, float(alignment.scale_mm), spread, seed=t)]
-        if t in ends and _found_nothing(labels[t]):  # a blank frame past the supports: else the bracket's shape
+        blank_end = t in ends and _found_nothing(labels[t])
+        if blank_end:  # a blank frame past the supports: else the bracket's shape
             tries.append(lambda: _held_at(z, t, ends[t], shape_dims))  # at its own phase,
             tries.append(lambda: _held_at(z, t, ends[t], np.arange(z.shape[1])))  # else the bracket's own
         for attempt in tries:
@@ -286,7 +289,7 @@ def reestimate_frames(
                 out[t] = candidate[0]
                 break
         else:
-            if t in ends and _found_nothing(labels[t]):
+            if blank_end:
                 # No valid shape anywhere near (the decoded LV misses the LA carried over, say): the
                 # bracket's frame as drawn, the motion stopped there; the bracket is trusted, so the
                 # consistency correction repairs it as it repairs the bracket. Left blank, the frame
@@ -364,9 +367,9 @@ def _found_nothing(frame: np.ndarray) -> bool:
 
 
 def _hold_turned_ends(
-    labels: np.ndarray, out: np.ndarray, z: np.ndarray, frames: np.ndarray, trusted: np.ndarray,
+    labels: np.ndarray, out: np.ndarray, z: np.ndarray, rebuilt: np.ndarray, trusted: np.ndarray,
     given: tuple[int, int] | None, shape_dims: np.ndarray, decode_at: Any, index: dict[int, int],
-) -> tuple[dict[int, int], np.ndarray]:
+) -> np.ndarray:
     """Redo the end runs turned the wrong way (:func:`wrong_way_ends`, module step 5), in place.
 
     Such a run takes its input back where every frame of it drew an LV and a myocardium and the
@@ -374,15 +377,13 @@ def _hold_turned_ends(
     drawn). Otherwise its shape dims are held at its bracket's latent, the phase dims left to the fit
     (the LV may still shrink toward ES or grow toward ED); where it still turns the wrong way, every
     dim is held (the motion stopped at the bracket, never reversed). ``z`` (T, D) and ``out``
-    (T, H, W) are updated; ``given``: the (ED, ES) frames or None; ``decode_at(rows, latents)``
-    decodes for ``frames[rows]``, ``index`` maps a frame to its row.
+    (T, H, W) are updated; ``rebuilt``: (T,) bool the re-estimated frames; ``given``: the (ED, ES)
+    frames or None; ``decode_at(rows, latents)`` decodes for the re-estimated frames' rows, ``index``
+    maps a frame to its row.
 
     Returns:
-        ({frame: its bracket} for every frame of an end run beyond the supports (judged or not),
-        (T,) bool the frames given their input back).
+        (T,) bool, the frames given their input back.
     """
-    rebuilt = np.zeros(len(labels), dtype=bool)
-    rebuilt[frames] = True
     restored = np.zeros(len(labels), dtype=bool)
     drawn = lv_areas(labels)
     for lo, hi, bracket, toward_ed in wrong_way_ends(lv_areas(out), rebuilt, trusted, given):
@@ -398,8 +399,7 @@ def _hold_turned_ends(
             out[run], z[run] = decoded, held
             if not _turns_wrong_way(lv_areas(decoded), lv_areas(out[[bracket]]), toward_ed):
                 break
-    ends = {t: bracket for lo, hi, bracket in _bracketed_end_runs(rebuilt, trusted) for t in range(lo, hi + 1)}
-    return ends, restored
+    return restored
 
 
 def _beyond_bridge(
