@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from echotemporal.correct.repair import (
     interpolate_runs,
 )
 from echotemporal.correct.trust import (
+    MIN_RECONSTRUCTION_DICE,
     FrameTrust,
     assess_frames,
     lv_reconstructs,
@@ -56,6 +57,7 @@ class ArvaeOutcome:
     kept: np.ndarray  # (T,) bool, input frames kept unchanged
     trust: FrameTrust | None = None  # per-frame confidence of the input (None: not judged)
     reestimated: np.ndarray | None = None  # (T,) bool, frames re-estimated from the trusted ones
+    notes: list[str] = field(default_factory=list)  # what a reader should know about how it was done
 
 
 @dataclass(frozen=True)
@@ -364,7 +366,8 @@ def _either_phase(*found: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndar
 
 
 def judge_frames(
-    labels: np.ndarray, z0: np.ndarray, before: ShapeMeasures, ctx: _Sequence, anchors: tuple[int, ...] = ()
+    labels: np.ndarray, z0: np.ndarray, before: ShapeMeasures, ctx: _Sequence, anchors: tuple[int, ...] = (),
+    min_dice: float = MIN_RECONSTRUCTION_DICE,
 ) -> FrameTrust:
     """Per-frame trust of the input (:mod:`echotemporal.correct.trust`), from its encoding ``z0`` (T, D)."""
     from echotemporal.measure.anatomy import CRITERIA
@@ -380,13 +383,44 @@ def judge_frames(
         for k, name in enumerate(("lv_present", "myo_present")):
             dice[~before.criteria[:, CRITERIA.index(name)], k] = 0.0
         lv_one_piece = before.criteria[:, CRITERIA.index("lv_one_component")]
-    return assess_frames(before.valid, before.attributes, dice, ctx.thresholds, lv_one_piece, anchors)
+    return assess_frames(before.valid, before.attributes, dice, ctx.thresholds, lv_one_piece, anchors, min_dice)
 
 
 #: Attributes of a re-estimated frame that must stay within the trusted frames' range.
 POSE_ATTRIBUTES = ("lv_orientation_deg", "epi_center_x_mm", "epi_center_y_mm")
 #: Margin of that range, in units of each attribute's consistency tolerance tau·(hi − lo).
 POSE_MARGIN_TAU = 3.0
+
+
+#: The reconstruction Dice floor of a near-total failure's clean-ups (``_trusted_cleanups``): a heart
+#: the model draws less well than most (its wall, say) still has frames that reconstruct as well as
+#: the sequence's best; the relative floor (``trust.RELATIVE_DROP``) then does the judging.
+FALLBACK_DICE = 0.7
+
+
+def _trusted_cleanups(
+    labels: np.ndarray, seen: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, anchors: tuple[int, ...]
+) -> tuple[np.ndarray, ShapeMeasures, FrameTrust] | None:
+    """A near-total failure's support: the clean-ups of its frames, where they can be trusted.
+
+    A segmenter that drew a second "heart" against the first fails every frame, yet the largest
+    component per label often keeps the real one. Those clean-ups (``seen``, (T, H, W), encoded into
+    ``z0``) that are then trusted, with the reconstruction floor lowered to ``FALLBACK_DICE``, replace
+    their frames of ``labels``.
+
+    Returns:
+        (labels, their measures, their trust), or None when fewer than two clean-ups can be trusted.
+    """
+    if not (seen != labels).any():
+        return None
+    seen_measures = measure_shape(seen, ctx.spacing_mm, ctx.thresholds, reference=(labels, before))
+    usable = judge_frames(seen, z0, seen_measures, ctx, anchors, FALLBACK_DICE).trusted
+    if usable.sum() < 2:
+        return None
+    out = labels.copy()
+    out[usable] = seen[usable]
+    measured = measure_shape(out, ctx.spacing_mm, ctx.thresholds, reference=(seen, seen_measures))
+    return out, measured, judge_frames(out, z0, measured, ctx, anchors, FALLBACK_DICE)
 
 
 def _pose_range(trusted_attributes: np.ndarray, thresholds: AttributeThresholds) -> Any:
@@ -443,7 +477,7 @@ def _unturned(
 
 def _robust_start(
     labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, anchors: tuple[int, ...],
-    detected: tuple[int, ...] = (), given: tuple[int, int] | None = None,
+    trust: FrameTrust, detected: tuple[int, ...] = (), given: tuple[int, int] | None = None, join_pieces: bool = True,
 ) -> tuple[np.ndarray, ShapeMeasures, np.ndarray, FrameTrust, np.ndarray]:
     """Replace the untrusted frames before the consistency correction (DESIGN.md §4.4).
 
@@ -452,7 +486,8 @@ def _robust_start(
     redone with the sequence's alignment. ``anchors``: ED/ES (given, else the end frames);
     ``detected``: further turning points of the drawn LV curve (no ED/ES given), whose drawn LV a
     re-estimation keeps only where the frame's walls confirm it; ``given``: the (ED, ES) frames when
-    given, else None.
+    given, else None; ``trust``: the frames' trust (:func:`judge_frames`); ``join_pieces``: an LV in
+    pieces may carry the phase once joined (:func:`_joined_lv_phase`).
 
     Returns:
         (labels, their measures, their latents (T, D), the input's trust, (T,) bool re-estimated).
@@ -461,7 +496,6 @@ def _robust_start(
     from echotemporal.model.alignment import to_grid
 
     spacing_mm, model, thresholds, alignment = ctx.spacing_mm, ctx.model, ctx.thresholds, ctx.alignment
-    trust = judge_frames(labels, z0, before, ctx, anchors)
     untrusted = ~trust.trusted & ~trust.kept
     if not untrusted.any() or trust.trusted.sum() < 2:
         return labels, before, z0, trust, np.zeros(len(labels), dtype=bool)
@@ -510,7 +544,7 @@ def _robust_start(
         if before.checked:
             lv_drawn_ok = lv_drawn_ok & before.criteria[:, [CRITERIA.index(name) for name in LV_OWN_CRITERIA]].all(axis=1)
         turning = tuple(sorted({*anchors, *detected}))
-        joined = _joined_lv_phase(out, rest & ~trust.lv_intact, before, trust, ctx, anchors)
+        joined = _joined_lv_phase(out, rest & ~trust.lv_intact, before, trust, ctx, anchors) if join_pieces else None
         walled = _wall_repaired_lv(out, z, rest & ~trust.lv_intact & _end_runs(rest), before, trust, ctx, anchors)
         out = reestimate_frames(
             out, z, trust.trusted | blended, rest, alignment, model, spacing_mm=spacing_mm, present=present, phase_dims=phase, check=check,
@@ -541,23 +575,57 @@ def smooth_arvae(
     seen = _cleaned_for_encoding(labels, before)
     z0, alignment = encode_sequence(seen, spacing_mm, model)
     ctx = _Sequence(spacing_mm, model, thresholds, alignment)
-    trust, reestimated = None, None
-    if config.robust:
-        ends = anchors if anchors is not None else (0, len(labels) - 1)
-        # Without ED/ES a rebuilt run may still cross a turning point (the ES of a full cycle), which
-        # the bridge between trusted frames would flatten. The drawn LV curve, which broken frames
-        # still trace, proposes them; the frames' own walls must confirm (``reestimate``).
-        detected = () if anchors is not None else tuple(t for t in turning_frames(before, thresholds) if t not in ends)
-        labels, before = _minor_cleanups(labels, seen, before, ctx)
-        labels, before, z0, trust, reestimated = _robust_start(labels, before, z0, ctx, tuple(ends), detected, anchors)
+    if not config.robust:
+        return _corrected(labels, before, z0, None, None, ctx, config)
+    ends = tuple(anchors if anchors is not None else (0, len(labels) - 1))
+    # Without ED/ES a rebuilt run may still cross a turning point (the ES of a full cycle), which
+    # the bridge between trusted frames would flatten. The drawn LV curve, which broken frames
+    # still trace, proposes them; the frames' own walls must confirm (``reestimate``).
+    detected = () if anchors is not None else tuple(t for t in turning_frames(before, thresholds) if t not in ends)
+    labels, before = _minor_cleanups(labels, seen, before, ctx)
+    trust = judge_frames(labels, z0, before, ctx, ends)
+    outcome = _corrected(*_robust_start(labels, before, z0, ctx, ends, trust, detected, anchors), ctx, config)
+    if trust.trusted.sum() < 2:
+        # A near-total failure: with nothing trusted as drawn, its frames were corrected in place.
+        # Their clean-ups may still be trusted; re-estimated from those, the sequence is kept when it
+        # leaves fewer frames invalid or inconsistent.
+        cleaned = _trusted_cleanups(labels, seen, before, z0, ctx, ends)
+        if cleaned is not None:
+            labels_c, before_c, trust_c = cleaned
+            # The clean-ups kept the largest LV piece as the heart's: joined, the pieces would put back
+            # what they dropped (a second heart's cavity) into the phase of the frames rebuilt.
+            rebuilt = _corrected(*_robust_start(labels_c, before_c, z0, ctx, ends, trust_c, detected, anchors, False),
+                                 ctx, config)
+            if _residue_frames(rebuilt.shape) < _residue_frames(outcome.shape):
+                outcome = rebuilt
+                outcome.notes.append(
+                    f"no frame could be trusted as drawn: {int(rebuilt.trust.trusted.sum())} of {len(labels)} "
+                    "frames were trusted once cleaned up (largest component per label) and the others "
+                    "re-estimated from them; review this segmentation"
+                )
+    return outcome
+
+
+def _corrected(
+    labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, trust: FrameTrust | None, reestimated: np.ndarray | None,
+    ctx: _Sequence, config: SmoothingConfig,
+) -> ArvaeOutcome:
+    """The consistency correction (:func:`_consistency_rounds`) of what the robust start left: the
+    (T, H, W) ``labels``, their measures ``before`` and latents ``z0`` (T, D), with the input's
+    ``trust`` and the (T,) bool ``reestimated`` frames (both None without the robust start)."""
     if trust is not None and before.valid.all() and not before.flags.any():
         # Nothing left to correct: the latent projection would only spread small changes onto
         # frames that need none (its constraints are on latents, not on the measured attributes).
         keep = np.zeros(len(labels), dtype=bool)
-        return ArvaeOutcome(labels, before, 0, latent_tolerances(model, thresholds)[1], keep, trust, reestimated)
+        return ArvaeOutcome(labels, before, 0, latent_tolerances(ctx.model, ctx.thresholds)[1], keep, trust, reestimated)
     outcome = _consistency_rounds(labels, before, z0, ctx, config)
     outcome.trust, outcome.reestimated = trust, reestimated
     return outcome
+
+
+def _residue_frames(shape: ShapeMeasures) -> int:
+    """How many frames are invalid or inconsistent."""
+    return int((~shape.valid | shape.flags.any(axis=1)).sum())
 
 
 def _consistency_rounds(

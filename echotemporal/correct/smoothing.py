@@ -137,7 +137,7 @@ def _run_method(
         return MethodOutcome(work, before, notes=["no LV or MYO in any frame; input returned unchanged"])
     outcome = smooth_arvae(work, spacing, model, config, thresholds, before, anchors)
     result = MethodOutcome(outcome.labels, outcome.shape, outcome.rounds, outcome.tolerances, outcome.kept,
-                           trust=outcome.trust, reestimated=outcome.reestimated)
+                           trust=outcome.trust, reestimated=outcome.reestimated, notes=list(outcome.notes))
     if config.keep_unflagged_frames:
         return result
     if config.denoise_scope != "all":

@@ -265,6 +265,7 @@ def assess_frames(
     thresholds: AttributeThresholds,
     lv_one_piece: np.ndarray | None = None,
     anchors: tuple[int, ...] = (),
+    min_dice: float = MIN_RECONSTRUCTION_DICE,
 ) -> FrameTrust:
     """Combine validity, reconstruction agreement and temporal coherence into trust (module docstring).
 
@@ -277,6 +278,7 @@ def assess_frames(
         anchors: frames (ED, ES) judged as turning points of the attributes, with a wider allowance:
             EF and GLS are read on them, and annotation noise at a turning point looks like a
             deviation from a straight extrapolation.
+        min_dice: the absolute floor of the reconstruction Dice (the relative one still applies).
     """
     per_label = np.asarray(recon_dice, dtype=np.float64).reshape(len(valid), 2)
     recon_dice = per_label.min(axis=1)
@@ -285,7 +287,7 @@ def assess_frames(
     lv_intact = per_label[:, 0] >= _lv_floor(per_label[:, 0])
     if lv_one_piece is not None:
         lv_intact &= np.asarray(lv_one_piece, dtype=bool)
-    floor = np.maximum(MIN_RECONSTRUCTION_DICE, reference - RELATIVE_DROP)
+    floor = np.maximum(min_dice, reference - RELATIVE_DROP)
     # An invalid frame that reconstructs as well as the sequence's good frames is nearly right (a
     # frontier a few pixels too long, border noise): the consistency correction repairs it in place.
     # It is re-estimated only when its reconstruction says a structure is broken.

@@ -6,6 +6,7 @@ segmenters fail (``phantoms.coherent``), with and without the LA label.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -585,7 +586,7 @@ def test_a_drawn_lv_is_vouched_for_only_where_the_wall_alone_is_broken(model, mo
         return real(out, z, candidates, before, trust, ctx, anchors)
 
     monkeypatch.setattr(arvae, "_wall_repaired_lv", spy)
-    monkeypatch.setattr(arvae, "_robust_start", _forcing_reestimation(arvae._robust_start, run))
+    monkeypatch.setattr(arvae, "judge_frames", _forcing_reestimation(arvae.judge_frames, run))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame, es_frame=phantom.es_frame)
@@ -605,30 +606,19 @@ def test_a_drawn_lv_is_vouched_for_only_where_the_wall_alone_is_broken(model, mo
         assert np.abs(found[1][run]).sum(axis=1).min() > 0 and not found[1][len(run):].any()
 
 
-def _forcing_reestimation(robust_start, frames: np.ndarray):
-    """``_robust_start`` with ``frames`` untrusted (so that ``_wall_repaired_lv`` is reached)."""
+def _forcing_reestimation(judge, frames: np.ndarray):
+    """``judge_frames`` with ``frames`` untrusted (so that ``_wall_repaired_lv`` is reached)."""
     import dataclasses
 
-    from echotemporal.correct import arvae
+    def untrusting(*args, **kwargs):
+        trust = judge(*args, **kwargs)
+        trusted = trust.trusted.copy()
+        trusted[frames] = False
+        kept = trust.kept.copy()
+        kept[frames] = False
+        return dataclasses.replace(trust, trusted=trusted, kept=kept)
 
-    def start(labels, before, z0, ctx, anchors, detected=(), given=None):
-        judge = arvae.judge_frames
-
-        def untrusting(*args, **kwargs):
-            trust = judge(*args, **kwargs)
-            trusted = trust.trusted.copy()
-            trusted[frames] = False
-            kept = trust.kept.copy()
-            kept[frames] = False
-            return dataclasses.replace(trust, trusted=trusted, kept=kept)
-
-        arvae.judge_frames = untrusting
-        try:
-            return robust_start(labels, before, z0, ctx, anchors, detected, given)
-        finally:
-            arvae.judge_frames = judge
-
-    return start
+    return untrusting
 
 
 def test_a_rebuilt_run_is_judged_turned_the_wrong_way_only_against_its_turning_point():
@@ -956,3 +946,95 @@ def test_an_la_drawn_along_the_wall_is_trimmed_where_that_alone_breaks_the_frame
     assert (out[6] == LA).sum() < (labels[6] == LA).sum()
     changed = np.flatnonzero((out != labels).reshape(len(out), -1).any(axis=1))
     assert changed.tolist() == [6]
+
+
+def _second_heart_everywhere(seed: int = 13):
+    """A no-LA phantom broken in every frame as the near-total U-Net failure of the segmenter set (seed 23,
+    case 9): a ragged epicardium (the model reconstructs no frame to the absolute floor) and a second
+    "heart" growing 1-2 mm below the base (too near to be a stray blob: no clean-up is minor)."""
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+    phantom = generate_sequence(seed, n_frames=14, image_shape=(400, 260))
+    truth = drop_la(phantom.labels)
+    labels = truth.copy()
+    rows, cols = np.mgrid[: truth.shape[1], : truth.shape[2]]
+    rng = np.random.default_rng(5)
+    for t in range(len(truth)):
+        heart = truth[t] > 0
+        field = gaussian_filter(rng.normal(size=heart.shape), 6)
+        field *= 6 / field.std()  # the epicardium moved by up to ~15 px, smoothly along it
+        labels[t][~heart & (distance_transform_edt(~heart) <= field)] = MYO
+        labels[t][(truth[t] == MYO) & (distance_transform_edt(heart) <= -field)] = 0
+        base = np.flatnonzero((truth[t] == MYO).any(axis=1)).max()
+        radius = 18 + 3 * t
+        dist = np.hypot(rows - (base + 3 + radius), (cols - 137) * 0.8)
+        free = labels[t] == 0
+        labels[t][(dist < radius) & free] = MYO
+        labels[t][(dist < radius - 7) & free] = LV
+    return phantom, truth, labels
+
+
+def test_a_near_total_failure_is_rebuilt_from_its_trusted_clean_ups(model):
+    """No frame of the input is trusted; once cleaned up (largest component per label), some are, with
+    the reconstruction floor lowered: those replace their frames, without the second heart."""
+    from echotemporal.correct import arvae
+    from echotemporal.correct.decoding import encode_sequence
+    from echotemporal.measure.sequence import measure_shape
+
+    phantom, truth, labels = _second_heart_everywhere()
+    thresholds = load_thresholds()
+    before = measure_shape(labels, phantom.spacing_mm, thresholds)
+    assert not before.valid.any()
+    seen = arvae._cleaned_for_encoding(labels, before)
+    z0, alignment = encode_sequence(seen, phantom.spacing_mm, model)
+    ctx = arvae._Sequence(phantom.spacing_mm, model, thresholds, alignment)
+    anchors = (phantom.ed_frame, phantom.es_frame)
+    labels, before = arvae._minor_cleanups(labels, seen, before, ctx)
+    bases = [np.flatnonzero((frame == MYO).any(axis=1)).max() for frame in truth]
+    kept = [bool((frame[base + 2 :] == LV).any()) for frame, base in zip(labels, bases)]
+    assert sum(kept) >= 12, kept  # the minor clean-ups leave (nearly) every second heart
+    assert arvae.judge_frames(labels, z0, before, ctx, anchors).trusted.sum() == 0
+    found = arvae._trusted_cleanups(labels, seen, before, z0, ctx, anchors)
+    assert found is not None
+    out, measured, trust = found
+    assert trust.trusted.sum() >= 2
+    assert measured.valid[trust.trusted].mean() > 0.5
+    np.testing.assert_array_equal(out[trust.trusted], seen[trust.trusted])
+    changed = (out != labels).reshape(len(out), -1).any(axis=1)
+    assert changed[trust.trusted].all() and not changed[~trust.trusted].any()  # the others as drawn
+    for t in np.flatnonzero(trust.trusted):
+        assert not (out[t][bases[t] + 2 :] == LV).any()  # the second heart is gone
+        assert _dice(out[t] == LV, truth[t] == LV) > 0.97
+
+
+@pytest.mark.parametrize("in_place_fails", [False, True])
+def test_a_near_total_failure_keeps_the_rebuild_from_clean_ups_only_where_it_leaves_less_residue(
+    model, monkeypatch, in_place_fails
+):
+    """Both corrections of a near-total failure run: in place (nothing trusted) and rebuilt from the trusted
+    clean-ups. On the phantom the in-place one leaves no residue and is kept; where it leaves residue
+    (simulated: every frame scored invalid), the rebuild is kept, with a note saying so."""
+    from echotemporal.correct import arvae
+
+    phantom, truth, labels = _second_heart_everywhere()
+    real = arvae._corrected
+
+    def corrected(labels, before, z0, trust, reestimated, ctx, config):
+        outcome = real(labels, before, z0, trust, reestimated, ctx, config)
+        if in_place_fails and trust.trusted.sum() < 2:
+            outcome.shape = dataclasses.replace(outcome.shape, valid=np.zeros_like(outcome.shape.valid))
+        return outcome
+
+    monkeypatch.setattr(arvae, "_corrected", corrected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame,
+                                 es_frame=phantom.es_frame)
+    rebuilt = [n for n in result.summary["notes"] if n.startswith("no frame could be trusted as drawn")]
+    assert bool(rebuilt) == in_place_fails
+    assert (len(result.summary["untrusted_frames"]) < len(labels)) == in_place_fails
+    if in_place_fails:
+        assert result.summary["n_invalid_after"] == 0 and result.summary["n_inconsistent_after"] == 0
+        lv = [_dice(result.labels[t] == LV, truth[t] == LV) for t in range(len(truth))]
+        assert min(lv) > 0.9, lv
+        assert not (result.labels[:, 380:] > 0).any()
