@@ -3,7 +3,7 @@
 Targets (DESIGN.md §9, 2-core CPU): ``smooth_sequence`` on a 20-frame 600x800 sequence <= 0.5 s with
 the model loaded; the whole ``echotemporal smooth`` command <= 3 s. Issue 13: a heavily broken sequence
 <= 3 s (``--heavy``: held-out coherent-failure cases on real shapes, which need
-``$ECHOTEMPORAL_REAL_SHAPES``).
+``$ECHOTEMPORAL_REAL_SHAPES``; ``--near-total``: held-out near-total failures, corrected several ways).
 
 The sequence is a parametric phantom (seeded) with annotation jitter and two corruptions (a
 contraction and a shift), so the correction has real work to do. Prints a markdown table of
@@ -12,7 +12,7 @@ wall-clock times (median and best of ``--repeats``), then the time per pipeline 
 Usage::
 
     python scripts/benchmark_smooth_speed.py [--weights W] [--repeats 5] [--backend auto|onnx|torch] [--method arvae]
-        [--heavy 38,90,10,18]
+        [--heavy 38,90,10,18] [--near-total 3,7]
 """
 
 from __future__ import annotations
@@ -68,17 +68,19 @@ def stage_times(stats: pstats.Stats) -> dict[str, float]:
     return totals
 
 
-def heavy_row(index: int, model, config, thresholds, repeats: int) -> tuple[str, float, float, float, str]:  # noqa: ANN001
-    """Times of ``smooth_sequence`` on held-out coherent-failure case ``index`` (true ED/ES given).
+def heavy_row(index: int, model, config, thresholds, repeats: int, set_name: str = "coherent") -> tuple[str, float, float, float, str]:  # noqa: ANN001
+    """Times of ``smooth_sequence`` on held-out ``coherent`` (or ``near-total``) failure case ``index``
+    (true ED/ES given).
 
     The row's name carries the first call's time: its large arrays are new to the process (page faults),
     as in a one-shot command-line run, while the median and best are of the ``repeats`` calls after it.
     """
     from echotemporal.phantoms import load_real_shapes
-    from echotemporal.phantoms.failure_set import HELD_OUT_SEED_BASE, benchmark_coherent_case
+    from echotemporal.phantoms.failure_set import HELD_OUT_SEED_BASE, benchmark_coherent_case, benchmark_near_total_case
     from echotemporal.pipeline import smooth_sequence
 
-    case = benchmark_coherent_case(index, HELD_OUT_SEED_BASE, real=load_real_shapes("test"))
+    make = benchmark_near_total_case if set_name == "near-total" else benchmark_coherent_case
+    case = make(index, HELD_OUT_SEED_BASE, real=load_real_shapes("test"))
     times, cpu = [], []
     for _ in range(repeats + 1):
         t, c = time.perf_counter(), time.process_time()
@@ -87,7 +89,7 @@ def heavy_row(index: int, model, config, thresholds, repeats: int) -> tuple[str,
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     t, h, w = case.labels.shape
-    name = (f"heavy: held-out coherent case {index}, {t}x{h}x{w}, {case.broken.mean():.0%} of frames broken "
+    name = (f"heavy: held-out {set_name} case {index}, {t}x{h}x{w}, {case.broken.mean():.0%} of frames broken "
             f"(first call {times[0]:.2f} s)")
     return name, statistics.median(times[1:]), min(times[1:]), statistics.median(cpu[1:]), "<= 3"
 
@@ -107,6 +109,9 @@ def main() -> None:
     p.add_argument("--heavy", default="",
                    help="also time these held-out coherent-failure cases (comma-separated indices; 38,90,10,18 are "
                         "the largest of the first 100 with 44-62 %% of their frames broken)")
+    p.add_argument("--near-total", default="",
+                   help="also time these held-out near-total failure cases (comma-separated indices; 90-100 %% of "
+                        "their frames broken, so that they are corrected several ways)")
     args = p.parse_args()
     warnings.simplefilter("ignore")
 
@@ -192,6 +197,8 @@ def main() -> None:
 
     for index in filter(None, args.heavy.split(",")):
         rows.append(heavy_row(int(index), model, config, thresholds, args.repeats))
+    for index in filter(None, args.near_total.split(",")):
+        rows.append(heavy_row(int(index), model, config, thresholds, args.repeats, "near-total"))
 
     from echotemporal.core.parallel import kernel_threads
     from echotemporal.measure.sequence import measure_threads

@@ -8,6 +8,8 @@ split; the model trains on ``train``):
 * ``clean``: the same sequences without glitches;
 * ``coherent``: runs of 5-15 frames failing smoothly in time, 30-70 % of the frames broken, about
   half without the LA label (``phantoms.failure_set.coherent_failure_case``);
+* ``near-total``: the same with 90-100 % of the frames broken, in runs of 8-20 frames that mostly
+  overlap two kinds (``phantoms.failure_set.benchmark_near_total_case``): nothing may be trusted;
 * ``segmenter``: a small U-Net's predictions on simulated B-mode images of held-out real-shape
   sequences (``scripts/make_segmenter_set.py -o DIR``, read with ``--segmenter-dir DIR``);
   ``--segmenter-blank K[@place]`` blanks a run of K predicted frames per case (a segmenter that found
@@ -56,7 +58,7 @@ from scipy import ndimage  # noqa: E402
 # and the ``val`` patients, for choosing constants (no constant was chosen on the held-out sets).
 from echotemporal.phantoms.failure_set import HELD_OUT_SEED_BASE as SEED_BASE, TUNING_SEED_BASE  # noqa: E402
 METHODS = ("none", "gaussian", "lcc-gaussian", "arvae", "arvae-plain")
-SETS = ("sparse", "sparse-exact", "clean", "coherent", "segmenter")
+SETS = ("sparse", "sparse-exact", "clean", "coherent", "near-total", "segmenter")
 
 _STATE: dict[str, Any] = {}
 
@@ -122,18 +124,19 @@ def make_case(index: int, corrupt: bool, real_split: str = "test", jitter: bool 
     }
 
 
-def coherent_case(index: int, real_split: str = "test") -> dict[str, Any]:
-    """One ``coherent`` case (``phantoms.failure_set``)."""
+def coherent_case(index: int, real_split: str = "test", set_name: str = "coherent") -> dict[str, Any]:
+    """One ``coherent`` or ``near-total`` case (``phantoms.failure_set``)."""
     from echotemporal.phantoms import load_real_shapes
-    from echotemporal.phantoms.failure_set import benchmark_coherent_case
+    from echotemporal.phantoms.failure_set import benchmark_coherent_case, benchmark_near_total_case
 
     if "real" not in _STATE:
         _STATE["real"] = load_real_shapes(real_split)
         _STATE["real_pairs"] = _real_pairs(_STATE["real"])
-    case = benchmark_coherent_case(index, _STATE.get("seed_base", SEED_BASE), real=_STATE["real"])
+    make = benchmark_near_total_case if set_name == "near-total" else benchmark_coherent_case
+    case = make(index, _STATE.get("seed_base", SEED_BASE), real=_STATE["real"])
     touched = case.broken
     return {
-        "index": index, "set": "coherent", "source": case.source, "truth": case.truth, "labels": case.labels,
+        "index": index, "set": set_name, "source": case.source, "truth": case.truth, "labels": case.labels,
         "spacing_mm": tuple(float(s) for s in case.spacing_mm), "ed_frame": int(case.ed_frame),
         "es_frame": int(case.es_frame), "touched": touched,
     }
@@ -193,8 +196,8 @@ def build_case(task: tuple[str, int]) -> dict[str, Any]:
     set_name, index = task
     if set_name in ("sparse", "clean", "sparse-exact"):
         return make_case(index, set_name != "clean", _STATE.get("real_split", "test"), jitter=set_name != "sparse-exact")
-    if set_name == "coherent":
-        return coherent_case(index, _STATE.get("real_split", "test"))
+    if set_name in ("coherent", "near-total"):
+        return coherent_case(index, _STATE.get("real_split", "test"), set_name)
     return segmenter_case(index, _STATE["segmenter_dir"])
 
 

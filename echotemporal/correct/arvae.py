@@ -392,6 +392,10 @@ POSE_ATTRIBUTES = ("lv_orientation_deg", "epi_center_x_mm", "epi_center_y_mm")
 POSE_MARGIN_TAU = 3.0
 
 
+#: A sequence with fewer trusted frames than this fraction of its frames (or fewer than two) is a
+#: near-total failure: it is also corrected the other ways of :func:`smooth_arvae` (``least_harm``).
+NEAR_TOTAL_TRUSTED = 0.25
+
 #: The reconstruction Dice floor of a near-total failure's clean-ups (``_trusted_cleanups``): a heart
 #: the model draws less well than most (its wall, say) still has frames that reconstruct as well as
 #: the sequence's best; the relative floor (``trust.RELATIVE_DROP``) then does the judging.
@@ -415,12 +419,77 @@ def _trusted_cleanups(
         return None
     seen_measures = measure_shape(seen, ctx.spacing_mm, ctx.thresholds, reference=(labels, before))
     usable = judge_frames(seen, z0, seen_measures, ctx, anchors, FALLBACK_DICE).trusted
+    usable &= ~_cut_from_inside(labels, seen)
     if usable.sum() < 2:
         return None
     out = labels.copy()
     out[usable] = seen[usable]
     measured = measure_shape(out, ctx.spacing_mm, ctx.thresholds, reference=(seen, seen_measures))
     return out, measured, judge_frames(out, z0, measured, ctx, anchors, FALLBACK_DICE)
+
+
+#: Gaps across the myocardium up to about this wide (mm) are closed when a near-total failure's frames
+#: are mended (:func:`_mended`): segmenters cut the wall in places 2-6 mm wide.
+MEND_GAP_MM = 6.0
+
+
+def _cut_from_inside(labels: np.ndarray, cleaned: np.ndarray) -> np.ndarray:
+    """(T,) bool: frames whose clean-up (``cleaned``, (T, H, W)) dropped LV that lies within the hull of
+    the heart it kept (more than a tenth of the kept LV): half of a split cavity, not a second heart
+    or a leak beside or below it."""
+    from skimage.morphology import convex_hull_image
+
+    cut = np.zeros(len(labels), dtype=bool)
+    for t in np.flatnonzero((labels != cleaned).reshape(len(labels), -1).any(axis=1)):
+        dropped = (labels[t] == LV) & (cleaned[t] != LV)
+        kept = heart_mask(cleaned[t])
+        box = mask_box(kept, margin=1)
+        if box is None or not dropped[box].any():
+            continue
+        inside = convex_hull_image(kept[box]) & dropped[box]
+        cut[t] = inside.sum() > 0.1 * max(int((cleaned[t][box] == LV).sum()), 1)
+    return cut
+
+
+def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...]) -> np.ndarray:
+    """(H, W) ``frame`` with its broken structures put together rather than dropped: the LV pieces
+    joined (:func:`_joined_lv`), gaps across the wall up to ``MEND_GAP_MM`` closed into myocardium
+    (a morphological closing of LV∪MYO), then the largest component per label and holes filled
+    (stray blobs away from the heart go)."""
+    from scipy.ndimage import binary_closing
+
+    out = frame.copy()
+    if components(out == LV)[1] > 1:
+        out = _joined_lv(out, spacing_mm)
+    box = mask_box(heart_mask(out), margin=int(np.ceil(MEND_GAP_MM / min(spacing_mm))) + 1)
+    if box is None:
+        return out
+    crop = out[box]
+    radius = [0.5 * MEND_GAP_MM / float(mm) for mm in spacing_mm]
+    r0, r1 = (int(np.ceil(r)) for r in radius)
+    yy, xx = np.mgrid[-r0 : r0 + 1, -r1 : r1 + 1]
+    disk = (yy / max(radius[0], 1e-6)) ** 2 + (xx / max(radius[1], 1e-6)) ** 2 <= 1.0
+    closed = binary_closing((crop == LV) | (crop == MYO), structure=disk)
+    crop[closed & (crop == 0)] = MYO
+    return cleanup_labels(out[None].copy(), present)[0]
+
+
+def least_harm(tried: list[ArvaeOutcome], labels: np.ndarray) -> ArvaeOutcome:
+    """Of corrections ``tried`` of the (T, H, W) ``labels``, the one whose frames left invalid or
+    inconsistent (a fraction of T) plus what it lost of the input (1 − :func:`_agreement`) is least:
+    a reading that repairs a tenth more of the frames may move the input a tenth further."""
+    return min(tried, key=lambda o: _residue_frames(o.shape) / len(labels) + 1.0 - _agreement(o.labels, labels))
+
+
+def _agreement(out: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over the frames and over LV and MYO of the Dice between (T, H, W) ``out`` and ``labels``."""
+    scores = []
+    for value in (LV, MYO):
+        a, b = out == value, labels == value
+        inter = (a & b).reshape(len(a), -1).sum(axis=1)
+        total = a.reshape(len(a), -1).sum(axis=1) + b.reshape(len(b), -1).sum(axis=1)
+        scores.append(np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0))
+    return float(np.mean(scores))
 
 
 def _pose_range(trusted_attributes: np.ndarray, thresholds: AttributeThresholds) -> Any:
@@ -585,10 +654,14 @@ def smooth_arvae(
     labels, before = _minor_cleanups(labels, seen, before, ctx)
     trust = judge_frames(labels, z0, before, ctx, ends)
     outcome = _corrected(*_robust_start(labels, before, z0, ctx, ends, trust, detected, anchors), ctx, config)
-    if trust.trusted.sum() < 2:
-        # A near-total failure: with nothing trusted as drawn, its frames were corrected in place.
-        # Their clean-ups may still be trusted; re-estimated from those, the sequence is kept when it
-        # leaves fewer frames invalid or inconsistent.
+    if trust.trusted.sum() < max(2, NEAR_TOTAL_TRUSTED * len(labels)):
+        # A near-total failure: with (nearly) nothing trusted as drawn, its frames were corrected in
+        # place from encodings of their clean-ups, which drop whatever broke off (half a split cavity,
+        # wall pieces), or rebuilt from a few frames that may be broken too. Other readings are tried
+        # (the clean-ups trusted as they are, the others rebuilt from them; in place from the mended
+        # frames' encodings; the mended frames taken as the input) and the least harmful is kept.
+        tried = [outcome]
+        few = f"only {int(trust.trusted.sum())} of {len(labels)} frames could be trusted as drawn"
         cleaned = _trusted_cleanups(labels, seen, before, z0, ctx, ends)
         if cleaned is not None:
             labels_c, before_c, trust_c = cleaned
@@ -596,14 +669,49 @@ def smooth_arvae(
             # what they dropped (a second heart's cavity) into the phase of the frames rebuilt.
             rebuilt = _corrected(*_robust_start(labels_c, before_c, z0, ctx, ends, trust_c, detected, anchors, False),
                                  ctx, config)
-            if _residue_frames(rebuilt.shape) < _residue_frames(outcome.shape):
-                outcome = rebuilt
-                outcome.notes.append(
-                    f"no frame could be trusted as drawn: {int(rebuilt.trust.trusted.sum())} of {len(labels)} "
-                    "frames were trusted once cleaned up (largest component per label) and the others "
-                    "re-estimated from them; review this segmentation"
-                )
+            rebuilt.notes.append(
+                f"{few}: {int(rebuilt.trust.trusted.sum())} were trusted once cleaned up (largest component per "
+                "label) and the others re-estimated from them; review this segmentation"
+            )
+            tried.append(rebuilt)
+        found = _mended_frames(labels, before, z0, ctx)
+        if found is not None:
+            mended, z_m = found
+            in_place = _corrected(labels, before, z_m, trust, np.zeros(len(labels), dtype=bool), ctx, config)
+            in_place.notes.append(
+                f"{few}: they were corrected in place from encodings of the frames mended (LV pieces joined, "
+                "gaps across the wall closed); review this segmentation"
+            )
+            tried.append(in_place)
+            # the mended frames taken as the input
+            before_m = measure_shape(mended, ctx.spacing_mm, ctx.thresholds, reference=(labels, before))
+            trust_m = judge_frames(mended, z_m, before_m, ctx, ends)
+            as_input = _corrected(*_robust_start(mended, before_m, z_m, ctx, ends, trust_m, detected, anchors), ctx, config)
+            as_input.notes.append(
+                f"{few}: the frames were mended (LV pieces joined, gaps across the wall closed) and then "
+                "corrected; review this segmentation"
+            )
+            tried.append(as_input)
+        outcome = least_harm(tried, labels)
     return outcome
+
+
+def _mended_frames(
+    labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (T, H, W) ``labels`` with their invalid frames mended (:func:`_mended`), and their latents
+    (T, D): ``z0`` with the mended frames encoded again; None when mending changes nothing."""
+    from echotemporal.model.alignment import to_grid
+
+    mended = labels.copy()
+    for t in np.flatnonzero(~before.valid):
+        mended[t] = _mended(labels[t], ctx.spacing_mm, before.present)
+    changed = (mended != labels).reshape(len(labels), -1).any(axis=1)
+    if not changed.any():
+        return None
+    z = z0.copy()
+    z[changed] = np.asarray(ctx.model.encode(to_grid(mended[changed], ctx.alignment)), dtype=np.float64)
+    return mended, z
 
 
 def _corrected(

@@ -92,6 +92,9 @@ def coherent_failure_case(
     real: RealShapes | None = None,
     jitter_px: float | None = None,
     full_cycle: bool = False,
+    broken_fraction: tuple[float, float] = (0.3, 0.7),
+    run_frames: tuple[int, int] = (5, 15),
+    combine_probability: float = 0.35,
 ) -> FailureCase:
     """Case ``index`` of the coherent failure set of ``seed``.
 
@@ -106,6 +109,7 @@ def coherent_failure_case(
             native pixel, i.e. 1 on the parametric phantoms' native-like grid and
             ``REAL_SHAPE_JITTER_PX`` on the 224 grid of real-shape sequences.
         full_cycle: mirror the ED -> ES half-sequence into a full cycle (ES in the middle).
+        broken_fraction, run_frames, combine_probability: how hard it fails (``coherent_failures``).
 
     Returns:
         The case.
@@ -142,7 +146,8 @@ def coherent_failure_case(
     if jitter_px is None:
         jitter_px = REAL_SHAPE_JITTER_PX if is_real else 1.0
     labels = annotation_jitter(truth, phantom.spacing_mm, rng, amplitude_px=jitter_px) if jitter_px > 0 else truth
-    labels, runs = coherent_failures(labels, phantom.spacing_mm, rng)
+    labels, runs = coherent_failures(labels, phantom.spacing_mm, rng, broken_fraction=broken_fraction,
+                                     run_frames=run_frames, combine_probability=combine_probability)
     return FailureCase(
         index=int(index),
         source=origin,
@@ -206,6 +211,17 @@ def benchmark_coherent_case(index: int, seed_base: int = HELD_OUT_SEED_BASE, rea
             ``val`` for the tuning set.
     """
     return coherent_failure_case(index, seed_base + 3, real=real, full_cycle=index % 4 >= 2)
+
+
+#: How the ``near-total`` benchmark set fails: nearly every frame broken, in long runs that mostly
+#: overlap two kinds (a segmenter that lost the sequence, as in the seed-23 U-Net case 9).
+NEAR_TOTAL = {"broken_fraction": (0.9, 1.0), "run_frames": (8, 20), "combine_probability": 0.7}
+
+
+def benchmark_near_total_case(index: int, seed_base: int = HELD_OUT_SEED_BASE, real: RealShapes | None = None) -> FailureCase:
+    """Case ``index`` of the benchmark's ``near-total`` set: ``coherent`` with 90-100 % of the frames broken
+    (``NEAR_TOTAL``); cases 2 and 3 of every 4 are full cycles (arguments as ``benchmark_coherent_case``)."""
+    return coherent_failure_case(index, seed_base + 5, real=real, full_cycle=index % 4 >= 2, **NEAR_TOTAL)
 
 
 def write_failure_tree(root: str | os.PathLike[str], cases: list[FailureCase], *, overwrite: bool = False) -> Path:

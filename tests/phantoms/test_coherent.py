@@ -203,6 +203,18 @@ def test_parametric_failure_case_without_la():
     assert all((case.labels[t] != case.truth[t]).any() for t in np.flatnonzero(case.broken))
 
 
+def test_near_total_failure_cases_break_nearly_every_frame_in_long_runs():
+    from echotemporal.phantoms.failure_set import NEAR_TOTAL
+
+    for index in (0, 2):  # a half-sequence and a full cycle, parametric
+        case = coherent_failure_case(index, 9, source="parametric", jitter_px=0.0, full_cycle=index >= 2, **NEAR_TOTAL)
+        assert case.broken.mean() >= 0.9
+        assert min(run.last_frame - run.first_frame + 1 for run in case.runs) >= 8 or len(case.runs) == 1
+        assert all((case.labels[t] != case.truth[t]).any() for t in np.flatnonzero(case.broken))
+    plain = coherent_failure_case(0, 9, source="parametric", jitter_px=0.0)
+    assert plain.broken.mean() <= 0.7  # the defaults are the coherent set's
+
+
 @pytest.mark.slow
 def test_parametric_failure_set_is_reproducible_and_mixes_la():
     cases = [coherent_failure_case(i, 4, source="parametric", jitter_px=0.0) for i in range(3)]
