@@ -454,22 +454,19 @@ def _cut_from_inside(labels: np.ndarray, cleaned: np.ndarray) -> np.ndarray:
 def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...]) -> np.ndarray:
     """(H, W) ``frame`` with its broken structures put together rather than dropped: the LV pieces
     joined (:func:`_joined_lv`), gaps across the wall up to ``MEND_GAP_MM`` closed into myocardium
-    (a morphological closing of LV∪MYO), then the largest component per label and holes filled
-    (stray blobs away from the heart go)."""
-    from scipy.ndimage import binary_closing
-
+    (a closing of LV∪MYO by a disc of ``MEND_GAP_MM`` / 2, in mm, by distance transforms), then the
+    largest component per label and holes filled (stray blobs away from the heart go)."""
     out = frame.copy()
     if components(out == LV)[1] > 1:
         out = _joined_lv(out, spacing_mm)
-    box = mask_box(heart_mask(out), margin=int(np.ceil(MEND_GAP_MM / min(spacing_mm))) + 1)
+    radius = 0.5 * MEND_GAP_MM
+    box = mask_box(heart_mask(out), margin=int(np.ceil(radius / min(spacing_mm))) + 2)
     if box is None:
         return out
     crop = out[box]
-    radius = [0.5 * MEND_GAP_MM / float(mm) for mm in spacing_mm]
-    r0, r1 = (int(np.ceil(r)) for r in radius)
-    yy, xx = np.mgrid[-r0 : r0 + 1, -r1 : r1 + 1]
-    disk = (yy / max(radius[0], 1e-6)) ** 2 + (xx / max(radius[1], 1e-6)) ** 2 <= 1.0
-    closed = binary_closing((crop == LV) | (crop == MYO), structure=disk)
+    heart = (crop == LV) | (crop == MYO)
+    grown = distance_transform_edt(~heart, sampling=spacing_mm) <= radius
+    closed = distance_transform_edt(grown, sampling=spacing_mm) > radius
     crop[closed & (crop == 0)] = MYO
     return cleanup_labels(out[None].copy(), present)[0]
 
@@ -482,14 +479,19 @@ def least_harm(tried: list[ArvaeOutcome], labels: np.ndarray) -> ArvaeOutcome:
 
 
 def _agreement(out: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over the frames and over LV and MYO of the Dice between (T, H, W) ``out`` and ``labels``."""
+    """Mean over LV and MYO, and over the frames of (T, H, W) ``labels`` that draw the structure, of its
+    Dice between ``out`` and ``labels`` (a frame the segmenter left without it says nothing); 1 when
+    no frame draws either."""
     scores = []
     for value in (LV, MYO):
         a, b = out == value, labels == value
+        drawn = b.reshape(len(b), -1).sum(axis=1)
+        if not drawn.any():
+            continue
         inter = (a & b).reshape(len(a), -1).sum(axis=1)
-        total = a.reshape(len(a), -1).sum(axis=1) + b.reshape(len(b), -1).sum(axis=1)
-        scores.append(np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0))
-    return float(np.mean(scores))
+        total = a.reshape(len(a), -1).sum(axis=1) + drawn
+        scores.append(float(np.mean(2 * inter[drawn > 0] / total[drawn > 0])))
+    return float(np.mean(scores)) if scores else 1.0
 
 
 def _pose_range(trusted_attributes: np.ndarray, thresholds: AttributeThresholds) -> Any:
@@ -658,8 +660,8 @@ def smooth_arvae(
         # A near-total failure: with (nearly) nothing trusted as drawn, its frames were corrected in
         # place from encodings of their clean-ups, which drop whatever broke off (half a split cavity,
         # wall pieces), or rebuilt from a few frames that may be broken too. Other readings are tried
-        # (the clean-ups trusted as they are, the others rebuilt from them; in place from the mended
-        # frames' encodings; the mended frames taken as the input) and the least harmful is kept.
+        # (the clean-ups trusted as they are, the others rebuilt from them; the frames mended, taken as
+        # the input) and the least harmful is kept.
         tried = [outcome]
         few = f"only {int(trust.trusted.sum())} of {len(labels)} frames could be trusted as drawn"
         cleaned = _trusted_cleanups(labels, seen, before, z0, ctx, ends)
@@ -677,12 +679,6 @@ def smooth_arvae(
         found = _mended_frames(labels, before, z0, ctx)
         if found is not None:
             mended, z_m = found
-            in_place = _corrected(labels, before, z_m, trust, np.zeros(len(labels), dtype=bool), ctx, config)
-            in_place.notes.append(
-                f"{few}: they were corrected in place from encodings of the frames mended (LV pieces joined, "
-                "gaps across the wall closed); review this segmentation"
-            )
-            tried.append(in_place)
             # the mended frames taken as the input
             before_m = measure_shape(mended, ctx.spacing_mm, ctx.thresholds, reference=(labels, before))
             trust_m = judge_frames(mended, z_m, before_m, ctx, ends)

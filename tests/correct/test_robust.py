@@ -1009,7 +1009,7 @@ def test_a_near_total_failure_is_rebuilt_from_its_trusted_clean_ups(model):
 
 
 def test_the_least_harmful_correction_weighs_frames_repaired_against_what_the_input_lost():
-    from echotemporal.correct.arvae import ArvaeOutcome, least_harm
+    from echotemporal.correct.arvae import ArvaeOutcome, _agreement, least_harm
     from echotemporal.measure.sequence import measure_shape
 
     phantom = generate_sequence(3, n_frames=10, image_shape=(200, 180))
@@ -1028,6 +1028,9 @@ def test_the_least_harmful_correction_weighs_frames_repaired_against_what_the_in
     assert least_harm([far, near], labels) is near  # 2 frames (0.2) against a quarter of the input
     assert least_harm([faithful, near], labels) is near  # the same input kept: fewer frames left
     assert least_harm([outcome(labels, 4), far], labels) is far  # 0.4 left against 0.25 lost
+    blank = labels.copy()
+    blank[3] = 0  # a frame the segmenter left blank says nothing against the frame filled in
+    assert _agreement(labels, blank) == 1.0 and _agreement(wiped, blank) < 0.8
 
 
 def test_a_near_total_failure_whose_in_place_correction_fails_is_rebuilt_another_way(model, monkeypatch):
