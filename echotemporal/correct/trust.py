@@ -248,47 +248,6 @@ def temporal_outliers(
     return outlier
 
 
-def _wall_only_runs(attributes: np.ndarray, thresholds: AttributeThresholds, off: np.ndarray) -> np.ndarray:
-    """(T,) bool: frames of the runs of ``off`` (T,) bool, frames off the myocardial level, whose LV is
-    not implicated: at every edge of the run, the LV area's step beyond the step before it (the
-    phase) does not oppose the MYO area's (mm², ``attributes`` (T, K)) with half its size or more.
-
-    An endocardium drawn into the wall or away from it moves the two areas by the same pixels in
-    opposite directions; an epicardium drawn off moves the MYO alone (400-step tuning case 21 as a
-    cycle: at the first edge of its well-drawn systolic run the LV steps −105 mm² beyond the phase,
-    the MYO −203 mm²: the U-Net had over-drawn the wall in diastole).
-    """
-    names = tuple(thresholds.names)
-    a = np.asarray(attributes, dtype=np.float64)
-    myo, lv = a[:, names.index("myo_area_mm2")], a[:, names.index("lv_area_mm2")]
-    n = len(off)
-
-    def extra(values: np.ndarray, inside: int, outside: int) -> float:
-        step = values[inside] - values[outside]
-        beyond = outside - (inside - outside)  # the frame before ``outside``, away from the run
-        if 0 <= beyond < n and not off[beyond]:
-            step -= values[outside] - values[beyond]
-        return float(step)
-
-    out = np.zeros(n, dtype=bool)
-    t = 0
-    while t < n:
-        if not off[t]:
-            t += 1
-            continue
-        end = t
-        while end + 1 < n and off[end + 1]:
-            end += 1
-        edges = ([(t, t - 1)] if t > 0 else []) + ([(end, end + 1)] if end + 1 < n else [])
-        ok = bool(edges)
-        for inside, outside in edges:
-            d_lv, d_myo = extra(lv, inside, outside), extra(myo, inside, outside)
-            ok &= bool(np.isfinite(d_lv) and np.isfinite(d_myo) and not (d_lv * d_myo < 0 and abs(d_lv) >= 0.5 * abs(d_myo)))
-        out[t : end + 1] = ok
-        t = end + 1
-    return out
-
-
 def _spread(seed: np.ndarray, weak: np.ndarray) -> np.ndarray:
     """(T,) bool: ``seed`` grown along runs of adjacent ``weak`` frames (both (T,) bool)."""
     out = seed.copy()
@@ -341,9 +300,7 @@ def assess_frames(
     # ED and ES are read as drawn unless their own evidence fails: a level fitted on a sequence that
     # is half broken can side with the broken half, and a rebuilt ES frame moves the EF.
     off_level[[a for a in anchors if 0 <= a < len(off_level)]] = False
-    # ... unless the run's LV and MYO areas step the same way at its edges: then the epicardium was drawn
-    # off (a U-Net that over-draws the wall in diastole only), and the LV still carries the phase.
-    lv_intact &= ~(off_level & ~_wall_only_runs(attributes, thresholds, off_level))
+    lv_intact &= ~off_level
     outlier = temporal_outliers(attributes, thresholds, candidates & ~off_level, tuple(int(a) for a in anchors))
     outlier |= candidates & off_level
     trusted = candidates & ~outlier

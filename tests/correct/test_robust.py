@@ -1126,34 +1126,3 @@ def test_a_clean_up_that_drops_half_a_split_cavity_is_told_from_one_that_drops_a
         cleaned = cleanup_labels(broken.copy(), (0, 1, 2))
         assert (cleaned != broken).any()
         assert _cut_from_inside(broken, cleaned).tolist() == [inside]
-
-
-def test_a_run_off_the_myocardial_level_keeps_its_lv_only_where_the_wall_alone_moved():
-    """An endocardium drawn into the wall moves the LV and MYO areas in opposite directions at the run's
-    edges: its LV carries no phase. An epicardium drawn in (the wall alone) moves the MYO area the way
-    the phase moves both: the LV is intact."""
-    from scipy import ndimage
-
-    from echotemporal.correct.trust import _wall_only_runs, off_myocardial_level
-    from echotemporal.measure.sequence import measure_shape
-    from shapes import ellipse_heart
-
-    th = load_thresholds()
-    spacing = (0.35, 0.5)
-    seq = ellipse_heart(T=16, spacing=spacing)
-    every = np.ones(len(seq), dtype=bool)
-    run = np.arange(6, 12)
-    inner, outer = seq.copy(), seq.copy()
-    for t in run:
-        inner[t] = _endocardium_moved(seq[t], 3.0)
-        heart = seq[t] > 0
-        rim = ndimage.distance_transform_edt(heart, sampling=spacing) <= 3.0
-        outer[t][(seq[t] == MYO) & rim] = 0  # the epicardium drawn 3 mm in
-    for broken, wall_only in ((inner, False), (outer, True)):
-        attributes = measure_shape(broken, spacing, th, validity=False).attributes
-        off = off_myocardial_level(attributes, th, every)
-        assert off[run].all() and not off[:5].any() and not off[13:].any()
-        assert _wall_only_runs(attributes, th, off)[run].tolist() == [wall_only] * len(run)
-        trust = assess_frames(np.ones(len(seq), dtype=bool), attributes, np.full((len(seq), 2), 0.95), th)
-        assert trust.lv_intact[run].tolist() == [wall_only] * len(run)
-        assert not trust.trusted[run].any()  # off the level either way: rebuilt, not trusted
