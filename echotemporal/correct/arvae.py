@@ -21,7 +21,7 @@ from echotemporal.core.config import SmoothingConfig
 from echotemporal.core.boxes import heart_mask, mask_box
 from echotemporal.core.components import components
 from echotemporal.core.labels import LA, LV, MYO
-from echotemporal.correct.cleanup import cleanup_labels
+from echotemporal.correct.cleanup import cleanup_labels, closing
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.correct.denoise import turning_frames
 from echotemporal.correct.reestimate import lv_areas, reestimate_frames, with_drawn_lv, wrong_way_runs
@@ -454,20 +454,18 @@ def _cut_from_inside(labels: np.ndarray, cleaned: np.ndarray) -> np.ndarray:
 def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...]) -> np.ndarray:
     """(H, W) ``frame`` with its broken structures put together rather than dropped: the LV pieces
     joined (:func:`_joined_lv`), gaps across the wall up to ``MEND_GAP_MM`` closed into myocardium
-    (a closing of LV∪MYO by a disc of ``MEND_GAP_MM`` / 2, in mm, by distance transforms), then the
+    (``cleanup.closing`` of LV∪MYO by a disc of ``MEND_GAP_MM`` / 2, in mm), then the
     largest component per label and holes filled (stray blobs away from the heart go)."""
     out = frame.copy()
     if components(out == LV)[1] > 1:
         out = _joined_lv(out, spacing_mm)
     radius = 0.5 * MEND_GAP_MM
-    box = mask_box(heart_mask(out), margin=int(np.ceil(radius / min(spacing_mm))) + 2)
+    heart = heart_mask(out)
+    box = mask_box(heart, margin=int(np.ceil(radius / min(spacing_mm))) + 1)  # the closing adds pixels within the radius
     if box is None:
         return out
     crop = out[box]
-    heart = (crop == LV) | (crop == MYO)
-    grown = distance_transform_edt(~heart, sampling=spacing_mm) <= radius
-    closed = distance_transform_edt(grown, sampling=spacing_mm) > radius
-    crop[closed & (crop == 0)] = MYO
+    crop[closing(heart, box, spacing_mm, radius) & (crop == 0)] = MYO
     return cleanup_labels(out[None].copy(), present)[0]
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "cleanup_decoded",
     "cleanup_labels",
     "close_lv_gaps",
+    "closing",
     "hole_mask",
     "largest_component",
     "trim_la_along_myo",
@@ -209,7 +210,7 @@ def close_lv_gaps(out: np.ndarray, spacing_mm: tuple[float, float], radius_mm: f
     return out
 
 
-def _closing(heart: np.ndarray, window: Box, spacing_mm: tuple[float, float], radius_mm: float) -> np.ndarray:
+def closing(heart: np.ndarray, window: Box, spacing_mm: tuple[float, float], radius_mm: float) -> np.ndarray:
     """Morphological closing of the (h, w) bool ``heart`` by a disk of ``radius_mm``, on ``window`` only.
 
     The closing at a pixel depends on the dilation within the radius, which depends on the heart
@@ -251,7 +252,7 @@ def _junction_pockets(
     step = (2 * reach[0], 2 * reach[1])
     window = grow(heart_box(near_lv, margin=0), step, shape)
     while True:
-        pockets = _closing(heart, window, spacing_mm, radius_mm) & ~heart[window]
+        pockets = closing(heart, window, spacing_mm, radius_mm) & ~heart[window]
         regions, _ = ndimage.label(pockets, structure=_EIGHT)
         touching = np.unique(regions[near_lv[window] & pockets])
         touching = touching[touching > 0]
