@@ -10,7 +10,6 @@ instead of gradient descent, Whittaker smoothing of the free dims and residual d
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from scipy.ndimage import distance_transform_edt
 from echotemporal.core.config import SmoothingConfig
 from echotemporal.core.boxes import heart_mask, mask_box
 from echotemporal.core.components import components
+from echotemporal.core.parallel import kernel_threads, map_threads
 from echotemporal.core.labels import LA, LV, MYO
 from echotemporal.correct.cleanup import cleanup_labels, closing
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
@@ -582,9 +582,7 @@ def _robust_start(
         rows, cols = heart_box(frames, margin=4)
         crop = np.ascontiguousarray(frames[:, rows, cols])
         ok = np.asarray(check_validity(crop, spacing_mm, present=present), dtype=bool).all(axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            attributes = np.asarray(compute_attributes(crop, spacing_mm, frame_numbers=numbers), dtype=np.float64)
+        attributes = np.asarray(compute_attributes(crop, spacing_mm, frame_numbers=numbers, warn=False), dtype=np.float64)
         attributes[:, ATTRIBUTE_NAMES.index("epi_center_x_mm")] += cols.start * spacing_mm[1]
         attributes[:, ATTRIBUTE_NAMES.index("epi_center_y_mm")] += rows.start * spacing_mm[0]
         own = None if drawn_lv is None else np.where(np.asarray(drawn_lv, dtype=bool)[:, None], before.attributes[numbers], np.nan)
@@ -653,40 +651,61 @@ def smooth_arvae(
     detected = () if anchors is not None else tuple(t for t in turning_frames(before, thresholds) if t not in ends)
     labels, before = _minor_cleanups(labels, seen, before, ctx)
     trust = judge_frames(labels, z0, before, ctx, ends)
-    outcome = _corrected(*_robust_start(labels, before, z0, ctx, ends, trust, detected, anchors), ctx, config)
-    if trust.trusted.sum() < max(2, NEAR_TOTAL_TRUSTED * len(labels)):
-        # A near-total failure: with (nearly) nothing trusted as drawn, its frames were corrected in
-        # place from encodings of their clean-ups, which drop whatever broke off (half a split cavity,
-        # wall pieces), or rebuilt from a few frames that may be broken too. Other readings are tried
-        # (the clean-ups trusted as they are, the others rebuilt from them; the frames mended, taken as
-        # the input) and the least harmful is kept.
-        tried = [outcome]
-        few = f"only {int(trust.trusted.sum())} of {len(labels)} frames could be trusted as drawn"
-        cleaned = _trusted_cleanups(labels, seen, before, z0, ctx, ends)
-        if cleaned is not None:
-            labels_c, before_c, trust_c = cleaned
-            # The clean-ups kept the largest LV piece as the heart's: joined, the pieces would put back
-            # what they dropped (a second heart's cavity) into the phase of the frames rebuilt.
-            rebuilt = _corrected(*_robust_start(labels_c, before_c, z0, ctx, ends, trust_c, detected, anchors, False),
-                                 ctx, config)
-            rebuilt.notes.append(
-                f"{few}: {int(rebuilt.trust.trusted.sum())} were trusted once cleaned up (largest component per "
-                "label) and the others re-estimated from them; review this segmentation"
-            )
-            tried.append(rebuilt)
-        found = _mended_frames(labels, before, z0, ctx)
-        if found is not None:
-            mended, z_m = found
-            # the mended frames taken as the input
-            before_m = measure_shape(mended, ctx.spacing_mm, ctx.thresholds, reference=(labels, before))
-            trust_m = judge_frames(mended, z_m, before_m, ctx, ends)
-            as_input = _corrected(*_robust_start(mended, before_m, z_m, ctx, ends, trust_m, detected, anchors), ctx, config)
-            as_input.notes.append(
-                f"{few}: the frames were mended (LV pieces joined, gaps across the wall closed) and then "
-                "corrected; review this segmentation"
-            )
-            tried.append(as_input)
-        outcome = least_harm(tried, labels)
+    as_drawn = lambda: _corrected(*_robust_start(labels, before, z0, ctx, ends, trust, detected, anchors), ctx, config)
+    if trust.trusted.sum() >= max(2, NEAR_TOTAL_TRUSTED * len(labels)):
+        return as_drawn()
+    # A near-total failure: with (nearly) nothing trusted as drawn, its frames were corrected in place
+    # from encodings of their clean-ups, which drop whatever broke off (half a split cavity, wall
+    # pieces), or rebuilt from a few frames that may be broken too. Other readings are tried (the
+    # clean-ups trusted as they are, the others rebuilt from them; the frames mended, taken as the
+    # input) and the least harmful is kept. The readings are independent: they run side by side.
+    few = f"only {int(trust.trusted.sum())} of {len(labels)} frames could be trusted as drawn"
+    readings = (
+        as_drawn,
+        lambda: _from_cleanups(labels, seen, before, z0, ctx, config, ends, detected, anchors, few),
+        lambda: _from_mended(labels, before, z0, ctx, config, ends, detected, anchors, few),
+    )
+    tried = [o for o in map_threads(lambda reading: reading(), readings, kernel_threads()) if o is not None]
+    return least_harm(tried, labels)
+
+
+def _from_cleanups(
+    labels: np.ndarray, seen: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, config: SmoothingConfig,
+    ends: tuple[int, ...], detected: tuple[int, ...], anchors: tuple[int, ...] | None, few: str,
+) -> ArvaeOutcome | None:
+    """A near-total failure corrected from its trusted clean-ups (:func:`_trusted_cleanups`), the other
+    frames re-estimated from them; None when fewer than two can be trusted. ``few`` opens the note."""
+    cleaned = _trusted_cleanups(labels, seen, before, z0, ctx, ends)
+    if cleaned is None:
+        return None
+    labels_c, before_c, trust_c = cleaned
+    # The clean-ups kept the largest LV piece as the heart's: joined, the pieces would put back what
+    # they dropped (a second heart's cavity) into the phase of the frames rebuilt.
+    rebuilt = _corrected(*_robust_start(labels_c, before_c, z0, ctx, ends, trust_c, detected, anchors, False), ctx, config)
+    rebuilt.notes.append(
+        f"{few}: {int(rebuilt.trust.trusted.sum())} were trusted once cleaned up (largest component per "
+        "label) and the others re-estimated from them; review this segmentation"
+    )
+    return rebuilt
+
+
+def _from_mended(
+    labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, config: SmoothingConfig,
+    ends: tuple[int, ...], detected: tuple[int, ...], anchors: tuple[int, ...] | None, few: str,
+) -> ArvaeOutcome | None:
+    """A near-total failure with its invalid frames mended (:func:`_mended_frames`) and taken as the
+    input; None when mending changes nothing. ``few`` opens the note."""
+    found = _mended_frames(labels, before, z0, ctx)
+    if found is None:
+        return None
+    mended, z_m = found
+    before_m = measure_shape(mended, ctx.spacing_mm, ctx.thresholds, reference=(labels, before))
+    trust_m = judge_frames(mended, z_m, before_m, ctx, ends)
+    outcome = _corrected(*_robust_start(mended, before_m, z_m, ctx, ends, trust_m, detected, anchors), ctx, config)
+    outcome.notes.append(
+        f"{few}: the frames were mended (LV pieces joined, gaps across the wall closed) and then "
+        "corrected; review this segmentation"
+    )
     return outcome
 
 

@@ -401,6 +401,7 @@ def _frame_attributes(
 
 def compute_attributes(
     labels: np.ndarray, spacing_mm: Sequence[float], *, threads: int = 1, frame_numbers: Sequence[int] | None = None,
+    warn: bool = True,
 ) -> np.ndarray:
     """The seven shape attributes of every frame, in physical units (DESIGN §3).
 
@@ -421,6 +422,8 @@ def compute_attributes(
         frame_numbers: (T,) 0-based index in the whole sequence of each frame of ``labels``, when
             ``labels`` holds only some of its frames (a re-measured subset): the warnings name
             these frames; default ``0..T-1``.
+        warn: False for candidate shapes whose NaNs the caller handles itself: no warning (unlike a
+            ``warnings.catch_warnings`` block, safe in threads).
 
     Returns:
         (T, 7) float64 in the order of :data:`ATTRIBUTE_NAMES` (T = 1 for one (H, W) frame). An
@@ -448,7 +451,7 @@ def compute_attributes(
         if cause is not None:
             problems.setdefault(cause, []).append(t)
 
-    for cause, frames in problems.items():
+    for cause, frames in problems.items() if warn else ():
         warnings.warn(f"compute_attributes: {frames_text(numbers[t] for t in frames)}: {cause}", UserWarning,
                       stacklevel=2)
     return out

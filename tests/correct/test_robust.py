@@ -1061,6 +1061,30 @@ def test_a_near_total_failure_whose_in_place_correction_fails_is_rebuilt_another
     assert not (result.labels[:, 380:] > 0).any()
 
 
+def test_the_readings_of_a_near_total_failure_do_not_depend_on_the_thread_count(model, monkeypatch):
+    """The near-total readings run side by side in threads: the same output, notes and warnings with
+    one thread or several, and a catch_warnings block elsewhere is not left altered."""
+    from echotemporal.core.parallel import THREADS_ENV
+
+    phantom, truth, labels = _second_heart_everywhere()
+    results = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv(THREADS_ENV, threads)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            result = smooth_sequence(labels, phantom.spacing_mm, model=model, ed_frame=phantom.ed_frame,
+                                     es_frame=phantom.es_frame)
+        results.append((result, sorted({str(w.message) for w in said})))
+    (one, said_one), (several, said_several) = results
+    np.testing.assert_array_equal(one.labels, several.labels)
+    assert one.summary["notes"] == several.summary["notes"] and any("review" in n for n in one.summary["notes"])
+    assert said_one == said_several
+    with warnings.catch_warnings(record=True) as after:
+        warnings.simplefilter("always")
+        warnings.warn("still heard", UserWarning)
+    assert [str(w.message) for w in after] == ["still heard"]
+
+
 def test_mending_joins_a_split_cavity_and_closes_cuts_across_the_wall():
     """A frame with its LV cut in two by a band of background and its wall cut across in three places is
     mended whole (valid, near the unbroken frame), where the clean-up keeps half the cavity and one

@@ -216,6 +216,18 @@ def test_empty_frame_gives_nan_and_warning_naming_it() -> None:
     assert lv_landmarks(np.zeros_like(labels), SPACING) is None
 
 
+def test_a_silenced_measure_gives_the_same_numbers_without_a_warning() -> None:
+    labels, _ = _bullet_heart(SPACING)
+    seq = np.stack([labels, np.zeros_like(labels)])
+    with pytest.warns(UserWarning, match="no LV and no MYO"):
+        said = compute_attributes(seq, SPACING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        silent = compute_attributes(seq, SPACING, warn=False)
+    np.testing.assert_array_equal(said, silent)
+    assert np.isnan(silent[1, IDX["lv_length_mm"]])
+
+
 def test_frame_without_myo_gives_nan_length_and_width() -> None:
     labels, _ = _bullet_heart(SPACING)
     labels[labels == 2] = 0
