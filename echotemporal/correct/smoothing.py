@@ -156,10 +156,13 @@ def _run_method(
         return result
     ends = anchors if anchors is not None else (0, n_frames - 1)
     if config.denoise_sigma_frames > 0:
+        # Without ED/ES, the turning points of the corrected curve (every beat's) keep their borders
+        # too: averaged with their neighbours, the curve's extremes (the EF's) would flatten.
+        kept = ends if anchors is not None else tuple(sorted({*ends, *turning_frames(result.after, thresholds)}))
         allowed = None
         if config.denoise_scope == "corrected":
             allowed = changed
-        result.labels, result.after = denoise(corrected, result.after, spacing, config, thresholds, ends, allowed)
+        result.labels, result.after = denoise(corrected, result.after, spacing, config, thresholds, kept, allowed)
     if config.turning_fit_frames > 0:
         # Without ED/ES, the turning points are those of the corrected curve (every beat's).
         turning = anchors if anchors is not None else turning_frames(result.after, thresholds)

@@ -448,6 +448,32 @@ def test_denoise_averages_border_flicker_without_breaking_validity_or_ed_es():
     assert denoised.summary["n_denoised_frames"] == n_changed and plain.summary["n_denoised_frames"] == 0
 
 
+def test_without_ed_es_the_turning_points_of_the_corrected_curve_keep_their_borders():
+    """A full cycle given without ED/ES: the temporal Gaussian leaves the ED and ES the corrected curve
+    shows alone (averaged with their neighbours, the volume extremes would flatten), and smooths the rest."""
+    pytest.importorskip("torch")
+    from echotemporal.correct.denoise import turning_frames
+    from echotemporal.measure.sequence import measure_shape
+    from echotemporal.measure.temporal import load_thresholds
+    from echotemporal.model.registry import load_model
+    from echotemporal.phantoms import annotation_jitter, generate_cycle_sequence
+
+    truth = generate_cycle_sequence(5, frames_per_beat=20, image_shape=(300, 260))
+    labels = annotation_jitter(truth.labels, truth.spacing_mm, np.random.default_rng(12))
+    model = load_model()
+    plain = run(labels, truth.spacing_mm, model=model, config=SmoothingConfig(denoise_sigma_frames=0.0, turning_fit_frames=0))
+    denoised = run(labels, truth.spacing_mm, model=model,
+                   config=SmoothingConfig(denoise_sigma_frames=1.0, denoise_scope="all", turning_fit_frames=0))
+    thresholds = load_thresholds()
+    turning = turning_frames(measure_shape(plain.labels, truth.spacing_mm, thresholds, validity=False), thresholds)
+    inner = [t for t in turning if 0 < t < len(labels) - 1]
+    assert inner and any(abs(t - truth.es_frame) <= 2 for t in inner), (turning, truth.es_frame)
+    for t in turning:
+        np.testing.assert_array_equal(denoised.labels[t], plain.labels[t])
+    assert int((denoised.labels != plain.labels).any(axis=(1, 2)).sum()) >= len(labels) // 2
+    assert denoised.summary["n_invalid_after"] == 0 and denoised.summary["n_inconsistent_after"] == 0
+
+
 def test_glitched_frames_borrow_detail_only_from_near_clean_frames(phantom):
     from echotemporal.model.alignment import fit_alignment
     from echotemporal.core.config import AlignmentConfig
