@@ -60,6 +60,10 @@ END_ALLOWANCE = 2.0
 #: Allowance (units of tau, adjacent supports) of an ED/ES end frame from its turning-point
 #: prediction: expert-like annotation noise reaches 1.6, a 6-pixel LV dilation 7.7.
 TURNING_ALLOWANCE = 3.0
+#: A frame whose LV area is under this fraction of the sequence's large LV areas (their 90th
+#: percentile) has lost its cavity, whatever its other checks say: the ES/ED LV area ratio of 990
+#: expert CAMUS pairs (all splits) is 0.17 at least, 0.41 at its 1st percentile.
+COLLAPSED_LV_RATIO = 0.2
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,21 @@ def off_myocardial_level(attributes: np.ndarray, thresholds: AttributeThresholds
     return _spread(core & (off > 0), weak & (off > 0)) | _spread(core & (off < 0), weak & (off < 0))
 
 
+def collapsed_lv(attributes: np.ndarray, thresholds: AttributeThresholds) -> np.ndarray:
+    """(T,) bool: frames whose LV area is under ``COLLAPSED_LV_RATIO`` times the 90th percentile of
+    the sequence's LV areas (frames drawing an LV): a cavity drawn shut (an LV under-segmented
+    into its wall, an apex cut), which the checks of one frame and its neighbours pass when it
+    closes gradually over a run. ``attributes``: (T, K) in ``thresholds.names`` order."""
+    names = tuple(thresholds.names)
+    if "lv_area_mm2" not in names:
+        return np.zeros(len(attributes), dtype=bool)
+    area = np.asarray(attributes, dtype=np.float64)[:, names.index("lv_area_mm2")]
+    drawn = np.isfinite(area) & (area > 0)
+    if drawn.sum() < 3:
+        return np.zeros(len(area), dtype=bool)
+    return drawn & (area < COLLAPSED_LV_RATIO * float(np.quantile(area[drawn], 0.9)))
+
+
 def temporal_outliers(
     attributes: np.ndarray, thresholds: AttributeThresholds, candidates: np.ndarray, anchors: tuple[int, ...] = ()
 ) -> np.ndarray:
@@ -296,11 +315,15 @@ def assess_frames(
     # A frame off the myocardial level is an outlier whatever its neighbours say, and its LV border
     # is wrong with its wall: its LV carries no phase.
     off_level = off_myocardial_level(attributes, thresholds, candidates)
-    on_level = ~off_level
+    # A frame whose cavity is drawn shut is neither trusted, nor kept as drawn at ED/ES, nor carries
+    # the phase with its LV, whatever its other checks say.
+    collapsed = collapsed_lv(attributes, thresholds)
+    candidates &= ~collapsed
+    on_level = ~off_level & ~collapsed
     # ED and ES are read as drawn unless their own evidence fails: a level fitted on a sequence that
     # is half broken can side with the broken half, and a rebuilt ES frame moves the EF.
     off_level[[a for a in anchors if 0 <= a < len(off_level)]] = False
-    lv_intact &= ~off_level
+    lv_intact &= ~off_level & ~collapsed
     outlier = temporal_outliers(attributes, thresholds, candidates & ~off_level, tuple(int(a) for a in anchors))
     outlier |= candidates & off_level
     trusted = candidates & ~outlier
@@ -310,7 +333,7 @@ def assess_frames(
     # the volume extremum the EF is read on. Kept, it still supports nothing unless trusted.
     anchor = np.zeros(len(trusted), dtype=bool)
     anchor[[a for a in anchors if 0 <= a < len(anchor)]] = True
-    kept = anchor & ~trusted & ~outlier & np.asarray(valid, dtype=bool)
+    kept = anchor & ~trusted & ~outlier & ~collapsed & np.asarray(valid, dtype=bool)
     kept &= (per_label >= MIN_RECONSTRUCTION_DICE).all(axis=1)
     graded = np.clip((per_label - floor) / np.maximum(reference - floor, 1e-6), 0, 1).min(axis=1)
     confidence = (0.5 + 0.5 * graded) * np.where(valid, 1.0, 0.4) * np.where(outlier, 0.5, 1.0)

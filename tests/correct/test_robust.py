@@ -62,6 +62,35 @@ def test_untrusted_runs_spread_over_weak_neighbours_only():
     assert trust.confidence[~trust.trusted].max() < 0.5 <= trust.confidence[trust.trusted].min()
 
 
+def test_a_cavity_drawn_shut_is_neither_trusted_nor_kept_nor_a_phase_carrier():
+    """Frames whose LV area falls under a fifth of the sequence's large ones (an LV under-segmented into
+    its wall over a run, closing gradually: every check of one frame and its neighbours passes) are
+    untrusted, an ED/ES among them is not kept as drawn and its LV carries no phase; a real ES of
+    the expert range (0.41 of ED's area at the 1st percentile) is none of these."""
+    from echotemporal.correct.trust import COLLAPSED_LV_RATIO, collapsed_lv
+
+    thresholds = load_thresholds()
+    lv = thresholds.names.index("lv_area_mm2")
+    n = 24
+    attributes = np.tile(np.asarray(thresholds.lo) + 0.5 * (np.asarray(thresholds.hi) - np.asarray(thresholds.lo)), (n, 1))
+    ed_area = 2000.0
+    attributes[:, lv] = ed_area * (0.7 + 0.3 * np.cos(np.linspace(0, 2 * np.pi, n)))  # ES at 0.4 of ED
+    assert not collapsed_lv(attributes, thresholds).any()
+    dice = np.full((n, 2), [0.99, 0.975])
+    assert assess_frames(np.ones(n, dtype=bool), attributes, dice, thresholds, anchors=(0, 12)).trusted.all()
+    shut = attributes.copy()
+    shut[9:16, lv] = np.linspace(0.3, 0.05, 7) * ed_area  # closes gradually
+    found = collapsed_lv(shut, thresholds)
+    expected = shut[:, lv] < COLLAPSED_LV_RATIO * np.quantile(shut[:, lv], 0.9)
+    assert found.tolist() == expected.tolist() and found[12] and found.sum() >= 4 and not found[:10].any()
+    trust = assess_frames(np.ones(n, dtype=bool), shut, dice, thresholds, anchors=(0, 12))
+    assert not trust.trusted[found].any() and not trust.kept[12] and not trust.lv_intact[found].any()
+    assert not trust.on_level[found].any() and trust.trusted[:9].all()
+    nothing = shut.copy()
+    nothing[:, lv] = 0.0  # no LV drawn anywhere: nothing to compare against
+    assert not collapsed_lv(nothing, thresholds).any()
+
+
 def test_latent_fit_bridges_a_gap_with_the_line_of_the_trusted_frames():
     t = np.arange(15, dtype=float)[:, None]
     line = 0.3 * t + np.array([[1.0, -2.0, 0.5]])
