@@ -746,7 +746,7 @@ def _corrected(
 
 def _residue_frames(shape: ShapeMeasures) -> int:
     """How many frames are invalid or inconsistent."""
-    return int((~shape.valid | shape.flags.any(axis=1)).sum())
+    return int((~shape.clean).sum())
 
 
 def _consistency_rounds(
@@ -760,7 +760,7 @@ def _consistency_rounds(
     residual = config.decoding == "residual"
     # Glitched frames (invalid, or flagged) cannot lend their own residual: it holds the glitch
     # that the model's reconstruction only partly reproduces. They borrow their neighbours'.
-    glitched = ~before.valid | before.flags.any(axis=1)
+    glitched = ~before.clean
     decode = SequenceDecoder(
         labels, alignment, model, z0 if residual else None, cleanup=config.cleanup, borrow=glitched, present=before.present
     )
@@ -779,7 +779,7 @@ def _consistency_rounds(
         z_free = whittaker_smooth(z_free, config.whittaker_lambda)
     keep = np.zeros(len(labels), dtype=bool)
     if config.keep_unflagged_frames:
-        keep = ~before.flags.any(axis=1) & before.valid
+        keep = before.clean
     projected: dict[tuple[int, float], np.ndarray] = {}
     out, shape, rounds = labels, before, 0
     for rounds in range(1, max(int(config.max_rounds), 1) + 1):
@@ -857,11 +857,11 @@ def _revert_unhelped(
     where that creates no new inconsistency: a reverted frame next to a newly flagged one (or, for a
     flag farther off, the reverted frame nearest to it) stays corrected, and the rest is tried again."""
     changed = (out != labels).reshape(len(out), -1).any(axis=1)
-    revert = changed & ~shape.valid & (before.valid | ~before.flags.any(axis=1))
-    flagged = shape.flags.any(axis=1)
+    revert = changed & ~shape.valid & (before.valid | ~before.inconsistent)
+    flagged = shape.inconsistent
     while revert.any():
         restored = restore_frames(shape, before, revert, thresholds)
-        new = restored.flags.any(axis=1) & ~flagged
+        new = restored.inconsistent & ~flagged
         if not new.any():
             out[revert] = labels[revert]
             return out, restored

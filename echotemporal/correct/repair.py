@@ -170,7 +170,7 @@ def interpolate_residue(
     blend = DistanceBlend(out, spacing_mm, (rows, cols))
 
     n = len(out)
-    bad = ~shape.valid | shape.flags.any(axis=1)
+    bad = ~shape.clean
     # Interior runs have one proposal each (the interpolation between their good neighbours): one
     # tried on these frames is not tried again, but a run widened by a rejection is a new proposal,
     # tried at the next end speed.
@@ -222,13 +222,13 @@ def interpolate_residue(
                 out, shape = new_out, new_shape
                 if end_speed == END_SPEEDS[0]:
                     tried.clear()  # the first end speed bridges again what a partial take left
-                bad = ~shape.valid | shape.flags.any(axis=1)
+                bad = ~shape.clean
                 blend = DistanceBlend(out, spacing_mm, (rows, cols))  # replaced frames may now serve as good frames
                 continue
             # Rejected: widen each run by the good neighbours it would have made inconsistent.
             beside = np.convolve(candidate.astype(int), np.ones(3, dtype=int), mode="same") > 0
             trial = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape), validity=False)
-            widen = trial.flags.any(axis=1) & ~bad & beside
+            widen = trial.inconsistent & ~bad & beside
             if not widen.any():
                 break
             bad = bad | widen
@@ -283,12 +283,12 @@ def _take_unless_flagging(
     Returns:
         (labels, measures): ``out`` with the frames taken, or ``out`` and ``shape`` if none can be.
     """
-    flagged = shape.flags.any(axis=1)
+    flagged = shape.inconsistent
     for _ in range(3):
         if not take.any():
             break
         trial = measures_with(take)
-        new = trial.flags.any(axis=1) & ~flagged
+        new = trial.inconsistent & ~flagged
         if not new.any():
             return np.where(take[:, None, None], other, out), trial
         take = take & ~(np.convolve(new.astype(int), np.ones(3, dtype=int), mode="same") > 0)

@@ -93,8 +93,8 @@ def frame_columns(
     for k, name in enumerate(names):
         cols[f"flag_{name}_before"] = before.flags[:, k]
         cols[f"flag_{name}_after"] = after.flags[:, k]
-    cols["inconsistent_before"] = before.flags.any(axis=1)
-    cols["inconsistent_after"] = after.flags.any(axis=1)
+    cols["inconsistent_before"] = before.inconsistent
+    cols["inconsistent_after"] = after.inconsistent
     cols["valid_before"] = before.valid
     cols["valid_after"] = after.valid
     cols["failed_criteria_before"] = failed(before)
@@ -263,10 +263,10 @@ def _summary_core(config, thresholds, labels, spacing, before, after, clin_befor
         "ef_percent_after": _num(clin_after.ef_percent),
         "gls_percent_before": _num(clin_before.gls_percent),
         "gls_percent_after": _num(clin_after.gls_percent),
-        "n_inconsistent_before": int(before.flags.any(axis=1).sum()),
-        "n_inconsistent_after": int(after.flags.any(axis=1).sum()),
-        "inconsistent_frames_before": frame_indices(before.flags.any(axis=1)),
-        "inconsistent_frames_after": frame_indices(after.flags.any(axis=1)),
+        "n_inconsistent_before": int(before.inconsistent.sum()),
+        "n_inconsistent_after": int(after.inconsistent.sum()),
+        "inconsistent_frames_before": frame_indices(before.inconsistent),
+        "inconsistent_frames_after": frame_indices(after.inconsistent),
         "n_invalid_before": int((~before.valid).sum()),
         "n_invalid_after": int((~after.valid).sum()),
         "invalid_frames_before": frame_indices(~before.valid),

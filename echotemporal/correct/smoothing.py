@@ -67,7 +67,7 @@ OUTCOMES: tuple[str, ...] = ("clean", "residue", "worse")
 
 
 def _scores(shape: ShapeMeasures) -> str:
-    return f"{int(shape.flags.any(axis=1).sum())} inconsistent, {int((~shape.valid).sum())} invalid frames"
+    return f"{int(shape.inconsistent.sum())} inconsistent, {int((~shape.valid).sum())} invalid frames"
 
 
 #: The input's EF (points) below which a correction cannot be said to turn its volume curve over: a
@@ -94,7 +94,7 @@ def _contracts(clinical: Any) -> bool:
 def judge_outcome(before: ShapeMeasures, after: ShapeMeasures) -> str:
     """"worse" if the output has more inconsistent or more invalid frames than the input, "residue"
     if it still has some, else "clean" (the project's own checks, DESIGN.md §4.1 and §6)."""
-    n_bad = lambda s: (int(s.flags.any(axis=1).sum()), int((~s.valid).sum()))  # noqa: E731
+    n_bad = lambda s: (int(s.inconsistent.sum()), int((~s.valid).sum()))  # noqa: E731
     (inc_b, inv_b), (inc_a, inv_a) = n_bad(before), n_bad(after)
     if inc_a > inc_b or inv_a > inv_b:
         return "worse"
@@ -129,7 +129,7 @@ def _run_method(
         out = smooth(work, config.gaussian_sigma_fraction * n_frames)
         kept = None
         if config.keep_unflagged_frames:
-            kept = ~before.flags.any(axis=1) & before.valid
+            kept = before.clean
             out[kept] = work[kept]
         return MethodOutcome(out, measure_shape(out, spacing, thresholds, reference=(work, before)), kept=kept)
     if model is None:  # arvae on a sequence without LV or MYO
@@ -141,7 +141,7 @@ def _run_method(
     if config.keep_unflagged_frames:
         return result
     if config.denoise_scope != "all":
-        good = ~before.flags.any(axis=1)  # restore_good_frames also requires validity
+        good = ~before.inconsistent  # restore_good_frames also requires validity
         if result.trust is not None:
             good &= result.trust.trusted
         if result.reestimated is not None:

@@ -65,6 +65,16 @@ class ShapeMeasures:
     checked: bool = True  # False: validity not measured (criteria empty)
     present: tuple[int, ...] = ()  # structure labels present in the sequence measured first (reference)
 
+    @property
+    def inconsistent(self) -> np.ndarray:
+        """(T,) bool: frames flagged on any attribute."""
+        return self.flags.any(axis=1)
+
+    @property
+    def clean(self) -> np.ndarray:
+        """(T,) bool: frames valid and flagged on no attribute."""
+        return self.valid & ~self.flags.any(axis=1)
+
     def reversed(self) -> ShapeMeasures:
         return ShapeMeasures(
             self.attributes[::-1], self.flags[::-1], self.criteria[::-1], self.valid[::-1], self.checked, self.present
