@@ -466,7 +466,7 @@ def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[i
         return out
     crop = out[box]
     crop[closing(heart, box, spacing_mm, radius) & (crop == 0)] = MYO
-    return cleanup_labels(out[None].copy(), present)[0]
+    return cleanup_labels(out[None], present)[0]  # ``out`` is this function's own copy: cleaned in place
 
 
 def least_harm(tried: list[ArvaeOutcome], labels: np.ndarray) -> ArvaeOutcome:

@@ -73,7 +73,7 @@ class ShapeMeasures:
     @property
     def clean(self) -> np.ndarray:
         """(T,) bool: frames valid and flagged on no attribute."""
-        return self.valid & ~self.flags.any(axis=1)
+        return self.valid & ~self.inconsistent
 
     def reversed(self) -> ShapeMeasures:
         return ShapeMeasures(
