@@ -1037,6 +1037,41 @@ def test_a_near_total_failure_is_rebuilt_from_its_trusted_clean_ups(model):
         assert _dice(out[t] == LV, truth[t] == LV) > 0.97
 
 
+def test_a_frame_that_keeps_its_drawing_is_judged_on_its_own_encoding(model):
+    """The clean-up of a frame whose pieces lie next to its heart is not taken (``_minor_cleanups``):
+    such a frame is encoded as drawn, and its reconstruction then holds what the clean-up dropped."""
+    from echotemporal.correct import arvae
+    from echotemporal.correct.decoding import encode_sequence
+    from echotemporal.correct.trust import reconstruction_dice
+    from echotemporal.measure.sequence import measure_shape
+    from echotemporal.model.alignment import to_grid
+
+    phantom = generate_sequence(4, n_frames=8, image_shape=(400, 260))
+    labels = drop_la(phantom.labels)
+    cut = [1, 2, 5]
+    for t in cut:  # the myocardium cut across at 40 % of its height: cap and walls fall apart
+        myo = np.flatnonzero((labels[t] == MYO).any(axis=1))
+        band = slice(myo[0] + int(0.4 * (myo[-1] - myo[0])), myo[0] + int(0.4 * (myo[-1] - myo[0])) + 4)
+        labels[t][band][labels[t][band] == MYO] = 0
+    thresholds = load_thresholds()
+    before = measure_shape(labels, phantom.spacing_mm, thresholds)
+    assert not before.valid[cut].any() and before.valid[[0, 3, 4, 6, 7]].all()
+    seen = arvae._cleaned_for_encoding(labels, before)
+    z_seen, alignment = encode_sequence(seen, phantom.spacing_mm, model)
+    ctx = arvae._Sequence(phantom.spacing_mm, model, thresholds, alignment)
+    kept, _ = arvae._minor_cleanups(labels, seen, before, ctx)
+    np.testing.assert_array_equal(kept, labels)  # the cap is the heart's own: no clean-up taken
+    z = arvae._encoded_as_drawn(labels, seen, z_seen, ctx)
+    np.testing.assert_array_equal(z[[0, 3, 4, 6, 7]], z_seen[[0, 3, 4, 6, 7]])  # valid frames: unchanged
+    own = np.asarray(model.encode(to_grid(labels[cut], alignment)), dtype=np.float64)
+    np.testing.assert_allclose(z[cut], own)
+    grid = to_grid(labels[cut], alignment)
+    decode = lambda latents: np.asarray(model.decode(latents.astype(np.float32)))  # noqa: E731
+    as_drawn = reconstruction_dice(grid, decode(z[cut]))[:, 1]
+    as_cleaned = reconstruction_dice(grid, decode(z_seen[cut]))[:, 1]
+    assert (as_drawn > as_cleaned).all(), (as_drawn, as_cleaned)  # the MYO with its cap
+
+
 def test_the_least_harmful_correction_weighs_frames_repaired_against_what_the_input_lost():
     from echotemporal.correct.arvae import ArvaeOutcome, _agreement, least_harm
     from echotemporal.measure.sequence import measure_shape
@@ -1060,6 +1095,36 @@ def test_the_least_harmful_correction_weighs_frames_repaired_against_what_the_in
     blank = labels.copy()
     blank[3] = 0  # a frame the segmenter left blank says nothing against the frame filled in
     assert _agreement(labels, blank) == 1.0 and _agreement(wiped, blank) < 0.8
+
+
+def test_the_clean_ups_reading_is_tried_only_where_the_drawn_one_leaves_residues():
+    from echotemporal.correct.arvae import ArvaeOutcome, _fewer_residues
+    from echotemporal.measure.sequence import measure_shape
+
+    phantom = generate_sequence(3, n_frames=6, image_shape=(200, 180))
+    labels = drop_la(phantom.labels)
+    shape = measure_shape(labels, phantom.spacing_mm, load_thresholds())
+
+    def outcome(invalid):
+        valid = np.ones(len(labels), dtype=bool)
+        valid[:invalid] = False
+        return ArvaeOutcome(labels, dataclasses.replace(shape, valid=valid), 0, np.zeros(1), np.zeros(len(labels), dtype=bool))
+
+    tried = []
+
+    def other(invalid):
+        def run():
+            tried.append(invalid)
+            return outcome(invalid)
+        return run
+
+    clean = outcome(0)
+    assert _fewer_residues(clean, other(0)) is clean and tried == []  # nothing left: not even tried
+    two = outcome(2)
+    assert _fewer_residues(two, other(1)).shape.valid.sum() == len(labels) - 1  # fewer left: taken
+    assert _fewer_residues(two, other(2)) is two  # as many: the drawn reading stays
+    assert _fewer_residues(two, lambda: None) is two  # no other reading (nothing was cleaned up)
+    assert tried == [1, 2]
 
 
 def test_a_near_total_failure_whose_in_place_correction_fails_is_rebuilt_another_way(model, monkeypatch):
