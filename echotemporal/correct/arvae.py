@@ -43,6 +43,8 @@ from echotemporal.correct.trust import (
 from echotemporal.measure.sequence import ShapeMeasures, add_validity, heart_box, measure_shape, restore_frames
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from echotemporal.measure.temporal import AttributeThresholds
 
 __all__ = ["ArvaeOutcome", "smooth_arvae", "inpaint_latents"]
@@ -678,7 +680,7 @@ def smooth_arvae(
     return least_harm(tried, labels)
 
 
-def _fewer_residues(first: ArvaeOutcome, other: Any) -> ArvaeOutcome:
+def _fewer_residues(first: ArvaeOutcome, other: Callable[[], ArvaeOutcome | None]) -> ArvaeOutcome:
     """``first``, unless it leaves frames invalid or inconsistent and ``other()`` (an outcome or None,
     computed only then) leaves fewer."""
     if not _residue_frames(first.shape):
