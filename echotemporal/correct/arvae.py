@@ -566,7 +566,6 @@ def _robust_start(
         (labels, their measures, their latents (T, D), the input's trust, (T,) bool re-estimated).
     """
     from echotemporal.measure.anatomy import CRITERIA, check_validity
-    from echotemporal.model.alignment import to_grid
 
     spacing_mm, model, thresholds, alignment = ctx.spacing_mm, ctx.model, ctx.thresholds, ctx.alignment
     untrusted = ~trust.trusted & ~trust.kept
@@ -601,13 +600,7 @@ def _robust_start(
         out[bad] = labels[bad]
         blended[bad] = False
     rest = untrusted & ~blended
-    z = z0.copy()
-
-    def encode(rows: np.ndarray) -> None:
-        if rows.any():
-            z[rows] = np.asarray(model.encode(to_grid(out[rows], alignment)), dtype=np.float64)
-
-    encode(blended)  # blended frames now support the latent fit with their new shapes
+    z = _reencoded(z0, out, blended, ctx)  # blended frames now support the latent fit with their new shapes
     if rest.any():
         names = tuple(model.attribute_names)
         phase = np.array([names.index(n) for n in PHASE_ATTRIBUTES if n in names], dtype=int)
@@ -625,7 +618,7 @@ def _robust_start(
         kept = _unturned(labels, out, rest, trust.trusted | blended, turning, spacing_mm)
         rest &= ~kept
         untrusted = untrusted & ~kept
-        encode(rest)
+        z = _reencoded(z, out, rest, ctx)
     measured = measure_shape(out, spacing_mm, thresholds, reference=(labels, before))
     return out, measured, z, trust, untrusted
 
@@ -689,6 +682,17 @@ def _fewer_residues(first: ArvaeOutcome, other: Callable[[], ArvaeOutcome | None
     return second if second is not None and _residue_frames(second.shape) < _residue_frames(first.shape) else first
 
 
+def _reencoded(z: np.ndarray, frames: np.ndarray, rows: np.ndarray, ctx: _Sequence) -> np.ndarray:
+    """A copy of the (T, D) latents ``z`` whose rows ``rows`` ((T,) bool) are the encodings of those
+    frames of the (T, H, W) ``frames``, on the sequence's alignment."""
+    from echotemporal.model.alignment import to_grid
+
+    out = z.copy()
+    if rows.any():
+        out[rows] = np.asarray(ctx.model.encode(to_grid(frames[rows], ctx.alignment)), dtype=np.float64)
+    return out
+
+
 def _encoded_as_drawn(labels: np.ndarray, seen: np.ndarray, z_seen: np.ndarray, ctx: _Sequence) -> np.ndarray:
     """(T, D) latents of the (T, H, W) ``labels``: ``z_seen`` (the encodings of their clean-ups
     ``seen``) where a frame took its clean-up, the frame's own encoding where it kept its drawing.
@@ -696,16 +700,10 @@ def _encoded_as_drawn(labels: np.ndarray, seen: np.ndarray, z_seen: np.ndarray, 
     A clean-up that was not taken dropped pieces of the heart itself (a wall in pieces, a cavity
     cut off): its encoding describes a heart the segmenter did not draw, and a frame corrected in
     place from it comes back without the pieces (a U-Net's wall broken in every frame, seed 61:
-    MYO Dice against the truth 0.73 drawn, 0.55 corrected). The alignment stays the clean-ups' (a stray blob would stretch it),
-    and trust is still judged on the clean-ups' encodings."""
-    from echotemporal.model.alignment import to_grid
-
+    MYO Dice against the truth 0.73 drawn, 0.55 corrected). The alignment stays the clean-ups' (a
+    stray blob would stretch it), and trust is still judged on the clean-ups' encodings."""
     drawn = (labels != seen).reshape(len(labels), -1).any(axis=1)
-    if not drawn.any():
-        return z_seen
-    z = z_seen.copy()
-    z[drawn] = np.asarray(ctx.model.encode(to_grid(labels[drawn], ctx.alignment)), dtype=np.float64)
-    return z
+    return _reencoded(z_seen, labels, drawn, ctx) if drawn.any() else z_seen
 
 
 def _from_cleanups(
@@ -753,17 +751,13 @@ def _mended_frames(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The (T, H, W) ``labels`` with their invalid frames mended (:func:`_mended`), and their latents
     (T, D): ``z0`` with the mended frames encoded again; None when mending changes nothing."""
-    from echotemporal.model.alignment import to_grid
-
     mended = labels.copy()
     for t in np.flatnonzero(~before.valid):
         mended[t] = _mended(labels[t], ctx.spacing_mm, before.present)
     changed = (mended != labels).reshape(len(labels), -1).any(axis=1)
     if not changed.any():
         return None
-    z = z0.copy()
-    z[changed] = np.asarray(ctx.model.encode(to_grid(mended[changed], ctx.alignment)), dtype=np.float64)
-    return mended, z
+    return mended, _reencoded(z0, mended, changed, ctx)
 
 
 def _corrected(
