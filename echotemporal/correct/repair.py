@@ -158,7 +158,9 @@ def interpolate_residue(
     neighbour inconsistent, the run is widened by that neighbour and tried again. Should the bridge
     of a run within ``MAX_INTERPOLATED_RUN`` frames of an end fail, the frames beyond it may be the
     broken ones (an end-systolic run whose ES is off too): the run is carried to that end and
-    extrapolated like an end run, at the later end speeds.
+    extrapolated like an end run, at the later end speeds. A short interior run that its bridge
+    left flagged is bridged once more from one frame farther on each side
+    (:func:`_widened_bridges`).
 
     Args:
         out: (T, H, W) corrected labels; shape: their measures (with validity).
@@ -166,6 +168,14 @@ def interpolate_residue(
     Returns:
         (labels, measures).
     """
+    out, shape = _bridged_runs(out, shape, spacing_mm, thresholds)
+    return _widened_bridges(out, shape, spacing_mm, thresholds)
+
+
+def _bridged_runs(
+    out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float], thresholds: AttributeThresholds
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """The bridges and end extrapolations of :func:`interpolate_residue` (same arguments and return)."""
     rows, cols = heart_box(out, margin=2)
     blend = DistanceBlend(out, spacing_mm, (rows, cols))
 
@@ -232,6 +242,44 @@ def interpolate_residue(
             if not widen.any():
                 break
             bad = bad | widen
+    return out, shape
+
+
+def _widened_bridges(
+    out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float], thresholds: AttributeThresholds
+) -> tuple[np.ndarray, ShapeMeasures]:
+    """Interior runs of residue frames still flagged between their good neighbours, bridged from one
+    frame farther on each side.
+
+    The bridge between a run's two good neighbours can stay inconsistent with them when an attribute
+    is measured erratically on their shapes (the base width of a base drawn half as myocardium: the
+    hinge jumps from one corner of the block to the other). The neighbours then join the run, and
+    the signed-distance blend of the next good frames on each side replaces them all. Kept only where
+    every frame of the widened run comes out valid and consistent and no other frame is newly
+    flagged: good frames are not changed for nothing. Runs of at most ``MAX_INTERPOLATED_RUN`` − 2
+    frames (the widened run is at most ``MAX_INTERPOLATED_RUN``).
+
+    Args:
+        out: (T, H, W) labels; shape: their measures (with validity).
+
+    Returns:
+        (labels, measures).
+    """
+    for first, last in bad_runs(~shape.clean):
+        a, b = first - 2, last + 2
+        if a < 0 or b >= len(out) or b - a - 1 > MAX_INTERPOLATED_RUN or not shape.clean[[a, a + 1, b - 1, b]].all():
+            continue
+        rows, cols = heart_box(out, margin=2)
+        blend = DistanceBlend(out, spacing_mm, (rows, cols))
+        replaced = out.copy()
+        run = np.zeros(len(out), dtype=bool)
+        run[a + 1 : b] = True
+        replaced[a + 1 : b, rows, cols] = cleanup_decoded(
+            np.stack([blend(a, b, (t - a) / (b - a)) for t in range(a + 1, b)]), spacing_mm, shape.present
+        )
+        measured = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape))
+        if measured.clean[run].all() and not (measured.inconsistent & ~shape.inconsistent).any():
+            out, shape = replaced, measured
     return out, shape
 
 

@@ -580,6 +580,36 @@ def test_residue_frames_take_the_shape_between_their_good_neighbours(phantom, br
             assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.93
 
 
+@pytest.mark.parametrize("shift_px", [2, 3])
+def test_a_flagged_frame_is_bridged_from_one_frame_farther_on_each_side(phantom, shift_px):
+    """Known answer (``repair._widened_bridges``): frame 4 moved sideways by 2 pixels is the only flagged
+    frame; frames 3-5 become the signed-distance blend of frames 2 and 6 (valid, unflagged, close to
+    the truth) and every other frame is left bit for bit. Moved by 3 pixels, frames 3 and 5 are
+    flagged too: the run of 3 would widen beyond ``MAX_INTERPOLATED_RUN`` and nothing changes."""
+    from echotemporal.correct.repair import _widened_bridges
+    from echotemporal.measure.sequence import measure_shape
+    from echotemporal.measure.temporal import load_thresholds
+
+    thresholds = load_thresholds()
+    truth = phantom.labels
+    labels = truth.copy()
+    labels[4] = np.roll(labels[4], shift_px, axis=1)
+    shape = measure_shape(labels, SPACING, thresholds)
+    flagged = np.flatnonzero(~shape.clean).tolist()
+    out, after = _widened_bridges(labels, shape, SPACING, thresholds)
+    if shift_px == 3:
+        assert flagged == [3, 4, 5]
+        np.testing.assert_array_equal(out, labels)
+        return
+    assert flagged == [4]
+    assert after.clean.all()
+    np.testing.assert_array_equal(out[[0, 1, 2, 6, 7, 8, 9]], labels[[0, 1, 2, 6, 7, 8, 9]])
+    for t in (3, 4, 5):
+        for value in (Label.LV, Label.MYO):
+            assert dice(out[t] == value, truth[t] == value) > 0.95
+    assert dice(out[4] == Label.MYO, truth[4] == Label.MYO) > dice(labels[4] == Label.MYO, truth[4] == Label.MYO)
+
+
 def test_a_residue_run_whose_bridge_to_the_end_fails_is_carried_to_the_end(phantom, monkeypatch):
     """A residue run within ``MAX_INTERPOLATED_RUN`` frames of the end, whose bridge to the good frame
     beyond it is rejected (as when that frame, ES, is off too), is carried to the end and
