@@ -459,7 +459,9 @@ def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[i
     """(H, W) ``frame`` with its broken structures put together rather than dropped: the LV pieces
     joined (:func:`_joined_lv`), gaps across the wall up to ``MEND_GAP_MM`` closed into myocardium
     (``cleanup.closing`` of LV∪MYO by a disc of ``MEND_GAP_MM`` / 2, in mm), then the
-    largest component per label and holes filled (stray blobs away from the heart go)."""
+    largest component per label and holes filled (stray blobs away from the heart go). A frame
+    whose wall stays in pieces (:func:`_drops_wall`) is returned as it is: mended, it would lose
+    a piece of its wall."""
     out = frame.copy()
     if components(out == LV)[1] > 1:
         out = _joined_lv(out, spacing_mm)
@@ -470,7 +472,30 @@ def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[i
         return out
     crop = out[box]
     crop[closing(heart, box, spacing_mm, radius) & (crop == 0)] = MYO
-    return cleanup_labels(out[None], present)[0]  # ``out`` is this function's own copy: cleaned in place
+    mended = cleanup_labels(out[None].copy(), present)[0]
+    return frame if _drops_wall(out, mended) else mended
+
+
+#: A mended frame may drop myocardium along its LV up to this fraction of the wall it keeps (a
+#: fragment of a few pixels); more is a piece of the wall itself (``_drops_wall``).
+MEND_MAX_DROPPED_WALL = 0.05
+
+
+def _drops_wall(frame: np.ndarray, cleaned: np.ndarray) -> bool:
+    """Whether the clean-up ``cleaned`` of the (H, W) ``frame`` dropped myocardium that borders the LV,
+    more than ``MEND_MAX_DROPPED_WALL`` of the myocardium it kept: a wall in pieces farther apart
+    than ``MEND_GAP_MM`` (a U-Net's septum drawn as a thin strip apart from the rest of the wall),
+    whose smaller pieces are the heart's, not stray blobs. Dropped, the septum leaves the LV open
+    and the wall's area off the level of the cycle."""
+    from scipy.ndimage import binary_dilation
+
+    dropped = (frame == MYO) & (cleaned != MYO)
+    if not dropped.any():
+        return False
+    labelled, n = components(dropped)
+    beside_lv = np.unique(labelled[binary_dilation(frame == LV, np.ones((3, 3), dtype=bool)) & dropped])
+    wall = np.isin(labelled, beside_lv[beside_lv > 0]).sum()
+    return bool(wall > MEND_MAX_DROPPED_WALL * max(int((cleaned == MYO).sum()), 1))
 
 
 def least_harm(tried: list[ArvaeOutcome], labels: np.ndarray) -> ArvaeOutcome:

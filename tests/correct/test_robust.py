@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
+from echotemporal.core.components import components
 from echotemporal.core.config import SmoothingConfig
 from echotemporal.core.labels import LA, LV, MYO, drop_la
 from echotemporal.correct.baselines import lcc_gaussian_labels
@@ -1206,6 +1207,33 @@ def test_mending_joins_a_split_cavity_and_closes_cuts_across_the_wall():
     assert _dice(mended == LV, truth == LV) > 0.97 and _dice(mended == MYO, truth == MYO) > 0.95
     cleaned = cleanup_labels(broken[None].copy(), (0, 1, 2))[0]
     assert _dice(cleaned == MYO, truth == MYO) < 0.9 or _dice(cleaned == LV, truth == LV) < 0.9
+
+
+@pytest.mark.parametrize("gap_mm", [2.5, 10.0])
+def test_mending_keeps_a_frame_whose_wall_piece_is_too_far_to_join(gap_mm):
+    """The wall cut across once, its basal septal piece cut off: a cut of 2.5 mm is closed (mended valid,
+    near the truth); a cut of 10 mm (wider than ``MEND_GAP_MM``) leaves a piece of the wall that only
+    dropping it would make valid, and the frame comes back as drawn, its wall whole."""
+    from echotemporal.correct.arvae import MEND_GAP_MM, _mended
+
+    assert 2.5 < MEND_GAP_MM < 10.0
+    phantom = generate_sequence(4, n_frames=3, image_shape=(300, 260))
+    truth = drop_la(phantom.labels)[0]
+    spacing = phantom.spacing_mm
+    broken = truth.copy()
+    centre = np.argwhere(truth > 0).mean(axis=0)
+    yy, xx = np.mgrid[: truth.shape[0], : truth.shape[1]]
+    angle = np.degrees(np.arctan2((yy - centre[0]) * spacing[0], (xx - centre[1]) * spacing[1]))
+    radius_mm = np.hypot((yy - centre[0]) * spacing[0], (xx - centre[1]) * spacing[1])
+    dist_mm = np.abs(np.radians(((angle - 160.0 + 180) % 360) - 180)) * radius_mm  # a radial cut, basal septum
+    broken[(broken == MYO) & (dist_mm < gap_mm / 2)] = 0
+    assert components(broken == MYO)[1] == 2
+    mended = _mended(broken, spacing, (0, 1, 2))
+    if gap_mm > MEND_GAP_MM:
+        np.testing.assert_array_equal(mended, broken)
+        return
+    assert bool(np.asarray(check_validity(mended[None], spacing, present=(0, 1, 2)), dtype=bool).all())
+    assert _dice(mended == MYO, truth == MYO) > 0.95
 
 
 def test_a_wall_cut_in_pieces_in_every_frame_comes_back_close_to_its_input(model):
