@@ -455,13 +455,16 @@ def _cut_from_inside(labels: np.ndarray, cleaned: np.ndarray) -> np.ndarray:
     return cut
 
 
-def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...]) -> np.ndarray:
+def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...]) -> tuple[np.ndarray, bool]:
     """(H, W) ``frame`` with its broken structures put together rather than dropped: the LV pieces
     joined (:func:`_joined_lv`), gaps across the wall up to ``MEND_GAP_MM`` closed into myocardium
     (``cleanup.closing`` of LV∪MYO by a disc of ``MEND_GAP_MM`` / 2, in mm), then the
-    largest component per label and holes filled (stray blobs away from the heart go). A frame
-    whose wall stays in pieces (:func:`_drops_wall`) is returned as it is: mended, it would lose
-    a piece of its wall."""
+    largest component per label and holes filled (stray blobs away from the heart go).
+
+    Returns:
+        (the mended frame (H, W), whether its clean-up dropped a piece of the wall (:func:`_drops_wall`):
+        a wall in pieces too far apart to join).
+    """
     out = frame.copy()
     if components(out == LV)[1] > 1:
         out = _joined_lv(out, spacing_mm)
@@ -469,11 +472,11 @@ def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[i
     heart = heart_mask(out)
     box = mask_box(heart, margin=int(np.ceil(radius / min(spacing_mm))) + 1)  # the closing adds pixels within the radius
     if box is None:
-        return out
+        return out, False
     crop = out[box]
     crop[closing(heart, box, spacing_mm, radius) & (crop == 0)] = MYO
     mended = cleanup_labels(out[None].copy(), present)[0]
-    return frame if _drops_wall(out, mended) else mended
+    return mended, _drops_wall(out, mended)
 
 
 #: A mended frame may drop myocardium along its LV up to this fraction of the wall it keeps (a
@@ -689,10 +692,11 @@ def smooth_arvae(
     # clean-ups trusted as they are, the others rebuilt from them; the frames mended, taken as the
     # input) and the least harmful is kept. The readings are independent: they run side by side.
     few = f"only {int(trust.trusted.sum())} of {len(labels)} frames could be trusted as drawn"
+    mendings = _mended_frames(labels, before, z0, ctx)
     readings = (
         as_drawn,
         lambda: _from_cleanups(labels, seen, before, z_seen, ctx, config, ends, detected, anchors, few),
-        lambda: _from_mended(labels, before, z0, ctx, config, ends, detected, anchors, few),
+        *(lambda m=m: _from_mended(labels, *m, before, ctx, config, ends, detected, anchors, few) for m in mendings),
     )
     tried = [o for o in map_threads(lambda reading: reading(), readings, kernel_threads()) if o is not None]
     return least_harm(tried, labels)
@@ -752,37 +756,48 @@ def _from_cleanups(
 
 
 def _from_mended(
-    labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence, config: SmoothingConfig,
-    ends: tuple[int, ...], detected: tuple[int, ...], anchors: tuple[int, ...] | None, few: str,
-) -> ArvaeOutcome | None:
-    """A near-total failure with its invalid frames mended (:func:`_mended_frames`) and taken as the
-    input; None when mending changes nothing. ``few`` opens the note."""
-    found = _mended_frames(labels, before, z0, ctx)
-    if found is None:
-        return None
-    mended, z_m = found
+    labels: np.ndarray, mended: np.ndarray, z_m: np.ndarray, note: str, before: ShapeMeasures, ctx: _Sequence,
+    config: SmoothingConfig, ends: tuple[int, ...], detected: tuple[int, ...], anchors: tuple[int, ...] | None, few: str,
+) -> ArvaeOutcome:
+    """A near-total failure whose (T, H, W) ``labels`` were ``mended`` (one of :func:`_mended_frames`,
+    with its latents ``z_m`` (T, D) and what it did, ``note``), corrected as if they were the input.
+    ``few`` opens the outcome's note."""
     before_m = measure_shape(mended, ctx.spacing_mm, ctx.thresholds, reference=(labels, before))
     trust_m = judge_frames(mended, z_m, before_m, ctx, ends)
     outcome = _corrected(*_robust_start(mended, before_m, z_m, ctx, ends, trust_m, detected, anchors), ctx, config)
-    outcome.notes.append(
-        f"{few}: the frames were mended (LV pieces joined, gaps across the wall closed) and then "
-        "corrected; review this segmentation"
-    )
+    outcome.notes.append(f"{few}: the frames were mended ({note}) and then corrected; review this segmentation")
     return outcome
 
 
 def _mended_frames(
     labels: np.ndarray, before: ShapeMeasures, z0: np.ndarray, ctx: _Sequence
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The (T, H, W) ``labels`` with their invalid frames mended (:func:`_mended`), and their latents
-    (T, D): ``z0`` with the mended frames encoded again; None when mending changes nothing."""
+) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    """Readings of the (T, H, W) ``labels`` with their invalid frames mended (:func:`_mended`): each
+    (frames (T, H, W), latents (T, D): ``z0`` with the mended frames encoded again, what was done).
+
+    Empty when mending changes nothing; one when no mended frame lost a piece of its wall; else two:
+    every frame mended, and the frames whose wall is in pieces too far apart to join left as drawn.
+    Which is less harmful depends on the rest of the sequence: a wall piece dropped in a few frames
+    is rebuilt from the others, while a septum drawn apart in most frames of a cycle, dropped, leaves
+    the LV curve flat (a U-Net's cycle, seed 67); ``least_harm`` chooses.
+    """
+    from echotemporal.measure.anatomy import check_validity
+
     mended = labels.copy()
+    walled = labels.copy()
     for t in np.flatnonzero(~before.valid):
-        mended[t] = _mended(labels[t], ctx.spacing_mm, before.present)
-    changed = (mended != labels).reshape(len(labels), -1).any(axis=1)
-    if not changed.any():
-        return None
-    return mended, _reencoded(z0, mended, changed, ctx)
+        mended[t], drops_wall = _mended(labels[t], ctx.spacing_mm, before.present)
+        if not drops_wall or not np.asarray(check_validity(mended[t], ctx.spacing_mm, present=before.present), dtype=bool).all():
+            walled[t] = mended[t]
+    variants = [(mended, "LV pieces joined, gaps across the wall closed")]
+    if (walled != mended).any():
+        variants.append((walled, "LV pieces joined, gaps across the wall closed; walls in pieces too far apart kept as drawn"))
+    found = []
+    for frames, note in variants:
+        changed = (frames != labels).reshape(len(labels), -1).any(axis=1)
+        if changed.any():
+            found.append((frames, _reencoded(z0, frames, changed, ctx), note))
+    return found
 
 
 def _corrected(

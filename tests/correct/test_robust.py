@@ -1202,7 +1202,8 @@ def test_mending_joins_a_split_cavity_and_closes_cuts_across_the_wall():
         broken[(broken == MYO) & (dist_mm < 1.25)] = 0
     valid = lambda f: bool(np.asarray(check_validity(f[None], spacing, present=(0, 1, 2)), dtype=bool).all())  # noqa: E731
     assert valid(truth) and not valid(broken)
-    mended = _mended(broken, spacing, (0, 1, 2))
+    mended, drops_wall = _mended(broken, spacing, (0, 1, 2))
+    assert not drops_wall
     assert valid(mended)
     assert _dice(mended == LV, truth == LV) > 0.97 and _dice(mended == MYO, truth == MYO) > 0.95
     cleaned = cleanup_labels(broken[None].copy(), (0, 1, 2))[0]
@@ -1210,30 +1211,98 @@ def test_mending_joins_a_split_cavity_and_closes_cuts_across_the_wall():
 
 
 @pytest.mark.parametrize("gap_mm", [2.5, 10.0])
-def test_mending_keeps_a_frame_whose_wall_piece_is_too_far_to_join(gap_mm):
+def test_mending_says_when_it_drops_a_wall_piece_too_far_to_join(gap_mm):
     """The wall cut across once, its basal septal piece cut off: a cut of 2.5 mm is closed (mended valid,
-    near the truth); a cut of 10 mm (wider than ``MEND_GAP_MM``) leaves a piece of the wall that only
-    dropping it would make valid, and the frame comes back as drawn, its wall whole."""
+    near the truth, nothing dropped); a cut of 10 mm (wider than ``MEND_GAP_MM``) leaves a piece of the
+    wall that only dropping it makes valid, and mending says it dropped a piece of wall (the near-total
+    correction then also tries the frame as drawn, ``arvae._mended_frames``)."""
     from echotemporal.correct.arvae import MEND_GAP_MM, _mended
 
     assert 2.5 < MEND_GAP_MM < 10.0
     phantom = generate_sequence(4, n_frames=3, image_shape=(300, 260))
     truth = drop_la(phantom.labels)[0]
     spacing = phantom.spacing_mm
-    broken = truth.copy()
+    broken = _septum_cut(truth, spacing, gap_mm)
+    assert components(broken == MYO)[1] == 2
+    mended, drops_wall = _mended(broken, spacing, (0, 1, 2))
+    assert drops_wall == (gap_mm > MEND_GAP_MM)
+    if drops_wall:  # the smaller piece, beside the LV, went
+        assert components(mended == MYO)[1] == 1 and (mended == MYO).sum() < (broken == MYO).sum()
+        return
+    assert bool(np.asarray(check_validity(mended[None], spacing, present=(0, 1, 2)), dtype=bool).all())
+    assert _dice(mended == MYO, truth == MYO) > 0.95
+
+
+def _septum_cut(truth: np.ndarray, spacing: tuple[float, float], gap_mm: float, centre_deg: float = 160.0) -> np.ndarray:
+    """The (H, W) ``truth`` with a radial cut ``gap_mm`` wide across its wall at ``centre_deg`` (basal septum)."""
     centre = np.argwhere(truth > 0).mean(axis=0)
     yy, xx = np.mgrid[: truth.shape[0], : truth.shape[1]]
     angle = np.degrees(np.arctan2((yy - centre[0]) * spacing[0], (xx - centre[1]) * spacing[1]))
     radius_mm = np.hypot((yy - centre[0]) * spacing[0], (xx - centre[1]) * spacing[1])
-    dist_mm = np.abs(np.radians(((angle - 160.0 + 180) % 360) - 180)) * radius_mm  # a radial cut, basal septum
-    broken[(broken == MYO) & (dist_mm < gap_mm / 2)] = 0
-    assert components(broken == MYO)[1] == 2
-    mended = _mended(broken, spacing, (0, 1, 2))
-    if gap_mm > MEND_GAP_MM:
-        np.testing.assert_array_equal(mended, broken)
-        return
-    assert bool(np.asarray(check_validity(mended[None], spacing, present=(0, 1, 2)), dtype=bool).all())
-    assert _dice(mended == MYO, truth == MYO) > 0.95
+    broken = truth.copy()
+    broken[(broken == MYO) & (np.abs(np.radians(((angle - centre_deg + 180) % 360) - 180)) * radius_mm < gap_mm / 2)] = 0
+    return broken
+
+
+def _strip_apart(truth: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+    """The (H, W) ``truth`` with a strip of myocardium 3 mm thick drawn apart from its wall, inside the LV
+    farther than ``MEND_GAP_MM`` from one side's wall over the middle of the cavity (a U-Net's septum
+    drawn in two layers)."""
+    from scipy.ndimage import distance_transform_edt
+
+    from echotemporal.correct.arvae import MEND_GAP_MM
+
+    lv = truth == LV
+    depth = distance_transform_edt(truth != MYO, sampling=spacing)
+    rows = np.flatnonzero(lv.any(axis=1))
+    middle = np.zeros_like(lv)
+    middle[rows[0] + len(rows) // 5 : rows[-1] - len(rows) // 5, : int(np.argwhere(lv)[:, 1].mean())] = True
+    out = truth.copy()
+    out[lv & middle & (depth > MEND_GAP_MM + 1.0) & (depth < MEND_GAP_MM + 4.0)] = MYO
+    return out
+
+
+def test_mended_readings_keep_a_wall_piece_as_drawn_only_where_dropping_it_made_the_frame_valid(model):
+    """Known answer (``arvae._mended_frames``): frames 1 and 2 with a strip of wall drawn apart inside
+    the LV (``_strip_apart``), frame 2 also with its apex cut open to the background (invalid however
+    mended). Two readings: every invalid frame mended (the strip dropped); and frame 1, which only
+    dropping the strip made valid, as drawn, frame 2 mended as in the first. Frame 0, valid, is the
+    input's in both, and only the frames changed are encoded again."""
+    from echotemporal.correct.arvae import _mended, _mended_frames, _Sequence
+    from echotemporal.correct.decoding import encode_sequence
+    from echotemporal.measure.sequence import measure_shape
+    from echotemporal.measure.temporal import load_thresholds
+
+    phantom = generate_sequence(4, n_frames=3, image_shape=(300, 260))
+    truth = phantom.labels  # with its LA: an LV open to the background is then seen (``lv_background_frontier``)
+    spacing = phantom.spacing_mm
+    labels = truth.copy()
+    labels[1] = _strip_apart(truth[1], spacing)
+    labels[2] = _strip_apart(truth[2], spacing)
+    top = int(np.flatnonzero((truth[2] > 0).any(axis=1))[0])
+    lv_top = int(np.flatnonzero((truth[2] == LV).any(axis=1))[0])
+    apex = int(np.flatnonzero(truth[2][lv_top] == LV).mean())
+    half = int(5.0 / spacing[1])
+    labels[2][top : lv_top + int(10.0 / spacing[0]), apex - half : apex + half] = 0  # the apex cut open, 10 mm wide
+    thresholds = load_thresholds()
+    before = measure_shape(labels, spacing, thresholds)
+    assert before.valid.tolist() == [True, False, False]
+    z, alignment = encode_sequence(labels, spacing, model)
+    found = _mended_frames(labels, before, z, _Sequence(spacing, model, thresholds, alignment))
+    assert len(found) == 2
+    (mended, z_m, _), (walled, z_w, note) = found
+    for t in (1, 2):
+        frame, drops_wall = _mended(labels[t], spacing, before.present)
+        assert drops_wall
+        np.testing.assert_array_equal(mended[t], frame)
+    assert bool(np.asarray(check_validity(mended[1][None], spacing, present=before.present), dtype=bool).all())
+    assert not bool(np.asarray(check_validity(mended[2][None], spacing, present=before.present), dtype=bool).all())
+    np.testing.assert_array_equal(walled[1], labels[1])
+    np.testing.assert_array_equal(walled[2], mended[2])
+    np.testing.assert_array_equal(mended[0], labels[0])
+    np.testing.assert_array_equal(walled[0], labels[0])
+    assert np.array_equal(z_m[0], z[0]) and not np.array_equal(z_m[1], z[1]) and np.array_equal(z_w[1], z[1])
+    assert "kept as drawn" in note
 
 
 def test_a_wall_cut_in_pieces_in_every_frame_comes_back_close_to_its_input(model):
