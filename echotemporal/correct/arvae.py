@@ -24,8 +24,9 @@ from echotemporal.core.labels import LA, LV, MYO
 from echotemporal.correct.cleanup import cleanup_labels, closing
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.correct.denoise import turning_frames
-from echotemporal.correct.reestimate import lv_areas, reestimate_frames, with_drawn_lv, wrong_way_runs
+from echotemporal.correct.reestimate import WALL_SUPPORT, lv_areas, reestimate_frames, wall_support, with_drawn_lv, wrong_way_runs
 from echotemporal.correct.repair import (
+    bad_runs,
     extrapolate_turning_ends,
     full_decoding_fallback,
     interpolate_residue,
@@ -558,19 +559,30 @@ def _pose_range(trusted_attributes: np.ndarray, thresholds: AttributeThresholds)
 
 def _unturned(
     labels: np.ndarray, out: np.ndarray, rebuilt: np.ndarray, support: np.ndarray, turning: tuple[int, ...],
-    spacing_mm: tuple[float, float],
+    spacing_mm: tuple[float, float], proposed: tuple[int, ...] = (), believable: np.ndarray | None = None,
 ) -> np.ndarray:
     """Undo the rebuilt runs that turn the wrong way across ED or ES (``reestimate.wrong_way_runs``), in place.
 
     Such a run takes its input back where the input's own LV curve does not turn the wrong way (the
     in-place correction then repairs it as drawn), else the signed-distance blend of its bracketing
-    frames (a bridge that cannot turn). Returns (T,) bool, the frames given their input back.
+    frames (a bridge that cannot turn). A run that bridged the drawn ES flat (``reestimate._flattened``)
+    is judged only where most of its frames are ``believable`` ((T,) bool: they passed every check as
+    drawn and lie on the myocardial level; None: none is): a segmenter's coherent failure (an
+    endocardium drawn into the wall, the wall following) also dips the drawn curve, but leaves the
+    level. ``proposed``: the turning frames only proposed by the drawn curve (no ED/ES given), whose
+    drawn turn must also be confirmed by the walls (``reestimate.wall_support``). Returns (T,) bool,
+    the frames given their input back.
     """
     area, rebuilt_area = lv_areas(labels), lv_areas(out)
-    wrong = wrong_way_runs(area, rebuilt_area, rebuilt, support, turning)
+    mostly = np.zeros(len(labels), dtype=bool)
+    if believable is not None:
+        for lo, hi in bad_runs(rebuilt):
+            mostly[lo : hi + 1] = believable[lo : hi + 1].mean() > 0.5
+    believed = tuple(t for t in turning if mostly[t] and (t not in proposed or wall_support(labels[t], out[t]) >= WALL_SUPPORT))
+    wrong = wrong_way_runs(area, rebuilt_area, rebuilt, support, turning, believed)
     if not wrong.any():
         return wrong
-    blend = wrong & wrong_way_runs(area, area, rebuilt, support, turning)
+    blend = wrong & wrong_way_runs(area, area, rebuilt, support, turning, believed)
     out[wrong] = labels[wrong]
     interpolate_runs(out, blend, support, spacing_mm, len(out))
     return wrong & ~blend
@@ -643,7 +655,7 @@ def _robust_start(
             lv_intact=trust.lv_intact if walled is None else trust.lv_intact | walled[0], turning=turning, lv_drawn_ok=lv_drawn_ok,
             corroborate=detected, phase=_either_phase(joined, walled), given=given,
         )
-        kept = _unturned(labels, out, rest, trust.trusted | blended, turning, spacing_mm)
+        kept = _unturned(labels, out, rest, trust.trusted | blended, turning, spacing_mm, detected, before.clean & trust.on_level)
         rest &= ~kept
         untrusted = untrusted & ~kept
         z = _reencoded(z, out, rest, ctx)

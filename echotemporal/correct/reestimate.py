@@ -533,7 +533,8 @@ WRONG_WAY = 0.05
 
 
 def wrong_way_runs(
-    drawn_area: np.ndarray, rebuilt_area: np.ndarray, rebuilt: np.ndarray, support: np.ndarray, turning: tuple[int, ...]
+    drawn_area: np.ndarray, rebuilt_area: np.ndarray, rebuilt: np.ndarray, support: np.ndarray, turning: tuple[int, ...],
+    drawn_turns: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Interior rebuilt runs whose LV area curve turns the wrong way across a turning point.
 
@@ -541,13 +542,17 @@ def wrong_way_runs(
     volume maximum: its rebuilt LV should reach the level of the frames bracketing it. The fit
     follows the slopes of the supports next to it, and a segmenter's flicker there (the frames before
     ED drawn smaller, say) can bend it into a dip below both brackets: a second beat that is not
-    there. Across ES, likewise, a bump above both. Runs at an end (one bracket) and runs holding both
-    an ED and an ES are not judged.
+    there. Across ES, likewise, a bump above both. A run across ES that never dips below its brackets
+    where the drawn curve dips past them (:func:`_flattened`) has lost the volume minimum, when the
+    drawn dip can be believed: a turning frame of ``drawn_turns`` inside the run (a segmenter's
+    glitch also dips the drawn curve). Runs at an end (one bracket) and runs holding both an ED and an
+    ES are not judged.
 
     Args:
         drawn_area: (T,) LV areas of the input (any unit); rebuilt_area: (T,) of the output.
         rebuilt: (T,) bool, the re-estimated frames; support: (T,) bool, the frames the fit followed.
         turning: ED/ES frames (given or proposed by the drawn curve).
+        drawn_turns: those of them whose drawn LV can be believed (given, or confirmed by the walls).
 
     Returns:
         (T,) bool, the frames of the runs turned the wrong way.
@@ -564,8 +569,22 @@ def wrong_way_runs(
         if not inside or 0 < len(peaks) < len(inside):
             continue
         ends, run = rebuilt_area[[lo - 1, hi + 1]], rebuilt_area[lo : hi + 1]
-        out[lo : hi + 1] = _turns_wrong_way(run, ends, toward_ed=bool(peaks))
+        believed = any(t in drawn_turns for t in inside)
+        out[lo : hi + 1] = _turns_wrong_way(run, ends, toward_ed=bool(peaks)) or believed and _flattened(
+            run, ends, drawn_area[lo : hi + 1], drawn_area[[lo - 1, hi + 1]], toward_ed=bool(peaks)
+        )
     return out
+
+
+def _flattened(run: np.ndarray, brackets: np.ndarray, drawn_run: np.ndarray, drawn_brackets: np.ndarray, toward_ed: bool) -> bool:
+    """Whether a rebuilt run across ES never dips below its brackets (LV areas ``run`` (n,) and
+    ``brackets`` (2,)) where the drawn run (``drawn_run``, ``drawn_brackets``) dips below its own by
+    more than :data:`WRONG_WAY`: the fit bridged the volume minimum the EF is read on (a U-Net's full
+    cycle with only its ES frame invalid: rebuilt flat across ES, EF 34 -> 15 %). Runs across ED are
+    not judged so: a segmenter's over-segmentation around ES draws a peak there that no ED holds."""
+    if toward_ed:
+        return False
+    return bool(drawn_run.min() < (1.0 - WRONG_WAY) * drawn_brackets.min() and run.min() >= brackets.min())
 
 
 def _turns_wrong_way(run: np.ndarray, brackets: np.ndarray, toward_ed: bool) -> bool:

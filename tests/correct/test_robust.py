@@ -654,8 +654,10 @@ def _forcing_reestimation(judge, frames: np.ndarray):
 
 def test_a_rebuilt_run_is_judged_turned_the_wrong_way_only_against_its_turning_point():
     """A run across ED (its turning frame drawn above the supports' median) that dips below both
-    brackets, or across ES that bumps above both, is turned the wrong way; the same dip across ES,
-    a rise to an ED, a run at an end and a run without a turning point are not judged so."""
+    brackets, or across ES that bumps above both, is turned the wrong way; so is one across ES that never
+    dips below its brackets where the drawn run dips past them by more than ``WRONG_WAY`` and its
+    turning frame is believed (flattened). The same
+    dip across ES, a rise to an ED, a run at an end and a run without a turning point are not judged so."""
     from echotemporal.correct.reestimate import WRONG_WAY, wrong_way_runs
 
     drawn = np.array([40, 60, 80, 95, 100, 98, 90, 75, 55, 42, 40, 41], dtype=float)
@@ -671,7 +673,12 @@ def test_a_rebuilt_run_is_judged_turned_the_wrong_way_only_against_its_turning_p
     assert not wrong_way_runs(drawn, dip, rebuilt, support, ()).any()  # no turning point inside
     shallow = drawn.copy()
     shallow[3:6] = (1.0 - WRONG_WAY / 2) * 80
-    assert not wrong_way_runs(drawn, shallow, rebuilt, support, (4,)).any()
+    level = drawn.copy()
+    level[3:6] = 90  # drawn at its brackets' level: no turning point shown past them
+    assert not wrong_way_runs(level, shallow, rebuilt, support, (4,), (4,)).any()
+    flat = drawn.copy()
+    flat[3:6] = 90  # never above its brackets where the drawn run peaks past them: not judged across ED
+    assert not wrong_way_runs(drawn, flat, rebuilt, support, (4,), (4,)).any()
     # across ES (drawn below the median): a bump above both brackets is wrong, a dip is not
     es_run = np.zeros(12, dtype=bool)
     es_run[8:11] = True
@@ -681,9 +688,59 @@ def test_a_rebuilt_run_is_judged_turned_the_wrong_way_only_against_its_turning_p
     low = drawn.copy()
     low[8:11] = 30
     assert not wrong_way_runs(drawn, low, es_run, ~es_run, (9,)).any()
+    # flattened across ES: rebuilt at the level of its brackets while the drawn run, believed, dips past them
+    drawn_dip = drawn.copy()
+    drawn_dip[8:11] = 30
+    at_level = drawn.copy()
+    at_level[8:11] = 75
+    assert wrong_way_runs(drawn_dip, at_level, es_run, ~es_run, (9,), (9,))[8:11].all()
+    assert not wrong_way_runs(drawn_dip, at_level, es_run, ~es_run, (9,), (4,)).any()
+    assert not wrong_way_runs(drawn_dip, low, es_run, ~es_run, (9,), (9,)).any()
+    shallow_dip = drawn.copy()
+    shallow_dip[8:11] = (1.0 - WRONG_WAY / 2) * 41  # a drawn dip within tolerance
+    assert not wrong_way_runs(shallow_dip, at_level, es_run, ~es_run, (9,), (9,)).any()
     end_run = np.zeros(12, dtype=bool)
     end_run[9:] = True  # reaches the end: one bracket only
     assert not wrong_way_runs(drawn, bump, end_run, ~end_run, (9,)).any()
+
+
+@pytest.mark.parametrize("drawn_turn", ["systole", "glitch"])
+def test_a_run_rebuilt_flat_across_a_proposed_end_systole_takes_its_input_back_only_where_the_walls_confirm_it(drawn_turn):
+    """Known answer (``arvae._unturned``): a full cycle (ED -> ES at frame 6 -> ED), frames 4-8 rebuilt
+    flat at the level of frame 3, ES only proposed by the drawn curve. Drawn contracting there (its
+    wall moved in with its LV: ``wall_support`` high) by frames that mostly pass their checks and lie on
+    the myocardial level, the run takes its input back (not where they mostly fail them: a coherent
+    failure); drawn at frame 3's
+    level but for an apex cut into frame 6 (the LV lost to background, a glitch), nothing changes."""
+    from echotemporal.correct.arvae import _unturned
+    from echotemporal.correct.reestimate import WALL_SUPPORT, wall_support
+    from echotemporal.phantoms.failure_set import mirror_half_sequence
+
+    phantom = generate_sequence(4, n_frames=7, image_shape=(300, 260))
+    cycle = mirror_half_sequence(drop_la(phantom.labels))
+    assert len(cycle) == 12  # frames 0-6, then 5-1
+    labels = cycle.copy()
+    if drawn_turn == "glitch":
+        labels[4:9] = cycle[3]
+        lv_rows = np.flatnonzero((labels[6] == LV).any(axis=1))
+        cut = labels[6][: lv_rows[0] + len(lv_rows) // 3]
+        cut[cut == LV] = 0  # the apical third of the cavity lost to background
+    out = labels.copy()
+    out[4:9] = cycle[3]
+    rebuilt = np.zeros(12, dtype=bool)
+    rebuilt[4:9] = True
+    support = wall_support(labels[6], out[6])
+    assert (support >= WALL_SUPPORT) == (drawn_turn == "systole")
+    believable = np.ones(12, dtype=bool)
+    believable[6] = False  # ES itself flagged: the run is still mostly believable as drawn
+    assert not _unturned(labels, out.copy(), rebuilt, ~rebuilt, (0, 6, 11), phantom.spacing_mm, (6,), ~believable).any()
+    given_back = _unturned(labels, out, rebuilt, ~rebuilt, (0, 6, 11), phantom.spacing_mm, (6,), believable)
+    if drawn_turn == "systole":
+        assert given_back.tolist() == rebuilt.tolist()
+        np.testing.assert_array_equal(out, labels)
+    else:
+        assert not given_back.any()
+        np.testing.assert_array_equal(out[4:9], np.repeat(cycle[3][None], 5, axis=0))
 
 
 def test_a_run_rebuilt_into_a_dip_across_end_diastole_keeps_its_input(model, monkeypatch):
