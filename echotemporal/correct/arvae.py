@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt
+from scipy.ndimage import binary_dilation, distance_transform_edt
 
 from echotemporal.core.config import SmoothingConfig
 from echotemporal.core.boxes import heart_mask, mask_box
@@ -491,12 +491,10 @@ def _drops_wall(frame: np.ndarray, cleaned: np.ndarray) -> bool:
     than ``MEND_GAP_MM`` (a U-Net's septum drawn as a thin strip apart from the rest of the wall),
     whose smaller pieces are the heart's, not stray blobs. Dropped, the septum leaves the LV open
     and the wall's area off the level of the cycle."""
-    from scipy.ndimage import binary_dilation
-
     dropped = (frame == MYO) & (cleaned != MYO)
     if not dropped.any():
         return False
-    labelled, n = components(dropped)
+    labelled, _ = components(dropped)
     beside_lv = np.unique(labelled[binary_dilation(frame == LV, np.ones((3, 3), dtype=bool)) & dropped])
     wall = np.isin(labelled, beside_lv[beside_lv > 0]).sum()
     return bool(wall > MEND_MAX_DROPPED_WALL * max(int((cleaned == MYO).sum()), 1))

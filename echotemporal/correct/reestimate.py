@@ -552,7 +552,7 @@ def wrong_way_runs(
         drawn_area: (T,) LV areas of the input (any unit); rebuilt_area: (T,) of the output.
         rebuilt: (T,) bool, the re-estimated frames; support: (T,) bool, the frames the fit followed.
         turning: ED/ES frames (given or proposed by the drawn curve).
-        drawn_turns: those of them whose drawn LV can be believed (given, or confirmed by the walls).
+        drawn_turns: those of them whose drawn dip can be believed (``arvae._unturned`` says which).
 
     Returns:
         (T,) bool, the frames of the runs turned the wrong way.
@@ -569,21 +569,19 @@ def wrong_way_runs(
         if not inside or 0 < len(peaks) < len(inside):
             continue
         ends, run = rebuilt_area[[lo - 1, hi + 1]], rebuilt_area[lo : hi + 1]
-        believed = any(t in drawn_turns for t in inside)
+        believed = not peaks and any(t in drawn_turns for t in inside)  # only across ES (see _flattened)
         out[lo : hi + 1] = _turns_wrong_way(run, ends, toward_ed=bool(peaks)) or believed and _flattened(
-            run, ends, drawn_area[lo : hi + 1], drawn_area[[lo - 1, hi + 1]], toward_ed=bool(peaks)
+            run, ends, drawn_area[lo : hi + 1], drawn_area[[lo - 1, hi + 1]]
         )
     return out
 
 
-def _flattened(run: np.ndarray, brackets: np.ndarray, drawn_run: np.ndarray, drawn_brackets: np.ndarray, toward_ed: bool) -> bool:
+def _flattened(run: np.ndarray, brackets: np.ndarray, drawn_run: np.ndarray, drawn_brackets: np.ndarray) -> bool:
     """Whether a rebuilt run across ES never dips below its brackets (LV areas ``run`` (n,) and
     ``brackets`` (2,)) where the drawn run (``drawn_run``, ``drawn_brackets``) dips below its own by
     more than :data:`WRONG_WAY`: the fit bridged the volume minimum the EF is read on (a U-Net's full
     cycle with only its ES frame invalid: rebuilt flat across ES, EF 34 -> 15 %). Runs across ED are
     not judged so: a segmenter's over-segmentation around ES draws a peak there that no ED holds."""
-    if toward_ed:
-        return False
     return bool(drawn_run.min() < (1.0 - WRONG_WAY) * drawn_brackets.min() and run.min() >= brackets.min())
 
 
