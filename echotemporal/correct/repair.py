@@ -159,7 +159,7 @@ def interpolate_residue(
     of a run within ``MAX_INTERPOLATED_RUN`` frames of an end fail, the frames beyond it may be the
     broken ones (an end-systolic run whose ES is off too): the run is carried to that end and
     extrapolated like an end run, at the later end speeds. A short interior run that its bridge
-    left flagged is bridged once more from one frame farther on each side
+    left flagged is bridged once more from one or two frames farther on each side
     (:func:`_widened_bridges`).
 
     Args:
@@ -256,8 +256,9 @@ def _widened_bridges(
     hinge jumps from one corner of the block to the other). The neighbours then join the run, and
     the signed-distance blend of the next good frames on each side replaces them all. Kept only where
     every frame of the widened run comes out valid and consistent and no other frame is newly
-    flagged: good frames are not changed for nothing. Runs of at most ``MAX_INTERPOLATED_RUN`` − 2
-    frames (the widened run is at most ``MAX_INTERPOLATED_RUN``).
+    flagged: good frames are not changed for nothing. Where that bridge flags a frame beside it, it
+    reaches one frame farther again (``WIDEN_FRAMES``). Runs of at most ``MAX_INTERPOLATED_RUN`` − 2
+    frames.
 
     Args:
         out: (T, H, W) labels; shape: their measures (with validity).
@@ -266,21 +267,30 @@ def _widened_bridges(
         (labels, measures).
     """
     for first, last in bad_runs(~shape.clean):
-        a, b = first - 2, last + 2
-        if a < 0 or b >= len(out) or b - a - 1 > MAX_INTERPOLATED_RUN or not shape.clean[[a, a + 1, b - 1, b]].all():
+        if last - first + 1 > MAX_INTERPOLATED_RUN - 2:
             continue
-        rows, cols = heart_box(out, margin=2)
-        blend = DistanceBlend(out, spacing_mm, (rows, cols))
-        replaced = out.copy()
-        run = np.zeros(len(out), dtype=bool)
-        run[a + 1 : b] = True
-        replaced[a + 1 : b, rows, cols] = cleanup_decoded(
-            np.stack([blend(a, b, (t - a) / (b - a)) for t in range(a + 1, b)]), spacing_mm, shape.present
-        )
-        measured = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape))
-        if measured.clean[run].all() and not (measured.inconsistent & ~shape.inconsistent).any():
-            out, shape = replaced, measured
+        for k in range(1, WIDEN_FRAMES + 1):
+            a, b = first - 1 - k, last + 1 + k
+            if a < 0 or b >= len(out) or not (shape.clean[a:first].all() and shape.clean[last + 1 : b + 1].all()):
+                break
+            rows, cols = heart_box(out, margin=2)
+            blend = DistanceBlend(out, spacing_mm, (rows, cols))
+            replaced = out.copy()
+            run = np.zeros(len(out), dtype=bool)
+            run[a + 1 : b] = True
+            replaced[a + 1 : b, rows, cols] = cleanup_decoded(
+                np.stack([blend(a, b, (t - a) / (b - a)) for t in range(a + 1, b)]), spacing_mm, shape.present
+            )
+            measured = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape))
+            if measured.clean[run].all() and not (measured.inconsistent & ~shape.inconsistent).any():
+                out, shape = replaced, measured
+                break
     return out, shape
+
+
+#: How many frames farther on each side :func:`_widened_bridges` may reach for a run's bridge: one,
+#: then two where the first bridge flagged a frame beside it.
+WIDEN_FRAMES = 2
 
 
 def accept_replacements(

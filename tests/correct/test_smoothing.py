@@ -610,6 +610,47 @@ def test_a_flagged_frame_is_bridged_from_one_frame_farther_on_each_side(phantom,
     assert dice(out[4] == Label.MYO, truth[4] == Label.MYO) > dice(labels[4] == Label.MYO, truth[4] == Label.MYO)
 
 
+def test_a_bridge_that_flags_its_neighbour_reaches_one_frame_farther_again(phantom, monkeypatch):
+    """``repair._widened_bridges``, second reach: frame 4 moved by 2 pixels; the bridge from frames 2 and 6
+    is made to flag frame 7 (as an attribute's second difference can, beside a replaced run), so it
+    is refused and the bridge from frames 1 and 7 replaces frames 2-6 (valid, unflagged, near the
+    truth); frames 0 and 7-9 are left bit for bit. With ``WIDEN_FRAMES`` = 1 nothing changes."""
+    import dataclasses
+
+    from echotemporal.correct import repair
+    from echotemporal.measure.sequence import measure_shape
+    from echotemporal.measure.temporal import load_thresholds
+
+    thresholds = load_thresholds()
+    truth = phantom.labels
+    labels = truth.copy()
+    labels[4] = np.roll(labels[4], 2, axis=1)
+    shape = measure_shape(labels, SPACING, thresholds)
+    assert np.flatnonzero(~shape.clean).tolist() == [4]
+
+    def flagging_beside(frames, *args, **kwargs):
+        measured = measure_shape(frames, *args, **kwargs)
+        replaced = np.flatnonzero((frames != labels).reshape(len(frames), -1).any(axis=1)).tolist()
+        if replaced and replaced[0] == 3:  # the first reach's bridge (frames 3-5)
+            flags = measured.flags.copy()
+            flags[7, 0] = True
+            return dataclasses.replace(measured, flags=flags)
+        return measured
+
+    monkeypatch.setattr(repair, "measure_shape", flagging_beside)
+    monkeypatch.setattr(repair, "WIDEN_FRAMES", 1)
+    out, _ = repair._widened_bridges(labels, shape, SPACING, thresholds)
+    np.testing.assert_array_equal(out, labels)
+    monkeypatch.setattr(repair, "WIDEN_FRAMES", 2)
+    out, after = repair._widened_bridges(labels, shape, SPACING, thresholds)
+    assert after.clean.all()
+    np.testing.assert_array_equal(out[[0, 7, 8, 9]], labels[[0, 7, 8, 9]])
+    assert all((out[t] != labels[t]).any() for t in (2, 3, 4))
+    for t in range(2, 7):
+        for value in (Label.LV, Label.MYO):
+            assert dice(out[t] == value, truth[t] == value) > 0.95
+
+
 def test_a_residue_run_whose_bridge_to_the_end_fails_is_carried_to_the_end(phantom, monkeypatch):
     """A residue run within ``MAX_INTERPOLATED_RUN`` frames of the end, whose bridge to the good frame
     beyond it is rejected (as when that frame, ES, is off too), is carried to the end and
