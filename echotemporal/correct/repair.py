@@ -273,14 +273,10 @@ def _widened_bridges(
             a, b = first - 1 - k, last + 1 + k
             if a < 0 or b >= len(out) or not (shape.clean[a:first].all() and shape.clean[last + 1 : b + 1].all()):
                 break
-            rows, cols = heart_box(out, margin=2)
-            blend = DistanceBlend(out, spacing_mm, (rows, cols))
             replaced = out.copy()
             run = np.zeros(len(out), dtype=bool)
             run[a + 1 : b] = True
-            replaced[a + 1 : b, rows, cols] = cleanup_decoded(
-                np.stack([blend(a, b, (t - a) / (b - a)) for t in range(a + 1, b)]), spacing_mm, shape.present
-            )
+            interpolate_runs(replaced, run, ~run, spacing_mm, len(out))  # the blend of frames a and b
             measured = measure_shape(replaced, spacing_mm, thresholds, reference=(out, shape))
             if measured.clean[run].all() and not (measured.inconsistent & ~shape.inconsistent).any():
                 out, shape = replaced, measured
