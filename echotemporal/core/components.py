@@ -5,7 +5,7 @@ from __future__ import annotations
 import cc3d
 import numpy as np
 
-__all__ = ["components"]
+__all__ = ["components", "reaching"]
 
 
 def components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, int]:
@@ -23,3 +23,11 @@ def components(mask: np.ndarray, connectivity: int = 8) -> tuple[np.ndarray, int
     """
     labels, n = cc3d.connected_components(mask, connectivity=connectivity, return_N=True)
     return labels, int(n)
+
+
+def reaching(mask: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the 8-connected components of the 2D bool ``mask`` that have a pixel in ``region``
+    (whole pieces, not only the pixels inside the region)."""
+    pieces, _ = components(mask)
+    touching = np.unique(pieces[region & mask])
+    return np.isin(pieces, touching[touching > 0])

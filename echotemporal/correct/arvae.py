@@ -18,7 +18,7 @@ from scipy.ndimage import binary_dilation, distance_transform_edt
 
 from echotemporal.core.config import SmoothingConfig
 from echotemporal.core.boxes import heart_mask, mask_box
-from echotemporal.core.components import components
+from echotemporal.core.components import components, reaching
 from echotemporal.core.parallel import kernel_threads, map_threads
 from echotemporal.core.labels import LA, LV, MYO
 from echotemporal.correct.cleanup import cleanup_labels, closing
@@ -183,9 +183,7 @@ def _adjacent_change(frame: np.ndarray, cleaned: np.ndarray, spacing_mm: tuple[f
     if not kept.any():
         return 0 if heart_mask(cleaned).any() else int(diff.sum())
     near = distance_transform_edt(~kept, sampling=spacing_mm) <= STRAY_GAP_MM
-    pieces, _ = components(diff, 8)
-    touching = np.unique(pieces[near & diff])
-    return int(np.isin(pieces, touching[touching > 0]).sum())
+    return int(reaching(diff, near).sum())
 
 
 #: Pixel size (mm) of the grid on which the gaps between LV pieces are found (finer native grids are
@@ -494,9 +492,7 @@ def _drops_wall(frame: np.ndarray, cleaned: np.ndarray) -> bool:
     dropped = (frame == MYO) & (cleaned != MYO)
     if not dropped.any():
         return False
-    labelled, _ = components(dropped)
-    beside_lv = np.unique(labelled[binary_dilation(frame == LV, np.ones((3, 3), dtype=bool)) & dropped])
-    wall = np.isin(labelled, beside_lv[beside_lv > 0]).sum()
+    wall = reaching(dropped, binary_dilation(frame == LV, np.ones((3, 3), dtype=bool))).sum()
     return bool(wall > MEND_MAX_DROPPED_WALL * max(int((cleaned == MYO).sum()), 1))
 
 
