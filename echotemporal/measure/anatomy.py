@@ -41,6 +41,14 @@ touches background).
   with background or LA (its opening toward the atrium at the mitral plane) / LV width ≥ 0.3. A
   myocardium that closes under the LV base, a shape no apical view shows, fails it. Calibrated
   like ``myo_la_frontier`` on the expert masks (``scripts/calibrate_anatomy.py``).
+- ``lv_side_closed`` (needs MYO; not in Painchaud et al. 2020): length in mm of the LV–background
+  frontier lying more than ``SIDE_MARGIN_MM`` apical of the mitral hinge line (the line through the
+  two hinges of ``attributes.lv_landmarks``), / LV width ≤ 0.05. The base is the only place where an
+  apical view shows the LV open; an LV open to the background through its side wall (a wall
+  drop-out drawn as background) fails it with or without the LA label, where
+  ``lv_background_frontier`` needs the LA. None of the 1980 expert ED/ES masks (LA kept or made
+  background) nor the 20 full-resolution ones has any such frontier; a 1.2 mm gap in the side wall
+  of a 40 mm wide LV gives about 0.03.
 
 Frontier lengths are crack lengths: each pair of 4-adjacent pixels of the two structures contributes
 the length of their shared pixel side (``col_mm`` for vertically adjacent pixels, ``row_mm`` for
@@ -81,6 +89,7 @@ CRITERIA: tuple[str, ...] = (
     "myo_la_frontier",
     "myo_erosion_ratio",
     "lv_base_open",
+    "lv_side_closed",
 )
 
 #: Thresholds of the ratio criteria (Painchaud et al. 2020, CAMUS): "max" or "min" allowed value.
@@ -94,7 +103,12 @@ THRESHOLDS: dict[str, tuple[str, float]] = {
     "myo_la_frontier": ("max", 0.30),
     "myo_erosion_ratio": ("min", 0.12),
     "lv_base_open": ("min", 0.3),
+    "lv_side_closed": ("max", 0.05),
 }
+
+#: How far (mm) apical of the mitral hinge line an LV–background frontier counts as the side wall's
+#: (``lv_side_closed``): the opening itself bulges a little past the line between the hinges.
+SIDE_MARGIN_MM = 3.0
 
 #: Background pockets between LV and MYO smaller than this are digitisation artefacts, not gaps.
 _MIN_GAP_MM2 = 0.5
@@ -213,6 +227,39 @@ def crack_length_mm(a: np.ndarray, b: np.ndarray, row_mm: float, col_mm: float) 
 def width_mm(mask: np.ndarray, col_mm: float) -> float:
     cols = np.flatnonzero(mask.any(axis=0))
     return (cols[-1] - cols[0] + 1) * col_mm
+
+
+def _side_frontier_mm(crop: np.ndarray, lv: np.ndarray, row_mm: float, col_mm: float) -> float:
+    """Length (mm) of the LV–background frontier more than :data:`SIDE_MARGIN_MM` apical of the mitral
+    hinge line, in an (h, w) heart crop with its (h, w) LV mask; 0 when the hinges cannot be found
+    (other criteria report such a frame).
+
+    Each shared pixel side is placed at its midpoint and measured along the normal of the hinge line
+    that points to the apex.
+    """
+    from echotemporal.measure.attributes import lv_landmarks
+
+    found = lv_landmarks(crop, (row_mm, col_mm))
+    if found is None:
+        return 0.0
+    (r1, c1), (r2, c2) = found.hinge_left, found.hinge_right
+    base_r, base_c = found.base_midpoint
+    ny, nx = -(c2 - c1) * col_mm, (r2 - r1) * row_mm  # normal of the hinge line (mm)
+    if (found.apex[0] - base_r) * row_mm * ny + (found.apex[1] - base_c) * col_mm * nx < 0:
+        ny, nx = -ny, -nx
+    norm = math.hypot(ny, nx)
+    if norm == 0.0:
+        return 0.0
+    ny, nx = ny * row_mm / norm, nx * col_mm / norm  # mm of depth per pixel row / column
+    limit = SIDE_MARGIN_MM + r1 * ny + c1 * nx
+    background = crop == BACKGROUND
+    length = 0.0
+    for a, b, dr, dc, side_mm in ((lv[:-1], background[1:], 0.5, 0.0, col_mm), (background[:-1], lv[1:], 0.5, 0.0, col_mm),
+                                  (lv[:, :-1], background[:, 1:], 0.0, 0.5, row_mm),
+                                  (background[:, :-1], lv[:, 1:], 0.0, 0.5, row_mm)):
+        rows, cols = np.nonzero(a & b)
+        length += side_mm * np.count_nonzero((rows + dr) * ny + (cols + dc) * nx > limit)
+    return length
 
 
 def _dilate8(mask: np.ndarray) -> np.ndarray:
@@ -427,8 +474,14 @@ def _frame_criteria(
     if has_lv and has_myo:
         at_lv = near["lv"]
         outside = (crop[at_lv] == BACKGROUND) | (crop[at_lv] == LA)
-        ratio = crack_length_mm(lv[at_lv], outside, row_mm, col_mm) / width_mm(lv[box["lv"]], col_mm)
+        width = width_mm(lv[box["lv"]], col_mm)
+        ratio = crack_length_mm(lv[at_lv], outside, row_mm, col_mm) / width
         ok[_INDEX["lv_base_open"]] = ratio >= limits["lv_base_open"]
+        # Only an LV with more background frontier than the limit allows can exceed it on its side.
+        side_mm = 0.0
+        if crack_length_mm(lv[at_lv], crop[at_lv] == BACKGROUND, row_mm, col_mm) > limits["lv_side_closed"] * width:
+            side_mm = _side_frontier_mm(crop, lv, row_mm, col_mm)
+        ok[_INDEX["lv_side_closed"]] = side_mm / width <= limits["lv_side_closed"]
     if has_myo:
         ok[_INDEX["myo_erosion_ratio"]] = _erosion_ratio_ok(
             framed["myo"], n_components["myo"], holes["myo"], row_mm, col_mm, limits["myo_erosion_ratio"]

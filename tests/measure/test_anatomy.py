@@ -7,6 +7,7 @@ import pytest
 
 from echotemporal.measure.anatomy import CRITERIA, THRESHOLDS, check_validity, valid_frames
 from echotemporal.core.errors import ConfigError, InvalidLabelsError
+from echotemporal.phantoms.real_shapes import default_real_shapes_dir, load_real_shapes, real_shape_spacing_mm
 
 SPACING = (0.1, 0.15)  # (row_mm, col_mm), anisotropic on purpose
 RADIUS, BODY, CAP = 8.0, 10.0, 16.0  # LV half-width, straight part, apical cap (mm)
@@ -155,6 +156,35 @@ def test_lv_touching_background() -> None:
     failed = _failed(labels)
     assert "lv_background_frontier" in failed
     assert "myo_one_component" not in failed
+
+
+@pytest.mark.parametrize("with_la", [True, False])
+def test_lv_open_through_its_side_wall(with_la: bool) -> None:
+    # A 2 mm gap through the left wall, 5 mm above the mitral plane: 20 rows of 0.1 mm where the LV
+    # touches background sideways, 2.0 mm of frontier over a 16 mm wide LV = 0.125, with or without
+    # the LA (lv_background_frontier, which needs the LA, allows 0.4 x 16 mm = 6.4 mm of it).
+    labels = _heart(with_la=with_la)
+    up, side = _coords()
+    labels[(labels == 2) & (up >= 4.0) & (up < 6.0) & (side < 0)] = 0
+    assert "lv_side_closed" in _failed(labels)
+    assert "lv_background_frontier" not in _failed(labels)
+    at = lambda limit: check_validity(labels, SPACING, thresholds={"lv_side_closed": limit})[0, CRITERIA.index("lv_side_closed")]
+    assert at(0.13) and not at(0.12)
+    # The base opening itself, however wide, is not the side's: a heart whose LV opens onto the
+    # background over its whole base passes.
+    assert "lv_side_closed" not in _failed(_heart(with_la=with_la, la_half_width=RADIUS + 5.0))
+
+
+@pytest.mark.skipif(
+    not (default_real_shapes_dir() / "camus-gavkujo-224-npy" / "derived" / "labels_repaired_apex_up_uint8.npz").is_file(),
+    reason="shared real-shape data not available",
+)
+def test_expert_masks_never_open_through_a_side_wall() -> None:
+    masks = load_real_shapes("test").labels
+    spacing = real_shape_spacing_mm(aspect=1.3)
+    k = CRITERIA.index("lv_side_closed")
+    assert check_validity(masks, spacing)[:, k].all()
+    assert check_validity(np.where(masks == 3, 0, masks), spacing)[:, k].all()  # LA made background
 
 
 def test_myo_la_frontier() -> None:
