@@ -268,10 +268,12 @@ def _joined_lv_phase(
 
 
 #: The criteria that a frame whose only failure is its wall breaks (``_wall_repaired_lv``; the width
-#: ratio is the wall's thickness on the row through the heart's centroid): a frame
-#: that also breaks another (its LV touching the background, cut, leaking) or none (distrusted on its
-#: reconstruction alone: a label swap at the base, an LV drawn into the wall) is not vouched for.
-WALL_CRITERIA = ("myo_no_holes", "myo_one_component", "myo_erosion_ratio", "lv_myo_width_ratio")
+#: ratio is the wall's thickness on the row through the heart's centroid; an LV open to the
+#: background through its side wall is where a gap in the wall lets it meet the background): a frame
+#: that also breaks another (its LV touching the background beside the LA, cut, leaking) or none
+#: (distrusted on its reconstruction alone: a label swap at the base, an LV drawn into the wall) is
+#: not vouched for.
+WALL_CRITERIA = ("myo_no_holes", "myo_one_component", "myo_erosion_ratio", "lv_myo_width_ratio", "lv_side_closed")
 #: Allowance of the LV Dice of a wall-repaired copy below ``trust.lv_reconstructs``' floor: the
 #: model's wall around a drawn LV is not the frame's own, which costs the LV's reconstruction a little.
 WALL_REPAIR_SLACK = 0.015
