@@ -8,7 +8,10 @@ ladder of candidate limits, on:
 * the 1980 repaired CAMUS ED/ES masks (2023 release, 224x224; ``load_real_shapes``), drawn with the
   anisotropic pixel size that undoes their aspect squash (``real_shape_spacing_mm``) for CAMUS
   aspects 1.2, 1.3 and 1.4;
-* the 20 full-resolution CAMUS-2019 masks with their own spacing (``load_full_resolution_camus``).
+* the 20 full-resolution CAMUS-2019 masks with their own spacing (``load_full_resolution_camus``);
+* the 1980 masks again with their LA made background, as a segmenter without the LA label draws them
+  (``lv_side_closed`` is meant for those: no expert mask has any LV–background frontier on its side,
+  and the shipped 0.05 leaves a decoded shape's border a pixel or two of it).
 
 It prints one table per criterion and the strictest candidate limit accepted by at least
 ``--coverage`` of the masks at every aspect (the shipped limit should be at least that). The
@@ -34,6 +37,7 @@ CANDIDATES: dict[str, tuple[float, ...]] = {
     "lv_myo_width_ratio": (3.0, 3.5, 4.15, 5.0),
     "myo_erosion_ratio": (0.2, 0.15, 0.12, 0.08),
     "lv_base_open": (0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.1),
+    "lv_side_closed": (0.0, 0.01, 0.02, 0.05),
 }
 
 
@@ -60,6 +64,10 @@ def main() -> None:
     full = load_full_resolution_camus()
     sets["full-resolution 2019"] = [
         (np.stack([np.asarray(c.ed).squeeze(), np.asarray(c.es).squeeze()]), tuple(c.spacing_mm)) for c in full
+    ]
+    # The same masks as a segmenter without the LA label draws them (0/1/2: the LA is background).
+    sets["224 masks, aspect 1.3, LA as background"] = [
+        (np.where(real.labels == 3, 0, real.labels), real_shape_spacing_mm(aspect=1.3))
     ]
     print(f"expert masks: {len(real.labels)} (224, 2023 release) + {2 * len(full)} (full resolution, 2019)\n")
     for name, candidates in CANDIDATES.items():
