@@ -274,6 +274,9 @@ def _joined_lv_phase(
 #: (distrusted on its reconstruction alone: a label swap at the base, an LV drawn into the wall) is
 #: not vouched for.
 WALL_CRITERIA = ("myo_no_holes", "myo_one_component", "myo_erosion_ratio", "lv_myo_width_ratio", "lv_side_closed")
+#: The criteria on the atrium alone and its border with the wall: an LA drawn in pieces, with holes or
+#: along the basal wall says nothing about the LV drawn above it.
+ATRIUM_CRITERIA = ("la_present", "la_no_holes", "la_one_component", "myo_la_frontier")
 #: Allowance of the LV Dice of a wall-repaired copy below ``trust.lv_reconstructs``' floor: the
 #: model's wall around a drawn LV is not the frame's own, which costs the LV's reconstruction a little.
 WALL_REPAIR_SLACK = 0.015
@@ -566,22 +569,48 @@ def _unturned(
     drawn and lie on the myocardial level; None: none is): a segmenter's coherent failure (an
     endocardium drawn into the wall, the wall following) also dips the drawn curve, but leaves the
     level. ``proposed``: the turning frames only proposed by the drawn curve (no ED/ES given), whose
-    drawn turn must also be confirmed by the walls (``reestimate.wall_support``). Returns (T,) bool,
-    the frames given their input back.
+    drawn turn must also be confirmed by the walls (``reestimate.wall_support``) of the run's believable
+    frames (the drawn turning frame itself may be the run's worst: a U-Net's ES drawn in pieces).
+    Returns (T,) bool, the frames given their input back.
     """
     area, rebuilt_area = lv_areas(labels), lv_areas(out)
     mostly = np.zeros(len(labels), dtype=bool)
+    walls = np.zeros(len(labels))  # per run: the median wall support of its believable frames
     if believable is not None:
         for lo, hi in bad_runs(rebuilt):
             mostly[lo : hi + 1] = believable[lo : hi + 1].mean() > 0.5
-    believed = tuple(t for t in turning if mostly[t] and (t not in proposed or wall_support(labels[t], out[t]) >= WALL_SUPPORT))
+            frames = lo + np.flatnonzero(believable[lo : hi + 1])
+            if frames.size:
+                walls[lo : hi + 1] = np.median([wall_support(labels[u], out[u]) for u in frames])
+    believed = tuple(t for t in turning if mostly[t] and (t not in proposed or walls[t] >= WALL_SUPPORT))
     wrong = wrong_way_runs(area, rebuilt_area, rebuilt, support, turning, believed)
     if not wrong.any():
         return wrong
     blend = wrong & wrong_way_runs(area, area, rebuilt, support, turning, believed)
     out[wrong] = labels[wrong]
     interpolate_runs(out, blend, support, spacing_mm, len(out))
-    return wrong & ~blend
+    kept = wrong & ~blend
+    if believable is not None:
+        # In a run mostly believable as drawn, the frames that cannot be believed (a U-Net's ES drawn in
+        # pieces) are bridged from those that can.
+        kept &= ~interpolate_runs(out, kept & mostly & ~believable, support | (kept & believable), spacing_mm, len(out))
+    return kept
+
+
+def _believable_lv(before: ShapeMeasures, thresholds: AttributeThresholds) -> np.ndarray:
+    """(T,) bool: the frames whose drawn LV can be believed, from their measures ``before`` (attributes
+    named as in ``thresholds``): every check passed, or only the wall's (``WALL_CRITERIA``) and the
+    atrium's (``ATRIUM_CRITERIA``) failed while the LV's area and length are not flagged. A U-Net's wall
+    drawn in pieces around ES leaves its LV, which still follows the contraction, believable (its
+    myocardial area and centre jump with the pieces); a valid frame flagged on any attribute does not
+    (an endocardium drawn into the wall, the wall following, moves the myocardial area only)."""
+    from echotemporal.measure.anatomy import CRITERIA
+
+    if not before.checked:
+        return before.clean
+    others = [k for k, name in enumerate(CRITERIA) if name not in WALL_CRITERIA + ATRIUM_CRITERIA]
+    phase = [k for k, name in enumerate(thresholds.names) if name in PHASE_ATTRIBUTES]
+    return before.clean | (~before.valid & before.criteria[:, others].all(axis=1) & ~before.flags[:, phase].any(axis=1))
 
 
 def _robust_start(
@@ -651,7 +680,7 @@ def _robust_start(
             lv_intact=trust.lv_intact if walled is None else trust.lv_intact | walled[0], turning=turning, lv_drawn_ok=lv_drawn_ok,
             corroborate=detected, phase=_either_phase(joined, walled), given=given,
         )
-        kept = _unturned(labels, out, rest, trust.trusted | blended, turning, spacing_mm, detected, before.clean & trust.on_level)
+        kept = _unturned(labels, out, rest, trust.trusted | blended, turning, spacing_mm, detected, _believable_lv(before, thresholds) & trust.on_level)
         rest &= ~kept
         untrusted = untrusted & ~kept
         z = _reencoded(z, out, rest, ctx)

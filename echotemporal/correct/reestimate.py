@@ -576,13 +576,21 @@ def wrong_way_runs(
     return out
 
 
+#: A rebuilt run across ES whose dip below its brackets is less than this share of the drawn run's
+#: has bridged the volume minimum (:func:`_flattened`).
+FLAT_SHARE = 0.5
+
+
 def _flattened(run: np.ndarray, brackets: np.ndarray, drawn_run: np.ndarray, drawn_brackets: np.ndarray) -> bool:
-    """Whether a rebuilt run across ES never dips below its brackets (LV areas ``run`` (n,) and
-    ``brackets`` (2,)) where the drawn run (``drawn_run``, ``drawn_brackets``) dips below its own by
-    more than :data:`WRONG_WAY`: the fit bridged the volume minimum the EF is read on (a U-Net's full
-    cycle with only its ES frame invalid: rebuilt flat across ES, EF 34 -> 15 %). Runs across ED are
-    not judged so: a segmenter's over-segmentation around ES draws a peak there that no ED holds."""
-    return bool(drawn_run.min() < (1.0 - WRONG_WAY) * drawn_brackets.min() and run.min() >= brackets.min())
+    """Whether a rebuilt run across ES (LV areas ``run`` (n,) and ``brackets`` (2,)) dips below its
+    brackets by less than :data:`FLAT_SHARE` of the drawn run's dip below its own (``drawn_run``,
+    ``drawn_brackets``), which exceeds :data:`WRONG_WAY`: the fit bridged the volume minimum the EF is
+    read on (a U-Net's full cycle with only its ES frame invalid: rebuilt flat across ES, EF 34 -> 15 %;
+    one whose wall is in pieces over 13 frames around ES: rebuilt 13 % under its brackets where the
+    drawn LV falls 47 %, EF error 2 -> 42). Runs across ED are not judged so: a segmenter's
+    over-segmentation around ES draws a peak there that no ED holds."""
+    drawn_dip = 1.0 - drawn_run.min() / drawn_brackets.min()
+    return bool(drawn_dip > WRONG_WAY and 1.0 - run.min() / brackets.min() < FLAT_SHARE * drawn_dip)
 
 
 def _turns_wrong_way(run: np.ndarray, brackets: np.ndarray, toward_ed: bool) -> bool:

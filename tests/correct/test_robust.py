@@ -595,6 +595,30 @@ def _wall_cut(frame: np.ndarray, spacing_mm: tuple[float, float], through_lv: bo
     return out
 
 
+def test_a_drawn_lv_is_believable_where_only_its_wall_or_atrium_is_broken():
+    """Known answer (``arvae._believable_lv``): a wall cut beside the LV, or an LA drawn in two pieces,
+    leaves the drawn LV believable; a cut right across the LV, or an LV drawn 3 px into its wall in
+    one frame (its area flagged), does not."""
+    from scipy import ndimage
+
+    from echotemporal.correct.arvae import _believable_lv
+    from echotemporal.measure.sequence import measure_shape
+
+    phantom = generate_sequence(5, n_frames=12, image_shape=(300, 260))
+    labels = phantom.labels.copy()
+    labels[3] = _wall_cut(labels[3], phantom.spacing_mm, through_lv=False)
+    labels[5] = _wall_cut(labels[5], phantom.spacing_mm, through_lv=True)
+    la_rows = np.flatnonzero((labels[7] == LA).any(axis=1))
+    strip = labels[7][(la_rows[0] + la_rows[-1]) // 2]
+    strip[strip == LA] = 0  # the LA cut in two by a background row
+    labels[9][ndimage.binary_dilation(labels[9] == LV, iterations=3) & (labels[9] == MYO)] = LV
+    thresholds = load_thresholds()
+    before = measure_shape(labels, phantom.spacing_mm, thresholds)
+    assert not before.valid[[3, 5, 7]].any() and before.valid[9] and not before.clean[9]
+    believable = _believable_lv(before, thresholds)
+    assert believable[[0, 1, 3, 7, 11]].all() and not believable[[5, 9]].any()
+
+
 @pytest.mark.parametrize("through_lv", [False, True])
 def test_a_drawn_lv_is_vouched_for_only_where_the_wall_alone_is_broken(model, monkeypatch, through_lv):
     """``_wall_repaired_lv``: frames at the start of a sequence whose myocardium is cut in two (the LV as
@@ -657,8 +681,9 @@ def test_a_rebuilt_run_is_judged_turned_the_wrong_way_only_against_its_turning_p
     brackets, or across ES that bumps above both, is turned the wrong way; so is one across ES that never
     dips below its brackets where the drawn run dips past them by more than ``WRONG_WAY`` and its
     turning frame is believed (flattened). The same
-    dip across ES, a rise to an ED, a run at an end and a run without a turning point are not judged so."""
-    from echotemporal.correct.reestimate import WRONG_WAY, wrong_way_runs
+    dip across ES, a rise to an ED, a run at an end and a run without a turning point are not judged so.
+    A rebuilt run that dips across ES, but by less than ``FLAT_SHARE`` of the drawn dip, is flattened too."""
+    from echotemporal.correct.reestimate import FLAT_SHARE, WRONG_WAY, wrong_way_runs
 
     drawn = np.array([40, 60, 80, 95, 100, 98, 90, 75, 55, 42, 40, 41], dtype=float)
     rebuilt = np.zeros(12, dtype=bool)
@@ -699,6 +724,12 @@ def test_a_rebuilt_run_is_judged_turned_the_wrong_way_only_against_its_turning_p
     shallow_dip = drawn.copy()
     shallow_dip[8:11] = (1.0 - WRONG_WAY / 2) * 41  # a drawn dip within tolerance
     assert not wrong_way_runs(shallow_dip, at_level, es_run, ~es_run, (9,), (9,)).any()
+    # the drawn run dips 1 - 30 / 41 = 27 % below its lower bracket: a rebuilt run that dips less than
+    # FLAT_SHARE of that has still bridged the minimum, one that dips more has not
+    for rebuilt_dip, flattened in ((0.9 * FLAT_SHARE, True), (1.1 * FLAT_SHARE, False)):
+        partial = drawn.copy()
+        partial[8:11] = 41 * (1.0 - rebuilt_dip * (1.0 - 30 / 41))
+        assert wrong_way_runs(drawn_dip, partial, es_run, ~es_run, (9,), (9,))[8:11].all() == flattened
     end_run = np.zeros(12, dtype=bool)
     end_run[9:] = True  # reaches the end: one bracket only
     assert not wrong_way_runs(drawn, bump, end_run, ~end_run, (9,)).any()
@@ -710,8 +741,10 @@ def test_a_run_rebuilt_flat_across_a_proposed_end_systole_takes_its_input_back_o
     flat at the level of frame 3, ES only proposed by the drawn curve. Drawn contracting there (its
     wall moved in with its LV: ``wall_support`` high) by frames that mostly pass their checks and lie on
     the myocardial level, the run takes its input back (not where they mostly fail them: a coherent
-    failure); drawn at frame 3's
-    level but for an apex cut into frame 6 (the LV lost to background, a glitch), nothing changes."""
+    failure), but for its ES, which cannot be believed: that frame is bridged from frames 5 and 7,
+    drawn alike (the cycle is mirrored), so it comes back as frame 5. Drawn at frame 3's level but for
+    an apex cut into frame 6 (the LV lost to background, a glitch), nothing changes: the run's
+    believable frames, rebuilt as drawn, do not confirm the drawn ES."""
     from echotemporal.correct.arvae import _unturned
     from echotemporal.correct.reestimate import WALL_SUPPORT, wall_support
     from echotemporal.phantoms.failure_set import mirror_half_sequence
@@ -736,8 +769,10 @@ def test_a_run_rebuilt_flat_across_a_proposed_end_systole_takes_its_input_back_o
     assert not _unturned(labels, out.copy(), rebuilt, ~rebuilt, (0, 6, 11), phantom.spacing_mm, (6,), ~believable).any()
     given_back = _unturned(labels, out, rebuilt, ~rebuilt, (0, 6, 11), phantom.spacing_mm, (6,), believable)
     if drawn_turn == "systole":
-        assert given_back.tolist() == rebuilt.tolist()
-        np.testing.assert_array_equal(out, labels)
+        assert given_back.tolist() == (rebuilt & believable).tolist()
+        np.testing.assert_array_equal(np.delete(out, 6, axis=0), np.delete(labels, 6, axis=0))
+        for v in (LV, MYO):  # Jaccard to frame 5; the drawn ES's is 0.94 (LV), 0.92 (MYO)
+            assert np.sum((out[6] == v) & (cycle[5] == v)) / np.sum((out[6] == v) | (cycle[5] == v)) > 0.97
     else:
         assert not given_back.any()
         np.testing.assert_array_equal(out[4:9], np.repeat(cycle[3][None], 5, axis=0))
