@@ -558,20 +558,21 @@ def _pose_range(trusted_attributes: np.ndarray, thresholds: AttributeThresholds)
 
 def _unturned(
     labels: np.ndarray, out: np.ndarray, rebuilt: np.ndarray, support: np.ndarray, turning: tuple[int, ...],
-    spacing_mm: tuple[float, float], proposed: tuple[int, ...] = (), believable: np.ndarray | None = None,
+    spacing_mm: tuple[float, float], believable: np.ndarray | None = None,
 ) -> np.ndarray:
     """Undo the rebuilt runs that turn the wrong way across ED or ES (``reestimate.wrong_way_runs``), in place.
 
     Such a run takes its input back where the input's own LV curve does not turn the wrong way (the
     in-place correction then repairs it as drawn), else the signed-distance blend of its bracketing
     frames (a bridge that cannot turn). A run that bridged the drawn ES flat (``reestimate._flattened``)
-    is judged only where most of its frames are ``believable`` ((T,) bool: they passed every check as
-    drawn and lie on the myocardial level; None: none is): a segmenter's coherent failure (an
-    endocardium drawn into the wall, the wall following) also dips the drawn curve, but leaves the
-    level. ``proposed``: the turning frames only proposed by the drawn curve (no ED/ES given), whose
-    drawn turn must also be confirmed by the walls (``reestimate.wall_support``) of the run's believable
-    frames (the drawn turning frame itself may be the run's worst: a U-Net's ES drawn in pieces).
-    Returns (T,) bool, the frames given their input back.
+    is judged only where most of its frames are ``believable`` ((T,) bool: their drawn LV can be
+    believed (:func:`_believable_lv`) and they lie on the myocardial level; None: none is), and where
+    the walls of those frames confirm the drawn turn (median ``reestimate.wall_support``; the drawn
+    turning frame itself may be the run's worst: a U-Net's ES drawn in pieces). A segmenter's
+    coherent failure also dips the drawn curve: an endocardium drawn into the wall, the wall
+    following, leaves the level; a wall dropped out with the LV drawn small beside the gap (ES given
+    or not) leaves the walls unconfirming. In a run given back, the frames that cannot be believed
+    are bridged from those that can. Returns (T,) bool, the frames given their input back.
     """
     area, rebuilt_area = lv_areas(labels), lv_areas(out)
     mostly = np.zeros(len(labels), dtype=bool)
@@ -582,7 +583,7 @@ def _unturned(
             frames = lo + np.flatnonzero(believable[lo : hi + 1])
             if frames.size:
                 walls[lo : hi + 1] = np.median([wall_support(labels[u], out[u]) for u in frames])
-    believed = tuple(t for t in turning if mostly[t] and (t not in proposed or walls[t] >= WALL_SUPPORT))
+    believed = tuple(t for t in turning if mostly[t] and walls[t] >= WALL_SUPPORT)
     wrong = wrong_way_runs(area, rebuilt_area, rebuilt, support, turning, believed)
     if not wrong.any():
         return wrong
@@ -680,7 +681,7 @@ def _robust_start(
             lv_intact=trust.lv_intact if walled is None else trust.lv_intact | walled[0], turning=turning, lv_drawn_ok=lv_drawn_ok,
             corroborate=detected, phase=_either_phase(joined, walled), given=given,
         )
-        kept = _unturned(labels, out, rest, trust.trusted | blended, turning, spacing_mm, detected, _believable_lv(before, thresholds) & trust.on_level)
+        kept = _unturned(labels, out, rest, trust.trusted | blended, turning, spacing_mm, _believable_lv(before, thresholds) & trust.on_level)
         rest &= ~kept
         untrusted = untrusted & ~kept
         z = _reencoded(z, out, rest, ctx)

@@ -736,9 +736,9 @@ def test_a_rebuilt_run_is_judged_turned_the_wrong_way_only_against_its_turning_p
 
 
 @pytest.mark.parametrize("drawn_turn", ["systole", "glitch"])
-def test_a_run_rebuilt_flat_across_a_proposed_end_systole_takes_its_input_back_only_where_the_walls_confirm_it(drawn_turn):
+def test_a_run_rebuilt_flat_across_end_systole_takes_its_input_back_only_where_the_walls_confirm_it(drawn_turn):
     """Known answer (``arvae._unturned``): a full cycle (ED -> ES at frame 6 -> ED), frames 4-8 rebuilt
-    flat at the level of frame 3, ES only proposed by the drawn curve. Drawn contracting there (its
+    flat at the level of frame 3, ES given or only proposed by the drawn curve. Drawn contracting there (its
     wall moved in with its LV: ``wall_support`` high) by frames that mostly pass their checks and lie on
     the myocardial level, the run takes its input back (not where they mostly fail them: a coherent
     failure), but for its ES, which cannot be believed: that frame is bridged from frames 5 and 7,
@@ -762,12 +762,12 @@ def test_a_run_rebuilt_flat_across_a_proposed_end_systole_takes_its_input_back_o
     out[4:9] = cycle[3]
     rebuilt = np.zeros(12, dtype=bool)
     rebuilt[4:9] = True
-    support = wall_support(labels[6], out[6])
+    support = np.median([wall_support(labels[t], out[t]) for t in (4, 5, 7, 8)])  # the believable frames
     assert (support >= WALL_SUPPORT) == (drawn_turn == "systole")
     believable = np.ones(12, dtype=bool)
     believable[6] = False  # ES itself flagged: the run is still mostly believable as drawn
-    assert not _unturned(labels, out.copy(), rebuilt, ~rebuilt, (0, 6, 11), phantom.spacing_mm, (6,), ~believable).any()
-    given_back = _unturned(labels, out, rebuilt, ~rebuilt, (0, 6, 11), phantom.spacing_mm, (6,), believable)
+    assert not _unturned(labels, out.copy(), rebuilt, ~rebuilt, (0, 6, 11), phantom.spacing_mm, ~believable).any()
+    given_back = _unturned(labels, out, rebuilt, ~rebuilt, (0, 6, 11), phantom.spacing_mm, believable)
     if drawn_turn == "systole":
         assert given_back.tolist() == (rebuilt & believable).tolist()
         np.testing.assert_array_equal(np.delete(out, 6, axis=0), np.delete(labels, 6, axis=0))
