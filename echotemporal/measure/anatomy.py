@@ -229,16 +229,27 @@ def width_mm(mask: np.ndarray, col_mm: float) -> float:
     return (cols[-1] - cols[0] + 1) * col_mm
 
 
-def _side_frontier_mm(crop: np.ndarray, lv: np.ndarray, row_mm: float, col_mm: float) -> float:
+def _side_frontier_mm(crop: np.ndarray, lv: np.ndarray, row_mm: float, col_mm: float, least_mm: float) -> float:
     """Length (mm) of the LV–background frontier more than :data:`SIDE_MARGIN_MM` apical of the mitral
-    hinge line, in an (h, w) heart crop with its (h, w) LV mask; 0 when the hinges cannot be found
-    (other criteria report such a frame).
+    hinge line, in an (h, w) crop around the LV (a 1-px frame beyond it) with its (h, w) LV mask; 0 when
+    the whole LV–background frontier (a crack length, as :func:`crack_length_mm`) is at most
+    ``least_mm``, or when the hinges cannot be found (other criteria report such a frame).
 
     Each shared pixel side is placed at its midpoint and measured along the normal of the hinge line
     that points to the apex.
     """
     from echotemporal.measure.attributes import lv_landmarks
 
+    background = crop == BACKGROUND
+    sides = []  # (rows, cols) of the midpoints of the shared pixel sides, and their length (mm)
+    for a, b, dr, dc, side_mm in ((lv[:-1], background[1:], 0.5, 0.0, col_mm), (background[:-1], lv[1:], 0.5, 0.0, col_mm),
+                                  (lv[:, :-1], background[:, 1:], 0.0, 0.5, row_mm),
+                                  (background[:, :-1], lv[:, 1:], 0.0, 0.5, row_mm)):
+        rows, cols = np.nonzero(a & b)
+        sides.append((rows + dr, cols + dc, side_mm))
+    pairs = sum(len(rows) for rows, _, _ in sides)
+    if pairs <= 1 or sum(len(rows) * side_mm for rows, _, side_mm in sides) <= least_mm:
+        return 0.0
     found = lv_landmarks(crop, (row_mm, col_mm))
     if found is None:
         return 0.0
@@ -252,14 +263,7 @@ def _side_frontier_mm(crop: np.ndarray, lv: np.ndarray, row_mm: float, col_mm: f
         return 0.0
     ny, nx = ny * row_mm / norm, nx * col_mm / norm  # mm of depth per pixel row / column
     limit = SIDE_MARGIN_MM + r1 * ny + c1 * nx
-    background = crop == BACKGROUND
-    length = 0.0
-    for a, b, dr, dc, side_mm in ((lv[:-1], background[1:], 0.5, 0.0, col_mm), (background[:-1], lv[1:], 0.5, 0.0, col_mm),
-                                  (lv[:, :-1], background[:, 1:], 0.0, 0.5, row_mm),
-                                  (background[:, :-1], lv[:, 1:], 0.0, 0.5, row_mm)):
-        rows, cols = np.nonzero(a & b)
-        length += side_mm * np.count_nonzero((rows + dr) * ny + (cols + dc) * nx > limit)
-    return length
+    return sum(side_mm * np.count_nonzero(rows * ny + cols * nx > limit) for rows, cols, side_mm in sides)
 
 
 def _dilate8(mask: np.ndarray) -> np.ndarray:
@@ -478,9 +482,7 @@ def _frame_criteria(
         ratio = crack_length_mm(lv[at_lv], outside, row_mm, col_mm) / width
         ok[_INDEX["lv_base_open"]] = ratio >= limits["lv_base_open"]
         # Only an LV with more background frontier than the limit allows can exceed it on its side.
-        side_mm = 0.0
-        if crack_length_mm(lv[at_lv], crop[at_lv] == BACKGROUND, row_mm, col_mm) > limits["lv_side_closed"] * width:
-            side_mm = _side_frontier_mm(crop, lv, row_mm, col_mm)
+        side_mm = _side_frontier_mm(crop[at_lv], lv[at_lv], row_mm, col_mm, limits["lv_side_closed"] * width)
         ok[_INDEX["lv_side_closed"]] = side_mm / width <= limits["lv_side_closed"]
     if has_myo:
         ok[_INDEX["myo_erosion_ratio"]] = _erosion_ratio_ok(
