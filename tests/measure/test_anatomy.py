@@ -185,6 +185,13 @@ def test_expert_masks_never_open_through_a_side_wall() -> None:
     k = CRITERIA.index("lv_side_closed")
     assert check_validity(masks, spacing)[:, k].all()
     assert check_validity(np.where(masks == 3, 0, masks), spacing)[:, k].all()  # LA made background
+    # Tilted 30 degrees either way (the hinge line tilts with the heart), with and without the LA.
+    from scipy import ndimage
+
+    for angle in (-30, 30):
+        tilted = np.stack([ndimage.rotate(m, angle, reshape=True, order=0) for m in masks[::3]])
+        assert check_validity(tilted, (0.6, 0.6))[:, k].all()
+        assert check_validity(np.where(tilted == 3, 0, tilted), (0.6, 0.6))[:, k].all()
 
 
 def test_myo_la_frontier() -> None:
