@@ -318,14 +318,11 @@ def _wall_repaired_lv(
         ((T,) bool frames, (T, D) latents of their repaired copies (rows of other frames: zeros)),
         or None when no frame qualifies: ``reestimate_frames``' ``phase`` format.
     """
-    from echotemporal.measure.anatomy import CRITERIA
     from echotemporal.model.alignment import to_grid
 
     if not before.checked:
         return None
-    other = [k for k, name in enumerate(CRITERIA) if name not in WALL_CRITERIA]
-    wall_only = ~before.valid & before.criteria[:, other].all(axis=1)
-    rows = np.flatnonzero(candidates & trust.on_level & wall_only)
+    rows = np.flatnonzero(candidates & trust.on_level & _failing_only(before, WALL_CRITERIA))
     if not rows.size:
         return None
     drawn = to_grid(labels[rows], ctx.alignment) == LV
@@ -580,8 +577,8 @@ def _unturned(
     if believable is not None:
         for lo, hi in bad_runs(rebuilt):
             mostly[lo : hi + 1] = believable[lo : hi + 1].mean() > 0.5
-            frames = lo + np.flatnonzero(believable[lo : hi + 1])
-            if frames.size:
+            if mostly[lo] and any(lo <= t <= hi for t in turning):  # else no turn of this run is believed
+                frames = lo + np.flatnonzero(believable[lo : hi + 1])
                 walls[lo : hi + 1] = np.median([wall_support(labels[u], out[u]) for u in frames])
     believed = tuple(t for t in turning if mostly[t] and walls[t] >= WALL_SUPPORT)
     wrong = wrong_way_runs(area, rebuilt_area, rebuilt, support, turning, believed)
@@ -605,13 +602,19 @@ def _believable_lv(before: ShapeMeasures, thresholds: AttributeThresholds) -> np
     drawn in pieces around ES leaves its LV, which still follows the contraction, believable (its
     myocardial area and centre jump with the pieces); a valid frame flagged on any attribute does not
     (an endocardium drawn into the wall, the wall following, moves the myocardial area only)."""
-    from echotemporal.measure.anatomy import CRITERIA
-
     if not before.checked:
         return before.clean
-    others = [k for k, name in enumerate(CRITERIA) if name not in WALL_CRITERIA + ATRIUM_CRITERIA]
     phase = [k for k, name in enumerate(thresholds.names) if name in PHASE_ATTRIBUTES]
-    return before.clean | (~before.valid & before.criteria[:, others].all(axis=1) & ~before.flags[:, phase].any(axis=1))
+    return before.clean | (_failing_only(before, WALL_CRITERIA + ATRIUM_CRITERIA) & ~before.flags[:, phase].any(axis=1))
+
+
+def _failing_only(before: ShapeMeasures, names: tuple[str, ...]) -> np.ndarray:
+    """(T,) bool: the invalid frames whose failed criteria are all among ``names``; ``before`` must
+    hold the criteria (``checked``)."""
+    from echotemporal.measure.anatomy import CRITERIA
+
+    others = [k for k, name in enumerate(CRITERIA) if name not in names]
+    return ~before.valid & before.criteria[:, others].all(axis=1)
 
 
 def _robust_start(

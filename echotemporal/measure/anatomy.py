@@ -229,9 +229,12 @@ def width_mm(mask: np.ndarray, col_mm: float) -> float:
     return (cols[-1] - cols[0] + 1) * col_mm
 
 
-def _side_frontier_mm(crop: np.ndarray, lv: np.ndarray, row_mm: float, col_mm: float, least_mm: float) -> float:
+def _side_frontier_mm(
+    crop: np.ndarray, lv: np.ndarray, background: np.ndarray, row_mm: float, col_mm: float, least_mm: float
+) -> float:
     """Length (mm) of the LV–background frontier more than :data:`SIDE_MARGIN_MM` apical of the mitral
-    hinge line, in an (h, w) crop around the LV (a 1-px frame beyond it) with its (h, w) LV mask; 0 when
+    hinge line, in an (h, w) crop around the LV (a 1-px frame beyond it) with its (h, w) LV and
+    background masks; 0 when
     the whole LV–background frontier (a crack length, as :func:`crack_length_mm`) is at most
     ``least_mm``, or when the hinges cannot be found (other criteria report such a frame).
 
@@ -240,7 +243,6 @@ def _side_frontier_mm(crop: np.ndarray, lv: np.ndarray, row_mm: float, col_mm: f
     """
     from echotemporal.measure.attributes import lv_landmarks
 
-    background = crop == BACKGROUND
     sides = []  # (rows, cols) of the midpoints of the shared pixel sides, and their length (mm)
     for a, b, dr, dc, side_mm in ((lv[:-1], background[1:], 0.5, 0.0, col_mm), (background[:-1], lv[1:], 0.5, 0.0, col_mm),
                                   (lv[:, :-1], background[:, 1:], 0.0, 0.5, row_mm),
@@ -477,12 +479,12 @@ def _frame_criteria(
         ok[_INDEX["myo_la_frontier"]] = ratio <= limits["myo_la_frontier"]
     if has_lv and has_myo:
         at_lv = near["lv"]
-        outside = (crop[at_lv] == BACKGROUND) | (crop[at_lv] == LA)
+        background = crop[at_lv] == BACKGROUND
         width = width_mm(lv[box["lv"]], col_mm)
-        ratio = crack_length_mm(lv[at_lv], outside, row_mm, col_mm) / width
+        ratio = crack_length_mm(lv[at_lv], background | (crop[at_lv] == LA), row_mm, col_mm) / width
         ok[_INDEX["lv_base_open"]] = ratio >= limits["lv_base_open"]
         # Only an LV with more background frontier than the limit allows can exceed it on its side.
-        side_mm = _side_frontier_mm(crop[at_lv], lv[at_lv], row_mm, col_mm, limits["lv_side_closed"] * width)
+        side_mm = _side_frontier_mm(crop[at_lv], lv[at_lv], background, row_mm, col_mm, limits["lv_side_closed"] * width)
         ok[_INDEX["lv_side_closed"]] = side_mm / width <= limits["lv_side_closed"]
     if has_myo:
         ok[_INDEX["myo_erosion_ratio"]] = _erosion_ratio_ok(
