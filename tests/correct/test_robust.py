@@ -132,6 +132,33 @@ def test_latent_search_finds_the_nearest_valid_shape():
     assert never is None
 
 
+class _CountingGate(_GateModel):
+    """:class:`_GateModel`, counting the latents it decodes."""
+
+    decoded = 0
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        self.decoded += len(z)
+        return super().decode(z)
+
+
+def test_latent_search_asked_again_is_answered_from_memory():
+    model, spread, z = _CountingGate(), np.ones(4), np.array([0.6, 0.0, 0.0, 0.0])
+    first = search_valid_latents(z, model, 0.5, spread, seed=3)
+    cost = model.decoded
+    assert first is not None and cost > 0
+    again = search_valid_latents(z.copy(), model, 0.5, spread.copy(), seed=3)
+    np.testing.assert_array_equal(again, first)
+    assert model.decoded == cost  # nothing decoded the second time
+    again[0] = -5.0  # the caller's copy: the memory keeps its own
+    np.testing.assert_array_equal(search_valid_latents(z, model, 0.5, spread, seed=3), first)
+    assert search_valid_latents(z, model, 0.5, spread * 1e-6, seed=3) is None  # another spread: searched
+    assert model.decoded > cost
+    other = _CountingGate()  # another model remembers nothing of this one's searches
+    np.testing.assert_array_equal(search_valid_latents(z, other, 0.5, spread, seed=3), first)
+    assert other.decoded == cost
+
+
 def test_lv_base_open_fails_when_the_myocardium_closes_under_the_lv():
     phantom = generate_sequence(3, n_frames=4, image_shape=(240, 200))
     frame = drop_la(phantom.labels[:1]).copy()
