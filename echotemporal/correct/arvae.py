@@ -21,7 +21,7 @@ from echotemporal.core.boxes import heart_mask, mask_box
 from echotemporal.core.components import components, reaching
 from echotemporal.core.parallel import kernel_threads, map_threads
 from echotemporal.core.labels import LA, LV, MYO
-from echotemporal.correct.cleanup import cleanup_labels, closing
+from echotemporal.correct.cleanup import cleanup_labels, closing, opened_base
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.correct.denoise import turning_frames
 from echotemporal.correct.reestimate import WALL_SUPPORT, lv_areas, reestimate_frames, wall_support, with_drawn_lv, wrong_way_runs
@@ -380,7 +380,7 @@ def judge_frames(
 
     probs = np.asarray(ctx.model.decode(np.asarray(z0, dtype=np.float32)))
     dice = reconstruction_dice(to_grid(labels, ctx.alignment), probs)
-    lv_one_piece = None
+    lv_one_piece = base_shut = None
     if before.checked:
         # A frame without a structure the sequence draws elsewhere (a segmenter that found nothing) is
         # not "reconstructed as drawn" by an empty reconstruction: scored 0, it is neither trusted nor
@@ -388,7 +388,8 @@ def judge_frames(
         for k, name in enumerate(("lv_present", "myo_present")):
             dice[~before.criteria[:, CRITERIA.index(name)], k] = 0.0
         lv_one_piece = before.criteria[:, CRITERIA.index("lv_one_component")]
-    return assess_frames(before.valid, before.attributes, dice, ctx.thresholds, lv_one_piece, anchors, min_dice)
+        base_shut = ~before.criteria[:, CRITERIA.index("lv_base_open")]
+    return assess_frames(before.valid, before.attributes, dice, ctx.thresholds, lv_one_piece, anchors, min_dice, base_shut)
 
 
 #: Attributes of a re-estimated frame that must stay within the trusted frames' range.
@@ -456,16 +457,19 @@ def _cut_from_inside(labels: np.ndarray, cleaned: np.ndarray) -> np.ndarray:
     return cut
 
 
-def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[int, ...]) -> tuple[np.ndarray, bool, bool]:
     """(H, W) ``frame`` with its broken structures put together rather than dropped: the LV pieces
     joined (:func:`_joined_lv`), gaps across the wall up to ``MEND_GAP_MM`` closed into myocardium
-    (``cleanup.closing`` of LV∪MYO by a disc of ``MEND_GAP_MM`` / 2, in mm), then the
-    largest component per label and holes filled (stray blobs away from the heart go).
+    (``cleanup.closing`` of LV∪MYO by a disc of ``MEND_GAP_MM`` / 2, in mm), a wall that then
+    closes under the LV opened (``cleanup.opened_base``), then the largest component per label and
+    holes filled (stray blobs away from the heart go).
 
     Returns:
         (the mended frame (H, W), whether its clean-up dropped a piece of the wall (:func:`_drops_wall`):
-        a wall in pieces too far apart to join).
+        a wall in pieces too far apart to join, whether its base was opened).
     """
+    from echotemporal.measure.anatomy import CRITERIA, check_validity
+
     out = frame.copy()
     if components(out == LV)[1] > 1:
         out = _joined_lv(out, spacing_mm)
@@ -473,11 +477,14 @@ def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[i
     heart = heart_mask(out)
     box = mask_box(heart, margin=int(np.ceil(radius / min(spacing_mm))) + 1)  # the closing adds pixels within the radius
     if box is None:
-        return out, False
+        return out, False, False
     crop = out[box]
     crop[closing(heart, box, spacing_mm, radius) & (crop == 0)] = MYO
+    opened = not bool(check_validity(out, spacing_mm, present=present)[0, CRITERIA.index("lv_base_open")])
+    if opened:
+        out = opened_base(out, spacing_mm, LA in present)
     mended = cleanup_labels(out[None].copy(), present)[0]
-    return mended, _drops_wall(out, mended)
+    return mended, _drops_wall(out, mended), opened
 
 
 #: A mended frame may drop myocardium along its LV up to this fraction of the wall it keeps (a
@@ -826,13 +833,16 @@ def _mended_frames(
 
     mended = labels.copy()
     walled = labels.copy()
+    opened = 0
     for t in np.flatnonzero(~before.valid):
-        mended[t], drops_wall = _mended(labels[t], ctx.spacing_mm, before.present)
+        mended[t], drops_wall, base = _mended(labels[t], ctx.spacing_mm, before.present)
+        opened += base
         if not drops_wall or not np.asarray(check_validity(mended[t], ctx.spacing_mm, present=before.present), dtype=bool).all():
             walled[t] = mended[t]
-    variants = [(mended, "LV pieces joined, gaps across the wall closed")]
+    done = "LV pieces joined, gaps across the wall closed" + (f", the wall closed under the LV opened in {opened} frame(s)" if opened else "")
+    variants = [(mended, done)]
     if (walled != mended).any():
-        variants.append((walled, "LV pieces joined, gaps across the wall closed; walls in pieces too far apart kept as drawn"))
+        variants.append((walled, f"{done}; walls in pieces too far apart kept as drawn"))
     found = []
     for frames, note in variants:
         changed = (frames != labels).reshape(len(labels), -1).any(axis=1)

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from echotemporal.measure.anatomy import THRESHOLDS, crack_length_mm, width_mm
-from echotemporal.core.boxes import Box, grow, within
+from echotemporal.core.boxes import Box, grow, mask_box, within
 from echotemporal.core.components import components
 from echotemporal.core.labels import BACKGROUND, LA, LV, MODELLED_LABELS, MYO, Label
 from echotemporal.core.parallel import map_frame_chunks
@@ -25,6 +25,7 @@ __all__ = [
     "closing",
     "hole_mask",
     "largest_component",
+    "opened_base",
     "trim_la_along_myo",
 ]
 
@@ -316,6 +317,74 @@ def trim_la_along_myo(out: np.ndarray, spacing_mm: tuple[float, float], depth_mm
 
 
 #: Labels above this are not modelled (LA): they are carried over from the input.
+#: The myocardium drawn across the mitral opening (:func:`opened_base`) is taken from under the LV's
+#: basal share this long (a fraction of the LV length along its long axis), and this deep (mm) at
+#: most below the LV: a wall is 6-15 mm thick; what lies deeper is not the floor.
+BASE_BAND = 0.15
+FLOOR_DEPTH_MM = 15.0
+
+
+def opened_base(frame: np.ndarray, spacing_mm: tuple[float, float], la_present: bool) -> np.ndarray:
+    """The (H, W) label map ``frame`` with the myocardium that closes under its LV (a ring drawn round
+    the cavity, no opening to the atrium) relabelled: LA where the sequence labels the atrium, else
+    background. A copy; ``frame`` itself when it has no LV or no MYO.
+
+    The floor is the myocardium lying below the LV, along the LV's long axis (principal axis of its
+    pixels in mm, pointing away from the apex at row 0), within the lateral range of the LV's basal
+    :data:`BASE_BAND` and at most :data:`FLOOR_DEPTH_MM` below the LV's lowest pixel on its own line
+    (lines a pixel wide); the side walls lie beside the LV and stay. With the atrium labelled, the
+    floor and the largest LA piece are joined through the background between them (their convex
+    hull), so that the atrium meets the LV, and carved away from the walls' ends beside the opening
+    (:func:`trim_la_along_myo`).
+    """
+    lv, myo = frame == LV, frame == MYO
+    if not lv.any() or not myo.any():
+        return frame
+    row_mm, col_mm = spacing_mm
+    rows, cols = np.nonzero(lv)
+    y, x = rows * row_mm, cols * col_mm
+    centre = np.array([y.mean(), x.mean()])
+    axis = np.linalg.eigh(np.cov(np.stack([y - centre[0], x - centre[1]])))[1][:, -1]
+    axis = axis if axis[0] >= 0 else -axis  # (dy, dx) toward the base
+    across = np.array([-axis[1], axis[0]])
+
+    def along(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        dy, dx = r * row_mm - centre[0], c * col_mm - centre[1]
+        return dy * axis[0] + dx * axis[1], dy * across[0] + dx * across[1]
+
+    u, v = along(rows, cols)
+    basal = u >= u.max() - BASE_BAND * (u.max() - u.min())
+    lo, hi = v[basal].min(), v[basal].max()
+    step = min(row_mm, col_mm)
+    lines = int(np.floor((hi - lo) / step)) + 1
+    bottom = np.full(lines, -np.inf)
+    inside = (v >= lo) & (v <= hi)
+    np.maximum.at(bottom, np.floor((v[inside] - lo) / step).astype(int), u[inside])
+    mr, mc = np.nonzero(myo)
+    mu, mv = along(mr, mc)
+    band = (mv >= lo) & (mv <= hi)
+    line = np.floor((mv[band] - lo) / step).astype(int)
+    floor = np.zeros(len(mr), dtype=bool)
+    floor[band] = (mu[band] > bottom[line]) & (mu[band] <= bottom[line] + FLOOR_DEPTH_MM)
+    out = frame.copy()
+    if not floor.any():
+        return out
+    out[mr[floor], mc[floor]] = LA if la_present else BACKGROUND
+    if la_present:
+        from skimage.morphology import convex_hull_image
+
+        atrium = largest_component((frame == LA)[None])[0] if (frame == LA).any() else np.zeros_like(lv)
+        joined = np.zeros_like(lv)
+        joined[mr[floor], mc[floor]] = True
+        joined |= atrium
+        box = mask_box(joined, margin=1)
+        hull = np.zeros_like(lv)
+        hull[box] = convex_hull_image(joined[box])
+        out[hull & (out == BACKGROUND)] = LA
+        trim_la_along_myo(out[None], spacing_mm)  # the walls' ends beside the opening: LA at their tips only
+    return out
+
+
 MAX_MODELLED = max(int(v) for v in MODELLED_LABELS)
 
 

@@ -285,6 +285,7 @@ def assess_frames(
     lv_one_piece: np.ndarray | None = None,
     anchors: tuple[int, ...] = (),
     min_dice: float = MIN_RECONSTRUCTION_DICE,
+    base_shut: np.ndarray | None = None,
 ) -> FrameTrust:
     """Combine validity, reconstruction agreement and temporal coherence into trust (module docstring).
 
@@ -298,6 +299,10 @@ def assess_frames(
             EF and GLS are read on them, and annotation noise at a turning point looks like a
             deviation from a straight extrapolation.
         min_dice: the absolute floor of the reconstruction Dice (the relative one still applies).
+        base_shut: (T,) bool, frames whose myocardium closes under the LV (``lv_base_open`` failed;
+            None: none). Such a frame is never trusted as nearly right, however well it reconstructs:
+            where a segmenter draws the wall shut in every frame, the sequence's own reference is shut
+            too, and no correction in place opens it.
     """
     per_label = np.asarray(recon_dice, dtype=np.float64).reshape(len(valid), 2)
     recon_dice = per_label.min(axis=1)
@@ -312,6 +317,8 @@ def assess_frames(
     # It is re-estimated only when its reconstruction says a structure is broken.
     candidates = (per_label >= floor).all(axis=1) & (np.asarray(valid, dtype=bool) | ~weak)
     candidates &= ~_spread(~candidates, weak)
+    if base_shut is not None:
+        candidates &= ~np.asarray(base_shut, dtype=bool)
     # A frame off the myocardial level is an outlier whatever its neighbours say, and its LV border
     # is wrong with its wall: its LV carries no phase.
     off_level = off_myocardial_level(attributes, thresholds, candidates)

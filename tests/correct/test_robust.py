@@ -92,6 +92,73 @@ def test_a_cavity_drawn_shut_is_neither_trusted_nor_kept_nor_a_phase_carrier():
     assert not collapsed_lv(nothing, thresholds).any()
 
 
+def test_an_invalid_frame_drawn_shut_at_the_base_is_never_trusted_as_nearly_right():
+    """Every frame invalid and reconstructing alike (a segmenter drawing the wall shut under the LV in
+    each): trusted as nearly right, unless their base is shut, whatever their reconstruction says."""
+    thresholds = load_thresholds()
+    n = 12
+    attributes = np.tile(np.asarray(thresholds.lo) + 0.5 * (np.asarray(thresholds.hi) - np.asarray(thresholds.lo)), (n, 1))
+    dice = np.full((n, 2), [0.99, 0.975])
+    invalid = np.zeros(n, dtype=bool)
+    assert assess_frames(invalid, attributes, dice, thresholds).trusted.all()
+    shut = np.zeros(n, dtype=bool)
+    shut[3:] = True
+    trust = assess_frames(invalid, attributes, dice, thresholds, base_shut=shut)
+    assert trust.trusted.tolist() == (~shut).tolist()
+
+
+def _shut_under_the_lv(frame: np.ndarray, px: int = 6) -> np.ndarray:
+    """``frame`` with the myocardium grown ``px`` pixels round the LV over whatever is not LV or MYO:
+    the wall closes under the LV base (over the LA, where there is one)."""
+    from scipy import ndimage
+
+    shut = frame.copy()
+    around = ndimage.binary_dilation(frame == LV, iterations=px)
+    shut[around & (frame != LV) & (frame != MYO)] = MYO
+    return shut
+
+
+@pytest.mark.parametrize("with_la", [False, True])
+def test_a_wall_closed_under_the_lv_is_opened_and_its_side_walls_kept(with_la):
+    """Known answer: the floor drawn under the LV goes (to the LA where it is labelled, else to the
+    background), the LV is untouched, the side walls stay; the frame is valid again, near the truth."""
+    from echotemporal.correct.cleanup import opened_base
+
+    phantom = generate_sequence(3, n_frames=3, image_shape=(300, 260))
+    truth = phantom.labels[0] if with_la else drop_la(phantom.labels)[0]
+    spacing, present = phantom.spacing_mm, (0, 1, 2, 3) if with_la else (0, 1, 2)
+    shut = _shut_under_the_lv(truth)
+    ok = lambda f: np.asarray(check_validity(f[None], spacing, present=present), dtype=bool)[0]  # noqa: E731
+    assert ok(truth).all() and not ok(shut)[CRITERIA.index("lv_base_open")]
+    opened = opened_base(shut, spacing, with_la)
+    np.testing.assert_array_equal(opened == LV, shut == LV)
+    floor = (shut == MYO) & (opened != MYO)
+    assert floor.any() and np.isin(opened[floor], (0, LA) if with_la else (0,)).all()
+    assert not with_la or (opened[floor] == LA).mean() > 0.5  # carved away from the walls' ends only
+    assert not (floor & (truth == MYO)).sum() > 0.02 * (truth == MYO).sum()  # the walls stay
+    mended = cleanup_labels(opened[None].copy(), present)[0]
+    assert ok(mended).all()
+    assert _dice(mended == MYO, truth == MYO) > max(0.98, _dice(shut == MYO, truth == MYO) + 0.01)
+    assert _dice(mended == LV, truth == LV) == 1.0
+
+
+@pytest.mark.parametrize("seed,with_la", [(3, False), (5, True)])
+def test_a_sequence_drawn_shut_under_the_lv_in_every_frame_comes_back_open(model, seed, with_la):
+    """Every frame's wall closed under the LV: each reconstructs like the others, so before they were
+    trusted as nearly right, corrected in place, still shut, and the input was kept (12 invalid
+    frames). Now they are untrusted, mended open and corrected: all valid, the MYO near the truth."""
+    phantom = generate_sequence(seed, n_frames=12, image_shape=(300, 260))
+    truth = phantom.labels if with_la else drop_la(phantom.labels)
+    shut = np.stack([_shut_under_the_lv(frame) for frame in truth])
+    result = smooth_sequence(shut, phantom.spacing_mm, model=model, config=SmoothingConfig(method="arvae"), ed_frame=0, es_frame=11)
+    assert result.summary["n_invalid_before"] == 12
+    assert result.summary["n_invalid_after"] == 0 and result.summary["n_inconsistent_after"] == 0
+    out = result.labels
+    assert _dice(out == LV, truth == LV) > 0.995
+    assert _dice(out == MYO, truth == MYO) > _dice(shut == MYO, truth == MYO) + 0.01
+    assert any("opened in 12 frame(s)" in note for note in result.summary["notes"])
+
+
 def test_latent_fit_bridges_a_gap_with_the_line_of_the_trusted_frames():
     t = np.arange(15, dtype=float)[:, None]
     line = 0.3 * t + np.array([[1.0, -2.0, 0.5]])
@@ -1321,7 +1388,7 @@ def test_mending_joins_a_split_cavity_and_closes_cuts_across_the_wall():
         broken[(broken == MYO) & (dist_mm < 1.25)] = 0
     valid = lambda f: bool(np.asarray(check_validity(f[None], spacing, present=(0, 1, 2)), dtype=bool).all())  # noqa: E731
     assert valid(truth) and not valid(broken)
-    mended, drops_wall = _mended(broken, spacing, (0, 1, 2))
+    mended, drops_wall, _ = _mended(broken, spacing, (0, 1, 2))
     assert not drops_wall
     assert valid(mended)
     assert _dice(mended == LV, truth == LV) > 0.97 and _dice(mended == MYO, truth == MYO) > 0.95
@@ -1343,7 +1410,7 @@ def test_mending_says_when_it_drops_a_wall_piece_too_far_to_join(gap_mm):
     spacing = phantom.spacing_mm
     broken = _septum_cut(truth, spacing, gap_mm)
     assert components(broken == MYO)[1] == 2
-    mended, drops_wall = _mended(broken, spacing, (0, 1, 2))
+    mended, drops_wall, _ = _mended(broken, spacing, (0, 1, 2))
     assert drops_wall == (gap_mm > MEND_GAP_MM)
     if drops_wall:  # the smaller piece, beside the LV, went
         assert components(mended == MYO)[1] == 1 and (mended == MYO).sum() < (broken == MYO).sum()
@@ -1411,7 +1478,7 @@ def test_mended_readings_keep_a_wall_piece_as_drawn_only_where_dropping_it_made_
     assert len(found) == 2
     (mended, z_m, _), (walled, z_w, note) = found
     for t in (1, 2):
-        frame, drops_wall = _mended(labels[t], spacing, before.present)
+        frame, drops_wall, _ = _mended(labels[t], spacing, before.present)
         assert drops_wall
         np.testing.assert_array_equal(mended[t], frame)
     assert bool(np.asarray(check_validity(mended[1][None], spacing, present=before.present), dtype=bool).all())
