@@ -327,7 +327,7 @@ FLOOR_DEPTH_MM = 15.0
 def opened_base(frame: np.ndarray, spacing_mm: tuple[float, float], la_present: bool) -> np.ndarray:
     """The (H, W) label map ``frame`` with the myocardium that closes under its LV (a ring drawn round
     the cavity, no opening to the atrium) relabelled: LA where the sequence labels the atrium, else
-    background. A copy; ``frame`` itself when it has no LV or no MYO.
+    background. A copy; ``frame`` itself when it has no MYO or an LV of fewer than 3 pixels.
 
     The floor is the myocardium lying below the LV, along the LV's long axis (principal axis of its
     pixels in mm, pointing away from the apex at row 0), within the lateral range of the LV's basal
@@ -338,10 +338,10 @@ def opened_base(frame: np.ndarray, spacing_mm: tuple[float, float], la_present: 
     (:func:`trim_la_along_myo`).
     """
     lv, myo = frame == LV, frame == MYO
-    if not lv.any() or not myo.any():
+    rows, cols = np.nonzero(lv)
+    if len(rows) < 3 or not myo.any():  # no LV long axis to speak of
         return frame
     row_mm, col_mm = spacing_mm
-    rows, cols = np.nonzero(lv)
     y, x = rows * row_mm, cols * col_mm
     centre = np.array([y.mean(), x.mean()])
     axis = np.linalg.eigh(np.cov(np.stack([y - centre[0], x - centre[1]])))[1][:, -1]

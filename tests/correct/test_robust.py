@@ -140,6 +140,9 @@ def test_a_wall_closed_under_the_lv_is_opened_and_its_side_walls_kept(with_la):
     assert ok(mended).all()
     assert _dice(mended == MYO, truth == MYO) > max(0.98, _dice(shut == MYO, truth == MYO) + 0.01)
     assert _dice(mended == LV, truth == LV) == 1.0
+    dot = np.zeros((20, 20), dtype=np.uint8)
+    dot[5:12, 5:12], dot[8, 8] = MYO, LV  # an LV of one pixel inside a wall: no axis, left as drawn
+    assert opened_base(dot, spacing, with_la) is dot
 
 
 @pytest.mark.parametrize("seed,with_la", [(3, False), (5, True)])
