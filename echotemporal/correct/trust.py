@@ -17,8 +17,11 @@ metric alone misses them. Three independent witnesses are combined:
   (``off_myocardial_level``).
 
 A frame is trusted when all three agree; an invalid frame whose reconstruction is as good as the
-sequence's good frames' stays trusted (nearly right: the consistency correction repairs it in place). ``confidence`` grades the same evidence in [0, 1] for the
-reader (per-frame CSV, summary, volume figure).
+sequence's good frames' stays trusted (nearly right: the consistency correction repairs it in place),
+unless its wall closes under the LV (``lv_base_open`` failed): a segmenter that draws every frame
+shut makes the sequence's own reference shut too, and no correction in place opens it.
+``confidence`` grades the same evidence in [0, 1] for the reader (per-frame CSV, summary, volume
+figure).
 """
 
 from __future__ import annotations
