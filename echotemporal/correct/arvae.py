@@ -480,11 +480,11 @@ def _mended(frame: np.ndarray, spacing_mm: tuple[float, float], present: tuple[i
         return out, False, False
     crop = out[box]
     crop[closing(heart, box, spacing_mm, radius) & (crop == 0)] = MYO
-    opened = not bool(check_validity(out, spacing_mm, present=present)[0, CRITERIA.index("lv_base_open")])
-    if opened:
+    shut = not bool(check_validity(out, spacing_mm, present=present)[0, CRITERIA.index("lv_base_open")])
+    if shut:
         out = opened_base(out, spacing_mm, LA in present)
     mended = cleanup_labels(out[None].copy(), present)[0]
-    return mended, _drops_wall(out, mended), opened
+    return mended, _drops_wall(out, mended), shut
 
 
 #: A mended frame may drop myocardium along its LV up to this fraction of the wall it keeps (a

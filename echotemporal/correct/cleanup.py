@@ -1,4 +1,5 @@
-"""Per-frame morphological clean-up of decoded label maps (largest component, hole filling).
+"""Per-frame morphological clean-up of decoded label maps (largest component, hole filling), and the
+opening of a wall drawn shut under the LV (:func:`opened_base`).
 
 Distance transforms and closings run on boxes around the pixels they decide, grown by the distance
 that can reach them: the results are those of whole-frame computations, nearest-pixel ties included.
@@ -316,7 +317,6 @@ def trim_la_along_myo(out: np.ndarray, spacing_mm: tuple[float, float], depth_mm
     return out
 
 
-#: Labels above this are not modelled (LA): they are carried over from the input.
 #: The myocardium drawn across the mitral opening (:func:`opened_base`) is taken from under the LV's
 #: basal share this long (a fraction of the LV length along its long axis), and this deep (mm) at
 #: most below the LV: a wall is 6-15 mm thick; what lies deeper is not the floor.
@@ -385,6 +385,7 @@ def opened_base(frame: np.ndarray, spacing_mm: tuple[float, float], la_present: 
     return out
 
 
+#: Labels above this are not modelled (LA): they are carried over from the input.
 MAX_MODELLED = max(int(v) for v in MODELLED_LABELS)
 
 

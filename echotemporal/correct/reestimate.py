@@ -170,7 +170,7 @@ def search_valid_latents(
 #: Latents :func:`search_valid_latents` found (or None), per model (dropped with it), keyed by what
 #: decides them: the search is deterministic, and a sequence asks the same questions again (its
 #: readings share frames; a crop whose output comes near a cut edge is corrected again on the whole
-#: image). U-Net seed 53 case 11 (48 frames, nearly all broken) asks 300, of which 113 differ.
+#: image). U-Net seed 53 case 11 (48 frames, nearly all broken) asks 300, 226 of them different.
 _FOUND: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictionary()
 _FOUND_LOCK = threading.Lock()
 #: Most searches remembered per model (each a (D,) latent), the least recently asked dropped first.
