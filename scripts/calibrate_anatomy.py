@@ -56,6 +56,7 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=None, help="criteria to check (default: all)")
     args = p.parse_args()
     warnings.simplefilter("ignore")
+    from echotemporal.core.labels import drop_la
     from echotemporal.measure.anatomy import THRESHOLDS
     from echotemporal.phantoms import load_full_resolution_camus, load_real_shapes, real_shape_spacing_mm
 
@@ -67,7 +68,7 @@ def main() -> None:
     ]
     # The same masks as a segmenter without the LA label draws them (0/1/2: the LA is background).
     sets["224 masks, aspect 1.3, LA as background"] = [
-        (np.where(real.labels == 3, 0, real.labels), real_shape_spacing_mm(aspect=1.3))
+        (drop_la(real.labels), real_shape_spacing_mm(aspect=1.3))
     ]
     print(f"expert masks: {len(real.labels)} (224, 2023 release) + {2 * len(full)} (full resolution, 2019)\n")
     for name, candidates in CANDIDATES.items():

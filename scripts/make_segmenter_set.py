@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 from skimage.transform import resize
 
+from echotemporal.core.labels import LA, drop_la
 from echotemporal.phantoms import load_real_shapes, real_shape_sequence, real_shape_spacing_mm
 from echotemporal.phantoms.bmode import render_bmode
 from echotemporal.phantoms.segmenter_set import SegmenterCase, write_manifest, write_segmenter_case
 
 SEED = 20261203
-LA = 3
 
 
 def downsample(images: np.ndarray, size: int) -> np.ndarray:
@@ -69,7 +69,7 @@ def training_pool(n_pairs: int, frames: int, size: int, seed: int) -> tuple[np.n
         seq = real_sequence(*shapes.pair(patient, view), frames, rng, view)
         image = render_bmode(seq.labels, seq.spacing_mm, rng)
         with_la = bool(rng.random() < 0.5)
-        target = seq.labels if with_la else np.where(seq.labels == LA, 0, seq.labels).astype(np.uint8)
+        target = seq.labels if with_la else drop_la(seq.labels)
         images.append(downsample(image, size))
         labels.append(downsample_labels(target, size))
         flags.append(np.full(frames, with_la))
@@ -89,7 +89,7 @@ def heldout_sequences(n_cases: int, seed: int) -> list[dict]:
         split, shapes, patient, view = pool[int(k)]
         seq = real_sequence(*shapes.pair(patient, view), int(rng.integers(15, 26)), rng, view)
         with_la = i % 2 == 0
-        truth = seq.labels if with_la else np.where(seq.labels == LA, 0, seq.labels).astype(np.uint8)
+        truth = seq.labels if with_la else drop_la(seq.labels)
         cases.append({"name": f"{i:03d}_{patient}_{view}_{'la' if with_la else 'nola'}", "split": split,
                       "patient": patient, "view": view, "with_la": with_la, "truth": truth,
                       "spacing_mm": seq.spacing_mm, "ed_frame": seq.ed_frame, "es_frame": seq.es_frame,
