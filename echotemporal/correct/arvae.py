@@ -21,7 +21,7 @@ from echotemporal.core.boxes import heart_mask, mask_box
 from echotemporal.core.components import components, reaching
 from echotemporal.core.parallel import kernel_threads, map_threads
 from echotemporal.core.labels import LA, LV, MYO
-from echotemporal.correct.cleanup import cleanup_labels, closing, opened_base
+from echotemporal.correct.cleanup import cleanup_labels, closing, drawn_wall_thickness_mm, opened_base, walled_lv
 from echotemporal.correct.decoding import SequenceDecoder, encode_sequence, latent_tolerances
 from echotemporal.correct.denoise import turning_frames
 from echotemporal.correct.reestimate import WALL_SUPPORT, lv_areas, reestimate_frames, wall_support, with_drawn_lv, wrong_way_runs
@@ -505,11 +505,45 @@ def _drops_wall(frame: np.ndarray, cleaned: np.ndarray) -> bool:
     return bool(wall > MEND_MAX_DROPPED_WALL * max(int((cleaned == MYO).sum()), 1))
 
 
-def least_harm(tried: list[ArvaeOutcome], labels: np.ndarray) -> ArvaeOutcome:
+def least_harm(
+    tried: list[ArvaeOutcome], labels: np.ndarray, anchors: tuple[int, ...] | None = None,
+    spacing_mm: tuple[float, float] | None = None,
+) -> ArvaeOutcome:
     """Of corrections ``tried`` of the (T, H, W) ``labels``, the one whose frames left invalid or
     inconsistent (a fraction of T) plus what it lost of the input (1 − :func:`_agreement`) is least:
-    a reading that repairs a tenth more of the frames may move the input a tenth further."""
+    a reading that repairs a tenth more of the frames may move the input a tenth further.
+
+    With the (ED, ES) ``anchors`` given (and ``spacing_mm``), readings that turn the LV volume curve
+    over (:func:`_turned_over`) are left out unless all do: the correction would be judged worse
+    than the input for it and the input returned, while another reading held the contraction (a wall
+    lost in every frame, corrected in place round broken walls, comes back with ES as large as ED).
+    """
+    turned = _turned_over(tried, labels, anchors, spacing_mm)
+    if not all(turned):
+        tried = [o for o, t in zip(tried, turned) if not t]
     return min(tried, key=lambda o: _residue_frames(o.shape) / len(labels) + 1.0 - _agreement(o.labels, labels))
+
+
+def _turned_over(
+    tried: list[ArvaeOutcome], labels: np.ndarray, anchors: tuple[int, ...] | None, spacing_mm: tuple[float, float] | None
+) -> list[bool]:
+    """Per outcome of ``tried``: whether it puts the LV volume at ES (``anchors`` (ED, ES)) at or above
+    the one at ED where the (T, H, W) ``labels`` contract (``clinical.indices.turns_over``); all False
+    without ``anchors`` or ``spacing_mm``."""
+    if anchors is None or spacing_mm is None:
+        return [False] * len(tried)
+    import warnings
+
+    from echotemporal.measure.clinical.indices import turns_over
+    from echotemporal.measure.clinical.volume import lv_volumes_ml
+
+    def volumes(frames: np.ndarray) -> tuple[float, float]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a frame without a measurable LV: NaN, turns nothing over
+            return tuple(float(v) for v in lv_volumes_ml(frames[list(anchors)], spacing_mm))
+
+    drawn = volumes(labels)
+    return [turns_over(drawn, volumes(o.labels)) for o in tried]
 
 
 def _agreement(out: np.ndarray, labels: np.ndarray) -> float:
@@ -747,7 +781,15 @@ def smooth_arvae(
         *(lambda m=m: _from_mended(labels, *m, before, ctx, config, ends, detected, anchors, few) for m in mendings),
     )
     tried = [o for o in map_threads(lambda reading: reading(), readings, kernel_threads()) if o is not None]
-    return least_harm(tried, labels)
+    chosen = least_harm(tried, labels, anchors, spacing_mm)
+    if _residue_frames(chosen.shape) or _turned_over([chosen], labels, anchors, spacing_mm)[0]:
+        # Nothing read from the drawn walls came out whole: a wall drawn where the LV has none (the
+        # model's wall round the cavity) is tried too, only then: it is what the segmenter did not draw.
+        shelled = _shelled(labels, before, mendings[0][0] if mendings else labels, z0, ctx)
+        if shelled is not None:
+            tried.append(_from_mended(labels, *shelled, before, ctx, config, ends, detected, anchors, few))
+            chosen = least_harm(tried, labels, anchors, spacing_mm)
+    return chosen
 
 
 def _fewer_residues(first: ArvaeOutcome, other: Callable[[], ArvaeOutcome | None]) -> ArvaeOutcome:
@@ -823,11 +865,12 @@ def _mended_frames(
     """Readings of the (T, H, W) ``labels`` with their invalid frames mended (:func:`_mended`): each
     (frames (T, H, W), latents (T, D): ``z0`` with the mended frames encoded again, what was done).
 
-    Empty when mending changes nothing; one when no mended frame lost a piece of its wall; else two:
-    every frame mended, and the frames whose wall is in pieces too far apart to join left as drawn.
-    Which is less harmful depends on the rest of the sequence: a wall piece dropped in a few frames
-    is rebuilt from the others, while a septum drawn apart in most frames of a cycle, dropped, leaves
-    the LV curve flat (a U-Net's cycle, seed 67); ``least_harm`` chooses.
+    Empty when mending changes nothing (else every frame mended comes first); one when no mended frame
+    lost a piece of its wall; else two: every frame mended, and the frames whose wall is in pieces
+    too far apart to join left as drawn. Which is less harmful depends on the rest of the sequence: a
+    wall piece dropped in a few frames is rebuilt from the others, while a septum drawn apart in most
+    frames of a cycle, dropped, leaves the LV curve flat (a U-Net's cycle, seed 67); ``least_harm``
+    chooses.
     """
     from echotemporal.measure.anatomy import check_validity
 
@@ -849,6 +892,27 @@ def _mended_frames(
         if changed.any():
             found.append((frames, _reencoded(z0, frames, changed, ctx), note))
     return found
+
+
+def _shelled(
+    labels: np.ndarray, before: ShapeMeasures, mended: np.ndarray, z0: np.ndarray, ctx: _Sequence
+) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """The (T, H, W) ``labels`` with their invalid frames ``mended`` (every frame mended of
+    :func:`_mended_frames`, or ``labels`` where mending changed nothing) and then given a wall where
+    their LV has none (``cleanup.walled_lv``, as thick as the sequence draws its walls:
+    ``cleanup.drawn_wall_thickness_mm``; largest component per label and holes filled after):
+    (frames, latents (T, D): ``z0`` with those frames encoded again, what was done), or None when
+    that changes nothing. A segmenter that lost the wall in most frames leaves nothing to rebuild it
+    from."""
+    thickness = drawn_wall_thickness_mm(labels, ctx.spacing_mm)
+    shelled = labels.copy()
+    for t in np.flatnonzero(~before.valid):
+        shelled[t] = cleanup_labels(walled_lv(mended[t], ctx.spacing_mm, LA in before.present, thickness)[None], before.present)[0]
+    changed = (shelled != labels).reshape(len(labels), -1).any(axis=1)
+    if not changed.any():
+        return None
+    note = "LV pieces joined, gaps across the wall closed, a wall drawn where the LV had none"
+    return shelled, _reencoded(z0, shelled, changed, ctx), note
 
 
 def _corrected(

@@ -28,6 +28,7 @@ from echotemporal.correct.denoise import denoise, fit_turning_points, turning_fr
 from echotemporal.correct.repair import restore_good_frames
 from echotemporal.correct.result import SmoothingResult, beat_columns, beat_table, build_summary, frame_columns
 from echotemporal.correct.trust import FrameTrust
+from echotemporal.measure.clinical.indices import ef_points, turns_over
 from echotemporal.measure.sequence import ShapeMeasures, measure_clinical, measure_shape
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; keeps torch off the import path
@@ -70,25 +71,9 @@ def _scores(shape: ShapeMeasures) -> str:
     return f"{int(shape.inconsistent.sum())} inconsistent, {int((~shape.valid).sum())} invalid frames"
 
 
-#: The input's EF (points) below which a correction cannot be said to turn its volume curve over: a
-#: heart that barely contracts has ED and ES volumes within the border flicker of each other.
-EF_TURNED_MARGIN = 5.0
-
-
-def _ef_points(clinical: Any) -> float:
-    """``100·(EDV − ESV)/EDV`` of the clinical measures' volumes; NaN unless both are finite and EDV > 0."""
-    edv, esv = float(clinical.edv_ml), float(clinical.esv_ml)
-    return 100.0 * (edv - esv) / edv if math.isfinite(edv) and math.isfinite(esv) and edv > 0 else math.nan
-
-
 def _inverted(clinical: Any) -> bool:
     """Whether the clinical measures put the ESV at or above a positive EDV (EF <= 0)."""
-    return _ef_points(clinical) <= 0
-
-
-def _contracts(clinical: Any) -> bool:
-    """Whether the clinical measures show a contraction: an EF of at least ``EF_TURNED_MARGIN``."""
-    return _ef_points(clinical) >= EF_TURNED_MARGIN
+    return ef_points(clinical.edv_ml, clinical.esv_ml) <= 0
 
 
 def judge_outcome(before: ShapeMeasures, after: ShapeMeasures) -> str:
@@ -324,7 +309,8 @@ def _judge(
     verdict = judge_outcome(before, after)
     clin_after = clin_before if out is work else measure_clinical(out, spacing, ed, es, reference=(work, clin_before))
     why = f"{_scores(before)} -> {_scores(after)}"
-    if verdict != "worse" and _inverted(clin_after) and _contracts(clin_before):
+    volumes = lambda clinical: (clinical.edv_ml, clinical.esv_ml)  # noqa: E731
+    if verdict != "worse" and turns_over(volumes(clin_before), volumes(clin_after)):
         verdict = "worse"
         why = (f"ESV {float(clin_before.esv_ml):.1f} < EDV {float(clin_before.edv_ml):.1f} mL -> "
                f"ESV {float(clin_after.esv_ml):.1f} >= EDV {float(clin_after.edv_ml):.1f} mL")

@@ -9,6 +9,7 @@ import numpy as np
 from echotemporal.core.config import SmoothingConfig
 from echotemporal.correct import smoothing
 from echotemporal.correct.smoothing import judge_outcome, smooth_sequence
+from echotemporal.measure.clinical.indices import EF_TURNED_MARGIN
 from echotemporal.measure.sequence import ShapeMeasures
 from echotemporal.phantoms import generate_sequence
 
@@ -197,6 +198,6 @@ def test_a_heart_that_barely_contracts_cannot_be_turned_over(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = smooth_sequence(labels, phantom.spacing_mm, ed_frame=0, es_frame=last)
-    assert 0 < result.summary["ef_percent_before"] < smoothing.EF_TURNED_MARGIN
+    assert 0 < result.summary["ef_percent_before"] < EF_TURNED_MARGIN
     assert result.summary["ef_percent_after"] <= 0
     assert result.summary["outcome"] != "worse" and not result.summary["kept_input_because_worse"]

@@ -162,6 +162,87 @@ def test_a_sequence_drawn_shut_under_the_lv_in_every_frame_comes_back_open(model
     assert any("opened in 12 frame(s)" in note for note in result.summary["notes"])
 
 
+@pytest.mark.parametrize("with_la", [False, True])
+def test_a_wall_is_drawn_in_the_gaps_of_the_lvs_own_and_never_at_its_opening(with_la):
+    """Known answers: a wall intact but for a gap gets myocardium within ``WALL_SHELL_MM`` of the gap
+    only, and is then valid; no wall at all gets one round the LV's apical part (the opening reaches
+    ``OPENING_DEPTH`` of the LV up at most); an intact wall, a tilted opening included, is returned as
+    it is; the LV is never touched."""
+    from scipy import ndimage
+
+    from echotemporal.correct.cleanup import OPENING_DEPTH, WALL_SHELL_MM, walled_lv
+
+    phantom = generate_sequence(3, n_frames=3, image_shape=(300, 260))
+    truth = phantom.labels[0] if with_la else drop_la(phantom.labels)[0]
+    spacing, present = phantom.spacing_mm, (0, 1, 2, 3) if with_la else (0, 1, 2)
+    ok = lambda f: np.asarray(check_validity(f[None], spacing, present=present), dtype=bool)[0]  # noqa: E731
+    assert walled_lv(truth, spacing, with_la) is truth
+    rows = np.flatnonzero((truth == LV).any(axis=1))
+    to_lv = ndimage.distance_transform_edt(truth != LV, sampling=spacing)
+
+    gapped = truth.copy()
+    mid = (rows[0] + rows[-1]) // 2
+    band = np.zeros_like(truth, dtype=bool)
+    band[mid - 6 : mid + 6, int(np.flatnonzero((truth[mid] == LV))[-1]) + 1 :] = True
+    gapped[band & (truth == MYO)] = 0  # a lateral drop-out 12 rows high
+    assert not ok(gapped).all()
+    walled = walled_lv(gapped, spacing, with_la)
+    np.testing.assert_array_equal(walled == LV, truth == LV)
+    added = (walled == MYO) & (gapped != MYO)
+    gap = (gapped == LV) & ndimage.binary_dilation(band & (truth == MYO))
+    assert added.any() and ndimage.distance_transform_edt(~gap, sampling=spacing)[added].max() <= WALL_SHELL_MM + max(spacing)
+    assert ok(cleanup_labels(walled[None].copy(), present)[0]).all()
+    assert (walled[band & (truth == MYO)] == MYO).mean() > 0.9  # the drop-out filled
+
+    lost = truth.copy()
+    lost[lost == MYO] = 0  # a segmenter that saw no wall at all
+    walled = walled_lv(lost, spacing, with_la)
+    np.testing.assert_array_equal(walled == LV, truth == LV)
+    assert to_lv[walled == MYO].max() <= WALL_SHELL_MM
+    apical = np.arange(truth.shape[0])[:, None] < rows[0] + 0.5 * (1 - OPENING_DEPTH) * (rows[-1] - rows[0])
+    assert (walled[(to_lv <= WALL_SHELL_MM) & (to_lv > 0) & apical] == MYO).all()
+    no_lv = lost.copy()
+    no_lv[no_lv == LV] = 0
+    assert walled_lv(no_lv, spacing, with_la) is no_lv
+
+
+def test_the_drawn_wall_thickness_is_the_myocardial_area_over_its_frontier_with_the_lv():
+    """Known answers: side walls k pixels wide beside an LV strip measure k column widths; a wall
+    drawn thinner than any expert's, or none, gives the bound, or the expert median."""
+    from echotemporal.correct.cleanup import WALL_SHELL_MM, WALL_THICKNESS_RANGE_MM, drawn_wall_thickness_mm
+
+    def strip(k: int) -> np.ndarray:
+        frame = np.zeros((80, 120), dtype=np.uint8)
+        frame[10:70, 40:80] = LV
+        frame[10:70, 40 - k : 40] = MYO
+        frame[10:70, 80 : 80 + k] = MYO
+        return frame
+
+    spacing = (0.3, 0.5)
+    assert drawn_wall_thickness_mm(np.stack([strip(20)] * 3), spacing) == pytest.approx(10.0)
+    assert drawn_wall_thickness_mm(np.stack([strip(20), strip(24), strip(30)]), spacing) == pytest.approx(12.0)  # median
+    assert drawn_wall_thickness_mm(strip(4)[None], spacing) == WALL_THICKNESS_RANGE_MM[0]
+    no_wall = strip(4)[None]
+    no_wall[no_wall == MYO] = 0
+    assert drawn_wall_thickness_mm(no_wall, spacing) == WALL_SHELL_MM
+
+
+def test_a_sequence_whose_wall_the_segmenter_never_drew_gets_the_models_wall(model):
+    """The LA and LV drawn, the myocardium in no frame (a segmenter blind to the wall): every frame is
+    invalid and no reading of the drawn walls repairs one, so a wall is drawn round the LV and the
+    model's wall decoded there: all frames valid, the MYO near the truth, the LV kept."""
+    phantom = generate_sequence(5, n_frames=12, image_shape=(300, 260))
+    truth = phantom.labels
+    lost = truth.copy()
+    lost[lost == MYO] = 0
+    result = smooth_sequence(lost, phantom.spacing_mm, model=model, config=SmoothingConfig(method="arvae"), ed_frame=0, es_frame=11)
+    assert result.summary["n_invalid_before"] == 12
+    assert result.summary["n_invalid_after"] == 0 and result.summary["n_inconsistent_after"] == 0
+    assert _dice(result.labels == MYO, truth == MYO) > 0.85
+    assert _dice(result.labels == LV, truth == LV) > 0.99
+    assert any("a wall drawn where the LV had none" in note for note in result.summary["notes"])
+
+
 def test_latent_fit_bridges_a_gap_with_the_line_of_the_trusted_frames():
     t = np.arange(15, dtype=float)[:, None]
     line = 0.3 * t + np.array([[1.0, -2.0, 0.5]])
@@ -1285,6 +1366,35 @@ def test_the_least_harmful_correction_weighs_frames_repaired_against_what_the_in
     blank = labels.copy()
     blank[3] = 0  # a frame the segmenter left blank says nothing against the frame filled in
     assert _agreement(labels, blank) == 1.0 and _agreement(wiped, blank) < 0.8
+
+
+def test_the_least_harmful_correction_is_never_one_that_turns_the_volume_curve_over():
+    """With ED/ES given, a reading whose ESV reaches its EDV where the input contracts is left out,
+    however well it scores otherwise (the final judgement would return the input for it), unless
+    every reading does."""
+    from echotemporal.correct.arvae import ArvaeOutcome, least_harm
+    from echotemporal.measure.clinical.volume import lv_volumes_ml
+    from echotemporal.measure.sequence import measure_shape
+
+    phantom = generate_sequence(3, n_frames=10, image_shape=(200, 180))
+    labels = drop_la(phantom.labels)
+    spacing = phantom.spacing_mm
+    shape = measure_shape(labels, spacing, load_thresholds())
+    volumes = lv_volumes_ml(labels, spacing)
+    ed, es = int(np.argmax(volumes)), int(np.argmin(volumes))
+    assert volumes[es] < 0.8 * volumes[ed]
+
+    def outcome(out, invalid):
+        valid = np.ones(len(out), dtype=bool)
+        valid[:invalid] = False
+        return ArvaeOutcome(out, dataclasses.replace(shape, valid=valid), 0, np.zeros(1), np.zeros(len(out), dtype=bool))
+
+    turned = labels.copy()
+    turned[es] = labels[ed]  # ES drawn as large as ED: the curve turned over, one frame of ten moved
+    flat, held = outcome(turned, 0), outcome(labels, 2)
+    assert least_harm([flat, held], labels) is flat  # without ED/ES: fewer frames left wins
+    assert least_harm([flat, held], labels, (ed, es), spacing) is held
+    assert least_harm([flat], labels, (ed, es), spacing) is flat  # nothing else to choose
 
 
 def test_the_clean_ups_reading_is_tried_only_where_the_drawn_one_leaves_residues():

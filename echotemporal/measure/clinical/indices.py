@@ -77,6 +77,25 @@ def ejection_fraction_percent(edv_ml: float, esv_ml: float) -> float:
     return 100.0 * (edv - esv) / edv
 
 
+#: The EF (points) of an input below which a correction cannot be said to turn its volume curve over:
+#: a heart that barely contracts has ED and ES volumes within the border flicker of each other.
+EF_TURNED_MARGIN = 5.0
+
+
+def ef_points(edv_ml: float, esv_ml: float) -> float:
+    """``100·(EDV − ESV)/EDV``; NaN, silently, unless both volumes (mL) are finite and EDV > 0 (for
+    judging volumes that may be unmeasurable; :func:`ejection_fraction_percent` warns)."""
+    edv, esv = float(edv_ml), float(esv_ml)
+    return 100.0 * (edv - esv) / edv if np.isfinite(edv) and np.isfinite(esv) and edv > 0 else float("nan")
+
+
+def turns_over(before_ml: tuple[float, float], after_ml: tuple[float, float]) -> bool:
+    """Whether a correction turns the volume curve over: its (EDV, ESV) ``after_ml`` (mL) put the ESV at
+    or above a positive EDV where the input's ``before_ml`` showed a contraction (an EF of at least
+    ``EF_TURNED_MARGIN`` points). False where a volume is NaN or an EDV is not positive."""
+    return bool(ef_points(*after_ml) <= 0 and ef_points(*before_ml) >= EF_TURNED_MARGIN)
+
+
 def _ed_es_or_none(volumes: np.ndarray, ed: int | None = None, es: int | None = None) -> tuple[int, int] | None:
     """The first beat's (ED, ES) by :func:`cycles.detect_beats` (given ED or ES kept); on a curve too
     short for it, the largest volume and the smallest after it; None if it cannot tell (flat or NaN
