@@ -997,43 +997,61 @@ def _consistency_rounds(
     if not shape.valid.all() or shape.flags.any():
         out, shape = interpolate_residue(out, shape, spacing_mm, thresholds)
     if not shape.valid.all():
-        out, shape = _la_trimmed(out, shape, spacing_mm)
+        out, shape = _atrium_repaired(out, shape, spacing_mm)
     return ArvaeOutcome(out, shape, rounds, tol, keep)
 
 
-def _la_trimmed(out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float]) -> tuple[np.ndarray, ShapeMeasures]:
-    """The LA of frames left invalid only by their MYO-LA frontier, trimmed off the walls.
+def _atrium_repaired(out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float]) -> tuple[np.ndarray, ShapeMeasures]:
+    """The LA of frames left invalid by the atrium alone, repaired: LV and MYO untouched.
 
-    A segmenter's LA can run along the basal myocardium (``anatomy``'s ``myo_la_frontier``) of a frame
-    whose LV and MYO the correction kept: its LA pixels along the wall become background
-    (:func:`~echotemporal.correct.cleanup.trim_la_along_myo`) where that makes the frame valid. LV and
-    MYO, hence every attribute, flag, volume and strain, are untouched.
+    A frame whose only failed criteria are the atrium's (``ATRIUM_CRITERIA``) or the LV meeting the
+    background (``lv_background_frontier``, with the LA labelled: an atrium drawn short of the base)
+    tries, in turn: its LA trimmed off the walls where it runs along the basal myocardium
+    (:func:`~echotemporal.correct.cleanup.trim_la_along_myo`); its LA put together
+    (:func:`~echotemporal.correct.cleanup.mended_atrium`: pieces joined, holes filled, pockets
+    between LV and LA closed); the same with only the piece nearest the LV kept instead of joining
+    them; each of these two trimmed; and, last, the piece nearest the LV joined to the background
+    beside the LV (an atrium drawn apart from the base), as it is and trimmed. The first that makes
+    it valid is kept. LV and MYO, hence
+    every attribute, flag, volume and strain, are untouched.
 
     Args:
         out: (T, H, W) corrected labels; shape: their measures (with validity).
 
     Returns:
-        (labels, measures) with the trimmed frames valid; the inputs where no frame qualifies.
+        (labels, measures) with the repaired frames valid; the inputs where no frame qualifies.
     """
-    from echotemporal.correct.cleanup import trim_la_along_myo
+    from echotemporal.correct.cleanup import mended_atrium, trim_la_along_myo
     from echotemporal.measure.anatomy import CRITERIA, check_validity
 
-    if not shape.checked or LA not in shape.present:
+    # Without the myocardium, nothing tells an LV open at its side (``lv_side_closed`` needs it) from one
+    # whose atrium is missing: an LA joined round such an LV would pass every check.
+    if not shape.checked or LA not in shape.present or MYO not in shape.present:
         return out, shape
-    failing = ~shape.criteria
-    only = np.flatnonzero(failing[:, CRITERIA.index("myo_la_frontier")] & (failing.sum(axis=1) == 1))
+    others = [k for k, name in enumerate(CRITERIA) if name not in ATRIUM_CRITERIA + ("lv_background_frontier",)]
+    only = np.flatnonzero(~shape.valid & shape.criteria[:, others].all(axis=1))
     if not only.size:
         return out, shape
     rows, cols = heart_box(out[only], margin=4)
-    trimmed = trim_la_along_myo(np.ascontiguousarray(out[only][:, rows, cols]), spacing_mm)
-    criteria = np.asarray(check_validity(trimmed, spacing_mm, present=shape.present), dtype=bool)
-    ok = criteria.all(axis=1)
-    if not ok.any():
-        return out, shape
+    drawn = np.ascontiguousarray(out[only][:, rows, cols])
+    joined = np.stack([mended_atrium(frame, spacing_mm) for frame in drawn])
+    kept = np.stack([mended_atrium(frame, spacing_mm, join=False) for frame in drawn])
+    reached = np.stack([mended_atrium(frame, spacing_mm, join=False, reach_lv=True) for frame in drawn])
+    tries = [trim_la_along_myo(drawn.copy(), spacing_mm), joined, kept]
+    tries += [trim_la_along_myo(f.copy(), spacing_mm) for f in (joined, kept)] + [reached, trim_la_along_myo(reached.copy(), spacing_mm)]
     out, all_criteria, valid = out.copy(), shape.criteria.copy(), shape.valid.copy()
-    for frame, crop, passed in zip(only[ok], trimmed[ok], criteria[ok]):
-        out[frame, rows, cols] = crop
-        all_criteria[frame], valid[frame] = passed, True
+    todo = np.ones(len(only), dtype=bool)
+    for tried in tries:
+        change = todo & (tried != drawn).reshape(len(only), -1).any(axis=1)
+        if not change.any():
+            continue
+        criteria = np.asarray(check_validity(tried[change], spacing_mm, present=shape.present), dtype=bool)
+        for i, passed in zip(np.flatnonzero(change), criteria):
+            if passed.all():
+                out[only[i], rows, cols] = tried[i]
+                all_criteria[only[i]], valid[only[i]], todo[i] = passed, True, False
+    if todo.all():
+        return out, shape
     return out, dataclasses.replace(shape, criteria=all_criteria, valid=valid)
 
 

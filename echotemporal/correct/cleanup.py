@@ -30,6 +30,7 @@ __all__ = [
     "drawn_wall_thickness_mm",
     "hole_mask",
     "largest_component",
+    "mended_atrium",
     "opened_base",
     "trim_la_along_myo",
     "walled_lv",
@@ -481,6 +482,59 @@ def walled_lv(frame: np.ndarray, spacing_mm: tuple[float, float], la_present: bo
     crop = out[box]
     crop[(_distance_near(gaps, box, reach, spacing_mm) <= thickness_mm) & open_[box]] = MYO
     return opened_base(out, spacing_mm, la_present)
+
+
+def mended_atrium(frame: np.ndarray, spacing_mm: tuple[float, float], join: bool = True, reach_lv: bool = False) -> np.ndarray:
+    """The (H, W) label map ``frame`` with its LA put together, LV and MYO untouched: LA pieces joined
+    through the background between them (their convex hull; with ``join`` False, only the piece
+    nearest the LV kept, the others made background), background holes in the LA filled, and the
+    background pockets between the LV and the LA that :func:`close_lv_gaps` finds (where the LV meets
+    the background beyond its hinges) made LA; with
+    ``reach_lv``, the LA (once joined or chosen) is also joined (their convex hull, over background)
+    to the background pixels beside the LV's basal :data:`BASE_BAND` (an atrium drawn apart from the
+    base it opens into). A copy; ``frame`` itself when it has no LA or no LV.
+
+    A segmenter draws the atrium, deep in the sector where the image fades, in pieces, with holes,
+    or short of the LV's base: the frame fails on the atrium alone (``la_one_component``,
+    ``la_no_holes``, ``lv_background_frontier``), which the shape model, blind to the LA, cannot
+    correct. No attribute, hence no consistency flag, depends on the LA.
+    """
+    from skimage.morphology import convex_hull_image
+
+    la, lv = frame == LA, frame == LV
+    if not la.any() or not lv.any():
+        return frame
+    out = frame.copy()
+    pieces, n = components(la)
+    if n > 1 and join:
+        box = mask_box(la, margin=1)
+        crop = out[box]
+        crop[convex_hull_image(la[box]) & (crop == BACKGROUND)] = LA
+    elif n > 1:
+        to_lv = ndimage.distance_transform_edt(~lv, sampling=spacing_mm)
+        nearest = min(range(1, n + 1), key=lambda k: float(to_lv[pieces == k].min()))
+        out[la & (pieces != nearest)] = BACKGROUND
+    if reach_lv:
+        la = out == LA
+        beside = ndimage.binary_dilation(lv, _FOUR) & (out == BACKGROUND)
+        rows, cols = np.nonzero(lv)
+        if len(rows) >= 3:  # only beside its base (BASE_BAND along its long axis): a side is the wall's
+            along = _lv_axes(rows, cols, spacing_mm)
+            u = along(rows, cols)[0]
+            br, bc = np.nonzero(beside)
+            beside[br, bc] = along(br, bc)[0] >= u.max() - BASE_BAND * (u.max() - u.min())
+        box = mask_box(la | beside, margin=1)
+        crop = out[box]
+        crop[convex_hull_image((la | beside)[box]) & (crop == BACKGROUND)] = LA
+    box = mask_box(out == LA, margin=1)
+    crop = out[box]
+    crop[ndimage.binary_fill_holes(crop == LA) & (crop == BACKGROUND)] = LA
+    heart = out != BACKGROUND
+    if crack_length_mm(lv, ~heart, *spacing_mm) > MAX_LV_CONTACT * width_mm(lv, spacing_mm[1]):  # else sealed
+        pockets = _junction_pockets(out, lv, heart, spacing_mm, JUNCTION_RADIUS_MM)
+        if pockets is not None:
+            out[pockets] = LA
+    return out
 
 
 #: Labels above this are not modelled (LA): they are carried over from the input.

@@ -127,3 +127,33 @@ def test_holes_take_their_nearest_label_each() -> None:
     assert holes.sum() == 9 + 1
     cleaned = cleanup_labels(damaged[None].copy(), (0, 1, 2))[0]
     np.testing.assert_array_equal(cleaned, frame)
+
+
+def test_an_atrium_in_pieces_with_holes_or_apart_from_the_base_is_put_together(frame: np.ndarray) -> None:
+    """Known answers of ``mended_atrium``: LA cut in two by a band of background, LA with a hole, LA
+    drawn 3 mm below the LV's base: each fails on the atrium alone and comes back valid, with only LA
+    pixels added (LV and MYO exactly as drawn); a sound frame is returned as it is."""
+    from echotemporal.correct.cleanup import mended_atrium
+
+    la_rows = np.flatnonzero((frame == Label.LA).any(axis=1))
+    cut = frame.copy()
+    middle = (la_rows[0] + la_rows[-1]) // 2
+    cut[middle - 3 : middle + 3][cut[middle - 3 : middle + 3] == Label.LA] = Label.BACKGROUND
+    holed = frame.copy()
+    la = np.argwhere(frame == Label.LA)
+    r, c = la[len(la) // 2]
+    holed[r - 3 : r + 3, c - 3 : c + 3] = Label.BACKGROUND
+    lowered = frame.copy()
+    drop = int(round(3.0 / SPACING[0]))
+    lowered[lowered == Label.LA] = Label.BACKGROUND
+    moved = np.zeros_like(frame, dtype=bool)
+    moved[drop:] = (frame == Label.LA)[:-drop]
+    lowered[moved & (lowered == Label.BACKGROUND)] = Label.LA
+    for broken, fails in ((cut, "la_one_component"), (holed, "la_no_holes"), (lowered, "lv_background_frontier")):
+        assert fails in _failed(broken[None])
+        mended = mended_atrium(broken, SPACING)
+        assert not _failed(mended[None]), (fails, _failed(mended[None]))
+        for value in (Label.LV, Label.MYO):
+            np.testing.assert_array_equal(mended == value, broken == value)
+        assert set(np.unique(mended[mended != broken])) == {int(Label.LA)}
+    np.testing.assert_array_equal(mended_atrium(frame, SPACING), frame)

@@ -1223,7 +1223,7 @@ def test_an_la_drawn_along_the_wall_is_trimmed_where_that_alone_breaks_the_frame
     valid frames, are left as they are."""
     from scipy import ndimage
 
-    from echotemporal.correct.arvae import _la_trimmed
+    from echotemporal.correct.arvae import _atrium_repaired
     from echotemporal.measure.sequence import measure_shape
 
     phantom = generate_sequence(3, n_frames=14, image_shape=(300, 260))
@@ -1240,13 +1240,32 @@ def test_an_la_drawn_along_the_wall_is_trimmed_where_that_alone_breaks_the_frame
     frontier = CRITERIA.index("myo_la_frontier")
     assert not shape.criteria[6, frontier] and shape.criteria[6].sum() == len(CRITERIA) - 1
     assert not shape.criteria[9, frontier] and not shape.valid[9]
-    out, after = _la_trimmed(labels, shape, phantom.spacing_mm)
+    out, after = _atrium_repaired(labels, shape, phantom.spacing_mm)
     assert after.valid[6] and bool(np.asarray(check_validity(out[6:7], phantom.spacing_mm, present=(1, 2, 3))).all())
     for value in (LV, MYO):
         assert np.array_equal(out == value, labels == value)
     assert (out[6] == LA).sum() < (labels[6] == LA).sum()
     changed = np.flatnonzero((out != labels).reshape(len(out), -1).any(axis=1))
     assert changed.tolist() == [6]
+
+
+def test_an_atrium_drawn_in_pieces_in_every_frame_is_put_together_and_nothing_else_moves(model):
+    """A segmenter's LA cut in two in every frame (the far sector fades): every frame fails on the
+    atrium alone, which the shape model cannot see (corrected in place, 5 came back still invalid).
+    Its LA is now put together: the output is valid throughout, LV and MYO near the input's."""
+    phantom = generate_sequence(5, n_frames=12, image_shape=(300, 260))
+    labels = phantom.labels.copy()
+    for frame in labels:
+        rows = np.flatnonzero((frame == LA).any(axis=1))
+        middle = (rows[0] + rows[-1]) // 2
+        band = frame[middle - 3 : middle + 3]
+        band[band == LA] = 0
+    result = smooth_sequence(labels, phantom.spacing_mm, model=model, config=SmoothingConfig(method="arvae"), ed_frame=0, es_frame=11)
+    assert result.summary["n_invalid_before"] == 12
+    assert result.summary["n_invalid_after"] == 0 and result.summary["n_inconsistent_after"] == 0
+    for value in (LV, MYO):
+        assert _dice(result.labels == value, labels == value) > 0.98
+    assert all(components(frame == LA)[1] == 1 for frame in result.labels)
 
 
 def _second_heart_everywhere(seed: int = 13):
