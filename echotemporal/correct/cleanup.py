@@ -332,7 +332,9 @@ BASE_BAND = 0.15
 FLOOR_DEPTH_MM = 15.0
 
 
-def _lv_axes(rows: np.ndarray, cols: np.ndarray, spacing_mm: tuple[float, float]) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _lv_axes(
+    rows: np.ndarray, cols: np.ndarray, spacing_mm: tuple[float, float]
+) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """The LV's own frame, from its (n,) pixel ``rows`` and ``cols`` (at least 3): a function of pixel
     rows and columns giving (along, across) in mm from the LV's centroid, ``along`` its long axis (the
     principal axis of its pixels in mm) pointing away from the apex at row 0."""
