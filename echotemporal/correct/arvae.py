@@ -44,7 +44,7 @@ from echotemporal.correct.trust import (
 from echotemporal.measure.sequence import ShapeMeasures, add_validity, heart_box, measure_shape, restore_frames
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from echotemporal.measure.temporal import AttributeThresholds
 
@@ -1012,8 +1012,7 @@ def _atrium_repaired(out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[fl
     between LV and LA closed); the same with only the piece nearest the LV kept instead of joining
     them; each of these two trimmed; and, last, the piece nearest the LV joined to the background
     beside the LV (an atrium drawn apart from the base), as it is and trimmed. The first that makes
-    it valid is kept. LV and MYO, hence
-    every attribute, flag, volume and strain, are untouched.
+    it valid is kept. LV and MYO, hence every attribute, flag, volume and strain, are untouched.
 
     Args:
         out: (T, H, W) corrected labels; shape: their measures (with validity).
@@ -1033,24 +1032,28 @@ def _atrium_repaired(out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[fl
     if not only.size:
         return out, shape
     rows, cols = heart_box(out[only], margin=4)
-    drawn = np.ascontiguousarray(out[only][:, rows, cols])
-    joined = np.stack([mended_atrium(frame, spacing_mm) for frame in drawn])
-    kept = np.stack([mended_atrium(frame, spacing_mm, join=False) for frame in drawn])
-    reached = np.stack([mended_atrium(frame, spacing_mm, join=False, reach_lv=True) for frame in drawn])
-    tries = [trim_la_along_myo(drawn.copy(), spacing_mm), joined, kept]
-    tries += [trim_la_along_myo(f.copy(), spacing_mm) for f in (joined, kept)] + [reached, trim_la_along_myo(reached.copy(), spacing_mm)]
+    trim = lambda frame: trim_la_along_myo(frame[None].copy(), spacing_mm)[0]  # noqa: E731
+
+    def tries(frame: np.ndarray) -> Iterator[np.ndarray]:
+        """The repairs of one (h, w) frame, in the order of the docstring, each made only if asked."""
+        yield trim(frame)
+        joined, kept = mended_atrium(frame, spacing_mm), mended_atrium(frame, spacing_mm, join=False)
+        yield from (joined, kept, trim(joined), trim(kept))
+        reached = mended_atrium(frame, spacing_mm, join=False, reach_lv=True)
+        yield from (reached, trim(reached))
+
     out, all_criteria, valid = out.copy(), shape.criteria.copy(), shape.valid.copy()
-    todo = np.ones(len(only), dtype=bool)
-    for tried in tries:
-        change = todo & (tried != drawn).reshape(len(only), -1).any(axis=1)
-        if not change.any():
-            continue
-        criteria = np.asarray(check_validity(tried[change], spacing_mm, present=shape.present), dtype=bool)
-        for i, passed in zip(np.flatnonzero(change), criteria):
+    for t in only:
+        drawn = np.ascontiguousarray(out[t, rows, cols])
+        for tried in tries(drawn):
+            if not (tried != drawn).any():
+                continue
+            passed = np.asarray(check_validity(tried[None], spacing_mm, present=shape.present), dtype=bool)[0]
             if passed.all():
-                out[only[i], rows, cols] = tried[i]
-                all_criteria[only[i]], valid[only[i]], todo[i] = passed, True, False
-    if todo.all():
+                out[t, rows, cols] = tried
+                all_criteria[t], valid[t] = passed, True
+                break
+    if (valid == shape.valid).all():
         return out, shape
     return out, dataclasses.replace(shape, criteria=all_criteria, valid=valid)
 

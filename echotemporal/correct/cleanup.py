@@ -352,6 +352,17 @@ def _lv_axes(
     return along
 
 
+def _atrium_over_hull(out: np.ndarray, mask: np.ndarray) -> None:
+    """In place on the (H, W) label map ``out``: the background inside the convex hull of the (H, W)
+    bool ``mask`` (not empty) becomes LA: an atrium joined to what ``mask`` holds through the
+    background between them, never over the heart."""
+    from skimage.morphology import convex_hull_image
+
+    box = mask_box(mask, margin=1)
+    crop = out[box]
+    crop[convex_hull_image(mask[box]) & (crop == BACKGROUND)] = LA
+
+
 def opened_base(frame: np.ndarray, spacing_mm: tuple[float, float], la_present: bool) -> np.ndarray:
     """The (H, W) label map ``frame`` with the myocardium that closes under its LV (a ring drawn round
     the cavity, no opening to the atrium) relabelled: LA where the sequence labels the atrium, else
@@ -390,16 +401,10 @@ def opened_base(frame: np.ndarray, spacing_mm: tuple[float, float], la_present: 
         return out
     out[mr[floor], mc[floor]] = LA if la_present else BACKGROUND
     if la_present:
-        from skimage.morphology import convex_hull_image
-
         atrium = largest_component((frame == LA)[None])[0] if (frame == LA).any() else np.zeros_like(lv)
         joined = np.zeros_like(lv)
         joined[mr[floor], mc[floor]] = True
-        joined |= atrium
-        box = mask_box(joined, margin=1)
-        hull = np.zeros_like(lv)
-        hull[box] = convex_hull_image(joined[box])
-        out[hull & (out == BACKGROUND)] = LA
+        _atrium_over_hull(out, joined | atrium)
         trim_la_along_myo(out[None], spacing_mm)  # the walls' ends beside the opening: LA at their tips only
     return out
 
@@ -470,9 +475,10 @@ def walled_lv(frame: np.ndarray, spacing_mm: tuple[float, float], la_present: bo
         # With the atrium drawn, the opening is where the LV meets it: the LV meets the background
         # through a gap, except at the hinges, where wall, atrium and background meet.
         facing = ndimage.binary_dilation(frame == BACKGROUND, _FOUR)[er, ec]
-        box = grow(mask_box(exposed), _reach_px(HINGE_MM, spacing_mm), lv.shape)
+        hinge = _reach_px(HINGE_MM, spacing_mm)
+        box = grow(mask_box(exposed), hinge, lv.shape)
         near_la = np.zeros_like(lv)
-        near_la[box] = _distance_near(frame == LA, box, _reach_px(HINGE_MM, spacing_mm), spacing_mm) <= HINGE_MM
+        near_la[box] = _distance_near(frame == LA, box, hinge, spacing_mm) <= HINGE_MM
         gap |= facing & ~near_la[er, ec]
     if not gap.any():
         return frame
@@ -501,17 +507,13 @@ def mended_atrium(frame: np.ndarray, spacing_mm: tuple[float, float], join: bool
     ``la_no_holes``, ``lv_background_frontier``), which the shape model, blind to the LA, cannot
     correct. No attribute, hence no consistency flag, depends on the LA.
     """
-    from skimage.morphology import convex_hull_image
-
     la, lv = frame == LA, frame == LV
     if not la.any() or not lv.any():
         return frame
     out = frame.copy()
     pieces, n = components(la)
     if n > 1 and join:
-        box = mask_box(la, margin=1)
-        crop = out[box]
-        crop[convex_hull_image(la[box]) & (crop == BACKGROUND)] = LA
+        _atrium_over_hull(out, la)
     elif n > 1:
         to_lv = ndimage.distance_transform_edt(~lv, sampling=spacing_mm)
         nearest = min(range(1, n + 1), key=lambda k: float(to_lv[pieces == k].min()))
@@ -525,9 +527,7 @@ def mended_atrium(frame: np.ndarray, spacing_mm: tuple[float, float], join: bool
             u = along(rows, cols)[0]
             br, bc = np.nonzero(beside)
             beside[br, bc] = along(br, bc)[0] >= u.max() - BASE_BAND * (u.max() - u.min())
-        box = mask_box(la | beside, margin=1)
-        crop = out[box]
-        crop[convex_hull_image((la | beside)[box]) & (crop == BACKGROUND)] = LA
+        _atrium_over_hull(out, la | beside)
     box = mask_box(out == LA, margin=1)
     crop = out[box]
     crop[ndimage.binary_fill_holes(crop == LA) & (crop == BACKGROUND)] = LA
