@@ -12,6 +12,8 @@ split; the model trains on ``train``):
   overlap two kinds (``phantoms.failure_set.benchmark_near_total_case``): nothing may be trusted;
 * ``segmenter``: a small U-Net's predictions on simulated B-mode images of held-out real-shape
   sequences (``scripts/make_segmenter_set.py -o DIR``, read with ``--segmenter-dir DIR``);
+  ``--segmenter-cycles`` makes each half-sequence a full cycle (``es``: started at ES; ``beats``:
+  two beats and the next ED, an ED mid-sequence), with ``--detect`` a recording without Info cfg;
   ``--segmenter-blank K[@place]`` blanks a run of K predicted frames per case (a segmenter that found
   nothing there), at a seeded random place or through the first or last frame.
 
@@ -31,7 +33,7 @@ arvae then returns the input, counted as "kept input"; the baselines run unprote
 Usage::
 
     python scripts/benchmark_smoothing.py [--sets sparse,clean,coherent,segmenter] [--n 40]
-        [--segmenter-dir DIR [--segmenter-cycles [ed|es]] [--segmenter-blank K[@random|start|end]]]
+        [--segmenter-dir DIR [--segmenter-cycles [ed|es|beats]] [--segmenter-blank K[@random|start|end]]]
         [--methods none,gaussian,lcc-gaussian,arvae] [--workers 2]
         [--set KEY=VALUE ...] [--csv rows.csv]
 """
@@ -159,6 +161,8 @@ def segmenter_case(index: int, directory: str) -> dict[str, Any]:
             shift = len(case.predicted) - 1
             predicted, truth = np.roll(predicted, -shift, axis=0), np.roll(truth, -shift, axis=0)
             ed, es = shift, 0
+        elif _STATE["segmenter_cycles"] == "beats":  # two beats and the third ED: ED -> ES -> ED -> ES -> ED
+            predicted, truth = (np.concatenate([x, x, x[:1]]) for x in (predicted, truth))
     # Every predicted frame differs from the truth: "untouched" frames are those within one pixel
     # of it (LV and MYO Dice >= 0.97), where a good correction has nothing to change.
     touched = np.array([min(_dice(p == v, t == v) for v in (1, 2)) < 0.97 for p, t in zip(predicted, truth)])
@@ -372,9 +376,10 @@ def main() -> None:
     p.add_argument("--detect", action="store_true",
                    help="give the methods no ED/ES: each detects them on its own curve (a full cycle without an Info cfg); "
                         "the truth's indices still use the true ED/ES")
-    p.add_argument("--segmenter-cycles", nargs="?", const="ed", choices=("ed", "es"), default=None,
+    p.add_argument("--segmenter-cycles", nargs="?", const="ed", choices=("ed", "es", "beats"), default=None,
                    help="mirror each segmenter case into a full cycle (ED -> ES -> ED, predictions and truth alike; "
-                        "'es': rolled to start at ES, ES -> ED -> ES, ED mid-sequence; "
+                        "'es': rolled to start at ES, ES -> ED -> ES, ED mid-sequence; 'beats': two cycles and the "
+                        "next ED, ED -> ES -> ED -> ES -> ED, the indices on the first; "
                         "with --detect: a real segmenter's full cycle without an Info cfg)")
     p.add_argument("--segmenter-blank", type=_blank_option, default=None, metavar="K[@PLACE]",
                    help="blank K consecutive frames of each segmenter case (after --segmenter-cycles), as a segmenter "
