@@ -994,10 +994,12 @@ def _consistency_rounds(
     out, shape = _revert_unhelped(out, shape, labels, before, thresholds)
     if residual and not shape.valid.all():
         out, shape = full_decoding_fallback(out, shape, z, decode, model, config, spacing_mm, thresholds)
-    if not shape.valid.all() or shape.flags.any():
-        out, shape = interpolate_residue(out, shape, spacing_mm, thresholds)
+    # A frame broken by its atrium alone is repaired there, LV and MYO untouched, before any bridge
+    # from its neighbours replaces the whole frame.
     if not shape.valid.all():
         out, shape = _atrium_repaired(out, shape, spacing_mm)
+    if not shape.valid.all() or shape.flags.any():
+        out, shape = interpolate_residue(out, shape, spacing_mm, thresholds)
     return ArvaeOutcome(out, shape, rounds, tol, keep)
 
 

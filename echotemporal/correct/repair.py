@@ -55,6 +55,9 @@ def full_decoding_fallback(
 
 #: Runs of at most this many residue frames are interpolated from their good neighbours.
 MAX_INTERPOLATED_RUN = 4
+#: An interior run holding an invalid frame may be this long where most of the sequence is good: no
+#: decoding made those frames whole, and their good neighbours still bracket them.
+MAX_INVALID_RUN = 8
 #: Speeds (fractions of the last good frames' motion) tried in turn for a run at an end of the
 #: sequence: the motion carried on, slowed (ED and ES are turning points), stopped.
 END_SPEEDS = (1.0, 0.5, 0.25, 0.0)
@@ -149,7 +152,8 @@ def interpolate_residue(
     A frame that neither residual nor full decoding made valid and consistent (a glitch the model
     reconstructs, a coarse myocardium one pixel thick) takes the signed-distance interpolation of
     the good frames (valid and consistent) around its run of residue frames (at most
-    :data:`MAX_INTERPOLATED_RUN` frames): every label's signed distance (mm) is interpolated
+    :data:`MAX_INTERPOLATED_RUN` frames; :data:`MAX_INVALID_RUN` for an interior run holding an
+    invalid frame, where at least half of the sequence's frames are good): every label's signed distance (mm) is interpolated
     linearly in time, or extrapolated from the two last good frames for a run at an end of the
     sequence (at the speeds of :data:`END_SPEEDS` in turn: carried on, slowed, stopped), and each
     pixel takes the label of smallest distance. Borders move continuously, so the in-between shapes
@@ -168,14 +172,25 @@ def interpolate_residue(
     Returns:
         (labels, measures).
     """
-    out, shape = _bridged_runs(out, shape, spacing_mm, thresholds)
-    return _widened_bridges(out, shape, spacing_mm, thresholds)
+    # Where most frames are residue, long bridges between the few good ones would make up most of
+    # the sequence: only short runs are bridged there.
+    long_runs = 2 * int(shape.clean.sum()) >= len(out)
+    out, shape = _bridged_runs(out, shape, spacing_mm, thresholds, long_runs)
+    return _widened_bridges(out, shape, spacing_mm, thresholds, long_runs)
+
+
+def _longest_run(shape: ShapeMeasures, first: int, last: int, long_runs: bool) -> int:
+    """How long the residue run of frames ``first``..``last`` (inclusive) may be to be interpolated:
+    :data:`MAX_INVALID_RUN` where ``long_runs`` allows it and ``shape`` holds an invalid frame
+    there, else :data:`MAX_INTERPOLATED_RUN`."""
+    return MAX_INVALID_RUN if long_runs and not shape.valid[first : last + 1].all() else MAX_INTERPOLATED_RUN
 
 
 def _bridged_runs(
-    out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float], thresholds: AttributeThresholds
+    out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float], thresholds: AttributeThresholds, long_runs: bool
 ) -> tuple[np.ndarray, ShapeMeasures]:
-    """The bridges and end extrapolations of :func:`interpolate_residue` (same arguments and return)."""
+    """The bridges and end extrapolations of :func:`interpolate_residue` (same arguments and return;
+    ``long_runs``: interior runs holding an invalid frame may reach :data:`MAX_INVALID_RUN` frames)."""
     rows, cols = heart_box(out, margin=2)
     blend = DistanceBlend(out, spacing_mm, (rows, cols))
 
@@ -194,10 +209,11 @@ def _bridged_runs(
             window = replaced[:, rows, cols]  # a view: writes go to ``replaced``
             candidate = np.zeros(n, dtype=bool)
             for first, last in bad_runs(bad):
-                if last - first + 1 > MAX_INTERPOLATED_RUN:
-                    continue
                 before = np.flatnonzero(good[:first])
                 after = first + 1 + np.flatnonzero(good[first + 1 :])
+                interior = long_runs and before.size > 0 and after.size > 0  # ends are extrapolated: short runs only
+                if last - first + 1 > _longest_run(shape, first, last, interior):
+                    continue
                 if before.size and after.size:
                     a, b, near = int(before[-1]), int(after[0]), None
                     if (first, last, a, b) in tried:
@@ -246,7 +262,8 @@ def _bridged_runs(
 
 
 def _widened_bridges(
-    out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float], thresholds: AttributeThresholds
+    out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float], thresholds: AttributeThresholds,
+    long_runs: bool = False,
 ) -> tuple[np.ndarray, ShapeMeasures]:
     """Interior runs of residue frames still flagged between their good neighbours, bridged from one
     frame farther on each side.
@@ -258,16 +275,17 @@ def _widened_bridges(
     every frame of the widened run comes out valid and consistent and no other frame is newly
     flagged: good frames are not changed for nothing. Where that bridge flags a frame beside it, it
     reaches one frame farther again (``WIDEN_FRAMES``). Runs of at most ``MAX_INTERPOLATED_RUN`` − 2
-    frames.
+    frames (``MAX_INVALID_RUN`` − 2 for a run holding an invalid frame where ``long_runs``).
 
     Args:
-        out: (T, H, W) labels; shape: their measures (with validity).
+        out: (T, H, W) labels; shape: their measures (with validity); long_runs: as for
+            :func:`_bridged_runs`.
 
     Returns:
         (labels, measures).
     """
     for first, last in bad_runs(~shape.clean):
-        if last - first + 1 > MAX_INTERPOLATED_RUN - 2:
+        if last - first + 1 > _longest_run(shape, first, last, long_runs) - 2:
             continue
         for k in range(1, WIDEN_FRAMES + 1):
             a, b = first - 1 - k, last + 1 + k

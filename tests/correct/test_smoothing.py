@@ -554,11 +554,13 @@ def _cut_left_wall(frame: np.ndarray) -> None:
     wall[wall == Label.MYO] = Label.BACKGROUND
 
 
-@pytest.mark.parametrize("broken", [[4], [3, 4, 5], [9]])
+@pytest.mark.parametrize("broken", [[4], [3, 4, 5], [9], [3, 4, 5, 6, 7]])
 def test_residue_frames_take_the_shape_between_their_good_neighbours(phantom, broken):
     """Known answer: frames left invalid by the correction (the lateral wall cut through, the LV
     open to the background) become the signed-distance interpolation of their good neighbours,
-    close to the truth; the other frames are untouched."""
+    close to the truth; the other frames are untouched. A run of invalid frames may be longer
+    (five here) than a run of frames only flagged (``MAX_INTERPOLATED_RUN``) where at least half
+    of the sequence is good."""
     from echotemporal.correct.repair import interpolate_residue as _interpolate_residue
     from echotemporal.measure.sequence import measure_shape
     from echotemporal.measure.temporal import load_thresholds
@@ -578,6 +580,29 @@ def test_residue_frames_take_the_shape_between_their_good_neighbours(phantom, br
         for value in (Label.LV, Label.MYO):
             a, b = out[t] == value, truth[t] == value
             assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.93
+
+
+@pytest.mark.parametrize(("broken", "limit"), [([3, 4, 5, 6, 7], 4), ([2, 3, 4, 5, 6, 7], 8), ([5, 6, 7, 8, 9], 8)])
+def test_a_long_invalid_run_is_left_as_it_is_beyond_the_limit_at_an_end_or_where_most_frames_are_residue(
+    phantom, monkeypatch, broken, limit
+):
+    """Five invalid frames of ten with ``MAX_INVALID_RUN`` = 4 (too long to bridge); six of ten with
+    the default limit (most of the sequence residue: bridges between its few good frames would make
+    up most of it); the last five (an end run: extrapolated, not bridged, so held to
+    ``MAX_INTERPOLATED_RUN``): nothing is interpolated, every frame comes back as it was."""
+    from echotemporal.correct import repair
+    from echotemporal.measure.sequence import measure_shape
+    from echotemporal.measure.temporal import load_thresholds
+
+    thresholds = load_thresholds()
+    labels = phantom.labels.copy()
+    for t in broken:
+        _cut_left_wall(labels[t])
+    shape = measure_shape(labels, SPACING, thresholds)
+    monkeypatch.setattr(repair, "MAX_INVALID_RUN", limit)
+    out, after = repair.interpolate_residue(labels, shape, SPACING, thresholds)
+    np.testing.assert_array_equal(out, labels)
+    assert not after.valid[broken].any()
 
 
 @pytest.mark.parametrize("shift_px", [2, 3])
