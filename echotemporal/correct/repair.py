@@ -153,18 +153,18 @@ def interpolate_residue(
     reconstructs, a coarse myocardium one pixel thick) takes the signed-distance interpolation of
     the good frames (valid and consistent) around its run of residue frames (at most
     :data:`MAX_INTERPOLATED_RUN` frames; :data:`MAX_INVALID_RUN` for an interior run holding an
-    invalid frame, where at least half of the sequence's frames are good): every label's signed distance (mm) is interpolated
-    linearly in time, or extrapolated from the two last good frames for a run at an end of the
-    sequence (at the speeds of :data:`END_SPEEDS` in turn: carried on, slowed, stopped), and each
-    pixel takes the label of smallest distance. Borders move continuously, so the in-between shapes
-    are valid and consistent wherever their neighbours are. Proposals are cleaned up like decoded
-    frames and kept only if valid and making no frame newly inconsistent. Should a run make a good
-    neighbour inconsistent, the run is widened by that neighbour and tried again. Should the bridge
-    of a run within ``MAX_INTERPOLATED_RUN`` frames of an end fail, the frames beyond it may be the
-    broken ones (an end-systolic run whose ES is off too): the run is carried to that end and
-    extrapolated like an end run, at the later end speeds. A short interior run that its bridge
-    left flagged is bridged once more from one or two frames farther on each side
-    (:func:`_widened_bridges`).
+    invalid frame, where at least half of the sequence's frames are good): every label's signed
+    distance (mm) is interpolated linearly in time, or extrapolated from the two last good frames
+    for a run at an end of the sequence (at the speeds of :data:`END_SPEEDS` in turn: carried on,
+    slowed, stopped), and each pixel takes the label of smallest distance. Borders move
+    continuously, so the in-between shapes are valid and consistent wherever their neighbours are.
+    Proposals are cleaned up like decoded frames and kept only if valid and making no frame newly
+    inconsistent. Should a run make a good neighbour inconsistent, the run is widened by that
+    neighbour and tried again. Should the bridge of a run within ``MAX_INTERPOLATED_RUN`` frames of
+    an end fail, the frames beyond it may be the broken ones (an end-systolic run whose ES is off
+    too): the run is carried to that end and extrapolated like an end run, at the later end speeds.
+    A short interior run that its bridge left flagged is bridged once more from one or two frames
+    farther on each side (:func:`_widened_bridges`).
 
     Args:
         out: (T, H, W) corrected labels; shape: their measures (with validity).
@@ -187,7 +187,8 @@ def _longest_run(shape: ShapeMeasures, first: int, last: int, long_runs: bool) -
 
 
 def _bridged_runs(
-    out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float], thresholds: AttributeThresholds, long_runs: bool
+    out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[float, float], thresholds: AttributeThresholds,
+    long_runs: bool,
 ) -> tuple[np.ndarray, ShapeMeasures]:
     """The bridges and end extrapolations of :func:`interpolate_residue` (same arguments and return;
     ``long_runs``: interior runs holding an invalid frame may reach :data:`MAX_INVALID_RUN` frames)."""
