@@ -304,8 +304,10 @@ def _widened_bridges(
 
 
 #: How many frames farther on each side :func:`_widened_bridges` may reach for a run's bridge: one,
-#: then two where the first bridge flagged a frame beside it.
-WIDEN_FRAMES = 2
+#: then one more each time the bridge flagged a frame beside it. Four: a step the segmenter draws in
+#: one attribute (the LV's length jumping 7 mm between two frames) is spread over the bridge only
+#: from that far (U-Net seed 53 case 27 as a cycle; two reached no further than flagging again).
+WIDEN_FRAMES = 4
 
 
 def accept_replacements(

@@ -676,6 +676,49 @@ def test_a_bridge_that_flags_its_neighbour_reaches_one_frame_farther_again(phant
             assert dice(out[t] == value, truth[t] == value) > 0.95
 
 
+def test_a_bridge_reaches_as_far_as_four_frames_on_each_side(phantom, monkeypatch):
+    """``repair._widened_bridges``, far reach: frame 4 moved by 2 pixels; the bridges that reach 1 and 2
+    frames farther are made to flag the frame after them (as a step the segmenter draws in one
+    attribute does), so both are refused; the default ``WIDEN_FRAMES`` (4) reaches 3 frames farther,
+    bridges from frames 0 and 8 and replaces frames 1-7, valid, unflagged and near the truth, frames
+    0, 8 and 9 left bit for bit. With ``WIDEN_FRAMES`` = 2 nothing changes."""
+    import dataclasses
+
+    from echotemporal.correct import repair
+    from echotemporal.measure.sequence import measure_shape
+    from echotemporal.measure.temporal import load_thresholds
+
+    thresholds = load_thresholds()
+    truth = phantom.labels
+    labels = truth.copy()
+    labels[4] = np.roll(labels[4], 2, axis=1)
+    shape = measure_shape(labels, SPACING, thresholds)
+    assert np.flatnonzero(~shape.clean).tolist() == [4]
+
+    def flagging_beside(frames, *args, **kwargs):
+        measured = measure_shape(frames, *args, **kwargs)
+        replaced = np.flatnonzero((frames != labels).reshape(len(frames), -1).any(axis=1)).tolist()
+        if replaced and replaced[0] >= 2:  # reaches 1 and 2: the frame beyond the run's end is flagged
+            flags = measured.flags.copy()
+            flags[replaced[-1] + 1, 0] = True
+            return dataclasses.replace(measured, flags=flags)
+        return measured
+
+    monkeypatch.setattr(repair, "measure_shape", flagging_beside)
+    monkeypatch.setattr(repair, "WIDEN_FRAMES", 2)
+    out, _ = repair._widened_bridges(labels, shape, SPACING, thresholds)
+    np.testing.assert_array_equal(out, labels)
+    monkeypatch.undo()
+    monkeypatch.setattr(repair, "measure_shape", flagging_beside)
+    out, after = repair._widened_bridges(labels, shape, SPACING, thresholds)
+    assert repair.WIDEN_FRAMES == 4 and after.clean.all()
+    np.testing.assert_array_equal(out[[0, 8, 9]], labels[[0, 8, 9]])
+    assert all((out[t] != labels[t]).any() for t in (1, 2, 3, 4))
+    for t in range(1, 8):
+        for value in (Label.LV, Label.MYO):
+            assert dice(out[t] == value, truth[t] == value) > 0.93
+
+
 def test_a_residue_run_whose_bridge_to_the_end_fails_is_carried_to_the_end(phantom, monkeypatch):
     """A residue run within ``MAX_INTERPOLATED_RUN`` frames of the end, whose bridge to the good frame
     beyond it is rejected (as when that frame, ES, is off too), is carried to the end and
