@@ -635,11 +635,11 @@ def test_a_flagged_frame_is_bridged_from_one_frame_farther_on_each_side(phantom,
     assert dice(out[4] == Label.MYO, truth[4] == Label.MYO) > dice(labels[4] == Label.MYO, truth[4] == Label.MYO)
 
 
-def test_a_bridge_that_flags_its_neighbour_reaches_one_frame_farther_again(phantom, monkeypatch):
-    """``repair._widened_bridges``, second reach: frame 4 moved by 2 pixels; the bridge from frames 2 and 6
-    is made to flag frame 7 (as an attribute's second difference can, beside a replaced run), so it
-    is refused and the bridge from frames 1 and 7 replaces frames 2-6 (valid, unflagged, near the
-    truth); frames 0 and 7-9 are left bit for bit. With ``WIDEN_FRAMES`` = 1 nothing changes."""
+def _one_frame_moved_with_flagging_bridges(phantom, monkeypatch, flag_after):
+    """Frame 4 of ``phantom`` moved sideways by 2 pixels (the only flagged frame), and ``repair.measure_shape``
+    patched to also flag frame ``flag_after(replaced)`` of a proposal replacing the frames ``replaced``
+    (a sorted list; None: no extra flag), as an attribute's second difference can beside a replaced
+    run. Returns (truth, labels, their measures, thresholds)."""
     import dataclasses
 
     from echotemporal.correct import repair
@@ -653,16 +653,31 @@ def test_a_bridge_that_flags_its_neighbour_reaches_one_frame_farther_again(phant
     shape = measure_shape(labels, SPACING, thresholds)
     assert np.flatnonzero(~shape.clean).tolist() == [4]
 
-    def flagging_beside(frames, *args, **kwargs):
+    def flagging(frames, *args, **kwargs):
         measured = measure_shape(frames, *args, **kwargs)
         replaced = np.flatnonzero((frames != labels).reshape(len(frames), -1).any(axis=1)).tolist()
-        if replaced and replaced[0] == 3:  # the first reach's bridge (frames 3-5)
-            flags = measured.flags.copy()
-            flags[7, 0] = True
-            return dataclasses.replace(measured, flags=flags)
-        return measured
+        frame = flag_after(replaced) if replaced else None
+        if frame is None:
+            return measured
+        flags = measured.flags.copy()
+        flags[frame, 0] = True
+        return dataclasses.replace(measured, flags=flags)
 
-    monkeypatch.setattr(repair, "measure_shape", flagging_beside)
+    monkeypatch.setattr(repair, "measure_shape", flagging)
+    return truth, labels, shape, thresholds
+
+
+def test_a_bridge_that_flags_its_neighbour_reaches_one_frame_farther_again(phantom, monkeypatch):
+    """``repair._widened_bridges``, second reach: frame 4 moved by 2 pixels; the bridge from frames 2 and 6
+    is made to flag frame 7 (as an attribute's second difference can, beside a replaced run), so it
+    is refused and the bridge from frames 1 and 7 replaces frames 2-6 (valid, unflagged, near the
+    truth); frames 0 and 7-9 are left bit for bit. With ``WIDEN_FRAMES`` = 1 nothing changes."""
+    from echotemporal.correct import repair
+
+    # The first reach's bridge (frames 3-5) flags frame 7.
+    truth, labels, shape, thresholds = _one_frame_moved_with_flagging_bridges(
+        phantom, monkeypatch, lambda replaced: 7 if replaced[0] == 3 else None
+    )
     monkeypatch.setattr(repair, "WIDEN_FRAMES", 1)
     out, _ = repair._widened_bridges(labels, shape, SPACING, thresholds)
     np.testing.assert_array_equal(out, labels)
@@ -676,42 +691,25 @@ def test_a_bridge_that_flags_its_neighbour_reaches_one_frame_farther_again(phant
             assert dice(out[t] == value, truth[t] == value) > 0.95
 
 
-def test_a_bridge_reaches_as_far_as_four_frames_on_each_side(phantom, monkeypatch):
+@pytest.mark.parametrize("widen", [2, 4])
+def test_a_bridge_reaches_as_far_as_four_frames_on_each_side(phantom, monkeypatch, widen):
     """``repair._widened_bridges``, far reach: frame 4 moved by 2 pixels; the bridges that reach 1 and 2
     frames farther are made to flag the frame after them (as a step the segmenter draws in one
     attribute does), so both are refused; the default ``WIDEN_FRAMES`` (4) reaches 3 frames farther,
     bridges from frames 0 and 8 and replaces frames 1-7, valid, unflagged and near the truth, frames
     0, 8 and 9 left bit for bit. With ``WIDEN_FRAMES`` = 2 nothing changes."""
-    import dataclasses
-
     from echotemporal.correct import repair
-    from echotemporal.measure.sequence import measure_shape
-    from echotemporal.measure.temporal import load_thresholds
 
-    thresholds = load_thresholds()
-    truth = phantom.labels
-    labels = truth.copy()
-    labels[4] = np.roll(labels[4], 2, axis=1)
-    shape = measure_shape(labels, SPACING, thresholds)
-    assert np.flatnonzero(~shape.clean).tolist() == [4]
-
-    def flagging_beside(frames, *args, **kwargs):
-        measured = measure_shape(frames, *args, **kwargs)
-        replaced = np.flatnonzero((frames != labels).reshape(len(frames), -1).any(axis=1)).tolist()
-        if replaced and replaced[0] >= 2:  # reaches 1 and 2: the frame beyond the run's end is flagged
-            flags = measured.flags.copy()
-            flags[replaced[-1] + 1, 0] = True
-            return dataclasses.replace(measured, flags=flags)
-        return measured
-
-    monkeypatch.setattr(repair, "measure_shape", flagging_beside)
-    monkeypatch.setattr(repair, "WIDEN_FRAMES", 2)
-    out, _ = repair._widened_bridges(labels, shape, SPACING, thresholds)
-    np.testing.assert_array_equal(out, labels)
-    monkeypatch.undo()
-    monkeypatch.setattr(repair, "measure_shape", flagging_beside)
+    assert repair.WIDEN_FRAMES == 4
+    truth, labels, shape, thresholds = _one_frame_moved_with_flagging_bridges(
+        phantom, monkeypatch, lambda replaced: replaced[-1] + 1 if replaced[0] >= 2 else None
+    )
+    monkeypatch.setattr(repair, "WIDEN_FRAMES", widen)
     out, after = repair._widened_bridges(labels, shape, SPACING, thresholds)
-    assert repair.WIDEN_FRAMES == 4 and after.clean.all()
+    if widen == 2:
+        np.testing.assert_array_equal(out, labels)
+        return
+    assert after.clean.all()
     np.testing.assert_array_equal(out[[0, 8, 9]], labels[[0, 8, 9]])
     assert all((out[t] != labels[t]).any() for t in (1, 2, 3, 4))
     for t in range(1, 8):
