@@ -1039,8 +1039,10 @@ def _atrium_repaired(out: np.ndarray, shape: ShapeMeasures, spacing_mm: tuple[fl
     def tries(frame: np.ndarray) -> Iterator[np.ndarray]:
         """The repairs of one (h, w) frame, in the order of the docstring, each made only if asked."""
         yield trim(frame)
-        joined, kept = mended_atrium(frame, spacing_mm), mended_atrium(frame, spacing_mm, join=False)
-        yield from (joined, kept, trim(joined), trim(kept))
+        joined = mended_atrium(frame, spacing_mm)
+        yield joined
+        kept = mended_atrium(frame, spacing_mm, join=False)
+        yield from (kept, trim(joined), trim(kept))
         reached = mended_atrium(frame, spacing_mm, join=False, reach_lv=True)
         yield from (reached, trim(reached))
 

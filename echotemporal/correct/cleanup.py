@@ -205,10 +205,7 @@ def close_lv_gaps(out: np.ndarray, spacing_mm: tuple[float, float], radius_mm: f
         lv = frame == LV
         if not (frame == LA).any() or not lv.any():
             continue
-        heart = frame != BACKGROUND
-        if crack_length_mm(lv, ~heart, *spacing_mm) <= MAX_LV_CONTACT * width_mm(lv, spacing_mm[1]):
-            continue  # LV sealed (up to hinge pixels, as in expert masks): nothing to close
-        pockets = _junction_pockets(frame, lv, heart, spacing_mm, radius_mm)
+        pockets = _junction_pockets(frame, lv, frame != BACKGROUND, spacing_mm, radius_mm)
         if pockets is None:
             continue
         # Each pocket pixel joins its nearest structure, the LA standing in for the LV: the LV (its
@@ -252,8 +249,11 @@ def _junction_pockets(
     The 8-connected pieces of background inside the heart's closing that touch both the LV and the
     LA. Only pieces touching the LV count, so the closing runs on a window around the background
     pixels next to the LV, widened on every side that such a piece reaches inside the frame until
-    none does: the pieces are then whole.
+    none does: the pieces are then whole. None without looking where the LV touches the background
+    over at most ``MAX_LV_CONTACT`` of its width: sealed up to hinge pixels, as in expert masks.
     """
+    if crack_length_mm(lv, ~heart, *spacing_mm) <= MAX_LV_CONTACT * width_mm(lv, spacing_mm[1]):
+        return None
     shape = frame.shape
     lv_box = grow(heart_box(lv, margin=0), (1, 1), shape)
     near_lv = np.zeros(shape, dtype=bool)
@@ -531,11 +531,9 @@ def mended_atrium(frame: np.ndarray, spacing_mm: tuple[float, float], join: bool
     box = mask_box(out == LA, margin=1)
     crop = out[box]
     crop[ndimage.binary_fill_holes(crop == LA) & (crop == BACKGROUND)] = LA
-    heart = out != BACKGROUND
-    if crack_length_mm(lv, ~heart, *spacing_mm) > MAX_LV_CONTACT * width_mm(lv, spacing_mm[1]):  # else sealed
-        pockets = _junction_pockets(out, lv, heart, spacing_mm, JUNCTION_RADIUS_MM)
-        if pockets is not None:
-            out[pockets] = LA
+    pockets = _junction_pockets(out, lv, out != BACKGROUND, spacing_mm, JUNCTION_RADIUS_MM)
+    if pockets is not None:
+        out[pockets] = LA
     return out
 
 
