@@ -76,6 +76,7 @@ def heavy_row(index: int, model, config, thresholds, repeats: int, set_name: str
     as in a one-shot command-line run, while the median and best are of the ``repeats`` calls after it.
     """
     from echotemporal.phantoms import load_real_shapes
+    from echotemporal.measure.anatomy import forget_checked_frames
     from echotemporal.phantoms.failure_set import HELD_OUT_SEED_BASE, benchmark_coherent_case, benchmark_near_total_case
     from echotemporal.pipeline import smooth_sequence
 
@@ -83,6 +84,7 @@ def heavy_row(index: int, model, config, thresholds, repeats: int, set_name: str
     case = make(index, HELD_OUT_SEED_BASE, real=load_real_shapes("test"))
     times, cpu = [], []
     for _ in range(repeats + 1):
+        forget_checked_frames()  # each call as a first one: no criteria remembered from the last
         t, c = time.perf_counter(), time.process_time()
         smooth_sequence(case.labels, case.spacing_mm, model=model, config=config, thresholds=thresholds,
                         ed_frame=case.ed_frame, es_frame=case.es_frame)
@@ -125,6 +127,7 @@ def main() -> None:
         os.environ["ECHOTEMPORAL_THREADS"] = str(args.measure_threads)  # the CLI child inherits it too
     from echotemporal.core.config import SmoothingConfig
     from echotemporal.io import write_sequence
+    from echotemporal.measure.anatomy import forget_checked_frames
     from echotemporal.pipeline import smooth_sequence
     from echotemporal.measure.sequence import THREADS_ENV
     from echotemporal.measure.temporal import load_thresholds
@@ -141,6 +144,7 @@ def main() -> None:
     config = SmoothingConfig(method=args.method)
 
     def run():  # noqa: ANN202
+        forget_checked_frames()  # each run as a first one: no criteria remembered from the last
         return smooth_sequence(labels, spacing, model=model, config=config, thresholds=thresholds,
                                ed_frame=ed, es_frame=es)
 

@@ -352,19 +352,22 @@ class BilinearTaps:
 
     Pixels are numbered row-major inside ``box``. A pixel between grid rows/columns i..i+1, j..j+1
     blends the four grid pixels ``k00 = i·G + j``, ``k00 + 1``, ``k00 + G``, ``k00 + G + 1`` with
-    ``weights``; pixels outside the grid get zero weights (values outside the grid are 0).
+    the weights ``(1−a)(1−b), (1−a)b, a(1−b), ab`` (computed for the pixels blended only); pixels
+    outside the grid get zero weights (values outside the grid are 0).
 
     Attributes:
         box: the native box (row and column slices).
         k00: (N,) int64 flat grid index of each pixel's top-left neighbour (clipped to the grid).
-        weights: (4, N) float32 weights of the four neighbours.
+        a, b: (N,) float32 offsets of each pixel from its top-left neighbour in grid rows and columns
+            (0 outside the grid).
         inside: (N,) bool, pixel within the grid.
         grid_size: G.
     """
 
     box: Box
     k00: np.ndarray
-    weights: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
     inside: np.ndarray
     grid_size: int
 
@@ -396,10 +399,16 @@ class BilinearTaps:
         Returns:
             (n, C) float32.
         """
-        w = self.weights[:, pixels, None]
-        out = np.zeros((len(pixels), values.shape[1]), dtype=np.float32)
+        a, b = self.a[pixels], self.b[pixels]
+        w = (np.stack([(1 - a) * (1 - b), (1 - a) * b, a * (1 - b), a * b]) * self.inside[pixels])[:, :, None]
+        T, C, GG = values.shape
+        out = np.zeros((len(pixels), C), dtype=np.float32)
+        # Flat gathers, one per channel: much faster than numpy's mixed (array, slice, array) indexing.
+        flat = np.ascontiguousarray(values).reshape(-1)
+        first = np.asarray(frames, dtype=np.int64) * (C * GG)
         for weight, k in zip(w, self.corners(pixels)):
-            out += weight * values[frames, :, k]
+            at = first + k
+            out += weight * np.stack([flat[at + c * GG] for c in range(C)], axis=1)
         return out
 
 
@@ -420,8 +429,7 @@ def bilinear_taps(alignment: SequenceAlignment, box: Box) -> BilinearTaps:
     j0 = np.clip(np.floor(gc), 0, G - 2).astype(np.int64)
     a = np.where(inside, gr - i0, 0.0).astype(np.float32)
     b = np.where(inside, gc - j0, 0.0).astype(np.float32)
-    weights = np.stack([(1 - a) * (1 - b), (1 - a) * b, a * (1 - b), a * b]) * inside
-    return BilinearTaps(box, i0 * G + j0, weights.astype(np.float32), inside, G)
+    return BilinearTaps(box, i0 * G + j0, a, b, inside, G)
 
 
 def probabilities_to_native_labels(probs: np.ndarray, alignment: SequenceAlignment) -> np.ndarray:
@@ -450,14 +458,18 @@ def probabilities_to_native_labels(probs: np.ndarray, alignment: SequenceAlignme
     r0, r1, c0, c1 = box[0].start, box[0].stop, box[1].start, box[1].stop
     taps = bilinear_taps(alignment, box)
     pix = np.flatnonzero(taps.inside)
-    flat = grid_lab.reshape(T, G * G)
-    l00, l01, l10, l11 = (flat[:, k] for k in taps.corners(pix))
-    lab = l00.copy()
-    t_idx, p_idx = np.nonzero((l00 != l01) | (l00 != l10) | (l00 != l11))
+    # Grid cells (top-left corner k00; k00 is clipped to i, j <= G - 2) whose four corners disagree.
+    mixed = np.zeros((T, G, G), dtype=bool)
+    corner = grid_lab[:, :-1, :-1]
+    mixed[:, :-1, :-1] = (corner != grid_lab[:, :-1, 1:]) | (corner != grid_lab[:, 1:, :-1]) | (corner != grid_lab[:, 1:, 1:])
+    # Gathered pixel-major ((N, T): rows of T contiguous bytes), much faster than column gathers of (T, G·G).
+    k00 = taps.k00[pix]
+    lab = np.ascontiguousarray(grid_lab.reshape(T, G * G).T)[k00]
+    p_idx, t_idx = np.divmod(np.flatnonzero(np.ascontiguousarray(mixed.reshape(T, G * G).T)[k00]), T)
     if t_idx.size:
         # Ties go to the lower class, like argmax.
-        lab[t_idx, p_idx] = taps.blend(probs.reshape(T, C, G * G), t_idx, pix[p_idx]).argmax(axis=1)
+        lab[p_idx, t_idx] = taps.blend(probs.reshape(T, C, G * G), t_idx, pix[p_idx]).argmax(axis=1)
     box = np.zeros((T, (r1 - r0) * (c1 - c0)), dtype=np.uint8)
-    box[:, pix] = lab
+    box[:, pix] = lab.T
     out[:, r0:r1, c0:c1] = box.reshape(T, r1 - r0, c1 - c0)
     return out

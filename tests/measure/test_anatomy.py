@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from echotemporal.measure.anatomy import CRITERIA, THRESHOLDS, check_validity, valid_frames
+from echotemporal.measure import anatomy
+from echotemporal.measure.anatomy import CRITERIA, THRESHOLDS, check_validity, forget_checked_frames, valid_frames
 from echotemporal.core.errors import ConfigError, InvalidLabelsError
 from echotemporal.phantoms.real_shapes import default_real_shapes_dir, load_real_shapes, real_shape_spacing_mm
 
@@ -147,6 +148,32 @@ def test_lv_myo_width_ratio() -> None:
     # 16 mm of LV between two 1.5 mm walls: 16 / 3 > 4.15.
     assert "lv_myo_width_ratio" in _failed(_heart(wall=1.5))
     assert "lv_myo_width_ratio" not in _failed(_heart(wall=2.5))  # 16 / 5 = 3.2
+
+
+def test_remembered_criteria_follow_the_frame_and_its_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    computed = []
+    measure = anatomy._frame_criteria
+    monkeypatch.setattr(anatomy, "_frame_criteria", lambda crop, *rest: computed.append(1) or measure(crop, *rest))
+    wide_la, sound = _heart(la_half_width=RADIUS + 5.0), _heart()
+    forget_checked_frames()
+    first = check_validity(np.stack([wide_la, sound]), SPACING)
+    assert len(computed) == 2 and not first[0].all() and first[1].all()
+    first[:] = True  # the caller's array: not what is remembered
+    again = check_validity(np.stack([sound, wide_la, wide_la]), SPACING)
+    assert len(computed) == 2  # every frame known
+    assert again[0].all() and "myo_la_frontier" in {CRITERIA[j] for j in np.flatnonzero(~again[1])}
+    assert (again[1] == again[2]).all()
+    # Other limits, another spacing, a frame one pixel different: measured again, with their own answers.
+    assert check_validity(wide_la, SPACING, thresholds={"myo_la_frontier": 0.5}).all() and len(computed) == 3
+    check_validity(sound, (2 * SPACING[0], 2 * SPACING[1]))
+    assert len(computed) == 4
+    moved = wide_la.copy()
+    moved[np.argwhere(moved == 2)[0][0], np.argwhere(moved == 2)[0][1]] = 0
+    check_validity(moved, SPACING)
+    assert len(computed) == 5
+    forget_checked_frames()
+    check_validity(sound, SPACING)
+    assert len(computed) == 6
 
 
 def test_lv_touching_background() -> None:

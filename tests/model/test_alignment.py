@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 import pytest
 
 from echotemporal.model.alignment import (
@@ -60,6 +61,12 @@ def test_round_trip_dice_at_native_resolution(tilt):
     # The label-only fast path gives the same argmax.
     fast = probabilities_to_native_labels(onehot(grid), al)
     assert (fast == rec).mean() > 0.999
+    # Soft probabilities (blurred, noisy): most border pixels take the interpolated path.
+    rng = np.random.default_rng(1)
+    soft = np.exp(ndimage.gaussian_filter(4.0 * onehot(grid) + rng.normal(0.0, 1.0, (6, 3, 128, 128)), (0, 0, 2, 2)))
+    soft = (soft / soft.sum(axis=1, keepdims=True)).astype(np.float32)
+    slow = probabilities_to_native(soft, al).argmax(axis=1)
+    assert (probabilities_to_native_labels(soft, al) == slow).mean() > 0.9999
 
 
 def test_rotation_removes_known_tilt_and_apex_goes_up():
