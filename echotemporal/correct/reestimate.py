@@ -584,8 +584,10 @@ def wrong_way_runs(
     there. Across ES, likewise, a bump above both. A run across ES that never dips below its brackets
     where the drawn curve dips past them (:func:`_flattened`) has lost the volume minimum, when the
     drawn dip can be believed: a turning frame of ``drawn_turns`` inside the run (a segmenter's
-    glitch also dips the drawn curve). Runs at an end (one bracket) and runs holding both an ED and an
-    ES are not judged.
+    glitch also dips the drawn curve). Runs at an end (one bracket) are not judged. A run holding both an
+    ED and an ES (a beat the drawn curve shows inside it and the supports do not) is judged only on
+    rising past every LV drawn in it and its brackets (:func:`_beyond_drawn`): the fit between two
+    brackets of a U-Net that drew mid-systole too big climbed to an ES bigger than any frame drawn.
 
     Args:
         drawn_area: (T,) LV areas of the input (any unit); rebuilt_area: (T,) of the output.
@@ -605,7 +607,12 @@ def wrong_way_runs(
             continue
         inside = [t for t in turning if lo <= t <= hi]
         peaks = [t for t in inside if drawn_area[t] > middle]
-        if not inside or 0 < len(peaks) < len(inside):
+        if not inside:
+            continue
+        if len(peaks) < len(inside) and peaks:
+            # The drawn curve beats inside the run (a turn each way), which the fit between the
+            # brackets cannot follow; it may still not rise past everything drawn there.
+            out[lo : hi + 1] = _beyond_drawn(rebuilt_area[lo : hi + 1], drawn_area[lo - 1 : hi + 2])
             continue
         ends, run = rebuilt_area[[lo - 1, hi + 1]], rebuilt_area[lo : hi + 1]
         believed = not peaks and any(t in drawn_turns for t in inside)  # only across ES (see _flattened)
@@ -630,6 +637,12 @@ def _flattened(run: np.ndarray, brackets: np.ndarray, drawn_run: np.ndarray, dra
     over-segmentation around ES draws a peak there that no ED holds."""
     drawn_dip = 1.0 - drawn_run.min() / drawn_brackets.min()
     return bool(drawn_dip > WRONG_WAY and 1.0 - run.min() / brackets.min() < FLAT_SHARE * drawn_dip)
+
+
+def _beyond_drawn(run: np.ndarray, drawn: np.ndarray) -> bool:
+    """Whether a rebuilt run's LV areas ``run`` (n,) rise above every drawn area ``drawn`` (m,) (the
+    run's and its brackets') by more than :data:`WRONG_WAY`."""
+    return bool(run.max() > (1.0 + WRONG_WAY) * drawn.max())
 
 
 def _turns_wrong_way(run: np.ndarray, brackets: np.ndarray, toward_ed: bool) -> bool:

@@ -913,6 +913,29 @@ def test_a_rebuilt_run_is_judged_turned_the_wrong_way_only_against_its_turning_p
     assert not wrong_way_runs(drawn, bump, end_run, ~end_run, (9,)).any()
 
 
+def test_a_rebuilt_run_holding_a_drawn_beat_may_not_rise_past_everything_drawn():
+    """A run holding both an ED and an ES of the drawn curve (a U-Net that drew mid-systole too big:
+    peaks at frames 3 and 9, a dip at 6) is judged only on rising past every drawn LV of the run and its
+    brackets by more than ``WRONG_WAY``: seed 101 case 27 as two beats climbed to an ES of 80 mL where
+    the biggest frame drawn had 58 mL. A rebuilt run that stays under that, even above its brackets, is
+    left to the fit."""
+    from echotemporal.correct.reestimate import WRONG_WAY, wrong_way_runs
+
+    drawn = np.array([40, 41, 45, 60, 55, 40, 25, 40, 55, 60, 44, 42], dtype=float)
+    rebuilt = np.zeros(12, dtype=bool)
+    rebuilt[2:10] = True  # frames 1 and 10 bracket it
+    support = ~rebuilt
+    turning = (3, 6, 9)  # ED, ES, ED proposed by the drawn curve, all inside the run
+    climbed = drawn.copy()
+    climbed[2:10] = np.linspace(44, (1.0 + 2 * WRONG_WAY) * 60, 8)
+    assert wrong_way_runs(drawn, climbed, rebuilt, support, turning).tolist() == [False] * 2 + [True] * 8 + [False] * 2
+    under = drawn.copy()
+    under[2:10] = (1.0 + WRONG_WAY / 2) * 60  # above both brackets (41, 44), not past the drawn 60
+    assert not wrong_way_runs(drawn, under, rebuilt, support, turning).any()
+    # the drawn curve itself never rises past itself: the caller's test of the input gives the run its input back
+    assert not wrong_way_runs(drawn, drawn, rebuilt, support, turning).any()
+
+
 @pytest.mark.parametrize("drawn_turn", ["systole", "glitch"])
 def test_a_run_rebuilt_flat_across_end_systole_takes_its_input_back_only_where_the_walls_confirm_it(drawn_turn):
     """Known answer (``arvae._unturned``): a full cycle (ED -> ES at frame 6 -> ED), frames 4-8 rebuilt
