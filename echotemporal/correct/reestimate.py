@@ -41,13 +41,13 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import scipy.linalg
 
 from echotemporal.core.labels import LV, MYO
+from echotemporal.core.memo import ArrayMemo
 from echotemporal.correct.cleanup import MAX_MODELLED
 from echotemporal.correct.decoding import SequenceDecoder
 from echotemporal.correct.repair import bad_runs
@@ -154,24 +154,15 @@ def search_valid_latents(
     key = (np.asarray(z, dtype=np.float64).tobytes(), np.asarray(spread, dtype=np.float64).tobytes(),
            float(grid_spacing_mm), int(seed))
     with _FOUND_LOCK:
-        found = _FOUND.setdefault(model, OrderedDict())
-        if key in found:
-            found.move_to_end(key)
-            hit = found[key]
-            return None if hit is None else hit.copy()
-    result = _search(z, model, grid_spacing_mm, spread, seed, None)
-    with _FOUND_LOCK:
-        found[key] = None if result is None else result.copy()
-        if len(found) > SEARCH_MEMO:
-            found.popitem(last=False)
-    return result
+        found = _FOUND.setdefault(model, ArrayMemo(SEARCH_MEMO))
+    return found.answer(key, lambda: _search(z, model, grid_spacing_mm, spread, seed, None))
 
 
 #: Latents :func:`search_valid_latents` found (or None), per model (dropped with it), keyed by what
 #: decides them: the search is deterministic, and a sequence asks the same questions again (its
 #: readings share frames; a crop whose output comes near a cut edge is corrected again on the whole
 #: image). U-Net seed 53 case 11 (48 frames, nearly all broken) asks 300, 226 of them different.
-_FOUND: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictionary()
+_FOUND: "weakref.WeakKeyDictionary[Any, ArrayMemo]" = weakref.WeakKeyDictionary()
 _FOUND_LOCK = threading.Lock()
 #: Most searches remembered per model (each a (D,) latent), the least recently asked dropped first.
 SEARCH_MEMO = 4096

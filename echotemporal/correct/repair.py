@@ -163,8 +163,8 @@ def interpolate_residue(
     neighbour and tried again. Should the bridge of a run within ``MAX_INTERPOLATED_RUN`` frames of
     an end fail, the frames beyond it may be the broken ones (an end-systolic run whose ES is off
     too): the run is carried to that end and extrapolated like an end run, at the later end speeds.
-    A short interior run that its bridge left flagged is bridged once more from one or two frames
-    farther on each side (:func:`_widened_bridges`).
+    A short interior run that its bridge left flagged is bridged once more from one frame farther on
+    each side, up to ``WIDEN_FRAMES`` (:func:`_widened_bridges`).
 
     Args:
         out: (T, H, W) corrected labels; shape: their measures (with validity).

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -70,6 +69,7 @@ from echotemporal.core.boxes import Box, grow, union
 from echotemporal.core.components import components
 from echotemporal.core.errors import ConfigError, InvalidLabelsError
 from echotemporal.core.labels import BACKGROUND, LA, LV, MYO, Label, check_spacing, frame_boxes
+from echotemporal.core.memo import ArrayMemo
 from echotemporal.core.parallel import map_threads
 
 __all__ = ["CRITERIA", "THRESHOLDS", "check_validity", "forget_checked_frames", "valid_frames", "crack_length_mm", "width_mm"]
@@ -554,53 +554,31 @@ def check_validity(
     }
     out = np.empty((seq.shape[0], len(CRITERIA)), dtype=bool)
     context = (tuple(sorted(in_sequence.items())), row_mm, col_mm, tuple(sorted(limits.items())))
-    frame = lambda crop: _CRITERIA_MEMO.get(crop, context, _frame_criteria)  # noqa: E731
+
+    def frame(crop: np.ndarray | None) -> np.ndarray:
+        measure = lambda: _frame_criteria(crop, in_sequence, row_mm, col_mm, limits)  # noqa: E731
+        if crop is None:
+            return measure()
+        digest = hashlib.blake2b(np.ascontiguousarray(crop).data, digest_size=16).digest()
+        return _CHECKED.answer((crop.shape, digest, context), measure)
+
     for t, ok in enumerate(map_threads(frame, crops, threads)):
         out[t] = ok
     return out
 
 
-class _CriteriaMemo:
-    """The criteria of the last :data:`_MEMO_FRAMES` frames checked, by content: a correction checks
-    the same frames several times (each reading of a near-total failure measures the frames it
-    shares with the others; a third of the checks of one such sequence repeat one). The criteria
-    depend on nothing else than a heart crop (the image border included, as ``_OUTSIDE``) and the
-    ``context`` (labels present in the sequence, spacing, limits), which make the key."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.known: dict[tuple, np.ndarray] = {}  # insertion-ordered: the oldest is evicted first
-        self.lock = threading.Lock()
-
-    def get(self, crop: np.ndarray | None, context: tuple, compute) -> np.ndarray:  # noqa: ANN001
-        """The criteria of ``crop`` (see :func:`_frame_criteria`), computed by
-        ``compute(crop, in_sequence, row_mm, col_mm, limits)`` unless known."""
-        in_sequence, row_mm, col_mm, limits = dict(context[0]), context[1], context[2], dict(context[3])
-        if crop is None:
-            return compute(crop, in_sequence, row_mm, col_mm, limits)
-        key = (crop.shape, hashlib.blake2b(np.ascontiguousarray(crop).data, digest_size=16).digest(), context)
-        with self.lock:
-            known = self.known.get(key)
-        if known is not None:
-            return known.copy()
-        ok = compute(crop, in_sequence, row_mm, col_mm, limits)
-        with self.lock:
-            self.known[key] = ok.copy()
-            while len(self.known) > self.size:
-                del self.known[next(iter(self.known))]
-        return ok
-
-
-#: Frames whose criteria are remembered (a few hundred bytes each).
-_MEMO_FRAMES = 4096
-_CRITERIA_MEMO = _CriteriaMemo(_MEMO_FRAMES)
+#: The criteria of the last frames checked, by content: a correction checks the same frames several
+#: times (each reading of a near-total failure measures the frames it shares with the others; a third
+#: of the checks of one such sequence repeat one). They depend on nothing else than a heart crop (the
+#: image border included, as ``_OUTSIDE``) and the labels present in the sequence, the spacing and
+#: the limits, which make the key. 4096 frames of a few hundred bytes each.
+_CHECKED = ArrayMemo(4096)
 
 
 def forget_checked_frames() -> None:
     """Forget the criteria :func:`check_validity` remembers: a benchmark timing the same sequence
     again starts as its first run did."""
-    with _CRITERIA_MEMO.lock:
-        _CRITERIA_MEMO.known.clear()
+    _CHECKED.clear()
 
 
 def valid_frames(
