@@ -679,7 +679,7 @@ def _robust_start(
 
     spacing_mm, model, thresholds, alignment = ctx.spacing_mm, ctx.model, ctx.thresholds, ctx.alignment
     untrusted = ~trust.trusted & ~trust.kept
-    if not untrusted.any() or trust.trusted.sum() < 2:
+    if not untrusted.any() or trust.too_few:
         return labels, before, z0, trust, np.zeros(len(labels), dtype=bool)
     present = before.present
     in_range = _pose_range(before.attributes[trust.trusted], thresholds)

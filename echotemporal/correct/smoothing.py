@@ -337,7 +337,7 @@ def review_notes(
         One sentence per finding (none for a sequence the checks can vouch for).
     """
     notes = []
-    if trust is not None and n_frames > 2 and int(trust.trusted.sum()) < 2:
+    if trust is not None and n_frames > 2 and trust.too_few:
         notes.append(
             f"only {int(trust.trusted.sum())} of {n_frames} frames could be trusted (valid, reconstructed like "
             "a heart, on the sequence's own curve): there was nothing to re-estimate the others from, so they "

@@ -94,6 +94,10 @@ def test_review_notes_name_an_untrustable_sequence_and_an_esv_above_the_edv():
     assert review_notes(None, sane, 15) == []  # gaussian / none: no trust judged
     [untrusted] = review_notes(_trust([False] * 14 + [True]), sane, 15)
     assert untrusted.startswith("only 1 of 15 frames could be trusted") and "review" in untrusted
+    # Two trusted frames carry one beat, not two: in 81 frames they are too few to rebuild from.
+    [two_beats] = review_notes(_trust([True] + [False] * 40 + [True] + [False] * 39), sane, 81)
+    assert two_beats.startswith("only 2 of 81 frames could be trusted")
+    assert review_notes(_trust([True] + [False] * 20 + [True] + [False] * 18), sane, 40) == []
     [esv] = review_notes(None, inverted, 15)
     assert "ESV 149.9 mL >= EDV 111.3 mL" in esv and "ED frame 1, ES frame 15" in esv
     rebuilt = np.arange(15) >= 9

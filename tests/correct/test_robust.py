@@ -1469,6 +1469,27 @@ def test_the_clean_ups_reading_is_tried_only_where_the_drawn_one_leaves_residues
     assert tried == [1, 2]
 
 
+def test_two_trusted_frames_in_two_beats_rebuild_nothing():
+    """One trusted frame per beat cannot carry the beat's shape: 2 of 81 trusted leaves every frame
+    to the in-place correction (the robust start hands everything back), 2 of 40 is re-estimated."""
+    from types import SimpleNamespace
+
+    from echotemporal.correct.arvae import _robust_start
+    from echotemporal.correct.trust import FrameTrust
+
+    def trust(n, at):
+        t = np.zeros(n, dtype=bool)
+        t[list(at)] = True
+        return FrameTrust(t.astype(float), t, t.astype(float), t, ~t, t, np.zeros_like(t), t, t.astype(float))
+
+    labels, z0 = np.zeros((81, 4, 4), dtype=np.uint8), np.zeros((81, 3))
+    sparse = trust(81, (20, 60))
+    assert sparse.too_few and not trust(40, (10, 30)).too_few and trust(40, (10,)).too_few
+    ctx = SimpleNamespace(spacing_mm=(1.0, 1.0), model=None, thresholds=None, alignment=None)
+    out, _, z, kept, reestimated = _robust_start(labels, None, z0, ctx, (0, 80), sparse)
+    assert out is labels and z is z0 and kept is sparse and not reestimated.any()
+
+
 def test_a_near_total_failure_whose_in_place_correction_fails_is_rebuilt_another_way(model, monkeypatch):
     """Several corrections of a near-total failure run: in place (nothing trusted), rebuilt from the trusted
     clean-ups, and on the mended frames. Where the in-place one fails (simulated: every frame scored
@@ -1480,7 +1501,7 @@ def test_a_near_total_failure_whose_in_place_correction_fails_is_rebuilt_another
 
     def corrected(labels, before, z0, trust, reestimated, ctx, config):
         outcome = real(labels, before, z0, trust, reestimated, ctx, config)
-        if trust.trusted.sum() < 2 and not np.any(reestimated):
+        if trust.too_few and not np.any(reestimated):
             outcome.shape = dataclasses.replace(outcome.shape, valid=np.zeros_like(outcome.shape.valid))
         return outcome
 
