@@ -22,10 +22,11 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
 4. **No beat that is not there**: a run rebuilt across ED whose LV dips below both frames bracketing
    it, or across ES with a bump above both, turned the wrong way (:func:`wrong_way_runs`); the caller
    gives it back its input, or a bridge between the brackets where the input turns the wrong way too.
-5. **No turn before the end**: a run at an end of the sequence has one bracket, and the fit past it
-   follows the supports' trend, which broken frames can bend back: the LV growing again after the
-   bracket on the way to the given ES (:func:`wrong_way_ends`). Such a run takes its input back
-   where the input drew the whole run and does not turn itself; else it keeps the fit's phase with
+5. **No turn before the end**: a run at an end of the sequence (or beside an untrusted ED/ES end
+   frame kept as drawn) has one bracket, and the fit past it follows the supports' trend, which
+   broken frames can bend back: the LV growing again after the bracket on the way to the given ES
+   (:func:`wrong_way_ends`). Such a run takes its input back where the input drew the whole run and
+   does not turn itself; else it keeps the fit's phase with
    its shape dims held at the bracket's latent, else is held at the bracket in every dim (the
    motion stopped, never reversed). A frame of an end run that found nothing in the input (no LV or no
    myocardium), whose fitted shape is invalid and for which the latent search of step 3 finds no
@@ -689,8 +690,11 @@ def _judged_end_runs(
     found: list[tuple[int, int, int, bool]] = []
     if given is None:
         return found
+    last = len(rebuilt) - 1
     for lo, hi, bracket in _bracketed_end_runs(rebuilt, support):
-        held = [t == given[0] for t in given if lo <= t <= hi]
+        # The ED/ES it holds may be the end frame itself, kept as drawn past the run (untrusted, not rebuilt).
+        first, end = (lo, last) if bracket < lo else (0, hi)
+        held = [t == given[0] for t in given if first <= t <= end]
         if hi - lo + 1 >= END_RUN_MIN and len(held) == 1:
             found.append((lo, hi, int(bracket), held[0]))
     return found
@@ -698,10 +702,12 @@ def _judged_end_runs(
 
 def _bracketed_end_runs(rebuilt: np.ndarray, support: np.ndarray) -> list[tuple[int, int, int]]:
     """(first, last, bracket) of each run of (T,) bool ``rebuilt`` that reaches one end of the sequence
-    (not both) and whose one neighbour, the bracket, is in (T,) bool ``support``."""
+    (not both) and whose one neighbour, the bracket, is in (T,) bool ``support``. A run reaches an end
+    when no support lies between it and that end: an untrusted ED/ES end frame kept as drawn (neither
+    rebuilt nor a support) leaves the run beside it with one bracket too."""
     found = []
     for lo, hi in bad_runs(rebuilt):
-        at_start, at_end = lo == 0, hi == len(rebuilt) - 1
+        at_start, at_end = not support[:lo].any(), not support[hi + 1 :].any()
         if at_start == at_end:
             continue
         bracket = hi + 1 if at_start else lo - 1

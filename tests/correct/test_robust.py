@@ -1036,8 +1036,8 @@ def test_a_run_of_blank_frames_is_rebuilt_from_its_neighbours_not_toward_an_empt
 
 def test_an_end_run_is_judged_turned_back_only_against_the_given_ed_or_es_it_holds():
     """An end run holding the given ES may not rise above its bracket, one holding the given ED may
-    not fall below it; without ED/ES, for a run shorter than ``END_RUN_MIN``, a run holding both
-    and an interior run, nothing is judged."""
+    not fall below it, also when that ED/ES end frame was kept as drawn past the run; without ED/ES,
+    for a run shorter than ``END_RUN_MIN``, a run holding both and an interior run, nothing is judged."""
     from echotemporal.correct.reestimate import END_RUN_MIN, WRONG_WAY, wrong_way_ends
 
     area = np.array([100, 97, 92, 85, 77, 68, 60, 53, 47, 43, 41, 40], dtype=float)  # ED -> ES
@@ -1070,6 +1070,12 @@ def test_an_end_run_is_judged_turned_back_only_against_the_given_ed_or_es_it_hol
     interior = np.zeros(12, dtype=bool)
     interior[4:8] = True
     assert wrong_way_ends(back, interior, ~interior, (0, 6)) == []
+    # The given ES at the end kept as drawn (untrusted, neither rebuilt nor a support): the run beside
+    # it has one bracket and holds that ES all the same.
+    before_es = np.zeros(12, dtype=bool)
+    before_es[7:11] = True
+    assert wrong_way_ends(back, before_es, ~rebuilt, (0, 11)) == [(7, 10, 6, False)]
+    assert wrong_way_ends(on, before_es, ~rebuilt, (0, 11)) == []
 
 
 def _smoothed_with_blank_end(model, first: int):
