@@ -874,14 +874,20 @@ def _mended_frames(
     """
     from echotemporal.measure.anatomy import check_validity
 
+    def mend(t: int) -> tuple[np.ndarray, bool, bool]:
+        """Frame ``t`` mended, whether it is mended in the walled reading too, whether its base was opened."""
+        frame, drops_wall, base = _mended(labels[t], ctx.spacing_mm, before.present)
+        return frame, not drops_wall or not np.asarray(check_validity(frame, ctx.spacing_mm, present=before.present), dtype=bool).all(), base
+
     mended = labels.copy()
     walled = labels.copy()
     opened = 0
-    for t in np.flatnonzero(~before.valid):
-        mended[t], drops_wall, base = _mended(labels[t], ctx.spacing_mm, before.present)
+    broken = np.flatnonzero(~before.valid)
+    for t, (frame, in_walled, base) in zip(broken, map_threads(mend, broken, kernel_threads())):
+        mended[t] = frame
         opened += base
-        if not drops_wall or not np.asarray(check_validity(mended[t], ctx.spacing_mm, present=before.present), dtype=bool).all():
-            walled[t] = mended[t]
+        if in_walled:
+            walled[t] = frame
     done = "LV pieces joined, gaps across the wall closed" + (f", the wall closed under the LV opened in {opened} frame(s)" if opened else "")
     variants = [(mended, done)]
     if (walled != mended).any():
