@@ -877,7 +877,9 @@ def _mended_frames(
     def mend(t: int) -> tuple[np.ndarray, bool, bool]:
         """Frame ``t`` mended, whether it is mended in the walled reading too, whether its base was opened."""
         frame, drops_wall, base = _mended(labels[t], ctx.spacing_mm, before.present)
-        return frame, not drops_wall or not np.asarray(check_validity(frame, ctx.spacing_mm, present=before.present), dtype=bool).all(), base
+        if not drops_wall:
+            return frame, True, base
+        return frame, not np.asarray(check_validity(frame, ctx.spacing_mm, present=before.present), dtype=bool).all(), base
 
     mended = labels.copy()
     walled = labels.copy()

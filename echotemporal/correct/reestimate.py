@@ -26,13 +26,13 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
    frame kept as drawn) has one bracket, and the fit past it follows the supports' trend, which
    broken frames can bend back: the LV growing again after the bracket on the way to the given ES
    (:func:`wrong_way_ends`). Such a run takes its input back where the input drew the whole run and
-   does not turn itself; else it keeps the fit's phase with
-   its shape dims held at the bracket's latent, else is held at the bracket in every dim (the
-   motion stopped, never reversed). A frame of an end run that found nothing in the input (no LV or no
-   myocardium), whose fitted shape is invalid and for which the latent search of step 3 finds no
-   valid shape, takes the bracket's shape at its own phase, else the bracket's own shape, else the
-   bracket's frame as drawn, rather than its blank input. A shape that the search finds for a frame of a judged run may not turn the
-   run back past its bracket either (it is refused like an invalid one). Past the bracket the fit of
+   does not turn itself; else it keeps the fit's phase with its shape dims held at the bracket's
+   latent, else is held at the bracket in every dim (the motion stopped, never reversed). A frame of
+   an end run that found nothing in the input (no LV or no myocardium), whose fitted shape is
+   invalid and for which the latent search of step 3 finds no valid shape, takes the bracket's shape
+   at its own phase, else the bracket's own shape, else the bracket's frame as drawn, rather than
+   its blank input. A shape that the search finds for a frame of a judged run may not turn the run
+   back past its bracket either (it is refused like an invalid one). Past the bracket the fit of
    such a run, when no frame of it carries the phase of its own, is slowed toward the ED/ES it holds
    (:func:`eased_end_runs`): a straight line kept the supports' speed to the end and overshot a
    blank ED.
