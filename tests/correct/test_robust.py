@@ -1034,6 +1034,35 @@ def test_a_run_of_blank_frames_is_rebuilt_from_its_neighbours_not_toward_an_empt
     assert min(dices) > 0.9, dices
 
 
+def test_an_end_run_keeps_the_fitted_phase_and_its_brackets_shape():
+    """Past the last support, the shape dims of an end run of ``END_RUN_MIN`` frames or more are held
+    at the bracket's latent (no drift carried into shapes the sequence never showed); the phase dims
+    keep the fit, and interior runs and shorter end runs are left alone."""
+    from echotemporal.correct.reestimate import END_RUN_MIN, held_end_shapes
+
+    t = np.arange(12, dtype=float)
+    fitted = np.stack([t, 2 * t, -t], axis=1)  # dim 0 the phase, dims 1-2 shape: all drift linearly
+    rebuilt = np.zeros(12, dtype=bool)
+    rebuilt[8:] = True  # an end run of 4 frames, bracket 7
+    rebuilt[3:5] = True  # an interior run
+    held = held_end_shapes(fitted, rebuilt, ~rebuilt, np.array([0]))
+    np.testing.assert_array_equal(held[8:, 0], t[8:])  # the phase keeps the fit
+    np.testing.assert_array_equal(held[8:, 1:], np.tile(fitted[7, 1:], (4, 1)))  # the shape of frame 7
+    np.testing.assert_array_equal(held[:8], fitted[:8])  # the interior run and the supports unchanged
+    assert (fitted[8:, 1] == 2 * t[8:]).all()  # the caller's array is not written
+    short = np.zeros(12, dtype=bool)
+    short[12 - (END_RUN_MIN - 1) :] = True
+    assert held_end_shapes(fitted, short, ~short, np.array([0])) is fitted
+    # An end run beside an ED/ES end frame kept as drawn (neither rebuilt nor a support) is held too.
+    beside = np.zeros(12, dtype=bool)
+    beside[7:11] = True
+    support = ~beside
+    support[11] = False
+    kept_end = held_end_shapes(fitted, beside, support, np.array([0]))
+    np.testing.assert_array_equal(kept_end[7:11, 1:], np.tile(fitted[6, 1:], (4, 1)))
+    np.testing.assert_array_equal(kept_end[11], fitted[11])
+
+
 def test_an_end_run_is_judged_turned_back_only_against_the_given_ed_or_es_it_holds():
     """An end run holding the given ES may not rise above its bracket, one holding the given ED may
     not fall below it, also when that ED/ES end frame was kept as drawn past the run; without ED/ES,
