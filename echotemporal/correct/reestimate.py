@@ -35,7 +35,10 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
    back past its bracket either (it is refused like an invalid one). Past the bracket the fit of
    such a run, when no frame of it carries the phase of its own, is slowed toward the ED/ES it holds
    (:func:`eased_end_runs`): a straight line kept the supports' speed to the end and overshot a
-   blank ED.
+   blank ED. And past the bracket of every end run of :data:`END_RUN_MIN` frames or more, judged
+   or not, only the phase dims follow the fit; the others are held at the bracket's latent
+   (:func:`held_end_shapes`): the supports' drift in the wall and the pose, carried on for a dozen
+   frames, drew shapes the sequence never showed.
 """
 
 from __future__ import annotations
