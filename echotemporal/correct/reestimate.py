@@ -26,8 +26,8 @@ detail is the failure): its latent is re-estimated from the trusted frames and d
    frame kept as drawn) has one bracket, and the fit past it follows the supports' trend, which
    broken frames can bend back: the LV growing again after the bracket on the way to the given ES
    (:func:`wrong_way_ends`). Such a run takes its input back where the input drew the whole run and
-   does not turn itself; else it keeps the fit's phase with its shape dims held at the bracket's
-   latent, else is held at the bracket in every dim (the motion stopped, never reversed). A frame of
+   does not turn itself; else it is held at the bracket in every dim (the motion stopped, never
+   reversed; its shape dims are the bracket's already, see below). A frame of
    an end run that found nothing in the input (no LV or no myocardium), whose fitted shape is
    invalid and for which the latent search of step 3 finds no valid shape, takes the bracket's shape
    at its own phase, else the bracket's own shape, else the bracket's frame as drawn, rather than
@@ -296,7 +296,7 @@ def reestimate_frames(
 
     shape_dims = np.setdiff1d(np.arange(z0.shape[1]), phase_dims)
     index = {int(t): i for i, t in enumerate(frames)}
-    restored = _hold_turned_ends(labels, out, z, rebuilt, trusted, given, shape_dims, decode_at, index)
+    restored = _hold_turned_ends(labels, out, z, rebuilt, trusted, given, decode_at, index)
     # Every frame of an end run beyond the supports, and its bracket (judged or not).
     ends = {t: bracket for lo, hi, bracket in _bracketed_end_runs(rebuilt, trusted) for t in range(lo, hi + 1)}
     # The way each judged end run heads (step 5): a shape the search below finds may not turn it back.
@@ -432,15 +432,15 @@ def _found_nothing(frame: np.ndarray) -> bool:
 
 def _hold_turned_ends(
     labels: np.ndarray, out: np.ndarray, z: np.ndarray, rebuilt: np.ndarray, trusted: np.ndarray,
-    given: tuple[int, int] | None, shape_dims: np.ndarray, decode_at: Any, index: dict[int, int],
+    given: tuple[int, int] | None, decode_at: Any, index: dict[int, int],
 ) -> np.ndarray:
     """Redo the end runs turned the wrong way (:func:`wrong_way_ends`, module step 5), in place.
 
     Such a run takes its input back where every frame of it drew an LV and a myocardium and the
     drawn LV does not turn the wrong way itself (the consistency correction then repairs it as
-    drawn). Otherwise its shape dims are held at its bracket's latent, the phase dims left to the fit
-    (the LV may still shrink toward ES or grow toward ED); where it still turns the wrong way, every
-    dim is held (the motion stopped at the bracket, never reversed). ``z`` (T, D) and ``out``
+    drawn). Otherwise every dim is held at its bracket's latent (the motion stopped at the bracket,
+    never reversed): its shape dims are held there already (:func:`held_end_shapes`), and the phase
+    dims are what turned it. ``z`` (T, D) and ``out``
     (T, H, W) are updated; ``rebuilt``: (T,) bool the re-estimated frames; ``given``: the (ED, ES)
     frames or None; ``decode_at(rows, latents)`` decodes for the re-estimated frames' rows, ``index``
     maps a frame to its row.
@@ -456,13 +456,10 @@ def _hold_turned_ends(
         if drawn_whole and not _turns_wrong_way(drawn[run], lv_areas(out[[bracket]]), toward_ed):
             out[run], restored[run] = labels[run], True
             continue
-        rows = np.array([index[int(t)] for t in run])
-        for dims in (shape_dims, np.arange(z.shape[1])):
-            held = np.stack([_held_at(z, int(t), bracket, dims) for t in run])
-            decoded = decode_at(rows, held)
-            out[run], z[run] = decoded, held
-            if not _turns_wrong_way(lv_areas(decoded), lv_areas(out[[bracket]]), toward_ed):
-                break
+        # Its shape dims are already the bracket's (:func:`held_end_shapes`): what turns it is the
+        # phase, so every dim is held.
+        held = np.repeat(z[[bracket]], len(run), axis=0)
+        out[run], z[run] = decode_at(np.array([index[int(t)] for t in run]), held), held
     return restored
 
 
