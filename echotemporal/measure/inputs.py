@@ -161,6 +161,9 @@ def prepare_input(
 
         edv, esv = lv_volumes_ml(seq.labels[[ed, es]], seq.spacing_mm)
         _gate(plausibility.ejection_problem(float(edv), float(esv), ed, es), fix, allow_implausible, warn, path)
+    _gate(plausibility.label_swap_problem(seq.labels),
+          "remap it to CAMUS labels: 0 background, 1 LV cavity, 2 myocardium, 3 LA (or --allow-implausible)",
+          allow_implausible, warn, path)
     _gate(plausibility.orientation_problem(seq.labels),
           "transpose or flip it so the apex is towards row 0 (or --allow-implausible)", allow_implausible, warn, path)
     picks = np.unique(np.linspace(0, n - 1, min(5, n)).round().astype(int))

@@ -7,6 +7,7 @@ import struct
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from echotemporal.core.errors import InputFileError
 from echotemporal.io import write_sequence
@@ -51,6 +52,53 @@ def test_orientation_of_upright_transposed_and_flipped(phantom):
     assert plausibility.orientation_problem(labels) is None
     assert "transposed or rotated" in plausibility.orientation_problem(labels.transpose(0, 2, 1))
     assert "upside down" in plausibility.orientation_problem(labels[:, ::-1])
+
+
+def _thick_basal_wall(labels):
+    """``labels`` without LA and with a myocardium 30 px thick on both sides of each frame's LV base,
+    reaching 12 px below it: the myocardium's centroid lies below the LV's, the base stays open."""
+    out = np.where(labels == 3, 0, labels)
+    for frame in out:
+        rows, cols = np.nonzero(frame == 1)
+        base = rows.max()
+        left, right = cols[rows == base].min(), cols[rows == base].max()
+        for lo, hi in ((left - 30, left), (right + 1, right + 31)):
+            block = frame[base - 30 : base + 12, lo:hi]
+            block[block == 0] = 2
+    return out
+
+
+def test_orientation_follows_the_open_base_or_the_atrium_not_the_wall(phantom):
+    # A U-Net draws the LV short or the basal wall thick: the myocardium's centroid then lies on the
+    # base's side (2 of 40 sequences of one set were refused as upside down for it).
+    thick = _thick_basal_wall(phantom.labels)
+    lv_row = np.nonzero(thick[0] == 1)[0].mean()
+    assert np.nonzero(thick[0] == 2)[0].mean() > lv_row
+    assert plausibility.orientation_problem(thick) is None
+    assert "upside down" in plausibility.orientation_problem(thick[:, ::-1])
+    # The LV drawn closed (no opening): the atrium below it tells where the base is.
+    closed = thick.copy()
+    for frame, drawn in zip(closed, phantom.labels):
+        frame[ndimage.binary_dilation(frame == 1, iterations=3) & (frame == 0)] = 2  # a rim all round
+        frame[(drawn == 3) & (frame == 0)] = 3
+    assert plausibility._open_base(np.where(closed[0] == 3, 0, closed[0]), closed[0] == 1) is None
+    assert plausibility.orientation_problem(closed) is None
+    assert "upside down" in plausibility.orientation_problem(closed[:, ::-1])
+
+
+def test_swapped_lv_and_myocardium_labels_are_named_not_called_upside_down(phantom, tmp_path):
+    labels = np.where(phantom.labels == 3, 0, phantom.labels)
+    swapped = np.select([labels == 1, labels == 2], [2, 1], labels.astype(np.int64)).astype(np.uint8)
+    assert plausibility.label_swap_problem(labels) is None
+    assert plausibility.label_swap_problem(_thick_basal_wall(phantom.labels)) is None
+    assert "labels look swapped" in plausibility.label_swap_problem(swapped)
+    assert "2 of 2 frames" in plausibility.label_swap_problem(swapped[:2])
+    assert plausibility.label_swap_problem(swapped[:1]) is not None  # one frame: that one decides
+    path = tmp_path / "swapped.nii.gz"
+    write_sequence(path, swapped, spacing_mm=SPACING)
+    with pytest.raises(InputFileError, match=r"swapped.nii.gz: the LV and myocardium labels look swapped.*remap it to CAMUS labels"):
+        prepare_input(path)
+    assert "labels look swapped" in prepare_input(path, allow_implausible=True).warnings[0]
 
 
 def _zero_pixdim(src, dst):
