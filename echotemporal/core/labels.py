@@ -9,7 +9,7 @@ import numpy as np
 
 from echotemporal.core.errors import ConfigError, InvalidLabelsError
 
-__all__ = ["Label", "BACKGROUND", "LV", "MYO", "LA", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "drop_la", "as_label_sequence", "check_spacing", "check_frame_index", "frame_indices", "frames_text", "frame_boxes"]
+__all__ = ["Label", "BACKGROUND", "LV", "MYO", "LA", "VALID_LABELS", "MODELLED_LABELS", "validate_labels", "drop_la", "as_label_sequence", "check_spacing", "check_frame_index", "check_frame_time", "frame_indices", "frames_text", "frame_boxes"]
 
 
 class Label(IntEnum):
@@ -140,6 +140,23 @@ def check_frame_index(index: int | None, n_frames: int, name: str) -> int | None
             "ED/ES out to detect them from the volume curve"
         )
     return i
+
+
+def check_frame_time(frame_time_ms: float | None) -> float | None:
+    """The time between frames in ms, as a float; ``None`` (unknown: rates per frame) passes through.
+
+    Raises:
+        ConfigError: not a positive finite number.
+    """
+    if frame_time_ms is None:
+        return None
+    value = float(frame_time_ms)
+    if not (np.isfinite(value) and value > 0):
+        raise ConfigError(
+            f"frame_time_ms={frame_time_ms!r} is not a time between frames; pass a positive number of "
+            "milliseconds (1000 / frames per second), or None for rates per frame"
+        )
+    return value
 
 
 def frame_indices(mask: np.ndarray) -> list[int]:

@@ -21,7 +21,7 @@ import numpy as np
 from echotemporal.core.boxes import Box, grow, mask_box
 from echotemporal.core.config import METHODS, SmoothingConfig
 from echotemporal.core.errors import InvalidLabelsError
-from echotemporal.core.labels import Label, as_label_sequence, check_frame_index, check_spacing
+from echotemporal.core.labels import Label, as_label_sequence, check_frame_index, check_frame_time, check_spacing
 from echotemporal.correct.arvae import smooth_arvae
 from echotemporal.correct.baselines import gaussian_smooth_labels, lcc_gaussian_labels
 from echotemporal.correct.denoise import denoise, fit_turning_points, turning_frames
@@ -196,7 +196,8 @@ def smooth_sequence(
             volume curve. ``es_frame < ed_frame`` means the sequence is stored ES→ED: it is reversed,
             processed and reversed back. Without them every beat is detected on each curve (the
             corrected one for the output): half-sequences, full cycles and several beats.
-        frame_time_ms: time between frames (file header or 1000/fps); None gives rates per frame.
+        frame_time_ms: time between frames, ms > 0 (file header or 1000/fps; else ConfigError); None gives
+            rates per frame.
 
     Returns:
         SmoothingResult with (T, H, W) uint8 labels of the input's shape (T = 1 and T = 2 are
@@ -207,6 +208,7 @@ def smooth_sequence(
     n_frames = len(arr)
     ed = check_frame_index(ed_frame, n_frames, "ed_frame")
     es = check_frame_index(es_frame, n_frames, "es_frame")
+    frame_time_ms = check_frame_time(frame_time_ms)
     if thresholds is None:
         from echotemporal.measure.temporal import load_thresholds
 
@@ -353,8 +355,10 @@ def review_notes(
     if before is not None and rebuilt.size:
         ef_in, ef_out = float(before.ef_percent), float(clinical.ef_percent)
         if math.isfinite(ef_in) and math.isfinite(ef_out) and abs(ef_out - ef_in) >= EF_REVIEW_POINTS:
+            # Named by its frames: over several beats the summary's EF is their mean, this one the first's.
+            at = "" if clinical.ed_frame is None else f" (ED frame {int(clinical.ed_frame) + 1}, ES frame {int(clinical.es_frame) + 1})"
             notes.append(
-                f"EF {ef_in:.1f} -> {ef_out:.1f} % with {rebuilt.size} frame(s) rebuilt by the shape model "
+                f"EF {ef_in:.1f} -> {ef_out:.1f} %{at} with {rebuilt.size} frame(s) rebuilt by the shape model "
                 f"(frames {int(rebuilt[0]) + 1}-{int(rebuilt[-1]) + 1}): a change this large rests on those "
                 "frames; review the volume curve"
             )

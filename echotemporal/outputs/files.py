@@ -223,9 +223,15 @@ def _residue_frames(summary: Mapping[str, Any]) -> str:
     return "; ".join(parts) or "see the summary"
 
 
+def _beats(summary: dict) -> str:
+    """" (mean of N beats)" where either volume curve holds several beats (the EF is then their mean), else ""."""
+    n = max(int(summary.get("n_beats_before") or 0), int(summary.get("n_beats_after") or 0))
+    return f" (mean of {n} beats)" if n > 1 else ""
+
+
 def summary_line(result: SmoothingResult) -> str:
     """One line for the terminal: outcome, output, method, flagged/invalid frames and EF before -> after
-    (residue frames numbered from 1, as in the Info cfg)."""
+    (the mean over the beats where there are several; residue frames numbered from 1, as in the Info cfg)."""
     s = result.summary
 
     def ef(key: str) -> str:
@@ -243,5 +249,5 @@ def summary_line(result: SmoothingResult) -> str:
         f"{outcome.upper()} "
         f"{head}{s['method']}, {s['n_frames']} frames, inconsistent {s['n_inconsistent_before']}->"
         f"{s['n_inconsistent_after']}, invalid {s['n_invalid_before']}->{s['n_invalid_after']}, "
-        f"EF {ef('ef_percent_before')}->{ef('ef_percent_after')}, {s['seconds']:.2f} s{residue}"
+        f"EF {ef('ef_percent_before')}->{ef('ef_percent_after')}{_beats(s)}, {s['seconds']:.2f} s{residue}"
     )

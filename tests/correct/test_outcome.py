@@ -104,7 +104,7 @@ def test_review_notes_name_an_untrustable_sequence_and_an_esv_above_the_edv():
     moved = SimpleNamespace(edv_ml=120.0, esv_ml=80.0, ed_frame=0, es_frame=14, ef_percent=33.3)
     sane.ef_percent = 58.3
     [ef] = review_notes(None, moved, 15, before=sane, reestimated=rebuilt)
-    assert ef.startswith("EF 58.3 -> 33.3 % with 6 frame(s) rebuilt") and "frames 10-15" in ef
+    assert ef.startswith("EF 58.3 -> 33.3 % (ED frame 1, ES frame 15) with 6 frame(s) rebuilt") and "frames 10-15" in ef
     assert review_notes(None, moved, 15, before=sane, reestimated=~rebuilt & False) == []  # nothing rebuilt
     near = SimpleNamespace(edv_ml=120.0, esv_ml=55.0, ed_frame=0, es_frame=14, ef_percent=54.2)
     assert review_notes(None, near, 15, before=sane, reestimated=rebuilt) == []  # moved by 4 points only
@@ -205,3 +205,16 @@ def test_a_heart_that_barely_contracts_cannot_be_turned_over(monkeypatch):
     assert 0 < result.summary["ef_percent_before"] < EF_TURNED_MARGIN
     assert result.summary["ef_percent_after"] <= 0
     assert result.summary["outcome"] != "worse" and not result.summary["kept_input_because_worse"]
+
+
+def test_the_summary_line_says_when_its_ef_is_a_mean_over_beats():
+    from types import SimpleNamespace
+
+    from echotemporal.outputs.files import summary_line
+
+    base = dict(method="arvae", n_frames=120, n_inconsistent_before=3, n_inconsistent_after=0, n_invalid_before=2,
+                n_invalid_after=0, ef_percent_before=38.1, ef_percent_after=43.5, seconds=1.0, outcome="clean")
+    several = summary_line(SimpleNamespace(summary={**base, "n_beats_before": 3, "n_beats_after": 3}))
+    assert "EF 38.1%->43.5% (mean of 3 beats)," in several
+    one = summary_line(SimpleNamespace(summary={**base, "n_beats_before": 1, "n_beats_after": 1}))
+    assert "EF 38.1%->43.5%," in one and "mean" not in one

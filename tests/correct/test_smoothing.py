@@ -264,6 +264,11 @@ def test_bad_inputs_raise_specific_errors(phantom):
         smooth_sequence(phantom.labels, (0.0, 1.0), config=SmoothingConfig(method="none"))
     with pytest.raises(ConfigError, match="ed_frame"):
         smooth_sequence(phantom.labels, SPACING, config=SmoothingConfig(method="none"), ed_frame=99, es_frame=0)
+    for bad in (0.0, -40.0, float("nan"), float("inf")):  # the CLI checks --fps; the library checks this
+        with pytest.raises(ConfigError, match="frame_time_ms=.*milliseconds"):
+            smooth_sequence(phantom.labels, SPACING, config=SmoothingConfig(method="none"), frame_time_ms=bad)
+    timed = smooth_sequence(phantom.labels, SPACING, config=SmoothingConfig(method="none"), frame_time_ms=40)
+    assert timed.summary["frame_time_ms"] == 40.0
 
 
 class DiskModel:
