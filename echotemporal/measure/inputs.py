@@ -135,10 +135,16 @@ def prepare_input(
         sequence: ``path`` already read.
 
     Raises:
-        InputFileError: a gate failed (the message names the override), or ED/ES/cfg out of range.
+        InputFileError: no LV or myocardium in any frame, a gate failed (the message names the
+            override), or ED/ES/cfg out of range.
     """
     path = Path(path)
     seq = read_sequence(path) if sequence is None else sequence
+    if not np.isin(seq.labels, (1, 2)).any():  # LV, MYO
+        raise InputFileError(
+            f"{path}: no LV (1) or myocardium (2) in any frame: there is nothing to correct or measure; "
+            "pass the segmentation of an apical view (the segmenter found no heart here)"
+        )
     warn: list[str] = []
     if spacing_mm is not None:
         seq = _with_spacing(seq, given_spacing(spacing_mm))

@@ -146,7 +146,9 @@ def test_check_missing_file_fails_with_one_line_naming_the_file(tmp_path: Path) 
 
 
 def test_check_cfg_beyond_the_sequence_names_the_cfg(tmp_path: Path) -> None:
-    seq = write_sequence(tmp_path / "s.nii.gz", np.zeros((3, 8, 8), np.uint8), spacing_mm=(0.3, 0.3))
+    frames = np.zeros((3, 8, 8), np.uint8)
+    frames[:, 2:6, 2:6], frames[:, 3:5, 3:5] = 2, 1  # something drawn: an empty one is refused first
+    seq = write_sequence(tmp_path / "s.nii.gz", frames, spacing_mm=(0.3, 0.3))
     cfg = tmp_path / "Info_4CH.cfg"
     cfg.write_text("ED: 1\nES: 20\nNbFrame: 20\n")
     result = _run(str(seq), "--info", str(cfg))

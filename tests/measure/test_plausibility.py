@@ -101,6 +101,19 @@ def test_swapped_lv_and_myocardium_labels_are_named_not_called_upside_down(phant
     assert "labels look swapped" in prepare_input(path, allow_implausible=True).warnings[0]
 
 
+def test_a_sequence_without_any_heart_is_refused_by_name(phantom, tmp_path):
+    path = tmp_path / "empty.nii.gz"
+    only_la = np.where(phantom.labels == 3, 3, 0).astype(np.uint8)
+    write_sequence(path, only_la, spacing_mm=SPACING)
+    with pytest.raises(InputFileError, match=r"empty.nii.gz: no LV \(1\) or myocardium \(2\) in any frame"):
+        prepare_input(path, allow_implausible=True)
+    one = only_la.copy()
+    one[3][phantom.labels[3] == 2] = 2  # a wall in one frame is something to work on
+    walled = tmp_path / "walled.nii.gz"
+    write_sequence(walled, one, spacing_mm=SPACING)
+    assert prepare_input(walled, allow_implausible=True).sequence.n_frames == len(one)
+
+
 def _zero_pixdim(src, dst):
     header = bytearray(gzip.open(src).read())
     struct.pack_into("<3f", header, 80, 0.0, 0.0, 0.0)
