@@ -222,10 +222,11 @@ def read_sequence(path: str | os.PathLike[str]) -> LabelSequence:
         warnings.warn(f"{path}: {line}", RuntimeWarning, stacklevel=2)
     dim = image.GetDimension()
     if dim not in (2, 3):
-        raise InputFileError(
-            f"{path}: {dim}D image of size {image.GetSize()}; expected a 2D frame or a 3D (x, y, t) "
-            "sequence - save one view's sequence per file"
-        )
+        size = tuple(image.GetSize())
+        # A converter's (x, y, 1, t) is one view's sequence with an empty slice axis, not several views.
+        fix = ("drop its axis of size 1 to save it as (x, y, t)" if dim == 4 and size[2] == 1
+               else "save one view's sequence per file")
+        raise InputFileError(f"{path}: {dim}D image of size {size}; expected a 2D frame or a 3D (x, y, t) sequence - {fix}")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputFileError(
             f"{path}: {image.GetNumberOfComponentsPerPixel()} channels per pixel; expected a single-channel "

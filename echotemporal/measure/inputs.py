@@ -198,6 +198,8 @@ def detected_ed_es_warning(
         edv_ml, esv_ml: volumes at the detected ED/ES, mL (None or NaN: not measurable).
         curve: which volume curve they were detected on ("input's", "corrected"), for the message.
     """
+    if n_frames < 2:  # one frame holds no ED/ES to detect; the indices' own warning says so
+        return None
     problem = plausibility.ed_es_problem(ed_frame, es_frame, n_frames)
     if problem is None and ed_frame is not None and es_frame is not None:
         as_ml = [float("nan") if v is None else float(v) for v in (edv_ml, esv_ml)]

@@ -175,8 +175,11 @@ def test_missing_unreadable_unsupported_and_4d_inputs(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="lonely.mhd"):
         read_sequence(tmp_path / "lonely.mhd")
     sitk.WriteImage(sitk.Image([3, 3, 2, 2], sitk.sitkUInt8), str(tmp_path / "four.nii.gz"))
-    with pytest.raises(InputFileError, match="four.nii.gz: 4D"):
+    with pytest.raises(InputFileError, match="four.nii.gz: 4D.*one view's sequence per file"):
         read_sequence(tmp_path / "four.nii.gz")
+    sitk.WriteImage(sitk.Image([3, 3, 1, 2], sitk.sitkUInt8), str(tmp_path / "slab.nii.gz"))
+    with pytest.raises(InputFileError, match=r"slab.nii.gz: 4D image of size \(3, 3, 1, 2\).*drop its axis of size 1"):
+        read_sequence(tmp_path / "slab.nii.gz")
 
 
 def test_input_errors_are_one_line_without_native_noise(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

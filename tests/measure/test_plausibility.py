@@ -163,6 +163,8 @@ def test_detected_ed_es_warning_names_the_file_and_the_gate():
 
     assert detected_ed_es_warning("a.nii.gz", 0, 9, 10, 120.0, 50.0) is None
     assert detected_ed_es_warning("a.nii.gz", None, None, 10, None, None) is None
+    assert detected_ed_es_warning("a.nii.gz", 0, 0, 1, 50.0, 50.0) is None  # one frame: nothing was detected
+    assert "ED = ES = frame 1" in detected_ed_es_warning("a.nii.gz", 0, 0, 2, 50.0, 50.0)
     adjacent = detected_ed_es_warning("a.nii.gz", 1, 2, 3, 120.0, 50.0)
     assert adjacent.startswith("a.nii.gz: ED/ES detected from the input's volume curve: ED frame 2 and ES frame 3")
     assert "--ed/--es" in adjacent
