@@ -185,6 +185,10 @@ def smooth_sequence(
     input, measured. Every method works on the image cropped around what is drawn (:func:`work_box`)
     and returns the whole image.
 
+    The input gates of the command line (pixel spacing, ED/ES, orientation, swapped labels, no heart
+    at all: ``measure.inputs.prepare_input`` on a file, ``measure.plausibility`` on arrays) are not
+    applied here: an array drawn upside down, or ED/ES that give a negative EF, is corrected as given.
+
     Args:
         labels: (T, H, W) uint8 label map (0 bg, 1 LV, 2 MYO, 3 LA), frame 0 first, apex towards
             row 0; an (H, W) frame is treated as T = 1.
