@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from echotemporal.core.errors import InputFileError
+from echotemporal.core.labels import Label
 from echotemporal.io.header_spacing import spacing_in_header
 from echotemporal.io.sequence import ImageGeometry, LabelSequence, read_sequence
 from echotemporal.measure import plausibility
@@ -140,7 +141,7 @@ def prepare_input(
     """
     path = Path(path)
     seq = read_sequence(path) if sequence is None else sequence
-    if not np.isin(seq.labels, (1, 2)).any():  # LV, MYO
+    if not np.isin(seq.labels, (Label.LV, Label.MYO)).any():
         raise InputFileError(
             f"{path}: no LV (1) or myocardium (2) in any frame: there is nothing to correct or measure; "
             "pass the segmentation of an apical view (the segmenter found no heart here)"

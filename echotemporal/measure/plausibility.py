@@ -115,14 +115,13 @@ def _open_base(frame: np.ndarray, lv: np.ndarray) -> np.ndarray | None:
 def _frame_orientation(frame: np.ndarray) -> tuple[float, float] | None:
     """(tilt of the LV long axis from the row axis in degrees, apex sign) of one (H, W) frame.
 
-    The apex sign is negative when the apex is towards row 0. It is the row offset, in units of
-    the LV's size (the square root of its area), of the LV's
-    centroid from the atrium's where the LA is drawn, else from the LV's opening
-    (:func:`_open_base`: the myocardium caps the apex and leaves the base open), else (the LV drawn
-    closed) the myocardium's centroid's offset from the LV's. Per U-Net sequence (seven segmenter sets, 280
-    sequences and their truths, the LA label taken out for the last two), the atrium never gave the
-    wrong side, the opening once (an LV open on every side, with an LA), the myocardium 11 times (an
-    LV drawn short, or a thick basal wall).
+    The apex sign is negative when the apex is towards row 0. It is the row offset, in units of the
+    LV's size (the square root of its area), of the LV's centroid from the atrium's where the LA is
+    drawn, else from the LV's opening (:func:`_open_base`: the myocardium caps the apex and leaves
+    the base open), else (the LV drawn closed) the myocardium's centroid's offset from the LV's. Per
+    sequence of seven U-Net sets (280 predicted, 280 true; the LA label taken out for the last two
+    cues), the atrium never gave the wrong side, the opening once (an LV open on every side), the
+    myocardium 11 times (an LV drawn short, or a thick basal wall).
     """
     lv = frame == Label.LV
     lv_c = _centroid(lv)
