@@ -160,6 +160,10 @@ def prepare_input(
             raise InputFileError(f"--fps {fps:g} is outside the {low:g}-{high:g} frames/s echo produces")
         frame_time = 1000.0 / float(fps)
     n = seq.n_frames
+    # Before the ED/ES gates: swapped labels make the LV volume curve the wall's, and ED/ES look swapped.
+    _gate(plausibility.label_swap_problem(seq.labels),
+          "remap it to CAMUS labels: 0 background, 1 LV cavity, 2 myocardium, 3 LA (or --allow-implausible)",
+          allow_implausible, warn, path)
     ed, es, source = _ed_es(path, n, info_path, ed_frame, es_frame, warn)
     fix = "check the Info cfg or --ed/--es (1-based; without either, ED/ES are detected), or --allow-implausible"
     _gate(plausibility.ed_es_problem(ed, es, n), fix, allow_implausible, warn, path)
@@ -168,9 +172,6 @@ def prepare_input(
 
         edv, esv = lv_volumes_ml(seq.labels[[ed, es]], seq.spacing_mm)
         _gate(plausibility.ejection_problem(float(edv), float(esv), ed, es), fix, allow_implausible, warn, path)
-    _gate(plausibility.label_swap_problem(seq.labels),
-          "remap it to CAMUS labels: 0 background, 1 LV cavity, 2 myocardium, 3 LA (or --allow-implausible)",
-          allow_implausible, warn, path)
     _gate(plausibility.orientation_problem(seq.labels),
           "transpose or flip it so the apex is towards row 0 (or --allow-implausible)", allow_implausible, warn, path)
     picks = np.unique(np.linspace(0, n - 1, min(5, n)).round().astype(int))

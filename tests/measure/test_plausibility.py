@@ -99,6 +99,9 @@ def test_swapped_lv_and_myocardium_labels_are_named_not_called_upside_down(phant
     with pytest.raises(InputFileError, match=r"swapped.nii.gz: the LV and myocardium labels look swapped.*remap it to CAMUS labels"):
         prepare_input(path)
     assert "labels look swapped" in prepare_input(path, allow_implausible=True).warnings[0]
+    # With ED/ES given, the wall's "volume" may grow from ED to ES: the labels are named, not the ED/ES.
+    with pytest.raises(InputFileError, match="labels look swapped"):
+        prepare_input(path, ed_frame=0, es_frame=len(swapped) - 1)
 
 
 def test_a_sequence_without_any_heart_is_refused_by_name(phantom, tmp_path):
