@@ -55,7 +55,7 @@ def _dispatch_local(
         # ignore SIGINT) and keep their results. SIGTERM/SIGHUP: stop the running ones too, now.
         if isinstance(exc, Terminated):
             terminate_workers(pids)
-        pool.shutdown(wait=True, cancel_futures=True)
+        _shut_down(pool, pids)
         for future, task in pending.items():
             if future.done() and not future.cancelled() and future.exception() is None:
                 on_result(task, future.result())
@@ -64,6 +64,18 @@ def _dispatch_local(
         pool.shutdown(wait=True)
     finally:
         pids.close()
+
+
+def _shut_down(pool: Any, pids: Any) -> None:
+    """Shut ``pool`` down, its queued patients cancelled, once its running ones end. Ctrl-C again
+    while waiting stops the running ones too, now (:func:`terminate_workers`), instead of leaving the
+    shutdown half done: the finished patients unrecorded, and the exit hanging on idle workers."""
+    while True:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+            return
+        except KeyboardInterrupt:
+            terminate_workers(pids)
 
 
 def terminate_workers(pids: Any, timeout_s: float = 5.0) -> list[int]:

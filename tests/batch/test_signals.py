@@ -197,3 +197,24 @@ def test_lock_without_fcntl_judges_by_the_process_id_in_the_file(tmp_path: Path,
     (out / LOCK_NAME).write_text("garbage\n")
     with output_lock(out) as note:  # a lock file naming no process holds nothing
         assert "stale lock (garbage)" in note
+
+
+def test_a_second_ctrl_c_while_running_patients_finish_stops_them_and_ends_the_shutdown(monkeypatch) -> None:
+    """The first Ctrl-C waits for the running patients; a second one during that wait used to leave
+    the shutdown half done (finished patients unrecorded, the exit hanging on idle workers)."""
+    from echotemporal.batch import dispatch
+
+    calls = []
+
+    class Pool:
+        def shutdown(self, wait: bool, cancel_futures: bool) -> None:
+            calls.append(("shutdown", wait, cancel_futures))
+            if len(calls) == 1:
+                raise KeyboardInterrupt  # Ctrl-C again while waiting
+
+    monkeypatch.setattr(dispatch, "terminate_workers", lambda pids: calls.append(("terminate", pids)) or [])
+    dispatch._shut_down(Pool(), "pids")
+    assert calls == [("shutdown", True, True), ("terminate", "pids"), ("shutdown", True, True)]
+    calls.clear()
+    dispatch._shut_down(type("Quiet", (), {"shutdown": lambda self, wait, cancel_futures: calls.append("done")})(), "pids")
+    assert calls == ["done"]  # no second Ctrl-C: nothing is terminated
