@@ -1,7 +1,8 @@
 """HTTP errors of the service: one JSON shape, ``{"error": ..., "hint": ...}``, with the right status.
 
 Library errors keep the one-line message the CLI prints ("culprit: problem; fix"): the part before the
-first "; " is the error, the rest the hint. Paths inside a job's private folder are shown by file name.
+first "; " outside parentheses is the error, the rest the hint. Paths inside a job's private folder are
+shown by file name.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ def error_body(error: str, hint: str = "") -> dict[str, str]:
     return {"error": error, "hint": hint}
 
 
+def _split_hint(line: str) -> tuple[str, str]:
+    """(error, hint) of a one-line message: split at its first "; " outside parentheses (a reason in
+    parentheses may hold one: "cut short; its header announces N bytes")."""
+    depth = 0
+    for i, char in enumerate(line):
+        depth += (char == "(") - (char == ")")
+        if depth <= 0 and line.startswith("; ", i):
+            return line[:i], line[i + 2 :]
+    return line, ""
+
+
 def from_library_error(exc: BaseException, private_dir: str | Path | None = None) -> ApiError:
     """The ApiError of a library (or OS) error raised on uploaded input.
 
@@ -46,7 +58,7 @@ def from_library_error(exc: BaseException, private_dir: str | Path | None = None
     line = one_line(exc)
     if private_dir is not None:
         line = line.replace(f"{Path(private_dir)}/", "").replace(str(Path(private_dir)), ".")
-    error, _, hint = line.partition("; ")
+    error, hint = _split_hint(line)
     if isinstance(exc, WeightsError):
         status = 500
     elif isinstance(exc, (InvalidLabelsError, ConfigError)):

@@ -326,3 +326,12 @@ def test_serve_command_refuses_an_empty_token_file(tmp_path: Path) -> None:
     empty.write_text("\n")
     result = CliRunner().invoke(main, ["serve", "--token-file", str(empty)])
     assert result.exit_code != 0 and "empty token file" in result.output
+
+
+def test_error_and_hint_split_at_the_first_semicolon_outside_parentheses() -> None:
+    from echotemporal.serve.errors import _split_hint
+
+    cut = "a.nii.gz: truncated or corrupt (the gzip stream is cut short; its header announces 9 bytes)"
+    assert _split_hint(f"{cut}; re-export or re-download it") == (cut, "re-export or re-download it")
+    assert _split_hint("x.nii.gz: bad; fix it; or this") == ("x.nii.gz: bad", "fix it; or this")
+    assert _split_hint("no hint here") == ("no hint here", "")
