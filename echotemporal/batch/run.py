@@ -470,7 +470,9 @@ def _run_locked(
     for case in cases:
         order.setdefault(case.patient, len(order))
     state = BatchState(out=out, views=tuple(views), config_doc=config_doc, order=order)
-    finished = _load_previous(state, out, settings) if resume and (out / SEQUENCES_CSV).exists() else set()
+    # The root too: resumed from another tree, the tables would mix the two trees' sequences.
+    compared = {"root": str(root), **settings}
+    finished = _load_previous(state, out, compared) if resume and (out / SEQUENCES_CSV).exists() else set()
     if resume and not config_doc["weights_sha256"] and finished:
         config_doc["weights_sha256"] = read_tables(out).config.get("weights_sha256")
     tasks = _build_tasks(cases, root, out, config, weights_str, overwrite or resume, finished, state, suffix)

@@ -273,6 +273,10 @@ def test_resume_refuses_other_settings(
     shutil.copytree(pool_out[0], out)
     with pytest.raises(ConfigError, match="method"):
         run_batch(camus_root, out, method="none", workers=0, resume=True, progress=False)
+    other = tmp_path / "other"  # the same sequences under another root: resuming would mix two trees
+    shutil.copytree(camus_root, other)
+    with pytest.raises(ConfigError, match=r"cannot resume with different settings \(root: "):
+        run_batch(other, out, method="gaussian", workers=0, resume=True, progress=False)
 
 
 def test_dask_local_cluster_gives_the_same_tables_as_the_pool(
