@@ -100,6 +100,10 @@ def _ed_es(
     if info.n_frames is not None and info.n_frames != n_frames:
         warn.append(f"{info_path}: NbFrame {info.n_frames} but {path} has {n_frames} frames; using its ED/ES anyway")
     if info.ed_frame is None or info.es_frame is None:
+        if (info.ed_frame is None) != (info.es_frame is None):
+            given, missing = ("ED", "ES") if info.es_frame is None else ("ES", "ED")
+            warn.append(f"{info_path}: gives {given} but no {missing}: both are detected from the volume curve; "
+                        f"add the '{missing}:' line (1-based), or pass --ed/--es")
         return None, None, None
     return info.ed_frame, info.es_frame, "cfg"
 

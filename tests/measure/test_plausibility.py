@@ -155,6 +155,11 @@ def test_prepare_input_ed_es_sources_and_gates(phantom, tmp_path):
     far.write_text("ED: 1\nES: 30\n")
     with pytest.raises(InputFileError, match=r"Info_far.cfg: ES: 30 is outside frames 1..8"):
         prepare_input(path, info_path=far)
+    half = tmp_path / "Info_half.cfg"
+    half.write_text("ED: 1\nNbFrame: 8\n")
+    lone = prepare_input(path, info_path=half)
+    assert (lone.ed_frame, lone.es_frame, lone.ed_es_source) == (None, None, None)
+    assert any("Info_half.cfg: gives ED but no ES: both are detected" in w for w in lone.warnings)
     with pytest.raises(InputFileError, match="--ed and --es go together"):
         prepare_input(path, ed_frame=0)
     with pytest.raises(InputFileError, match="--fps 1000"):
