@@ -28,6 +28,11 @@ __all__ = ["METAIO_INCOMPLETE", "check_nifti_complete", "metaimage_data_file", "
 #: What MetaIO prints when an ``.mhd``/``.mha`` holds less voxel data than its header announces.
 METAIO_INCOMPLETE = "data not read completely"
 
+#: Largest voxel data (bytes) a label-sequence file may hold or announce: 2 GiB, 2000 frames of
+#: 1000 × 1000 8-bit pixels. A file over it is refused before it is read: a few hundred kB of gzip can
+#: inflate to tens of GB (an upload to the service, say), which SimpleITK would try to hold in memory.
+MAX_VOXEL_BYTES = 2**31
+
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
 # sizeof_hdr, the first field of a NIfTI header, tells NIfTI-1 (348 bytes) from NIfTI-2 (540 bytes).
@@ -84,7 +89,10 @@ def _check_gzip_nifti(path: Path) -> None:
             while chunk := stream.read1(_CHUNK):
                 if len(head) < _NIFTI2:
                     head += chunk[: _NIFTI2 - len(head)]
+                    _check_announced(path, _nifti_needed_bytes(head))  # sized once the header is in
                 total += len(chunk)
+                if total > MAX_VOXEL_BYTES + _NIFTI2:
+                    raise _too_large(path, f"decompresses to over {total} bytes")
     except EOFError:
         failure = "the gzip stream is cut short"
     except (gzip.BadGzipFile, zlib.error) as exc:
@@ -99,6 +107,18 @@ def _check_gzip_nifti(path: Path) -> None:
         raise truncated_file_error(path, failure + announced)
 
 
+def _too_large(path: Path, what: str) -> InputFileError:
+    return InputFileError(
+        f"{path}: {what}, over the {MAX_VOXEL_BYTES / 2**30:g} GiB of voxel data a label sequence may hold; "
+        "is this a label map? (crop or split it, one view's sequence per file)"
+    )
+
+
+def _check_announced(path: Path, needed: int | None) -> None:
+    if needed is not None and needed > MAX_VOXEL_BYTES + _NIFTI2:
+        raise _too_large(path, f"its NIfTI header announces {needed} bytes")
+
+
 def check_nifti_complete(path: Path, *, gzipped: bool) -> None:
     """Raise the truncation error when a NIfTI file holds fewer bytes than its header announces.
 
@@ -109,7 +129,8 @@ def check_nifti_complete(path: Path, *, gzipped: bool) -> None:
 
     Raises:
         InputFileError: the file (or its decompressed stream) is shorter than header + voxel data, or its
-            gzip stream is cut short or fails its checksum.
+            gzip stream is cut short or fails its checksum; or it holds or announces more than
+            :data:`MAX_VOXEL_BYTES` of voxel data.
     """
     try:
         with open(path, "rb") as raw:
@@ -120,6 +141,7 @@ def check_nifti_complete(path: Path, *, gzipped: bool) -> None:
         _check_gzip_nifti(path)
         return
     needed = _nifti_needed_bytes(head)
+    _check_announced(path, needed)
     size = path.stat().st_size
     if needed is not None and size < needed:
         raise truncated_file_error(path, f"size {size} bytes; its NIfTI header announces {needed} bytes")

@@ -241,6 +241,30 @@ def test_truncated_header_and_corrupt_gzip_are_input_errors(tmp_path: Path, labe
             read_sequence(tmp_path / name)
 
 
+def test_a_file_over_the_voxel_limit_is_refused_before_it_is_read(tmp_path: Path, labels: np.ndarray, monkeypatch) -> None:
+    """A header announcing more voxel data than a label sequence may hold, and a gzip stream that
+    inflates past that limit (a few hundred kB can inflate to tens of GB), are refused unread."""
+    import gzip
+    import struct
+
+    from echotemporal.io import integrity
+
+    path = write_sequence(tmp_path / "seq.nii.gz", labels, GEOMETRY_3D)
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    struct.pack_into("<4h", raw, 40, 3, 30000, 30000, 3000)  # 2.7 TB of uint8 voxels announced
+    (tmp_path / "huge.nii.gz").write_bytes(gzip.compress(bytes(raw)))
+    (tmp_path / "huge.nii").write_bytes(bytes(raw))
+    for name in ("huge.nii.gz", "huge.nii"):
+        with pytest.raises(InputFileError, match=rf"{name}: its NIfTI header announces 2700000000352 bytes, over the 2 GiB"):
+            read_sequence(tmp_path / name)
+    monkeypatch.setattr(integrity, "MAX_VOXEL_BYTES", 10_000)
+    padded = gzip.decompress(path.read_bytes()) + bytes(20_000)  # the header announces 492 bytes; 20 kB follow
+    (tmp_path / "bomb.nii.gz").write_bytes(gzip.compress(padded))
+    with pytest.raises(InputFileError, match=r"bomb.nii.gz: decompresses to over 20492 bytes"):
+        read_sequence(tmp_path / "bomb.nii.gz")
+    np.testing.assert_array_equal(read_sequence(path).labels, labels)  # under the limit: read as ever
+
+
 def test_gzip_padding_after_a_complete_stream_is_not_truncation(tmp_path: Path, labels: np.ndarray) -> None:
     path = write_sequence(tmp_path / "seq.nii.gz", labels, GEOMETRY_3D)
     path.write_bytes(path.read_bytes() + b"\0" * 16)  # some tools pad; ITK and gzip ignore it
