@@ -108,6 +108,7 @@ def _check_gzip_nifti(path: Path) -> None:
 
 
 def _too_large(path: Path, what: str) -> InputFileError:
+    """The error for a file over :data:`MAX_VOXEL_BYTES`; ``what`` says how much it holds or announces."""
     return InputFileError(
         f"{path}: {what}, over the {MAX_VOXEL_BYTES / 2**30:g} GiB of voxel data a label sequence may hold; "
         "is this a label map? (crop or split it, one view's sequence per file)"
@@ -115,6 +116,7 @@ def _too_large(path: Path, what: str) -> InputFileError:
 
 
 def _check_announced(path: Path, needed: int | None) -> None:
+    """Raise :func:`_too_large` when a header announces ``needed`` bytes (None: not sized) over the limit."""
     if needed is not None and needed > MAX_VOXEL_BYTES + _NIFTI2:
         raise _too_large(path, f"its NIfTI header announces {needed} bytes")
 
