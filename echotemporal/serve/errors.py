@@ -31,6 +31,26 @@ def error_body(error: str, hint: str = "") -> dict[str, str]:
     return {"error": error, "hint": hint}
 
 
+#: The command line's options a library message names, as a request to the service says them: its
+#: ``ed``/``es`` fields are 0-based, and it has no allow-implausible or spacing field.
+_CLI_TO_API = (
+    ("--ed/--es (1-based; without either, ED/ES are detected)", "the ed/es fields (0-based; without them, ED/ES are detected)"),
+    ("--ed/--es numbered from 1", "the ed/es fields numbered from 0"),
+    ("or --ed/--es", "or the ed/es fields (0-based)"),
+    (", or --allow-implausible", ""),
+    (" (or --allow-implausible)", ""),
+    ("pass --spacing ROW_MM COL_MM (the scanner's pixel size)", "write the scanner's pixel size into the file's header"),
+    ("(--spacing ROW_MM COL_MM)", "in the file's header"),
+)
+
+
+def _api_words(text: str) -> str:
+    """``text`` with the command line's options said as the service's request fields (:data:`_CLI_TO_API`)."""
+    for cli, api in _CLI_TO_API:
+        text = text.replace(cli, api)
+    return text
+
+
 def _split_hint(line: str) -> tuple[str, str]:
     """(error, hint) of a one-line message: split at its first "; " outside parentheses (a reason in
     parentheses may hold one: "cut short; its header announces N bytes")."""
@@ -58,7 +78,7 @@ def from_library_error(exc: BaseException, private_dir: str | Path | None = None
     line = one_line(exc)
     if private_dir is not None:
         line = line.replace(f"{Path(private_dir)}/", "").replace(str(Path(private_dir)), ".")
-    error, hint = _split_hint(line)
+    error, hint = _split_hint(_api_words(line))
     if isinstance(exc, WeightsError):
         status = 500
     elif isinstance(exc, (InvalidLabelsError, ConfigError)):

@@ -335,3 +335,21 @@ def test_error_and_hint_split_at_the_first_semicolon_outside_parentheses() -> No
     assert _split_hint(f"{cut}; re-export or re-download it") == (cut, "re-export or re-download it")
     assert _split_hint("x.nii.gz: bad; fix it; or this") == ("x.nii.gz: bad", "fix it; or this")
     assert _split_hint("no hint here") == ("no hint here", "")
+
+
+def test_hints_name_the_request_fields_not_the_command_line_options() -> None:
+    from echotemporal.core.errors import InputFileError
+    from echotemporal.serve.errors import from_library_error
+
+    for message in (
+        "s.nii.gz: the sequence looks rotated; transpose or flip it so the apex is towards row 0 (or --allow-implausible)",
+        "s.nii.gz: ED = ES = frame 1 (1-based): the EF would be 0 %; check the Info cfg or --ed/--es (1-based; without "
+        "either, ED/ES are detected), or --allow-implausible",
+        "Info_4CH.cfg: ES: 44 is outside frames 1..24 of s.nii.gz; pass the Info cfg of this sequence's view, or --ed/--es",
+        "s.nii.gz: no pixel spacing in the header; pass --spacing ROW_MM COL_MM (the scanner's pixel size)",
+    ):
+        api = from_library_error(InputFileError(message))
+        assert "--" not in api.error + api.hint, api.hint
+        assert api.status == 400 and api.hint
+    assert "the ed/es fields (0-based" in from_library_error(InputFileError(
+        "s.nii.gz: x; check the Info cfg or --ed/--es (1-based; without either, ED/ES are detected), or --allow-implausible")).hint
