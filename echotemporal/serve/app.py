@@ -130,15 +130,17 @@ def _prepare_input(
 ) -> tuple[worker.StoredSequence, str | None, str | None, float | None]:
     """Read and check an upload (in a thread): (sequence stored for the worker, info cfg path, method, fps).
 
-    The read is the check (``io.read_sequence``, with the CLI's messages); the labels it decoded are
+    The read and the CLI's input gates are the check (``io.read_sequence``, ``measure.inputs.prepare_input``,
+    with the CLI's messages); the labels it decoded are
     stored in the job's folder for the worker (:class:`~echotemporal.serve.worker.StoredSequence`),
     which thus neither decodes the upload again nor receives the voxels through its pipe.
     ``ed``/``es`` fields (0-based) are written into an Info cfg beside the upload, over the uploaded
     cfg's values, so that the correction takes them the way the CLI takes ``--info``.
     """
     from echotemporal.core.errors import ConfigError
-    from echotemporal.io import InfoCfg, read_info_cfg, read_sequence, write_info_cfg
     from echotemporal.core.labels import check_frame_index
+    from echotemporal.io import InfoCfg, read_info_cfg, read_sequence, write_info_cfg
+    from echotemporal.measure.inputs import prepare_input
 
     fields = upload.fields
     method = fields.get("method") or None
@@ -171,6 +173,9 @@ def _prepare_input(
             frame_rate_hz=fps if fps is not None else info.frame_rate_hz,
         )
         info_path = write_info_cfg(folder / "Info_request.cfg", info)
+    # The command line's gates (no heart, swapped labels, ED/ES, orientation), answered by the POST
+    # itself, as for /v1/check, not by the job failing later; the worker's own pass finds them clear.
+    prepare_input(upload.sequence, info_path=info_path, fps=fps, sequence=sequence)
     stored = worker.StoredSequence.store(sequence, folder / ".decoded-labels.npy")  # no upload starts with "."
     return stored, None if info_path is None else str(info_path), method, fps
 

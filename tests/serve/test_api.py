@@ -328,6 +328,19 @@ def test_serve_command_refuses_an_empty_token_file(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "empty token file" in result.output
 
 
+def test_an_upload_the_cli_gates_refuse_is_refused_by_the_post(client: TestClient, files: dict[str, Path], tmp_path: Path) -> None:
+    small = files["small"]
+    empty = write_sequence(tmp_path / "empty.nii.gz", np.zeros((6, 40, 30), np.uint8), spacing_mm=(0.3, 0.3))
+    body = _assert_error(client.post("/v1/jobs", files={"sequence": ("empty.nii.gz", empty.read_bytes())}), 400,
+                         "empty.nii.gz: no LV (1) or myocardium (2) in any frame")
+    assert "apical view" in body["hint"]
+    far = tmp_path / "Info_4CH.cfg"
+    far.write_text("ED: 1\nES: 44\n")
+    body = _assert_error(client.post("/v1/jobs", files={"sequence": ("small.nii.gz", small.read_bytes()),
+                                                        "info": ("Info_4CH.cfg", far.read_bytes())}), 400, "ES: 44 is outside")
+    assert "--" not in body["hint"]
+
+
 def test_error_and_hint_split_at_the_first_semicolon_outside_parentheses() -> None:
     from echotemporal.serve.errors import _split_hint
 
