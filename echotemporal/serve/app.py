@@ -175,7 +175,7 @@ def _prepare_input(
         info_path = write_info_cfg(folder / "Info_request.cfg", info)
     # The command line's gates (no heart, swapped labels, ED/ES, orientation), answered by the POST
     # itself, as for /v1/check, not by the job failing later; the worker's own pass finds them clear.
-    prepare_input(upload.sequence, info_path=info_path, fps=fps, sequence=sequence)
+    prepare_input(upload.sequence, info_path=info_path, sequence=sequence)  # as the worker's smooth_file calls it
     stored = worker.StoredSequence.store(sequence, folder / ".decoded-labels.npy")  # no upload starts with "."
     return stored, None if info_path is None else str(info_path), method, fps
 
