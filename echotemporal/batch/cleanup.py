@@ -22,7 +22,8 @@ def _report_files(output: Path) -> list[Path]:
 
 
 def remove_previous_outputs(out: Path) -> list[Path]:
-    """Delete the earlier batch's corrected sequences, their reports, its tables and review files.
+    """Delete the earlier batch's corrected sequences, their reports and copied Info cfgs, its tables
+    and review files.
 
     Returns:
         The files removed.
@@ -34,10 +35,16 @@ def remove_previous_outputs(out: Path) -> list[Path]:
     candidates: list[Path] = []
     if table.is_file():
         with contextlib.suppress(Exception):  # an unreadable table: its outputs stay, the tables go
-            for relative in pd.read_csv(table, usecols=["output"], dtype=str)["output"].dropna():
+            rows = pd.read_csv(table, dtype=str)
+            infos = rows["info"] if "info" in rows else [None] * len(rows)
+            for relative, info in zip(rows["output"], infos):
+                if not isinstance(relative, str):
+                    continue
                 output = (out / relative).resolve()
                 if output.is_relative_to(out.resolve()):
                     candidates += _report_files(output)
+                    if isinstance(info, str) and info:  # its Info cfg, copied beside it (the mirror)
+                        candidates.append(output.parent / Path(info).name)
     candidates += [out / name for name in (SEQUENCES_CSV, FRAMES_CSV, PATIENTS_CSV, BIPLANE_CSV, BEATS_CSV, CONFIG_YAML)]
     candidates += sorted(out.glob("review*.pdf")) + sorted(out.glob("review_*.png"))
     for path in candidates:

@@ -114,11 +114,13 @@ def test_overwrite_removes_what_it_no_longer_produces(camus_root: Path, tmp_path
     (out / "review.pdf").write_bytes(b"%PDF old")
     old_2ch = out / "patient0001" / f"patient0001_2CH{SUFFIX}.nii.gz"
     old_report = out / "patient0001" / f"patient0001_2CH{SUFFIX}_summary.json"
-    assert old_2ch.is_file() and old_report.is_file()
+    old_cfg = out / "patient0001" / "Info_2CH.cfg"  # copied beside the output (the mirror)
+    assert old_2ch.is_file() and old_report.is_file() and old_cfg.is_file()
     keep = out / "notes.txt"
     keep.write_text("mine")
     run_batch(camus_root, out, method="none", workers=0, progress=False, overwrite=True, views=("4CH",))
     assert not old_2ch.exists() and not old_report.exists() and not (out / "review.pdf").exists()
+    assert not old_cfg.exists() and (out / "patient0001" / "Info_4CH.cfg").is_file()
     assert keep.exists()
     assert set(pd.read_csv(out / "sequences.csv")["view"]) == {"4CH"}
 
