@@ -102,6 +102,11 @@ def _centroid(mask: np.ndarray) -> np.ndarray | None:
     return None if rows.size == 0 else np.array([rows.mean(), cols.mean()])
 
 
+def _sampled_frames(n_frames: int, n_samples: int) -> np.ndarray:
+    """Up to ``n_samples`` frame indices spread evenly over ``n_frames`` frames, first and last included."""
+    return np.unique(np.linspace(0, n_frames - 1, min(n_samples, n_frames)).round().astype(int))
+
+
 def _open_base(frame: np.ndarray, lv: np.ndarray) -> np.ndarray | None:
     """(row, col) centroid of the LV pixels of the (H, W) ``frame`` that touch neither the LV nor the
     myocardium on one of their four sides (the base, open to the atrium or the background), or None."""
@@ -144,7 +149,7 @@ def orientation_problem(labels: np.ndarray, n_samples: int = 5) -> str | None:
     """"The sequence looks transposed/rotated" when the apex-base axis is not along the rows with the
     apex towards row 0, judged on up to ``n_samples`` frames spread over the (T, H, W) ``labels``."""
     labels = np.asarray(labels)
-    picks = np.unique(np.linspace(0, len(labels) - 1, min(n_samples, len(labels))).round().astype(int))
+    picks = _sampled_frames(len(labels), n_samples)
     found = [o for o in (_frame_orientation(labels[i]) for i in picks) if o is not None]
     if not found:
         return None
@@ -171,7 +176,7 @@ def label_swap_problem(labels: np.ndarray, n_samples: int = 5) -> str | None:
     myocardium; swapped, it did in 2 to 5 of the 5 frames sampled.
     """
     labels = np.asarray(labels)
-    picks = np.unique(np.linspace(0, len(labels) - 1, min(n_samples, len(labels))).round().astype(int))
+    picks = _sampled_frames(len(labels), n_samples)
     hits = 0
     for i in picks:
         centre = _centroid(labels[i] == Label.LV)

@@ -223,7 +223,7 @@ def _residue_frames(summary: Mapping[str, Any]) -> str:
     return "; ".join(parts) or "see the summary"
 
 
-def _beats(summary: dict) -> str:
+def _beats(summary: Mapping[str, Any]) -> str:
     """" (mean of N beats)" where either volume curve holds several beats (the EF is then their mean), else ""."""
     n = max(int(summary.get("n_beats_before") or 0), int(summary.get("n_beats_after") or 0))
     return f" (mean of {n} beats)" if n > 1 else ""
