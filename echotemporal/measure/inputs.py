@@ -178,7 +178,7 @@ def prepare_input(
         _gate(plausibility.ejection_problem(float(edv), float(esv), ed, es), fix, allow_implausible, warn, path)
     _gate(plausibility.orientation_problem(seq.labels),
           "transpose or flip it so the apex is towards row 0 (or --allow-implausible)", allow_implausible, warn, path)
-    picks = np.unique(np.linspace(0, n - 1, min(5, n)).round().astype(int))
+    picks = plausibility.sampled_frames(n, 5)
     from echotemporal.measure.clinical import lv_volumes_ml
 
     volume = plausibility.volume_warning(lv_volumes_ml(seq.labels[picks], seq.spacing_mm))

@@ -23,6 +23,7 @@ __all__ = [
     "volume_warning",
     "orientation_problem",
     "label_swap_problem",
+    "sampled_frames",
 ]
 
 #: Pixel sizes echocardiography scanners produce (row and column), mm.
@@ -102,7 +103,7 @@ def _centroid(mask: np.ndarray) -> np.ndarray | None:
     return None if rows.size == 0 else np.array([rows.mean(), cols.mean()])
 
 
-def _sampled_frames(n_frames: int, n_samples: int) -> np.ndarray:
+def sampled_frames(n_frames: int, n_samples: int) -> np.ndarray:
     """Up to ``n_samples`` frame indices spread evenly over ``n_frames`` frames, first and last included."""
     return np.unique(np.linspace(0, n_frames - 1, min(n_samples, n_frames)).round().astype(int))
 
@@ -149,7 +150,7 @@ def orientation_problem(labels: np.ndarray, n_samples: int = 5) -> str | None:
     """"The sequence looks transposed/rotated" when the apex-base axis is not along the rows with the
     apex towards row 0, judged on up to ``n_samples`` frames spread over the (T, H, W) ``labels``."""
     labels = np.asarray(labels)
-    picks = _sampled_frames(len(labels), n_samples)
+    picks = sampled_frames(len(labels), n_samples)
     found = [o for o in (_frame_orientation(labels[i]) for i in picks) if o is not None]
     if not found:
         return None
@@ -176,7 +177,7 @@ def label_swap_problem(labels: np.ndarray, n_samples: int = 5) -> str | None:
     myocardium; swapped, it did in 2 to 5 of the 5 frames sampled.
     """
     labels = np.asarray(labels)
-    picks = _sampled_frames(len(labels), n_samples)
+    picks = sampled_frames(len(labels), n_samples)
     hits = 0
     for i in picks:
         centre = _centroid(labels[i] == Label.LV)
