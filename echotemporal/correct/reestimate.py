@@ -314,7 +314,9 @@ def reestimate_frames(
             tries.append(lambda: _held_at(z, t, ends[t], np.arange(z.shape[1])))  # else the bracket's own
         for attempt in tries:
             found = attempt()
-            if found is None:
+            # z[t] itself was decoded above and found invalid: past the bracket of an end run of
+            # END_RUN_MIN frames or more its shape dims are the bracket's already (held_end_shapes).
+            if found is None or np.array_equal(found, z[t]):
                 continue
             candidate = decode_at(np.array([i]), found[None])
             if t in heading and _turns_wrong_way(lv_areas(candidate), lv_areas(out[[heading[t][0]]]), heading[t][1]):
